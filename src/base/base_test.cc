@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "base/fp16.h"
+#include "base/status.h"
+#include "base/thread_pool.h"
+
+namespace strata {
+namespace {
+
+TEST(Fp16, RoundTripsEveryHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = fp16_to_f32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    EXPECT_EQ(f32_to_fp16(f), h) << h;
+  }
+}
+
+TEST(Fp16, RoundsToNearestEven) {
+  EXPECT_EQ(fp16_to_f32(f32_to_fp16(1.0f + 1.0f / 2048)), 1.0f);               // tie -> even
+  EXPECT_EQ(fp16_to_f32(f32_to_fp16(1.0f + 3.0f / 2048)), 1.0f + 2.0f / 1024);  // tie -> even
+  EXPECT_EQ(f32_to_fp16(65520.0f), 0x7c00);                                     // overflow -> inf
+  EXPECT_EQ(fp16_to_f32(f32_to_fp16(5.9604645e-08f)), 5.9604645e-08f);          // smallest subnormal
+}
+
+TEST(Bf16, RoundsToNearestEven) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.00390625f)), 1.0f);  // tie -> even
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.01171875f)), 1.015625f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+}
+
+TEST(Status, ResultCarriesValueOrError) {
+  Result<int> ok = 3;
+  EXPECT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value(), 3);
+  Result<int> bad = Status::Error("boom");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().With("ctx").message(), "ctx: boom");
+}
+
+TEST(ThreadPool, ParallelForCoversRangeOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      for (int rep = 0; rep < 20; ++rep)
+        pool.ParallelFor(n, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 20);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata

@@ -1,0 +1,60 @@
+#include "base/mmap.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace strata {
+
+Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errorf("cannot open '%s': %s", path.c_str(), std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Errorf("cannot stat '%s': %s", path.c_str(), std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Errorf("'%s' is not a regular file", path.c_str());
+  }
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = static_cast<size_t>(st.st_size);
+  if (f->size_ > 0) {
+    void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      return Errorf("cannot mmap '%s': %s", path.c_str(), std::strerror(e));
+    }
+    f->data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ && size_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+static size_t ReadStatusKb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const size_t klen = std::strlen(key);
+  while (std::getline(in, line)) {
+    if (line.compare(0, klen, key) == 0) return std::stoull(line.substr(klen)) * 1024;
+  }
+  return 0;
+}
+
+size_t CurrentRssBytes() { return ReadStatusKb("VmRSS:"); }
+size_t PeakRssBytes() { return ReadStatusKb("VmHWM:"); }
+
+}  // namespace strata

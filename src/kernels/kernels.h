@@ -1,0 +1,83 @@
+// Compute kernels of the forward pass. Each has a plain scalar twin in namespace ref
+// (kernels_ref.cc) that defines its result; the dispatched versions pick the best SIMD path
+// for this CPU at run time (AVX-512, AVX2, else scalar) and are tested against the twins.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "tensor/dtype.h"
+
+namespace strata::kernels {
+
+// ---- Weight x activation products --------------------------------------------------------
+// As in ggml, a weight row of type W is multiplied with an activation row converted to
+// VecDotType(W): F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0.
+DType VecDotType(DType weight_type);
+
+// Converts n floats to the vec-dot format for `weight_type`; dst holds
+// RowBytes(VecDotType(weight_type), n) bytes.
+void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n);
+
+// dot(w_row, x_row): w_row in weight_type, x_row in VecDotType(weight_type).
+float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row);
+
+// Y[t, r] = sum_c W[r, c] * X[t, c]
+//   W: [rows, cols] in w_type, rows contiguous (RowBytes(w_type, cols) each)
+//   X: [n_tok, cols] f32, Y: [n_tok, rows] f32
+// Rows are split across the pool's threads. `scratch` is grown as needed and reused.
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
+            int64_t n_tok, float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch);
+
+// ---- Element-wise and row kernels ------------------------------------------------------
+// y = x / sqrt(mean(x^2) + eps) * w    (y may alias x)
+void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps);
+
+// Rotary embedding applied in place to n_heads vectors of head_dim at position pos.
+//   neox = false: rotates pairs (2i, 2i+1)   (llama in GGUF)
+//   neox = true:  rotates pairs (i, i + head_dim/2)   (qwen2)
+// theta_i = pos * base^(-2i/head_dim) / freq_factors[i]  (freq_factors may be null),
+// computed like ggml (running product of base^(-2/head_dim)) for bit-compatibility.
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int32_t pos, float base,
+          const float* freq_factors, bool neox);
+
+// In-place numerically stable softmax.
+void Softmax(float* x, int64_t n);
+
+// gate[i] = silu(gate[i]) * up[i]
+void SiluMul(float* gate, const float* up, int64_t n);
+
+// y[i] += x[i]
+void Add(float* y, const float* x, int64_t n);
+
+// Attention of one query token over n_kv cached positions of one sequence (causality is the
+// caller's: pass only the visible positions).
+//   q:   [n_heads, head_dim] f32
+//   k,v: [n_kv, kv_stride] f16, head h uses kv head h / (n_heads / n_kv_heads) at column
+//        offset kvh * head_dim
+//   out: [n_heads, head_dim] f32
+//   scratch: at least n_kv floats
+void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+               int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
+               float* out, float* scratch);
+
+// Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar").
+const char* ActivePath();
+
+namespace ref {
+void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n);
+float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row);
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
+            int64_t n_tok, float* Y);
+void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps);
+void Rope(float* x, int64_t n_heads, int64_t head_dim, int32_t pos, float base,
+          const float* freq_factors, bool neox);
+void Softmax(float* x, int64_t n);
+void SiluMul(float* gate, const float* up, int64_t n);
+void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+               int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
+               float* out, float* scratch);
+}  // namespace ref
+
+}  // namespace strata::kernels

@@ -1,0 +1,89 @@
+// Tokenizers built from GGUF metadata (tokenizer.ggml.*):
+//   model "gpt2":  byte-level BPE with a pre-tokenizer chosen by tokenizer.ggml.pre
+//                  ("qwen2", "deepseek-r1-qwen", "llama-bpe"/"llama3", ...)
+//   model "llama": SentencePiece-style BPE over scores, with byte fallback (<0xXX> tokens)
+// Behaviour matches llama.cpp's llama-vocab for these models.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "gguf/gguf.h"
+
+namespace strata {
+
+// llama.cpp's token attributes (tokenizer.ggml.token_type values).
+enum class TokenType : int32_t {
+  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5,
+  kByte = 6,
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  static Result<std::unique_ptr<Tokenizer>> FromGguf(const gguf::File& file);
+
+  // add_special: prepend BOS when the model asks for it (tokenizer.ggml.add_bos_token) and
+  //   append EOS when tokenizer.ggml.add_eos_token says so.
+  // parse_special: text of control / user-defined tokens (e.g. "<｜User｜>") becomes that
+  //   token; otherwise it is tokenized as plain text.
+  virtual std::vector<int32_t> Encode(std::string_view text, bool add_special,
+                                      bool parse_special) const = 0;
+
+  // The bytes a token stands for (byte-level decoding applied, "▁" -> " ", <0xXX> -> byte).
+  // Control tokens give their text only when `special` is true.
+  virtual std::string TokenToPiece(int32_t id, bool special = true) const = 0;
+
+  // Concatenated pieces; like llama.cpp, strips the leading space SentencePiece adds.
+  std::string Decode(const std::vector<int32_t>& ids, bool special = true) const;
+
+  int32_t n_vocab() const { return static_cast<int32_t>(tokens_.size()); }
+  int32_t bos() const { return bos_; }  // -1 when none
+  int32_t eos() const { return eos_; }
+  int32_t eot() const { return eot_; }
+  bool add_bos() const { return add_bos_; }
+  bool add_eos() const { return add_eos_; }
+  bool IsEog(int32_t id) const;  // EOS, EOT, EOM and other end-of-generation tokens
+  bool IsControl(int32_t id) const;
+  TokenType Type(int32_t id) const;
+  const std::string& Text(int32_t id) const { return tokens_[static_cast<size_t>(id)]; }
+  std::optional<int32_t> Find(std::string_view token_text) const;
+  const std::string& model() const { return model_; }
+  const std::string& pre() const { return pre_; }
+
+ protected:
+  Tokenizer() = default;
+  Status LoadCommon(const gguf::File& file);  // tokens, types, special ids, eog set
+
+  std::string model_, pre_;
+  std::vector<std::string> tokens_;
+  std::vector<TokenType> types_;
+  int32_t bos_ = -1, eos_ = -1, eot_ = -1, unk_ = -1, pad_ = -1;
+  bool add_bos_ = false, add_eos_ = false;
+  std::vector<int32_t> eog_ids_;
+};
+
+// Turns a stream of token ids into text without ever emitting half of a multi-byte UTF-8
+// character: bytes of an incomplete character are held until the next token completes it.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool special = false) : tok_(tok), special_(special) {}
+  std::string Push(int32_t id);  // text that became complete with this token
+  std::string Flush();           // whatever is left (invalid trailing bytes become U+FFFD)
+
+ private:
+  const Tokenizer& tok_;
+  bool special_;
+  std::string pending_;
+};
+
+// Length of the longest prefix of s that is complete UTF-8 (incomplete tail excluded).
+size_t CompleteUtf8Prefix(std::string_view s);
+
+}  // namespace strata
