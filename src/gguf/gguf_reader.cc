@@ -38,7 +38,7 @@ class Cursor {
     return Status::Ok();
   }
   Status ReadString(std::string_view* out, const char* what) {
-    uint64_t len;
+    uint64_t len = 0;
     STRATA_RETURN_IF_ERROR(Read(&len, what));
     if (len > kMaxStringLen) return Errorf("%s: string length %" PRIu64 " is too large", what, len);
     if (len > remaining())
@@ -65,18 +65,18 @@ bool ValidValueType(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::k
 Status ReadScalar(Cursor& c, ValueType t, Value* v, const char* what) {
   v->type = t;
   switch (t) {
-    case ValueType::kUint8: { uint8_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt8: { int8_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint16: { uint16_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt16: { int16_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint32: { uint32_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt32: { int32_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint64: { uint64_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = static_cast<int64_t>(x); return Status::Ok(); }
-    case ValueType::kInt64: { int64_t x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kFloat32: { float x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
-    case ValueType::kFloat64: { double x; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
+    case ValueType::kUint8: { uint8_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case ValueType::kInt8: { int8_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
+    case ValueType::kUint16: { uint16_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case ValueType::kInt16: { int16_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
+    case ValueType::kUint32: { uint32_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case ValueType::kInt32: { int32_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
+    case ValueType::kUint64: { uint64_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = static_cast<int64_t>(x); return Status::Ok(); }
+    case ValueType::kInt64: { int64_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
+    case ValueType::kFloat32: { float x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
+    case ValueType::kFloat64: { double x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
     case ValueType::kBool: {
-      uint8_t x;
+      uint8_t x = 0;
       STRATA_RETURN_IF_ERROR(c.Read(&x, what));
       if (x > 1) return Errorf("%s: invalid bool value %u", what, x);
       v->u = x;
@@ -146,7 +146,7 @@ Status File::ParseImpl() {
     STRATA_RETURN_IF_ERROR(c.ReadString(&e.key, "metadata key"));
     if (!keys.insert(e.key).second)
       return Errorf("duplicate metadata key '%.*s'", static_cast<int>(e.key.size()), e.key.data());
-    uint32_t t;
+    uint32_t t = 0;
     STRATA_RETURN_IF_ERROR(c.Read(&t, "metadata type"));
     if (!ValidValueType(t))
       return Errorf("metadata '%.*s': unknown value type %u", static_cast<int>(e.key.size()),
@@ -154,7 +154,7 @@ Status File::ParseImpl() {
     const auto vt = static_cast<ValueType>(t);
     if (vt == ValueType::kArray) {
       e.value.type = vt;
-      uint32_t et;
+      uint32_t et = 0;
       STRATA_RETURN_IF_ERROR(c.Read(&et, "array element type"));
       if (!ValidValueType(et) || et == static_cast<uint32_t>(ValueType::kArray))
         return Errorf("metadata '%.*s': invalid array element type %u",
@@ -204,13 +204,13 @@ Status File::ParseImpl() {
     if (!names.insert(ti.name).second)
       return Errorf("duplicate tensor '%.*s'", static_cast<int>(ti.name.size()), ti.name.data());
     const std::string nm(ti.name);
-    uint32_t n_dims;
+    uint32_t n_dims = 0;
     STRATA_RETURN_IF_ERROR(c.Read(&n_dims, "tensor n_dims"));
     if (n_dims == 0 || n_dims > kMaxDims)
       return Errorf("tensor '%s': %u dimensions (1..4 allowed)", nm.c_str(), n_dims);
     uint64_t n_elems = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
-      uint64_t dim;
+      uint64_t dim = 0;
       STRATA_RETURN_IF_ERROR(c.Read(&dim, "tensor dim"));
       if (dim == 0 || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         return Errorf("tensor '%s': invalid dimension %" PRIu64, nm.c_str(), dim);
@@ -219,7 +219,7 @@ Status File::ParseImpl() {
       n_elems *= dim;
       ti.dims.push_back(static_cast<int64_t>(dim));
     }
-    uint32_t type;
+    uint32_t type = 0;
     STRATA_RETURN_IF_ERROR(c.Read(&type, "tensor type"));
     const DTypeInfo* info = FindDType(type);
     if (!info) return Errorf("tensor '%s': unknown type id %u", nm.c_str(), type);

@@ -1,6 +1,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "gguf/gguf.h"
@@ -156,6 +157,8 @@ Status Writer::AddTensor(const std::string& name, const std::vector<int64_t>& di
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d <= 0) return Errorf("tensor '%s': dims must be positive", name.c_str());
+    if (n > std::numeric_limits<int64_t>::max() / d)
+      return Errorf("tensor '%s': element count overflows", name.c_str());
     n *= d;
   }
   STRATA_ASSIGN_OR_RETURN(uint64_t row, RowBytes(type, dims[0]));
@@ -177,60 +180,74 @@ Status Writer::AddTensorData(const std::string& name, const std::vector<int64_t>
 }
 
 Status Writer::Write(const std::string& path) const {
+  if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0 || alignment_ > (1u << 20))
+    return Errorf("cannot write '%s': alignment %u is not a power of two <= 1 MiB",
+                  path.c_str(), alignment_);
   const std::string tmp = path + ".tmp";
-  std::unique_ptr<std::FILE, FileCloser> f(std::fopen(tmp.c_str(), "wb"));
-  if (!f) return Errorf("cannot create '%s': %s", tmp.c_str(), std::strerror(errno));
-  auto put = [&](const void* p, size_t n) -> Status {
-    if (n && std::fwrite(p, 1, n, f.get()) != n)
-      return Errorf("write to '%s' failed: %s", tmp.c_str(), std::strerror(errno));
+  // Writes the whole file to `tmp`; the caller renames it or removes it on error.
+  auto write_tmp = [&]() -> Status {
+    std::unique_ptr<std::FILE, FileCloser> f(std::fopen(tmp.c_str(), "wb"));
+    if (!f) return Errorf("cannot create '%s': %s", tmp.c_str(), std::strerror(errno));
+    auto put = [&](const void* p, size_t n) -> Status {
+      if (n && std::fwrite(p, 1, n, f.get()) != n)
+        return Errorf("write to '%s' failed: %s", tmp.c_str(), std::strerror(errno));
+      return Status::Ok();
+    };
+
+    std::vector<uint8_t> head;
+    head.insert(head.end(), {'G', 'G', 'U', 'F'});
+    Append<uint32_t>(head, 3);
+    Append<uint64_t>(head, tensors_.size());
+    Append<uint64_t>(head, kvs_.size());
+    for (const KV& kv : kvs_) {
+      AppendString(head, kv.key);
+      head.insert(head.end(), kv.encoded.begin(), kv.encoded.end());
+    }
+    uint64_t offset = 0;
+    std::vector<uint64_t> offsets;
+    for (const Tensor& t : tensors_) {
+      AppendString(head, t.name);
+      Append<uint32_t>(head, static_cast<uint32_t>(t.dims.size()));
+      for (int64_t d : t.dims) Append<uint64_t>(head, static_cast<uint64_t>(d));
+      Append<uint32_t>(head, static_cast<uint32_t>(t.type));
+      Append<uint64_t>(head, offset);
+      offsets.push_back(offset);
+      offset += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
+    }
+    head.resize((head.size() + alignment_ - 1) / alignment_ * alignment_, 0);
+    STRATA_RETURN_IF_ERROR(put(head.data(), head.size()));
+
+    std::vector<uint8_t> buf;
+    static const uint8_t zeros[64] = {0};
+    for (const Tensor& t : tensors_) {
+      buf.assign(t.nbytes, 0);
+      Status st = t.fill(buf.data(), t.nbytes);
+      if (!st.ok()) return st.With("writing tensor '" + t.name + "'");
+      STRATA_RETURN_IF_ERROR(put(buf.data(), buf.size()));
+      uint64_t pad = (t.nbytes + alignment_ - 1) / alignment_ * alignment_ - t.nbytes;
+      while (pad > 0) {
+        const size_t n = pad > sizeof(zeros) ? sizeof(zeros) : static_cast<size_t>(pad);
+        STRATA_RETURN_IF_ERROR(put(zeros, n));
+        pad -= n;
+      }
+    }
+    if (std::fflush(f.get()) != 0)
+      return Errorf("flush of '%s' failed: %s", tmp.c_str(), std::strerror(errno));
+    std::FILE* raw = f.release();
+    if (std::fclose(raw) != 0)
+      return Errorf("close of '%s' failed: %s", tmp.c_str(), std::strerror(errno));
     return Status::Ok();
   };
-
-  std::vector<uint8_t> head;
-  head.insert(head.end(), {'G', 'G', 'U', 'F'});
-  Append<uint32_t>(head, 3);
-  Append<uint64_t>(head, tensors_.size());
-  Append<uint64_t>(head, kvs_.size());
-  for (const KV& kv : kvs_) {
-    AppendString(head, kv.key);
-    head.insert(head.end(), kv.encoded.begin(), kv.encoded.end());
+  Status st = write_tmp();
+  if (!st.ok()) {
+    std::remove(tmp.c_str());
+    return st;
   }
-  uint64_t offset = 0;
-  std::vector<uint64_t> offsets;
-  for (const Tensor& t : tensors_) {
-    AppendString(head, t.name);
-    Append<uint32_t>(head, static_cast<uint32_t>(t.dims.size()));
-    for (int64_t d : t.dims) Append<uint64_t>(head, static_cast<uint64_t>(d));
-    Append<uint32_t>(head, static_cast<uint32_t>(t.type));
-    Append<uint64_t>(head, offset);
-    offsets.push_back(offset);
-    offset += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = Errorf("cannot rename '%s' to '%s': %s", tmp.c_str(), path.c_str(), std::strerror(errno));
+    std::remove(tmp.c_str());
+    return st;
   }
-  head.resize((head.size() + alignment_ - 1) / alignment_ * alignment_, 0);
-  STRATA_RETURN_IF_ERROR(put(head.data(), head.size()));
-
-  std::vector<uint8_t> buf;
-  static const uint8_t zeros[64] = {0};
-  for (const Tensor& t : tensors_) {
-    buf.assign(t.nbytes, 0);
-    Status st = t.fill(buf.data(), t.nbytes);
-    if (!st.ok()) {
-      f.reset();
-      std::remove(tmp.c_str());
-      return st.With("writing tensor '" + t.name + "'");
-    }
-    STRATA_RETURN_IF_ERROR(put(buf.data(), buf.size()));
-    uint64_t pad = (t.nbytes + alignment_ - 1) / alignment_ * alignment_ - t.nbytes;
-    while (pad > 0) {
-      const size_t n = pad > sizeof(zeros) ? sizeof(zeros) : static_cast<size_t>(pad);
-      STRATA_RETURN_IF_ERROR(put(zeros, n));
-      pad -= n;
-    }
-  }
-  if (std::fflush(f.get()) != 0) return Errorf("flush of '%s' failed", tmp.c_str());
-  f.reset();
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return Errorf("cannot rename '%s' to '%s': %s", tmp.c_str(), path.c_str(), std::strerror(errno));
   return Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -51,19 +52,37 @@ void SiluMul(float* gate, const float* up, int64_t n);
 // y[i] += x[i]
 void Add(float* y, const float* x, int64_t n);
 
+// Largest head dimension Attention supports.
+constexpr int kMaxHeadDim = 1024;
+
 // Attention of one query token over n_kv cached positions of one sequence (causality is the
-// caller's: pass only the visible positions).
+// caller's: pass only the visible positions). Numerics follow llama.cpp's CPU flash attention
+// (what llama.cpp runs by default), so that outputs match it token for token: q is rounded to
+// f16, keys are visited once with an online softmax, and the weighted sum of values is kept in
+// f16, rounded after every step; the result is that sum times 1/(sum of weights).
 //   q:   [n_heads, head_dim] f32
 //   k,v: [n_kv, kv_stride] f16, head h uses kv head h / (n_heads / n_kv_heads) at column
 //        offset kvh * head_dim
 //   out: [n_heads, head_dim] f32
-//   scratch: at least n_kv floats
+//   scratch: unused (kept for interface stability)
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);
 
 // Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar").
 const char* ActivePath();
+
+// True when MatMul / VecDot / QuantizeActivationRow support weights of type t
+// (currently F32, F16, BF16, Q8_0). For other types MatMul fills Y with NaN.
+bool SupportsWeightType(DType t);
+
+// ---- Testing hooks ------------------------------------------------------------------------
+// Paths this CPU can run, best first; always ends with "scalar".
+std::vector<std::string> SupportedPaths();
+// Routes all dispatched kernels to `path` ("avx512", "avx2", "scalar"). Returns false (and
+// changes nothing) when the path is unknown or this CPU lacks it. Not safe to call while
+// kernels run on other threads.
+bool SetPathForTesting(const char* path);
 
 namespace ref {
 void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n);

@@ -1,10 +1,13 @@
 // Sampler chain, applied in llama.cpp's order: penalties -> top-k -> top-p -> min-p ->
-// temperature -> draw. temperature <= 0 means greedy (argmax of the raw logits).
+// temperature -> draw. temperature <= 0 means greedy: the argmax (lowest id on ties) of
+// the logits after the penalties (the raw logits when penalties are off).
+// The seed is always used as given (no "random seed" value); Reset() re-seeds.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace strata {
@@ -17,7 +20,7 @@ struct SamplerParams {
   float repeat_penalty = 1.0f;  // 1: off
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
-  int32_t penalty_last_n = 64;  // tokens looked back on for penalties
+  int32_t penalty_last_n = 64;  // tokens looked back on for penalties; 0: off; < 0: all
   uint64_t seed = 0xFFFFFFFFu;  // fixed seed => same output
 };
 
@@ -29,8 +32,14 @@ class Sampler {
   int32_t Sample(const float* logits, int32_t n_vocab);
   // Records a token (prompt or generated) for the penalties.
   void Accept(int32_t token);
+  // Forgets the accepted tokens and re-seeds the RNG: the sampler behaves as new.
   void Reset();
   const SamplerParams& params() const { return params_; }
+
+  // Diagnostics/tests: the candidates that survived the last Sample()'s filters as
+  // (id, logit after penalties and temperature), sorted by id; after a greedy pick, every
+  // token with its penalised logit. Allocates; not for the hot path.
+  std::vector<std::pair<int32_t, float>> LastCandidates() const;
 
  private:
   struct Candidate {
@@ -42,6 +51,17 @@ class Sampler {
   std::mt19937 rng_;
   std::deque<int32_t> history_;
   std::vector<Candidate> cand_;  // reused between calls
+  size_t n_cand_ = 0;            // candidates left after the last Sample()'s filters
+  // counts_[t]: occurrences of token t in history_ (sized to the largest id seen).
+  std::vector<int32_t> counts_;
+
+  void Seed();
+  void ApplyPenalties(int32_t n_vocab);
+  int32_t Greedy(int32_t n_vocab);
+  void TopK(size_t* size, bool* sorted);
+  void TopP(size_t* size, bool* sorted, size_t mass_size);
+  void MinP(size_t* size, bool* sorted);
+  double Uniform01();
 };
 
 }  // namespace strata

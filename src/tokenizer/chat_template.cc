@@ -1,1 +1,347 @@
-// placeholder: being written
+// Chat templates rendered in C++. Each family reproduces, byte for byte, what its
+// reference Jinja template renders under Hugging Face transformers' settings
+// (trim_blocks, lstrip_blocks, no tools); tests/data/templates/golden.json holds the
+// jinja2 renderings the tests compare against.
+#include "tokenizer/chat_template.h"
+
+#include <cstdint>
+#include <string_view>
+
+namespace strata {
+namespace {
+
+constexpr std::string_view kQwenDefaultSystem =
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+constexpr std::string_view kLlama3DateString = "26 Jul 2024";
+
+// ---------------------------------------------------------------------------------------
+// Python's str.strip() (Jinja's |trim): removes leading and trailing Unicode whitespace,
+// i.e. code points for which str.isspace() is true.
+
+bool IsPythonSpace(uint32_t cp) {
+  if (cp >= 0x09 && cp <= 0x0D) return true;
+  if (cp >= 0x1C && cp <= 0x20) return true;
+  switch (cp) {
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F:
+    case 0x205F: case 0x3000:
+      return true;
+    default:
+      return cp >= 0x2000 && cp <= 0x200A;
+  }
+}
+
+// Decodes the UTF-8 sequence at s[i]; returns its length, 0 when malformed.
+size_t DecodeUtf8(std::string_view s, size_t i, uint32_t* cp) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  size_t len;
+  uint32_t v;
+  if (b0 < 0x80) {
+    *cp = b0;
+    return 1;
+  } else if ((b0 & 0xE0) == 0xC0) {
+    len = 2;
+    v = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    v = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4;
+    v = b0 & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (b & 0x3F);
+  }
+  *cp = v;
+  return len;
+}
+
+std::string PyTrim(std::string_view s) {
+  size_t begin = 0;
+  while (begin < s.size()) {
+    uint32_t cp;
+    const size_t n = DecodeUtf8(s, begin, &cp);
+    if (n == 0 || !IsPythonSpace(cp)) break;
+    begin += n;
+  }
+  size_t end = s.size();
+  while (end > begin) {
+    // Start of the last code point: step back over up to 3 continuation bytes.
+    size_t start = end - 1;
+    while (start > begin && end - start < 4 &&
+           (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) {
+      --start;
+    }
+    uint32_t cp;
+    const size_t n = DecodeUtf8(s, start, &cp);
+    if (n != end - start || !IsPythonSpace(cp)) break;
+    end = start;
+  }
+  return std::string(s.substr(begin, end - begin));
+}
+
+// ---------------------------------------------------------------------------------------
+
+Status CheckRoles(const std::vector<ChatMessage>& messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& r = messages[i].role;
+    if (r != "system" && r != "user" && r != "assistant") {
+      return Errorf("chat message %zu: unsupported role '%s' (expected system, user or "
+                    "assistant)", i, r.c_str());
+    }
+  }
+  return Status::Ok();
+}
+
+// DeepSeek-R1: BOS, then the last system message's content, then
+// <｜User｜>text / <｜Assistant｜>answer<｜end▁of▁sentence｜>; an assistant turn keeps only
+// what follows its last </think>. The generation prompt opens the reasoning block.
+std::string RenderDeepSeekR1(const std::vector<ChatMessage>& messages, bool add_gen,
+                             const std::string& bos) {
+  std::string system;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") system = m.content;
+  }
+  std::string out = bos + system;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "user") {
+      out += "<｜User｜>";
+      out += m.content;
+    } else if (m.role == "assistant") {
+      std::string_view content = m.content;
+      const size_t pos = content.rfind("</think>");
+      if (pos != std::string_view::npos) content.remove_prefix(pos + 8);
+      out += "<｜Assistant｜>";
+      out += content;
+      out += "<｜end▁of▁sentence｜>";
+    }
+  }
+  if (add_gen) out += "<｜Assistant｜><think>\n";
+  return out;
+}
+
+// Llama 3.1: BOS, a system header carrying the knowledge/today dates and the (trimmed)
+// leading system message, then one header block per remaining message, content trimmed.
+Result<std::string> RenderLlama3(const std::vector<ChatMessage>& messages, bool add_gen,
+                                 const std::string& bos) {
+  if (messages.empty()) {
+    return Status::Error("llama3 chat template: the conversation has no messages");
+  }
+  size_t first = 0;
+  std::string system;
+  if (messages[0].role == "system") {
+    system = PyTrim(messages[0].content);
+    first = 1;
+  }
+  std::string out = bos;
+  out += "<|start_header_id|>system<|end_header_id|>\n\n";
+  out += "Cutting Knowledge Date: December 2023\n";
+  out += "Today Date: ";
+  out += kLlama3DateString;
+  out += "\n\n";
+  out += system;
+  out += "<|eot_id|>";
+  for (size_t i = first; i < messages.size(); ++i) {
+    out += "<|start_header_id|>";
+    out += messages[i].role;
+    out += "<|end_header_id|>\n\n";
+    out += PyTrim(messages[i].content);
+    out += "<|eot_id|>";
+  }
+  if (add_gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// ChatML: <|im_start|>role\ncontent<|im_end|>\n per message, a default system prompt
+// first when the conversation does not open with one.
+Result<std::string> RenderChatML(const ChatTemplateInfo& info,
+                                 const std::vector<ChatMessage>& messages, bool add_gen) {
+  if (messages.empty() && !info.allows_empty) {
+    return Status::Error("chatml chat template: the conversation has no messages");
+  }
+  std::string out;
+  if (!messages.empty() && messages[0].role != "system" && !info.default_system.empty()) {
+    out += "<|im_start|>system\n";
+    out += info.default_system;
+    out += "<|im_end|>\n";
+  }
+  for (const ChatMessage& m : messages) {
+    out += "<|im_start|>";
+    out += m.role;
+    out += "\n";
+    out += m.content;
+    out += "<|im_end|>\n";
+  }
+  if (add_gen) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Template analysis.
+
+bool Contains(const std::string& s, std::string_view needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+// Undoes the escapes of a Jinja string literal (\n, \t, \r, \\, \', \").
+std::string UnescapeJinjaLiteral(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      switch (c) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        default: out += c; break;  // \\ \' \"
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The default system prompt of a ChatML template: a string literal of the form
+// '<|im_start|>system\nTEXT<|im_end|>' whose TEXT is constant (not joined with a
+// variable). Empty when the template has none.
+std::string FindChatMLDefaultSystem(const std::string& t) {
+  // The newline is either escaped ('\\n', as in Qwen2.5's template) or a raw newline
+  // inside the literal (as in templates stored by some GGUF converters).
+  static constexpr std::string_view kOpen = "<|im_start|>system";
+  static constexpr std::string_view kClose = "<|im_end|>";
+  size_t pos = 0;
+  while ((pos = t.find(kOpen, pos)) != std::string::npos) {
+    pos += kOpen.size();
+    size_t text_begin;
+    if (t.compare(pos, 2, "\\n") == 0) {
+      text_begin = pos + 2;
+    } else if (t.compare(pos, 1, "\n") == 0) {
+      text_begin = pos + 1;
+    } else {
+      continue;
+    }
+    const size_t close = t.find(kClose, text_begin);
+    if (close == std::string::npos) break;
+    std::string_view text(t.data() + text_begin, close - text_begin);
+    bool constant = !text.empty();
+    for (size_t i = 0; i < text.size() && constant; ++i) {
+      const char c = text[i];
+      const bool escaped = i > 0 && text[i - 1] == '\\';
+      if ((c == '\'' || c == '"') && !escaped) constant = false;
+      if (c == '{' || c == '}' || c == '%') constant = false;
+    }
+    if (constant) return UnescapeJinjaLiteral(text);
+  }
+  return std::string();
+}
+
+}  // namespace
+
+const char* ChatFamilyName(ChatFamily f) {
+  switch (f) {
+    case ChatFamily::kDeepSeekR1: return "deepseek-r1";
+    case ChatFamily::kLlama3: return "llama3";
+    case ChatFamily::kChatML: return "chatml";
+  }
+  return "unknown";
+}
+
+Result<ChatFamily> ParseChatFamily(const std::string& name) {
+  for (ChatFamily f : {ChatFamily::kDeepSeekR1, ChatFamily::kLlama3, ChatFamily::kChatML}) {
+    if (name == ChatFamilyName(f)) return f;
+  }
+  return Errorf("unknown chat template name '%s' (expected deepseek-r1, llama3 or chatml)",
+                name.c_str());
+}
+
+ChatTemplateInfo DefaultChatTemplateInfo(ChatFamily family) {
+  ChatTemplateInfo info;
+  info.family = family;
+  switch (family) {
+    case ChatFamily::kDeepSeekR1:
+      info.allows_empty = true;
+      break;
+    case ChatFamily::kLlama3:
+      info.allows_empty = false;
+      break;
+    case ChatFamily::kChatML:
+      info.default_system = std::string(kQwenDefaultSystem);
+      info.allows_empty = false;
+      break;
+  }
+  return info;
+}
+
+Result<ChatTemplateInfo> AnalyzeChatTemplate(const std::string& t) {
+  if (t.empty()) return Status::Error("chat template is empty");
+  if (Contains(t, "<｜User｜>") && Contains(t, "<｜Assistant｜>")) {
+    // Older R1 templates open the generation prompt without <think>; those render
+    // differently, so they are not accepted silently.
+    if (!Contains(t, "<｜Assistant｜><think>\\n")) {
+      return Status::Error(
+          "unsupported DeepSeek chat template variant (its generation prompt does not "
+          "open a <think> block); pass --chat-template deepseek-r1 to force it");
+    }
+    return DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+  }
+  if (Contains(t, "<|start_header_id|>") && Contains(t, "<|eot_id|>")) {
+    // Only the Llama 3.1 layout (system header with the fixed dates) is reproduced.
+    if (!Contains(t, "Cutting Knowledge Date: December 2023") ||
+        !Contains(t, "26 Jul 2024")) {
+      return Status::Error(
+          "unsupported Llama 3 chat template variant (only the Llama 3.1 template with "
+          "'Cutting Knowledge Date' and date_string '26 Jul 2024' is supported); pass "
+          "--chat-template llama3 to force it");
+    }
+    return DefaultChatTemplateInfo(ChatFamily::kLlama3);
+  }
+  if (Contains(t, "<|im_start|>") && Contains(t, "<|im_end|>")) {
+    ChatTemplateInfo info;
+    info.family = ChatFamily::kChatML;
+    info.default_system = FindChatMLDefaultSystem(t);
+    // A template that reads messages[0] before its message loop (Qwen2.5) fails on an
+    // empty conversation; one that only looks inside the loop renders it.
+    const size_t first_ref = t.find("messages[0]");
+    size_t loop = t.find("for message in messages");
+    info.allows_empty = first_ref == std::string::npos ||
+                        (loop != std::string::npos && loop < first_ref);
+    return info;
+  }
+  return Status::Error(
+      "unrecognised chat template (supported: DeepSeek-R1, Llama 3.1, ChatML/Qwen2.5); "
+      "pass --chat-template deepseek-r1|llama3|chatml to choose one");
+}
+
+Result<ChatFamily> DetectChatFamily(const std::string& jinja_template) {
+  auto info = AnalyzeChatTemplate(jinja_template);
+  if (!info.ok()) return info.status();
+  return info->family;
+}
+
+Result<std::string> RenderChat(const ChatTemplateInfo& info,
+                               const std::vector<ChatMessage>& messages,
+                               bool add_generation_prompt, const std::string& bos_text) {
+  STRATA_RETURN_IF_ERROR(CheckRoles(messages));
+  switch (info.family) {
+    case ChatFamily::kDeepSeekR1:
+      return RenderDeepSeekR1(messages, add_generation_prompt, bos_text);
+    case ChatFamily::kLlama3:
+      return RenderLlama3(messages, add_generation_prompt, bos_text);
+    case ChatFamily::kChatML:
+      return RenderChatML(info, messages, add_generation_prompt);
+  }
+  return Status::Error("RenderChat: invalid chat family");
+}
+
+Result<std::string> RenderChat(ChatFamily family, const std::vector<ChatMessage>& messages,
+                               bool add_generation_prompt, const std::string& bos_text) {
+  return RenderChat(DefaultChatTemplateInfo(family), messages, add_generation_prompt,
+                    bos_text);
+}
+
+}  // namespace strata

@@ -25,9 +25,32 @@ const char* ChatFamilyName(ChatFamily f);
 Result<ChatFamily> DetectChatFamily(const std::string& jinja_template);
 Result<ChatFamily> ParseChatFamily(const std::string& name);  // "deepseek-r1", "llama3", "chatml"
 
+// What a recognised template fixes beyond its family. ChatML templates differ in the
+// system prompt they inject when the conversation has none: Qwen2.5 injects "You are Qwen,
+// created by Alibaba Cloud. You are a helpful assistant.", the plain ChatML template of
+// e.g. ggml-vocab-qwen2.gguf injects "You are a helpful assistant". Prefer
+// AnalyzeChatTemplate + the RenderChat overload below when the GGUF carries a template.
+struct ChatTemplateInfo {
+  ChatFamily family = ChatFamily::kChatML;
+  // ChatML: system prompt inserted when messages[0] is not a system message ("" = none).
+  std::string default_system;
+  // Whether an empty conversation renders (as the template does) instead of an error.
+  bool allows_empty = false;
+};
+// The defaults of a family: Qwen2.5's ChatML, DeepSeek-R1, Llama 3.1 ("26 Jul 2024").
+ChatTemplateInfo DefaultChatTemplateInfo(ChatFamily family);
+// DetectChatFamily plus the ChatML details read from the template text.
+Result<ChatTemplateInfo> AnalyzeChatTemplate(const std::string& jinja_template);
+
 // Renders the conversation. `bos_text` is the BOS token's text (the templates emit it
 // themselves); add_generation_prompt appends the opening of the assistant's turn.
 Result<std::string> RenderChat(ChatFamily family, const std::vector<ChatMessage>& messages,
+                               bool add_generation_prompt, const std::string& bos_text);
+// Same, with the details from AnalyzeChatTemplate. RenderChat(family, ...) equals
+// RenderChat(DefaultChatTemplateInfo(family), ...). Roles other than system, user and
+// assistant are an error.
+Result<std::string> RenderChat(const ChatTemplateInfo& info,
+                               const std::vector<ChatMessage>& messages,
                                bool add_generation_prompt, const std::string& bos_text);
 
 }  // namespace strata

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -41,12 +43,23 @@ class Tokenizer {
   virtual std::string TokenToPiece(int32_t id, bool special = true) const = 0;
 
   // Concatenated pieces; like llama.cpp, strips the leading space SentencePiece adds.
+  // Lossless for byte-level BPE: Decode(Encode(s)) == s for valid UTF-8 s.
   std::string Decode(const std::vector<int32_t>& ids, bool special = true) const;
+  // Exactly what llama.cpp's llama_detokenize returns: Decode plus, for vocabularies that
+  // ask for it (GPT-2/Llama 3 style BPE, not Qwen2 or SentencePiece), the Hugging Face
+  // clean_up_tokenization_spaces rules (" ?" -> "?", " 's" -> "'s", ...). Lossy.
+  std::string DecodeLikeLlamaCpp(const std::vector<int32_t>& ids, bool special = true) const;
 
   int32_t n_vocab() const { return static_cast<int32_t>(tokens_.size()); }
   int32_t bos() const { return bos_; }  // -1 when none
   int32_t eos() const { return eos_; }
   int32_t eot() const { return eot_; }
+  int32_t unk() const { return unk_; }  // -1 when none
+  int32_t pad() const { return pad_; }  // -1 when none
+  // SentencePiece: a space is put in front of text that starts the input or follows a
+  // special token (tokenizer.ggml.add_space_prefix, default true for "llama").
+  bool add_space_prefix() const { return add_space_prefix_; }
+  const std::vector<int32_t>& eog_ids() const { return eog_ids_; }  // sorted
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   bool IsEog(int32_t id) const;  // EOS, EOT, EOM and other end-of-generation tokens
@@ -61,11 +74,33 @@ class Tokenizer {
   Tokenizer() = default;
   Status LoadCommon(const gguf::File& file);  // tokens, types, special ids, eog set
 
+  // A piece of input: either a special token (token >= 0) or raw text (token == -1).
+  struct Fragment {
+    int32_t token = -1;
+    std::string_view text;
+  };
+  // Splits text on the texts of user-defined tokens (always) and control/unknown tokens
+  // (when parse_special), longest token first, like llama.cpp's tokenizer_st_partition.
+  std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
+  // The cached piece of a valid id, honouring `special` for control/unknown tokens.
+  std::string CachedPiece(int32_t id, bool special) const;
+
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> token_to_id_;
+  std::vector<int32_t> special_ids_;  // control/user-defined/unknown, longest text first
+  std::vector<std::string> pieces_;   // TokenToPiece(id, /*special=*/true), filled by subclasses
+  bool add_space_prefix_ = false;
+  bool clean_spaces_ = false;  // llama.cpp's clean_spaces, used by DecodeLikeLlamaCpp
+
   std::string model_, pre_;
   std::vector<std::string> tokens_;
   std::vector<TokenType> types_;
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, unk_ = -1, pad_ = -1;
   bool add_bos_ = false, add_eos_ = false;
+  int32_t eom_ = -1;
   std::vector<int32_t> eog_ids_;
 };
 

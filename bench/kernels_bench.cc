@@ -1,0 +1,74 @@
+// Micro-benchmarks of the compute kernels (Google Benchmark). Not built by default; e.g.
+//   g++ -O2 -std=c++20 -Isrc bench/kernels_bench.cc <build>/src/kernels/libstrata_kernels.a \
+//     <build>/src/tensor/libstrata_tensor.a <build>/src/base/libstrata_base.a \
+//     -lbenchmark -lbenchmark_main -lpthread -o kernels_bench
+// MatMul reports bytes_per_second = weight bytes streamed per call.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace strata::kernels {
+namespace {
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = d(rng);
+  return v;
+}
+
+// args: rows, cols, n_tok, threads, weight type id
+void BM_MatMul(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n_tok = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const DType t = static_cast<DType>(state.range(4));
+  const size_t w_row = RowBytesUnchecked(t, cols);
+  std::vector<uint8_t> w(w_row * rows);
+  const std::vector<float> wf = Random(cols, 1);
+  for (int64_t r = 0; r < rows; ++r) ref::QuantizeActivationRow(t, wf.data(), w.data() + r * w_row, cols);
+  const std::vector<float> x = Random(cols * n_tok, 2);
+  std::vector<float> y(rows * n_tok);
+  std::vector<uint8_t> scratch;
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    MatMul(w.data(), t, rows, cols, x.data(), n_tok, y.data(), &pool, &scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(w.size()));
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * rows * cols * n_tok * state.iterations(),
+                                                benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(DTypeName(t)) + " " + ActivePath());
+}
+
+constexpr int kQ8 = static_cast<int>(DType::Q8_0);
+constexpr int kF16 = static_cast<int>(DType::F16);
+BENCHMARK(BM_MatMul)
+    ->Args({256, 2048, 1, 1, kQ8})->Args({2048, 256, 1, 1, kQ8})  // L2-resident: compute speed
+    ->Args({1536, 8960, 1, 1, kQ8})->Args({1536, 8960, 1, 2, kQ8})
+    ->Args({8960, 1536, 1, 1, kQ8})->Args({8960, 1536, 1, 2, kQ8})
+    ->Args({1536, 8960, 32, 2, kQ8})->Args({1536, 1536, 1, 1, kF16})
+    ->UseRealTime();
+
+void BM_Attention(benchmark::State& state) {
+  const int64_t n_kv = state.range(0);
+  const int n_heads = 12, n_kv_heads = 2, hd = 128;
+  const int64_t stride = n_kv_heads * hd;
+  const std::vector<float> q = Random(n_heads * hd, 3);
+  std::vector<uint16_t> k(n_kv * stride, 0x3000), v(n_kv * stride, 0x3400);
+  std::vector<float> out(n_heads * hd), scratch(n_kv);
+  for (auto _ : state) {
+    Attention(q.data(), k.data(), v.data(), n_kv, stride, n_heads, n_kv_heads, hd, 0.088f,
+              out.data(), scratch.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * n_kv * stride * 4);  // K + V bytes
+}
+BENCHMARK(BM_Attention)->Arg(512)->Arg(4096);
+
+}  // namespace
+}  // namespace strata::kernels

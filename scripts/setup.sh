@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs Strata's build and test dependencies on Debian 12 (run as root), and the llama.cpp
+# oracle (node-llama-cpp + its prebuilt linux-x64 binaries) into tests/conformance/node_modules.
+# Idempotent: apt is skipped when every package is already installed, npm when the pinned
+# versions are already in place.
+#
+#   sudo scripts/setup.sh            # everything
+#   scripts/setup.sh --no-apt        # only the npm part (no root needed)
+#   scripts/setup.sh --no-npm        # only the apt part
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DO_APT=1
+DO_NPM=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-apt) DO_APT=0 ;;
+    --no-npm) DO_NPM=0 ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config python3
+  clang libclang-rt-dev
+  libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libspdlog-dev
+  libyaml-cpp-dev libcpp-httplib-dev libssl-dev
+)
+# node and npm may come from elsewhere (e.g. NodeSource's nodejs bundles npm and conflicts with
+# Debian's npm package): only install Debian's when the commands are missing.
+command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
+
+if [[ "$DO_APT" -eq 1 ]]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "setup: apt packages already installed"
+  else
+    if [[ "$(id -u)" -ne 0 ]]; then
+      echo "setup: must run as root to install: ${missing[*]}" >&2
+      exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+if [[ "$DO_NPM" -eq 1 ]]; then
+  CONF="$ROOT/tests/conformance"
+  want="3.22.1"
+  have_version() {  # prints the installed version of package $1, or nothing
+    local pj="$CONF/node_modules/$1/package.json"
+    [[ -f "$pj" ]] && node -e 'process.stdout.write(require(process.argv[1]).version)' "$pj" \
+      2>/dev/null || true
+  }
+  if [[ "$(have_version node-llama-cpp)" == "$want" &&
+        "$(have_version @node-llama-cpp/linux-x64)" == "$want" ]]; then
+    echo "setup: node-llama-cpp $want already installed in $CONF/node_modules"
+  else
+    command -v npm >/dev/null || { echo "setup: npm not found" >&2; exit 1; }
+    echo "setup: installing node-llama-cpp $want into $CONF/node_modules"
+    # Prebuilt CPU binaries come from @node-llama-cpp/linux-x64 (a direct dependency); skip the
+    # postinstall download/build and the optional GPU/other-platform binary packages.
+    (cd "$CONF" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional \
+       --no-audit --no-fund --loglevel=error)
+    [[ "$(have_version node-llama-cpp)" == "$want" ]] ||
+      { echo "setup: node-llama-cpp install failed" >&2; exit 1; }
+  fi
+fi
+echo "setup: done"

@@ -1,0 +1,21 @@
+// Subcommands of the `strata` binary. Each registers its options on the CLI11 app and
+// returns a runner producing the process exit code.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace strata::cli {
+
+using Runner = std::function<int()>;
+
+Runner AddRunCommand(CLI::App& app);
+Runner AddTokenizeCommand(CLI::App& app);
+Runner AddInspectCommand(CLI::App& app);
+Runner AddModelCommand(CLI::App& app);
+
+// Prints "error: <message>" to stderr and returns the exit code 1.
+int Fail(const std::string& message);
+
+}  // namespace strata::cli

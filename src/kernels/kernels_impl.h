@@ -1,0 +1,115 @@
+// Private to src/kernels: the per-ISA kernel tables behind the dispatched entry points.
+//
+// Each ISA (scalar, avx2, avx512) provides one IsaKernels table. Weight types are described by
+// a TypeKernels entry: the activation format the weights are multiplied with, the converter
+// f32 -> that format, and the dot products. Adding a weight type (e.g. Q4_K with Q8_K
+// activations) means adding one TypeKernels entry per ISA (the scalar one is mandatory; SIMD
+// tables may point at the scalar functions until a fast version exists).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace strata::kernels::internal {
+
+// f32 -> activation format (n a multiple of that format's block size).
+using QuantizeFn = void (*)(const float* x, void* dst, int64_t n);
+// dot(w_row, x_row) over n elements.
+using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
+// A tile of dot products: y[i * y_stride + r] = dot(w + r * w_stride, x + i * x_stride) for
+// r in [0, nw), i in [0, nx); 1 <= nw <= kMaxDotRows, 1 <= nx <= kMaxDotCols; strides of w and
+// x in bytes, of y in floats. Each result must be bit-identical to VecDotFn's (MatMul's
+// result then does not depend on how rows and tokens are grouped).
+using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int nw, const void* x,
+                              size_t x_stride, int nx, float* y, size_t y_stride);
+inline constexpr int kMaxDotRows = 2;
+inline constexpr int kMaxDotCols = 4;
+
+struct TypeKernels {
+  DType weight_type;
+  DType vec_dot_type;
+  QuantizeFn quantize;  // null when vec_dot_type is F32 (activations used as they are)
+  VecDotFn vec_dot;
+  VecDotTileFn vec_dot_tile;
+};
+
+struct IsaKernels {
+  const char* name;
+  const TypeKernels* types;  // array of n_types entries
+  int n_types;
+  void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps);
+  void (*softmax)(float* x, int64_t n);
+  void (*silu_mul)(float* gate, const float* up, int64_t n);
+  void (*add)(float* y, const float* x, int64_t n);
+  void (*attention)(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+                    int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
+                    float* out, float* scratch);
+};
+
+// Null when the ISA table has no entry for `w`.
+inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {
+  for (int i = 0; i < isa.n_types; ++i)
+    if (isa.types[i].weight_type == w) return &isa.types[i];
+  return nullptr;
+}
+
+const IsaKernels& ScalarKernels();  // kernels_ref.cc
+const IsaKernels& Avx2Kernels();    // kernels_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
+const IsaKernels& Avx512Kernels();  // kernels_avx512.cc (call only with AVX-512 F/BW/VL/DQ/VNNI)
+
+}  // namespace strata::kernels::internal
+
+namespace strata::kernels::internal {
+
+// Building VecDotFn / VecDotTileFn from a fixed-size kernel family K, which provides
+//   template <int NR, int NX> static void Run(int64_t n, const uint8_t* w, size_t w_stride,
+//                                             const uint8_t* x, size_t x_stride, float* out);
+// computing out[i * NR + r] = dot(row r of w, row i of x) for NR weight rows and NX tokens.
+template <class K>
+float VecDotOne(int64_t n, const void* w, const void* x) {
+  float out;
+  K::template Run<1, 1>(n, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x),
+                        0, &out);
+  return out;
+}
+
+template <class K, int NR>
+void VecDotTileRows(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, int nx,
+                    float* y, size_t ys) {
+  float out[NR * kMaxDotCols];
+  int i = 0;
+  auto put = [&](int cnt) {
+    for (int a = 0; a < cnt; ++a)
+      for (int r = 0; r < NR; ++r) y[(i + a) * ys + r] = out[a * NR + r];
+    i += cnt;
+  };
+  while (i + 4 <= nx) {
+    K::template Run<NR, 4>(n, w, ws, x + i * xs, xs, out);
+    put(4);
+  }
+  if (i + 2 <= nx) {
+    K::template Run<NR, 2>(n, w, ws, x + i * xs, xs, out);
+    put(2);
+  }
+  if (i < nx) {
+    K::template Run<NR, 1>(n, w, ws, x + i * xs, xs, out);
+    put(1);
+  }
+}
+
+template <class K>
+void VecDotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                float* y, size_t ys) {
+  static_assert(kMaxDotRows == 2 && kMaxDotCols == 4, "VecDotTile handles 1-2 rows, 1-4 tokens");
+  const uint8_t* wp = static_cast<const uint8_t*>(w);
+  const uint8_t* xp = static_cast<const uint8_t*>(x);
+  if (nw == 2) {
+    VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
+  } else {
+    VecDotTileRows<K, 1>(n, wp, ws, xp, xs, nx, y, ys);
+  }
+}
+
+}  // namespace strata::kernels::internal

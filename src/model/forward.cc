@@ -1,0 +1,169 @@
+#include "model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/fp16.h"
+#include "kernels/kernels.h"
+
+namespace strata {
+namespace {
+
+void AddBias(float* y, const std::vector<float>& b, int n_tok, int64_t dim) {
+  if (b.empty()) return;
+  for (int t = 0; t < n_tok; ++t) kernels::Add(y + t * dim, b.data(), dim);
+}
+
+void Grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+Forward::Forward(const Model& model, KvCache* cache, ThreadPool* pool)
+    : model_(model), cache_(cache), pool_(pool) {}
+
+Status Forward::Validate(const Batch& b) const {
+  const ModelConfig& c = model_.config();
+  const int n = b.size();
+  if (n == 0) return Status::Error("empty batch");
+  if (b.seq.size() != b.pos.size() || b.output.size() != b.pos.size() ||
+      (model_.has_embedding() && b.tokens.size() != b.pos.size()))
+    return Status::Error("batch arrays differ in length");
+  if (cache_->n_layers() != model_.last_layer() - model_.first_layer() ||
+      cache_->kv_dim() != c.kv_dim())
+    return Status::Error("KV cache does not match the model range");
+  std::vector<int> next(static_cast<size_t>(cache_->n_seq()), -1);
+  for (int i = 0; i < n; ++i) {
+    const int s = b.seq[i];
+    if (s < 0 || s >= cache_->n_seq())
+      return Errorf("sequence %d is out of range (%d slots)", s, cache_->n_seq());
+    if (model_.has_embedding() && (b.tokens[i] < 0 || b.tokens[i] >= c.n_vocab))
+      return Errorf("token id %d is out of range (vocabulary of %lld)", b.tokens[i],
+                    static_cast<long long>(c.n_vocab));
+    int& expect = next[static_cast<size_t>(s)];
+    if (expect < 0) expect = cache_->length(s);
+    if (b.pos[i] != expect)
+      return Errorf("sequence %d: token at position %d, expected position %d", s, b.pos[i], expect);
+    if (b.pos[i] >= cache_->n_ctx())
+      return Errorf("sequence %d: position %d exceeds the context size %d", s, b.pos[i],
+                    cache_->n_ctx());
+    ++expect;
+  }
+  return Status::Ok();
+}
+
+Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* out) {
+  STRATA_RETURN_IF_ERROR(Validate(b));
+  const ModelConfig& c = model_.config();
+  const int n = b.size();
+  const int64_t H = c.hidden, QD = c.q_dim(), KVD = c.kv_dim(), FF = c.ffn;
+  const size_t nz = static_cast<size_t>(n);
+  Grow(x_, nz * H);      // [n, hidden] residual stream
+  Grow(xn_, nz * H);     // [n, hidden] normed input of a block
+  Grow(q_, nz * QD);     // [n, n_heads * head_dim]
+  Grow(k_, nz * KVD);    // [n, n_kv_heads * head_dim]
+  Grow(v_, nz * KVD);    // [n, n_kv_heads * head_dim]
+  Grow(attn_, nz * QD);  // [n, n_heads * head_dim]
+  Grow(proj_, nz * H);   // [n, hidden]
+  Grow(gate_, nz * FF);  // [n, ffn]
+  Grow(up_, nz * FF);    // [n, ffn]
+
+  float* x = x_.data();
+  if (model_.has_embedding()) {
+    for (int t = 0; t < n; ++t) DequantizeMatrixRow(model_.tok_embd(), b.tokens[t], x + t * H);
+  } else {
+    if (!in_hidden) return Status::Error("this layer range needs input activations");
+    std::memcpy(x, in_hidden, nz * H * sizeof(float));
+  }
+
+  const float* rope_ff = model_.rope_factors().empty() ? nullptr : model_.rope_factors().data();
+  for (int il = model_.first_layer(); il < model_.last_layer(); ++il) {
+    const LayerWeights& L = model_.layer(il);
+    const int l = il - model_.first_layer();
+
+    // Attention block.
+    for (int t = 0; t < n; ++t) kernels::RmsNorm(x + t * H, L.attn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
+    kernels::MatMul(L.wq.data, L.wq.type, QD, H, xn_.data(), n, q_.data(), pool_, &mm_scratch_);
+    kernels::MatMul(L.wk.data, L.wk.type, KVD, H, xn_.data(), n, k_.data(), pool_, &mm_scratch_);
+    kernels::MatMul(L.wv.data, L.wv.type, KVD, H, xn_.data(), n, v_.data(), pool_, &mm_scratch_);
+    AddBias(q_.data(), L.bq, n, QD);
+    AddBias(k_.data(), L.bk, n, KVD);
+    AddBias(v_.data(), L.bv, n, KVD);
+    for (int t = 0; t < n; ++t) {
+      kernels::Rope(q_.data() + t * QD, c.n_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff, c.rope_neox);
+      kernels::Rope(k_.data() + t * KVD, c.n_kv_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff, c.rope_neox);
+      // Store this token's key and value in its sequence's cache rows.
+      uint16_t* kc = cache_->K(l, b.seq[t]) + static_cast<size_t>(b.pos[t]) * KVD;
+      uint16_t* vc = cache_->V(l, b.seq[t]) + static_cast<size_t>(b.pos[t]) * KVD;
+      for (int64_t i = 0; i < KVD; ++i) {
+        kc[i] = f32_to_fp16(k_[t * KVD + i]);
+        vc[i] = f32_to_fp16(v_[t * KVD + i]);
+      }
+    }
+    Attention(b, l);
+    kernels::MatMul(L.wo.data, L.wo.type, H, QD, attn_.data(), n, proj_.data(), pool_, &mm_scratch_);
+    for (int t = 0; t < n; ++t) kernels::Add(x + t * H, proj_.data() + t * H, H);
+
+    // Feed-forward block (SwiGLU).
+    for (int t = 0; t < n; ++t) kernels::RmsNorm(x + t * H, L.ffn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
+    kernels::MatMul(L.w_gate.data, L.w_gate.type, FF, H, xn_.data(), n, gate_.data(), pool_, &mm_scratch_);
+    kernels::MatMul(L.w_up.data, L.w_up.type, FF, H, xn_.data(), n, up_.data(), pool_, &mm_scratch_);
+    kernels::SiluMul(gate_.data(), up_.data(), static_cast<int64_t>(nz) * FF);
+    kernels::MatMul(L.w_down.data, L.w_down.type, H, FF, gate_.data(), n, proj_.data(), pool_, &mm_scratch_);
+    for (int t = 0; t < n; ++t) kernels::Add(x + t * H, proj_.data() + t * H, H);
+  }
+
+  // Advance the sequences now that every layer holds their new positions.
+  for (int t = 0; t < n; ++t)
+    cache_->set_length(b.seq[t], std::max(cache_->length(b.seq[t]), b.pos[t] + 1));
+
+  if (!model_.has_head()) {
+    out->assign(x, x + nz * H);
+    return Status::Ok();
+  }
+  // Final norm and output head, only for the tokens that want logits.
+  int n_out = 0;
+  for (int t = 0; t < n; ++t) {
+    if (!b.output[t]) continue;
+    kernels::RmsNorm(x + t * H, model_.output_norm().data(), xn_.data() + n_out * H, H, c.rms_eps);
+    ++n_out;
+  }
+  out->resize(static_cast<size_t>(n_out) * c.n_vocab);
+  if (n_out > 0)
+    kernels::MatMul(model_.output().data, model_.output().type, c.n_vocab, H, xn_.data(), n_out,
+                    out->data(), pool_, &mm_scratch_);
+  return Status::Ok();
+}
+
+void Forward::Attention(const Batch& b, int l) {
+  const ModelConfig& c = model_.config();
+  const int n = b.size();
+  const int64_t QD = c.q_dim(), KVD = c.kv_dim();
+  const int hd = c.head_dim;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int nth = pool_ ? pool_->size() : 1;
+  Grow(scores_, static_cast<size_t>(nth) * cache_->n_ctx());
+  // One task per (token, head); each thread owns a scores row.
+  const int64_t tasks = static_cast<int64_t>(n) * c.n_heads;
+  auto work = [&](int ith, int nthr) {
+    float* scratch = scores_.data() + static_cast<size_t>(ith) * cache_->n_ctx();
+    for (int64_t task = ith; task < tasks; task += nthr) {
+      const int t = static_cast<int>(task / c.n_heads);
+      const int h = static_cast<int>(task % c.n_heads);
+      const int kvh = h / group;
+      const int64_t n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
+      kernels::Attention(q_.data() + t * QD + static_cast<int64_t>(h) * hd,
+                         cache_->K(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd,
+                         cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD,
+                         1, 1, hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd,
+                         scratch);
+    }
+  };
+  if (pool_) pool_->Run(work);
+  else work(0, 1);
+}
+
+}  // namespace strata

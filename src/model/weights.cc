@@ -1,0 +1,121 @@
+#include "model/weights.h"
+
+
+#include "tensor/quant.h"
+
+namespace strata {
+
+Result<std::unique_ptr<Model>> Model::Load(const std::string& path, int first, int last) {
+  STRATA_ASSIGN_OR_RETURN(auto file, gguf::File::Open(path));
+  auto m = FromFile(std::move(file), first, last);
+  if (!m.ok()) return m.status().With("loading model '" + path + "'");
+  return m;
+}
+
+Result<std::unique_ptr<Model>> Model::FromFile(std::shared_ptr<gguf::File> file, int first,
+                                               int last) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::move(file);
+  STRATA_ASSIGN_OR_RETURN(m->cfg_, ConfigFromGguf(*m->file_));
+  if (last < 0) last = m->cfg_.n_layers;
+  if (first < 0 || first >= last || last > m->cfg_.n_layers)
+    return Errorf("invalid layer range [%d, %d) for a model of %d layers", first, last,
+                  m->cfg_.n_layers);
+  m->first_ = first;
+  m->last_ = last;
+  STRATA_RETURN_IF_ERROR(m->Bind());
+  return m;
+}
+
+Result<Matrix> Model::BindMatrix(const std::string& name, int64_t rows, int64_t cols) {
+  const gguf::TensorInfo* t = file_->FindTensor(name);
+  if (!t) return Errorf("tensor '%s' is missing", name.c_str());
+  if (t->dims.size() != 2 || t->dims[0] != cols || t->dims[1] != rows)
+    return Errorf("tensor '%s' has shape [%lld%s%s], expected [%lld, %lld]", name.c_str(),
+                  static_cast<long long>(t->dims[0]), t->dims.size() > 1 ? ", " : "",
+                  t->dims.size() > 1 ? std::to_string(t->dims[1]).c_str() : "",
+                  static_cast<long long>(cols), static_cast<long long>(rows));
+  if (!Info(t->type).compute)
+    return Errorf("tensor '%s' has type %s, which is not supported (supported: F32, F16, BF16, "
+                  "Q8_0)", name.c_str(), DTypeName(t->type));
+  Matrix mat;
+  mat.data = t->data;
+  mat.type = t->type;
+  mat.rows = rows;
+  mat.cols = cols;
+  mat.row_bytes = RowBytesUnchecked(t->type, cols);
+  bound_bytes_ += t->nbytes;
+  return mat;
+}
+
+Result<std::vector<float>> Model::BindVector(const std::string& name, int64_t n, bool optional) {
+  const gguf::TensorInfo* t = file_->FindTensor(name);
+  if (!t) {
+    if (optional) return std::vector<float>();
+    return Errorf("tensor '%s' is missing", name.c_str());
+  }
+  if (t->n_elements() != n || t->dims[0] != n)
+    return Errorf("tensor '%s' has %lld elements, expected %lld", name.c_str(),
+                  static_cast<long long>(t->n_elements()), static_cast<long long>(n));
+  if (!CanDequantize(t->type))
+    return Errorf("tensor '%s' has unsupported type %s", name.c_str(), DTypeName(t->type));
+  std::vector<float> v(static_cast<size_t>(n));
+  DequantizeRow(t->type, t->data, v.data(), n);
+  bound_bytes_ += t->nbytes;
+  return v;
+}
+
+Status Model::Bind() {
+  const ModelConfig& c = cfg_;
+  if (has_embedding()) {
+    STRATA_ASSIGN_OR_RETURN(tok_embd_, BindMatrix("token_embd.weight", c.n_vocab, c.hidden));
+  }
+  if (has_head()) {
+    STRATA_ASSIGN_OR_RETURN(output_norm_, BindVector("output_norm.weight", c.hidden, false));
+    if (file_->FindTensor("output.weight")) {
+      STRATA_ASSIGN_OR_RETURN(output_, BindMatrix("output.weight", c.n_vocab, c.hidden));
+    } else {  // tied embeddings
+      if (has_embedding()) {
+        output_ = tok_embd_;
+      } else {
+        STRATA_ASSIGN_OR_RETURN(output_, BindMatrix("token_embd.weight", c.n_vocab, c.hidden));
+      }
+    }
+  }
+  // Rope divisors: llama3-style per-frequency factors, combined with linear scaling.
+  STRATA_ASSIGN_OR_RETURN(rope_factors_, BindVector("rope_freqs.weight", c.head_dim / 2, true));
+  if (c.rope_freq_scale != 1.0f) {
+    if (rope_factors_.empty()) rope_factors_.assign(static_cast<size_t>(c.head_dim / 2), 1.0f);
+    for (float& f : rope_factors_) f /= c.rope_freq_scale;
+  }
+
+  for (int il = first_; il < last_; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    LayerWeights L;
+    Status st = [&]() -> Status {
+      STRATA_ASSIGN_OR_RETURN(L.attn_norm, BindVector(p + "attn_norm.weight", c.hidden, false));
+      STRATA_ASSIGN_OR_RETURN(L.wq, BindMatrix(p + "attn_q.weight", c.q_dim(), c.hidden));
+      STRATA_ASSIGN_OR_RETURN(L.wk, BindMatrix(p + "attn_k.weight", c.kv_dim(), c.hidden));
+      STRATA_ASSIGN_OR_RETURN(L.wv, BindMatrix(p + "attn_v.weight", c.kv_dim(), c.hidden));
+      STRATA_ASSIGN_OR_RETURN(L.wo, BindMatrix(p + "attn_output.weight", c.hidden, c.q_dim()));
+      // Biases: required for qwen2, optional elsewhere.
+      STRATA_ASSIGN_OR_RETURN(L.bq, BindVector(p + "attn_q.bias", c.q_dim(), !c.qkv_bias));
+      STRATA_ASSIGN_OR_RETURN(L.bk, BindVector(p + "attn_k.bias", c.kv_dim(), !c.qkv_bias));
+      STRATA_ASSIGN_OR_RETURN(L.bv, BindVector(p + "attn_v.bias", c.kv_dim(), !c.qkv_bias));
+      STRATA_ASSIGN_OR_RETURN(L.ffn_norm, BindVector(p + "ffn_norm.weight", c.hidden, false));
+      STRATA_ASSIGN_OR_RETURN(L.w_gate, BindMatrix(p + "ffn_gate.weight", c.ffn, c.hidden));
+      STRATA_ASSIGN_OR_RETURN(L.w_up, BindMatrix(p + "ffn_up.weight", c.ffn, c.hidden));
+      STRATA_ASSIGN_OR_RETURN(L.w_down, BindMatrix(p + "ffn_down.weight", c.hidden, c.ffn));
+      return Status::Ok();
+    }();
+    if (!st.ok()) return st.With("layer " + std::to_string(il));
+    layers_.push_back(std::move(L));
+  }
+  return Status::Ok();
+}
+
+void DequantizeMatrixRow(const Matrix& m, int64_t row, float* out) {
+  DequantizeRow(m.type, m.data + static_cast<uint64_t>(row) * m.row_bytes, out, m.cols);
+}
+
+}  // namespace strata

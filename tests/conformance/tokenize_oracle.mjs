@@ -1,0 +1,41 @@
+// Tokenization oracle: runs llama.cpp (through node-llama-cpp) on a vocabulary-only GGUF and
+// prints, for each input text, the token ids as JSON.
+//
+// usage: node tokenize_oracle.mjs MODEL.gguf [TEXTS.json]
+//   TEXTS.json: a JSON array of strings (read from stdin when omitted).
+// output: a JSON array of {"text", "plain", "special", "detok", "detok_special"} where
+//   plain     = tokenize(text, specialTokens=false)  (no BOS, special text is plain text)
+//   special   = tokenize(text, specialTokens=true)   (special-token text becomes the token)
+//   detok     = detokenize(plain)     (llama_detokenize, special tokens hidden)
+//   detok_special = detokenize(special, true)
+// node-llama-cpp never adds BOS/EOS here (add_special = false), and JavaScript strings are
+// always valid UTF-8, so invalid input bytes cannot be checked this way.
+// Set NODE_LLAMA_CPP_DIR to the folder holding node_modules/node-llama-cpp (default
+// /work/oracle).
+import fs from "node:fs";
+import path from "node:path";
+import {pathToFileURL} from "node:url";
+
+const base = process.env.NODE_LLAMA_CPP_DIR ?? "/work/oracle";
+const {getLlama} = await import(
+    pathToFileURL(path.join(base, "node_modules/node-llama-cpp/dist/index.js")).href);
+
+const [modelPath, textsPath] = process.argv.slice(2);
+if (!modelPath) {
+  console.error("usage: node tokenize_oracle.mjs MODEL.gguf [TEXTS.json]");
+  process.exit(2);
+}
+const texts = JSON.parse(fs.readFileSync(textsPath ?? 0, "utf8"));
+
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const model = await llama.loadModel({modelPath, vocabOnly: true});
+const out = [];
+for (const text of texts) {
+  const plain = Array.from(model.tokenize(text, false));
+  const special = Array.from(model.tokenize(text, true));
+  out.push({text, plain, special, detok: model.detokenize(plain),
+            detok_special: model.detokenize(special, true)});
+}
+process.stdout.write(JSON.stringify(out) + "\n");
+await model.dispose();
+await llama.dispose();
