@@ -14,6 +14,7 @@ Runner AddRunCommand(CLI::App& app);
 Runner AddTokenizeCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
 Runner AddModelCommand(CLI::App& app);
+Runner AddNodeCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

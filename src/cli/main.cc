@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
       {"tokenize", strata::cli::AddTokenizeCommand(app)},
       {"inspect", strata::cli::AddInspectCommand(app)},
       {"model", strata::cli::AddModelCommand(app)},
+      {"node", strata::cli::AddNodeCommand(app)},
   };
   try {
     app.parse(argc, argv);

@@ -54,6 +54,7 @@ struct MatMulJob {
   const uint8_t* x;  // [n_tok, x_row] activations in tk->vec_dot_type
   size_t x_row;
   int64_t rows, cols, n_tok;
+  bool gemm;  // GEMM accumulation order (internal::UseGemmOrder), else per-row vec_dot
   float* y;  // [n_tok, rows]
 };
 
@@ -63,10 +64,12 @@ void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
   constexpr int kR = internal::kMaxDotRows;
   constexpr int kC = internal::kMaxDotCols;
   const size_t ys = static_cast<size_t>(j.rows);
-  if (j.n_tok == 1) {
+  if (!j.gemm) {
     // One weight row at a time: a single sequential stream is what the hardware prefetcher
     // handles best (measured: 2-row tiles were ~1.6x slower on a 15 MB Q8_0 matrix).
-    for (int64_t r = r_begin; r < r_end; ++r) j.y[r] = j.tk->vec_dot(j.cols, j.w + r * j.w_row, j.x);
+    for (int64_t t = 0; t < j.n_tok; ++t)
+      for (int64_t r = r_begin; r < r_end; ++r)
+        j.y[t * j.rows + r] = j.tk->vec_dot(j.cols, j.w + r * j.w_row, j.x + t * j.x_row);
     return;
   }
   const int64_t rb = std::max<int64_t>(kR, static_cast<int64_t>(kTileBytes / j.w_row) / kR * kR);
@@ -137,6 +140,7 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   job.rows = rows;
   job.cols = cols;
   job.n_tok = n_tok;
+  job.gemm = internal::UseGemmOrder(w_type, rows, cols, n_tok);
   job.y = Y;
   const int nth = pool != nullptr ? pool->size() : 1;
 

@@ -94,6 +94,9 @@ void Rope(float* x, int64_t n_heads, int64_t head_dim, int32_t pos, float base,
           const float* freq_factors, bool neox);
 void Softmax(float* x, int64_t n);
 void SiluMul(float* gate, const float* up, int64_t n);
+// The exp and SiLU of llama.cpp's vector path (SiluMul uses them for whole groups of 16).
+float ExpPoly(float x);
+float SiluPoly(float g);
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);

@@ -157,31 +157,148 @@ struct LoadBF16 {
   static float One(const void* p, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(p)[i]); }
 };
 
-// out[t] = dot(w, x + t*xs) for t < NX: 4 accumulators of 8 lanes per token, scalar tail.
+// The accumulation orders are llama.cpp's (see kernels_ref.cc): F32/F16/BF16 use 16 lanes
+// per (row, token), held here as two 8-lane halves, and the Reduce16 tree; Q8_0 uses 8 lanes
+// per block and Reduce8 (HSum's order).
+inline float Reduce16(__m256 lo, __m256 hi) { return HSum(_mm256_add_ps(hi, lo)); }
+
+// Finishes 16 lanes with a scalar tail [i, n) and reduces them like the scalar twin.
+template <class L>
+float FinishLanes(__m256 lo, __m256 hi, const void* w, const void* x, int64_t i, int64_t n) {
+  if (i >= n) return Reduce16(lo, hi);
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  for (int64_t j = i; j < n; ++j) lanes[j - i] = std::fma(L::One(w, j), L::One(x, j), lanes[j - i]);
+  return Reduce16(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8));
+}
+
+// out[t] = dot(w, x + t*xs) for t < NX, F32/F16 weights: fma over 16-element chunks.
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
-  __m256 acc[NX][4];
-  for (int t = 0; t < NX; ++t)
-    for (int k = 0; k < 4; ++k) acc[t][k] = _mm256_setzero_ps();
+  __m256 lo[NX], hi[NX];
+  for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int k = 0; k < 4; ++k) {
-      const __m256 wv = L::Load(w, i + 8 * k);
-      for (int t = 0; t < NX; ++t)
-        acc[t][k] = _mm256_fmadd_ps(wv, L::Load(x + t * xs, i + 8 * k), acc[t][k]);
+  for (; i + 16 <= n; i += 16) {
+    const __m256 w0 = L::Load(w, i), w1 = L::Load(w, i + 8);
+    for (int t = 0; t < NX; ++t) {
+      lo[t] = _mm256_fmadd_ps(w0, L::Load(x + t * xs, i), lo[t]);
+      hi[t] = _mm256_fmadd_ps(w1, L::Load(x + t * xs, i + 8), hi[t]);
     }
   }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 wv = L::Load(w, i);
-    for (int t = 0; t < NX; ++t) acc[t][0] = _mm256_fmadd_ps(wv, L::Load(x + t * xs, i), acc[t][0]);
+  for (int t = 0; t < NX; ++t) out[t] = FinishLanes<L>(lo[t], hi[t], w, x + t * xs, i, n);
+}
+
+// BF16: as vdpbf16ps, lane j of a 32-element chunk adds the odd product, then the even one.
+// bf16 x bf16 products are exact in f32, so fma equals the instruction's multiply-add.
+template <int NX>
+void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  __m256 lo[NX], hi[NX];
+  for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
+  auto odd = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)); };
+  auto even = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const uint16_t* wp = static_cast<const uint16_t*>(w) + i;
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16));
+    for (int t = 0; t < NX; ++t) {
+      const uint16_t* xp = reinterpret_cast<const uint16_t*>(x + t * xs) + i;
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 16));
+      lo[t] = _mm256_fmadd_ps(even(w0), even(x0), _mm256_fmadd_ps(odd(w0), odd(x0), lo[t]));
+      hi[t] = _mm256_fmadd_ps(even(w1), even(x1), _mm256_fmadd_ps(odd(w1), odd(x1), hi[t]));
+    }
   }
   for (int t = 0; t < NX; ++t) {
-    float s = HSum(_mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]),
-                                 _mm256_add_ps(acc[t][2], acc[t][3])));
-    for (int64_t j = i; j < n; ++j) s += L::One(w, j) * L::One(x + t * xs, j);
-    out[t] = s;
+    if (i >= n) {
+      out[t] = Reduce16(lo[t], hi[t]);
+      continue;
+    }
+    alignas(32) float lanes[16];
+    _mm256_store_ps(lanes, lo[t]);
+    _mm256_store_ps(lanes + 8, hi[t]);
+    const void* xt = x + t * xs;
+    auto at = [&](const void* p, int64_t e) { return e < n ? LoadBF16::One(p, e) : 0.0f; };
+    for (int j = 0; j < 16; ++j) {
+      const int64_t e = i + 2 * j;
+      lanes[j] = lanes[j] + at(w, e + 1) * at(xt, e + 1);
+      lanes[j] = lanes[j] + at(w, e) * at(xt, e);
+    }
+    out[t] = Reduce16(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8));
   }
 }
+
+// Single-token orders (see kernels_ref.cc), 16-lane accumulators held as 8-lane halves.
+template <class L>
+inline void Fold4x16(int64_t np, const void* w, const void* x, __m256* lo_out, __m256* hi_out) {
+  __m256 lo[4], hi[4];
+  for (int j = 0; j < 4; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < np; i += 64) {
+    for (int j = 0; j < 4; ++j) {
+      lo[j] = _mm256_fmadd_ps(L::Load(w, i + 16 * j), L::Load(x, i + 16 * j), lo[j]);
+      hi[j] = _mm256_fmadd_ps(L::Load(w, i + 16 * j + 8), L::Load(x, i + 16 * j + 8), hi[j]);
+    }
+  }
+  *lo_out = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
+  *hi_out = _mm256_add_ps(_mm256_add_ps(hi[0], hi[2]), _mm256_add_ps(hi[1], hi[3]));
+}
+
+float DotF32Vec(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  __m256 lo, hi;
+  Fold4x16<LoadF32>(np, w, x, &lo, &hi);
+  float sum = Reduce16(lo, hi);
+  for (int64_t i = np; i < n; ++i) sum = std::fma(LoadF32::One(w, i), LoadF32::One(x, i), sum);
+  return sum;
+}
+
+float DotF16Vec(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  __m256 lo, hi;
+  Fold4x16<LoadF16>(np, w, x, &lo, &hi);
+  double sum = Reduce16(lo, hi);
+  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(LoadF16::One(w, i) * LoadF16::One(x, i));
+  return static_cast<float>(sum);
+}
+
+float DotBF16Vec(int64_t n, const void* w, const void* x) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  auto odd = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)); };
+  auto even = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); };
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  const uint16_t* b = static_cast<const uint16_t*>(x);
+  __m256 c[2][2];  // [accumulator][half]
+  for (auto& ch : c) ch[0] = ch[1] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    for (int h = 0; h < 2; ++h) {
+      for (int q = 0; q < 2; ++q) {
+        const int64_t o = i + 32 * h + 16 * q;
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + o));
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + o));
+        c[h][q] = _mm256_fmadd_ps(even(wv), even(xv), _mm256_fmadd_ps(odd(wv), odd(xv), c[h][q]));
+      }
+    }
+  }
+  double sum = Reduce16(c[0][0], c[0][1]);
+  sum += Reduce16(c[1][0], c[1][1]);
+  for (; i < n; ++i) sum += static_cast<double>(LoadBF16::One(w, i) * LoadBF16::One(x, i));
+  return static_cast<float>(sum);
+}
+
+struct BF16Dot {
+  template <int NR, int NX>
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                  float* out) {
+    for (int r = 0; r < NR; ++r) {
+      float o[NX];
+      DotBF16<NX>(n, w + r * ws, x, xs, o);
+      for (int t = 0; t < NX; ++t) out[t * NR + r] = o[t];
+    }
+  }
+};
 
 // Q8_0 x Q8_0 for NR weight rows x NX tokens: per block, |w| (unsigned) times x with w's sign
 // (signed) through maddubs, pairs summed to int32, scaled by dw*dx and accumulated in f32 lanes.
@@ -236,29 +353,24 @@ using internal::VecDotOne;
 using internal::VecDotTile;
 
 const TypeKernels kTypes[] = {
-    {DType::F32, DType::F32, nullptr, VecDotOne<FloatDot<LoadF32>>, VecDotTile<FloatDot<LoadF32>>},
-    {DType::F16, DType::F16, QuantizeF16, VecDotOne<FloatDot<LoadF16>>, VecDotTile<FloatDot<LoadF16>>},
-    {DType::BF16, DType::BF16, QuantizeBF16, VecDotOne<FloatDot<LoadBF16>>, VecDotTile<FloatDot<LoadBF16>>},
+    {DType::F32, DType::F32, nullptr, DotF32Vec, VecDotTile<FloatDot<LoadF32>>},
+    {DType::F16, DType::F16, QuantizeF16, DotF16Vec, VecDotTile<FloatDot<LoadF16>>},
+    {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>},
 };
 
 // ---- row kernels -------------------------------------------------------------------------
 
 void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 sq = _mm256_mul_ps(v, v);
-    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-  }
-  double sum = HSum(_mm256_add_pd(s0, s1));
-  for (int64_t j = i; j < n; ++j) sum += static_cast<double>(x[j] * x[j]);
+  // Sum of squares in double, sequentially like llama.cpp's rms_norm, so that the rounded mean
+  // is the same bit for bit (a lane-split double sum differs in rare last-bit cases).
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float mean = static_cast<float>(sum / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
   const __m256 sv = _mm256_set1_ps(scale);
-  for (i = 0; i + 8 <= n; i += 8)
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
                                           _mm256_loadu_ps(w + i)));
   for (; i < n; ++i) y[i] = (x[i] * scale) * w[i];
@@ -297,19 +409,44 @@ void Softmax(float* x, int64_t n) {
   if (n8 < n) _mm256_maskstore_ps(x + n8, tail, _mm256_mul_ps(_mm256_maskload_ps(x + n8, tail), inv));
 }
 
-inline __m256 SiluMul8(__m256 g, __m256 u) {
-  const __m256 e = Exp(_mm256_sub_ps(_mm256_setzero_ps(), g));
-  return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+// ref::ExpPoly, 8 lanes; 2^n is applied as two exact power-of-two factors so that the one
+// rounding matches a single scaling.
+inline __m256 ExpPoly8(__m256 x) {
+  const __m256 r = _mm256_set1_ps(0x1.8p23f);
+  const __m256 nn = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r), r);
+  const __m256 b = _mm256_fnmadd_ps(nn, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm256_fnmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 j = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)),
+                      u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+  const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), nn);
+  const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m256i ni = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nn, _mm256_set1_ps(-192.0f)),
+                                                      _mm256_set1_ps(192.0f)));
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  auto pow2 = [](__m256i e) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+  };
+  const __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, pow2(n1)), pow2(n2));
+  const __m256 sat = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(),
+                                      _mm256_cmp_ps(nn, _mm256_setzero_ps(), _CMP_LE_OQ));
+  return _mm256_blendv_ps(res, sat, big);
 }
 
+// Same results as ref::SiluMul: whole groups of 16 with ExpPoly, the tail with libm's exp.
 void SiluMul(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(gate + i, SiluMul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
-  if (i < n) {
-    const __m256i m = TailMask(n - i);
-    _mm256_maskstore_ps(gate + i, m, SiluMul8(_mm256_maskload_ps(gate + i, m), _mm256_maskload_ps(up + i, m)));
+  const int64_t n16 = n / 16 * 16;
+  for (; i < n16; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = ExpPoly8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                             _mm256_loadu_ps(up + i)));
   }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void Add(float* y, const float* x, int64_t n) {
@@ -330,6 +467,25 @@ inline __m256 RoundF16(__m256 x) {
 }
 inline float RoundF16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 
+// q.k in the order of ref's AttnScoreDot (llama.cpp's f16 dot): four 16-lane accumulators,
+// each held as two 8-lane halves.
+inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
+  const int np = n & ~63;
+  __m256 lo[4], hi[4];
+  for (int j = 0; j < 4; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
+  for (int i = 0; i < np; i += 64) {
+    for (int j = 0; j < 4; ++j) {
+      lo[j] = _mm256_fmadd_ps(LoadHalf8(k + i + 16 * j), _mm256_loadu_ps(q16 + i + 16 * j), lo[j]);
+      hi[j] = _mm256_fmadd_ps(LoadHalf8(k + i + 16 * j + 8), _mm256_loadu_ps(q16 + i + 16 * j + 8), hi[j]);
+    }
+  }
+  const __m256 l = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
+  const __m256 h = _mm256_add_ps(_mm256_add_ps(hi[0], hi[2]), _mm256_add_ps(hi[1], hi[3]));
+  double sum = Reduce16(l, h);
+  for (int i = np; i < n; ++i) sum += static_cast<double>(fp16_to_f32(k[i]) * q16[i]);
+  return static_cast<float>(sum);
+}
+
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch) {
@@ -347,13 +503,8 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
     }
     float mx = -INFINITY, sum = 0.0f;
     for (int64_t j = 0; j < n_kv; ++j) {
-      const uint16_t* kj = k + j * kv_stride + col;
-      __m256 a = _mm256_setzero_ps();
+      const float s = AttnScoreDot(k + j * kv_stride + col, q16, head_dim) * scale;
       int d = 0;
-      for (; d < hd8; d += 8) a = _mm256_fmadd_ps(_mm256_load_ps(q16 + d), LoadHalf8(kj + d), a);
-      float dot = HSum(a);
-      for (; d < head_dim; ++d) dot += q16[d] * fp16_to_f32(kj[d]);
-      const float s = dot * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > mx) {
         ms = std::exp(mx - s);

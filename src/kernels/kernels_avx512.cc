@@ -139,96 +139,140 @@ struct LoadBF16 {
   }
 };
 
-// out[t] = dot(w, x + t*xs) for t < NX: 4 accumulators of 16 lanes per token, masked tail.
+// The accumulation orders are llama.cpp's (see kernels_ref.cc): one 16-lane accumulator per
+// (row, token) for F32/F16/BF16, reduced by _mm512_reduce_add_ps's halving tree; 8 lanes per
+// block for Q8_0, reduced by Reduce8.
+
+// out[t] = dot(w, x + t*xs) for t < NX, F32/F16 weights: fma over 16-element chunks.
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
-  __m512 acc[NX][4];
-  for (int t = 0; t < NX; ++t)
-    for (int k = 0; k < 4; ++k) acc[t][k] = _mm512_setzero_ps();
+  __m512 acc[NX];
+  for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    for (int k = 0; k < 4; ++k) {
-      const __m512 wv = L::Load(w, i + 16 * k);
-      for (int t = 0; t < NX; ++t)
-        acc[t][k] = _mm512_fmadd_ps(wv, L::Load(x + t * xs, i + 16 * k), acc[t][k]);
-    }
-  }
   for (; i + 16 <= n; i += 16) {
     const __m512 wv = L::Load(w, i);
-    for (int t = 0; t < NX; ++t) acc[t][0] = _mm512_fmadd_ps(wv, L::Load(x + t * xs, i), acc[t][0]);
+    for (int t = 0; t < NX; ++t) acc[t] = _mm512_fmadd_ps(wv, L::Load(x + t * xs, i), acc[t]);
   }
   if (i < n) {
     const __mmask16 m = Mask16(n - i);
     const __m512 wv = L::LoadMasked(w, i, m);
     for (int t = 0; t < NX; ++t)
-      acc[t][1] = _mm512_fmadd_ps(wv, L::LoadMasked(x + t * xs, i, m), acc[t][1]);
+      acc[t] = _mm512_fmadd_ps(wv, L::LoadMasked(x + t * xs, i, m), acc[t]);
   }
-  for (int t = 0; t < NX; ++t)
-    out[t] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),
-                                                _mm512_add_ps(acc[t][2], acc[t][3])));
+  for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-// Two consecutive Q8_0 blocks' quants in one register (block p in the low half).
-inline __m512i LoadQ8Pair(const BlockQ8_0* p) {
-  return _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[0].qs))),
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[1].qs)), 1);
+// BF16 weights: vdpbf16ps over 32-element chunks (odd product first, then even, per lane).
+struct DotBF16Pairs {
+  static __m512bh Load(const void* p, int64_t i, int64_t n) {
+    const uint16_t* q = static_cast<const uint16_t*>(p) + i;
+    const int64_t rem = n - i;
+    const __mmask32 m = rem >= 32 ? 0xFFFFFFFFu : ((1u << rem) - 1u);
+    return reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, q));
+  }
+};
+
+template <int NX>
+void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
+  __m512 acc[NX];
+  for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 32) {
+    const __m512bh wv = DotBF16Pairs::Load(w, i, n);
+    for (int t = 0; t < NX; ++t)
+      acc[t] = _mm512_dpbf16_ps(acc[t], wv, DotBF16Pairs::Load(x + t * xs, i, n));
+  }
+  for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-inline __m512i LoadQ8Single(const BlockQ8_0* p) {
-  return _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[0].qs)));
+// Single-token orders (see kernels_ref.cc): four 16-lane accumulators over 64-element steps,
+// folded (0+2)+(1+3) and reduced; F32 leftovers fused into the float sum, F16 in double.
+template <class L>
+inline __m512 Fold4x16(int64_t np, const void* w, const void* x) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < np; i += 64) {
+    a0 = _mm512_fmadd_ps(L::Load(w, i), L::Load(x, i), a0);
+    a1 = _mm512_fmadd_ps(L::Load(w, i + 16), L::Load(x, i + 16), a1);
+    a2 = _mm512_fmadd_ps(L::Load(w, i + 32), L::Load(x, i + 32), a2);
+    a3 = _mm512_fmadd_ps(L::Load(w, i + 48), L::Load(x, i + 48), a3);
+  }
+  return _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
 }
 
-// Q8_0 x Q8_0 for NR weight rows x NX tokens, two blocks per 512-bit step: |w| (unsigned) .
-// (x with w's sign) via VNNI vpdpbusd into int32 lanes (8 per block), converted and scaled by
-// dw*dx into f32 lanes. Two accumulators per (row, token) alternate between steps.
+float DotF32Vec(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  float sum = _mm512_reduce_add_ps(Fold4x16<LoadF32>(np, w, x));
+  const float* a = static_cast<const float*>(w);
+  const float* b = static_cast<const float*>(x);
+  for (int64_t i = np; i < n; ++i) sum = std::fma(a[i], b[i], sum);
+  return sum;
+}
+
+float DotF16Vec(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  double sum = _mm512_reduce_add_ps(Fold4x16<LoadF16>(np, w, x));
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  const uint16_t* b = static_cast<const uint16_t*>(x);
+  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(fp16_to_f32(a[i]) * fp16_to_f32(b[i]));
+  return static_cast<float>(sum);
+}
+
+float DotBF16Vec(int64_t n, const void* w, const void* x) {
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  const uint16_t* b = static_cast<const uint16_t*>(x);
+  __m512 c1 = _mm512_setzero_ps(), c2 = c1;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    c1 = _mm512_dpbf16_ps(c1, reinterpret_cast<__m512bh>(_mm512_loadu_si512(a + i)),
+                          reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + i)));
+    c2 = _mm512_dpbf16_ps(c2, reinterpret_cast<__m512bh>(_mm512_loadu_si512(a + i + 32)),
+                          reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + i + 32)));
+  }
+  double sum = _mm512_reduce_add_ps(c1);
+  sum += _mm512_reduce_add_ps(c2);
+  for (; i < n; ++i) sum += static_cast<double>(bf16_to_f32(a[i]) * bf16_to_f32(b[i]));
+  return static_cast<float>(sum);
+}
+
+inline float Reduce8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Q8_0 x Q8_0 for NR weight rows x NX tokens: per block, |w| (unsigned) . (x with w's sign) via
+// VNNI vpdpbusd gives 8 exact int32 lanes of 4 products each; each (row, token) accumulator
+// takes fma(dw*dx, lanes).
 struct Q8Dot {
   template <int NR, int NX>
   static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
                   float* out) {
     const int64_t nb = n / kQK;
-    const __m512i zero = _mm512_setzero_si512();
-    __m512 acc[NR][NX][2];
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 acc[NR][NX];
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NX; ++t) acc[r][t][0] = acc[r][t][1] = _mm512_setzero_ps();
-    auto step = [&](int64_t b, bool pair, int slot) __attribute__((always_inline)) {
-      __m512i xv[NX];
-      float dx0[NX], dx1[NX];
+      for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i xv[NX];
+      float dx[NX];
       for (int t = 0; t < NX; ++t) {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
-        xv[t] = pair ? LoadQ8Pair(xb) : LoadQ8Single(xb);
-        dx0[t] = _cvtsh_ss(xb[0].d);
-        dx1[t] = pair ? _cvtsh_ss(xb[1].d) : 0.0f;
+        xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+        dx[t] = _cvtsh_ss(xb->d);
       }
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + b;
-        const __m512i wv = pair ? LoadQ8Pair(wb) : LoadQ8Single(wb);
-        const __mmask64 neg = _mm512_movepi8_mask(wv);
-        const __m512i aw = _mm512_abs_epi8(wv);
-        const float dw0 = _cvtsh_ss(wb[0].d);
-        const float dw1 = pair ? _cvtsh_ss(wb[1].d) : 0.0f;
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs));
+        const __m256i aw = _mm256_sign_epi8(wv, wv);
+        const float dw = _cvtsh_ss(wb->d);
         for (int t = 0; t < NX; ++t) {
-          const __m512i sx = _mm512_mask_sub_epi8(xv[t], neg, zero, xv[t]);
-          const __m512i s = _mm512_dpbusd_epi32(zero, aw, sx);
-          const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(dw0 * dx0[t]),
-                                              _mm256_set1_ps(dw1 * dx1[t]), 1);
-          acc[r][t][slot] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][t][slot]);
+          const __m256i s = _mm256_dpbusd_epi32(zero, aw, _mm256_sign_epi8(xv[t], wv));
+          acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(s), acc[r][t]);
         }
       }
-    };
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      step(b, true, 0);
-      step(b + 2, true, 1);
     }
-    if (b + 2 <= nb) {
-      step(b, true, 0);
-      b += 2;
-    }
-    if (b < nb) step(b, false, 1);
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NX; ++t)
-        out[t * NR + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));
+      for (int t = 0; t < NX; ++t) out[t * NR + r] = Reduce8(acc[r][t]);
   }
 };
 
@@ -245,27 +289,35 @@ struct FloatDot {
   }
 };
 
+struct BF16Dot {
+  template <int NR, int NX>
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                  float* out) {
+    for (int r = 0; r < NR; ++r) {
+      float o[NX];
+      DotBF16<NX>(n, w + r * ws, x, xs, o);
+      for (int t = 0; t < NX; ++t) out[t * NR + r] = o[t];
+    }
+  }
+};
+
 using internal::VecDotOne;
 using internal::VecDotTile;
 
 const TypeKernels kTypes[] = {
-    {DType::F32, DType::F32, nullptr, VecDotOne<FloatDot<LoadF32>>, VecDotTile<FloatDot<LoadF32>>},
-    {DType::F16, DType::F16, QuantizeF16, VecDotOne<FloatDot<LoadF16>>, VecDotTile<FloatDot<LoadF16>>},
-    {DType::BF16, DType::BF16, QuantizeBF16, VecDotOne<FloatDot<LoadBF16>>, VecDotTile<FloatDot<LoadBF16>>},
+    {DType::F32, DType::F32, nullptr, DotF32Vec, VecDotTile<FloatDot<LoadF32>>},
+    {DType::F16, DType::F16, QuantizeF16, DotF16Vec, VecDotTile<FloatDot<LoadF16>>},
+    {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>},
 };
 
 // ---- row kernels -------------------------------------------------------------------------
 
 void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __m512 v = _mm512_maskz_loadu_ps(Mask16(std::min<int64_t>(16, n - i)), x + i);
-    const __m512 sq = _mm512_mul_ps(v, v);
-    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
-  }
-  const double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  // Sum of squares in double, sequentially like llama.cpp's rms_norm, so that the rounded mean
+  // is the same bit for bit (a lane-split double sum differs in rare last-bit cases).
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float mean = static_cast<float>(sum / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
   const __m512 sv = _mm512_set1_ps(scale);
@@ -299,15 +351,35 @@ void Softmax(float* x, int64_t n) {
   }
 }
 
+// ref::ExpPoly, 16 lanes.
+inline __m512 ExpPoly(__m512 x) {
+  const __m512 r = _mm512_set1_ps(0x1.8p23f);
+  const __m512 nn = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r), r);
+  const __m512 b = _mm512_fnmadd_ps(nn, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm512_fnmadd_ps(nn, _mm512_set1_ps(0x1.62e4p-1f), x));
+  const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(nn), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m512 u = _mm512_mul_ps(b, b);
+  const __m512 j = _mm512_fmadd_ps(
+      _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)),
+                      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+  const __m512 res = _mm512_scalef_ps(j, nn);
+  if (big == 0) return res;
+  const __m512 sat = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(nn, _mm512_setzero_ps(), _CMP_LE_OQ),
+                                          _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+  return _mm512_mask_blend_ps(big, res, sat);
+}
+
+// Same results as ref::SiluMul: whole groups of 16 with ExpPoly, the tail with libm's exp.
 void SiluMul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = Mask16(std::min<int64_t>(16, n - i));
-    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-    const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
-    const __m512 r = _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
-                                   _mm512_maskz_loadu_ps(m, up + i));
-    _mm512_mask_storeu_ps(gate + i, m, r);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 g = _mm512_loadu_ps(gate + i);
+    const __m512 e = ExpPoly(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_storeu_ps(gate + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
+                                             _mm512_loadu_ps(up + i)));
   }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void Add(float* y, const float* x, int64_t n) {
@@ -321,6 +393,21 @@ void Add(float* y, const float* x, int64_t n) {
 // Same algorithm as ref::Attention (llama.cpp's CPU flash attention), 16 lanes at a time.
 __m512 RoundF16(__m512 x) {
   return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// q.k in the order of ref's AttnScoreDot (llama.cpp's f16 dot).
+inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
+  const int np = n & ~63;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int i = 0; i < np; i += 64) {
+    a0 = _mm512_fmadd_ps(LoadF16::Load(k, i), _mm512_loadu_ps(q16 + i), a0);
+    a1 = _mm512_fmadd_ps(LoadF16::Load(k, i + 16), _mm512_loadu_ps(q16 + i + 16), a1);
+    a2 = _mm512_fmadd_ps(LoadF16::Load(k, i + 32), _mm512_loadu_ps(q16 + i + 32), a2);
+    a3 = _mm512_fmadd_ps(LoadF16::Load(k, i + 48), _mm512_loadu_ps(q16 + i + 48), a3);
+  }
+  double sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+  for (int i = np; i < n; ++i) sum += static_cast<double>(fp16_to_f32(k[i]) * q16[i]);
+  return static_cast<float>(sum);
 }
 
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
@@ -342,13 +429,7 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
     }
     float mx = -INFINITY, sum = 0.0f;
     for (int64_t j = 0; j < n_kv; ++j) {
-      const uint16_t* kj = k + j * kv_stride + col;
-      __m512 a = _mm512_setzero_ps();
-      for (int i = 0; i < n_vec; ++i) {
-        const __mmask16 m = i + 1 == n_vec ? tail : 0xFFFF;
-        a = _mm512_fmadd_ps(_mm512_load_ps(q16 + 16 * i), LoadF16::LoadMasked(kj, 16 * i, m), a);
-      }
-      const float s = _mm512_reduce_add_ps(a) * scale;
+      const float s = AttnScoreDot(k + j * kv_stride + col, q16, head_dim) * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > mx) {
         ms = std::exp(mx - s);

@@ -18,10 +18,11 @@ namespace strata::kernels::internal {
 using QuantizeFn = void (*)(const float* x, void* dst, int64_t n);
 // dot(w_row, x_row) over n elements.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
-// A tile of dot products: y[i * y_stride + r] = dot(w + r * w_stride, x + i * x_stride) for
-// r in [0, nw), i in [0, nx); 1 <= nw <= kMaxDotRows, 1 <= nx <= kMaxDotCols; strides of w and
-// x in bytes, of y in floats. Each result must be bit-identical to VecDotFn's (MatMul's
-// result then does not depend on how rows and tokens are grouped).
+// A tile of dot products in the GEMM order (see UseGemmOrder): y[i * y_stride + r] =
+// dot(w + r * w_stride, x + i * x_stride) for r in [0, nw), i in [0, nx); 1 <= nw <=
+// kMaxDotRows, 1 <= nx <= kMaxDotCols; strides of w and x in bytes, of y in floats. Each
+// result must not depend on nw, nx or the position in the tile. VecDotFn is the single-token
+// order; for Q8_0 the two orders coincide.
 using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int nw, const void* x,
                               size_t x_stride, int nx, float* y, size_t y_stride);
 inline constexpr int kMaxDotRows = 2;
@@ -47,6 +48,15 @@ struct IsaKernels {
                     int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                     float* out, float* scratch);
 };
+
+// Which accumulation order a matmul uses, as llama.cpp decides it: its GEMM (llamafile's
+// tinyBLAS) for two or more tokens when the row count is a multiple of 4 and the row length a
+// multiple of the GEMM's step; otherwise its per-row vec_dot. The two orders differ in the
+// last bits, so following the same rule keeps results identical to llama.cpp's.
+inline bool UseGemmOrder(DType w, int64_t rows, int64_t cols, int64_t n_tok) {
+  const int64_t step = w == DType::F32 || w == DType::F16 ? 16 : 32;
+  return n_tok >= 2 && rows % 4 == 0 && cols % step == 0;
+}
 
 // Null when the ISA table has no entry for `w`.
 inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {

@@ -42,44 +42,123 @@ void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
 }
 
 // ---- dot products ------------------------------------------------------------------------
+// Each dot reproduces the accumulation order of llama.cpp's CPU matmul (llamafile's tinyBLAS,
+// which ggml uses for these types), so that results agree bit for bit:
+//   F32/F16: 16 lanes, lane j accumulates elements 16c+j with fused multiply-add, then the
+//            lanes are reduced as a halving tree (Reduce16).
+//   BF16:    16 lanes over 32-element chunks, lane j adds the odd product then the even one
+//            (vdpbf16ps), then Reduce16.
+//   Q8_0:    8 lanes per block, lane j holds the exact integer sum of elements 4j..4j+3, and
+//            accumulates fma(dw*dx, that sum); then Reduce8.
+// The SIMD paths implement the same orders.
 
-float DotF32(int64_t n, const void* w, const void* x) {
-  const float* a = static_cast<const float*>(w);
-  const float* b = static_cast<const float*>(x);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+float Reduce8(const float* l) {
+  float s[4];
+  for (int i = 0; i < 4; ++i) s[i] = l[4 + i] + l[i];
+  return (s[0] + s[2]) + (s[1] + s[3]);
 }
 
-float DotF16(int64_t n, const void* w, const void* x) {
-  const uint16_t* a = static_cast<const uint16_t*>(w);
-  const uint16_t* b = static_cast<const uint16_t*>(x);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += fp16_to_f32(a[i]) * fp16_to_f32(b[i]);
-  return sum;
+float Reduce16(const float* l) {
+  float t[8];
+  for (int i = 0; i < 8; ++i) t[i] = l[8 + i] + l[i];
+  return Reduce8(t);
 }
+
+template <float (*kLoad)(const void*, int64_t)>
+float DotFloatLanes(int64_t n, const void* w, const void* x) {
+  float lanes[16] = {0};
+  for (int64_t i = 0; i < n; i += 16)
+    for (int j = 0; j < 16 && i + j < n; ++j)
+      lanes[j] = std::fma(kLoad(w, i + j), kLoad(x, i + j), lanes[j]);
+  return Reduce16(lanes);
+}
+
+float LoadF32At(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
+float LoadF16At(const void* p, int64_t i) { return fp16_to_f32(static_cast<const uint16_t*>(p)[i]); }
+float LoadBF16At(const void* p, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(p)[i]); }
+
+float DotF32(int64_t n, const void* w, const void* x) { return DotFloatLanes<LoadF32At>(n, w, x); }
+float DotF16(int64_t n, const void* w, const void* x) { return DotFloatLanes<LoadF16At>(n, w, x); }
 
 float DotBF16(int64_t n, const void* w, const void* x) {
-  const uint16_t* a = static_cast<const uint16_t*>(w);
-  const uint16_t* b = static_cast<const uint16_t*>(x);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += bf16_to_f32(a[i]) * bf16_to_f32(b[i]);
+  float lanes[16] = {0};
+  auto at = [&](const void* p, int64_t i) { return i < n ? LoadBF16At(p, i) : 0.0f; };
+  for (int64_t c = 0; c < n; c += 32) {
+    for (int j = 0; j < 16; ++j) {
+      const int64_t e = c + 2 * j;  // bf16 products are exact in f32: only the adds round
+      lanes[j] = lanes[j] + at(w, e + 1) * at(x, e + 1);
+      lanes[j] = lanes[j] + at(w, e) * at(x, e);
+    }
+  }
+  return Reduce16(lanes);
+}
+
+// Single-token orders (llama.cpp's ggml_vec_dot_* on AVX-512, used when a matmul has one
+// token; with two or more it uses the orders above):
+//   F32:  four 16-lane fma accumulators over 64-element steps, folded (0+2)+(1+3), Reduce16,
+//         leftovers fused into the float sum.
+//   F16:  the same accumulators and fold, sum in double, leftovers added in double.
+//   BF16: two 16-lane vdpbf16ps accumulators over 64-element steps, each reduced by Reduce16
+//         and added in double, leftovers in double.
+template <float (*kLoadW)(const void*, int64_t), float (*kLoadX)(const void*, int64_t)>
+float Fold4x16(int64_t np, const void* w, const void* x) {
+  float acc[4][16] = {};
+  for (int64_t i = 0; i < np; i += 64)
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 16; ++l)
+        acc[j][l] = std::fma(kLoadW(w, i + 16 * j + l), kLoadX(x, i + 16 * j + l), acc[j][l]);
+  float folded[16];
+  for (int l = 0; l < 16; ++l) folded[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+  return Reduce16(folded);
+}
+
+float DotF32Vec(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  float sum = Fold4x16<LoadF32At, LoadF32At>(np, w, x);
+  for (int64_t i = np; i < n; ++i) sum = std::fma(LoadF32At(w, i), LoadF32At(x, i), sum);
   return sum;
 }
 
-// sum over blocks of (dw * dx) * (exact integer dot of the quants), accumulated in f32.
+template <float (*kLoadX)(const void*, int64_t)>
+float DotF16VecT(int64_t n, const void* w, const void* x) {
+  const int64_t np = n & ~int64_t{63};
+  double sum = Fold4x16<LoadF16At, kLoadX>(np, w, x);
+  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(LoadF16At(w, i) * kLoadX(x, i));
+  return static_cast<float>(sum);
+}
+
+float DotF16Vec(int64_t n, const void* w, const void* x) { return DotF16VecT<LoadF16At>(n, w, x); }
+
+float DotBF16Vec(int64_t n, const void* w, const void* x) {
+  float c[2][16] = {};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 16; ++j) {
+        const int64_t e = i + 32 * h + 2 * j;
+        c[h][j] = c[h][j] + LoadBF16At(w, e + 1) * LoadBF16At(x, e + 1);
+        c[h][j] = c[h][j] + LoadBF16At(w, e) * LoadBF16At(x, e);
+      }
+  double sum = Reduce16(c[0]);
+  sum += Reduce16(c[1]);
+  for (; i < n; ++i) sum += static_cast<double>(LoadBF16At(w, i) * LoadBF16At(x, i));
+  return static_cast<float>(sum);
+}
+
 float DotQ8_0(int64_t n, const void* w, const void* x) {
   const BlockQ8_0* a = static_cast<const BlockQ8_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  float sum = 0.0f;
+  float lanes[8] = {0};
   for (int64_t blk = 0; blk < n / kQK; ++blk) {
-    int32_t sumi = 0;
-    for (int i = 0; i < kQK; ++i)
-      sumi += static_cast<int32_t>(a[blk].qs[i]) * static_cast<int32_t>(b[blk].qs[i]);
     const float d = fp16_to_f32(a[blk].d) * fp16_to_f32(b[blk].d);
-    sum += static_cast<float>(sumi) * d;
+    for (int j = 0; j < 8; ++j) {
+      int32_t sumi = 0;
+      for (int k = 4 * j; k < 4 * j + 4; ++k)
+        sumi += static_cast<int32_t>(a[blk].qs[k]) * static_cast<int32_t>(b[blk].qs[k]);
+      lanes[j] = std::fma(d, static_cast<float>(sumi), lanes[j]);
+    }
   }
-  return sum;
+  return Reduce8(lanes);
 }
 
 template <internal::VecDotFn kDot>
@@ -94,9 +173,9 @@ void DotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t 
 using internal::TypeKernels;
 
 constexpr TypeKernels kScalarTypes[] = {
-    {DType::F32, DType::F32, nullptr, DotF32, DotTile<DotF32>},
-    {DType::F16, DType::F16, QuantizeF16, DotF16, DotTile<DotF16>},
-    {DType::BF16, DType::BF16, QuantizeBF16, DotBF16, DotTile<DotBF16>},
+    {DType::F32, DType::F32, nullptr, DotF32Vec, DotTile<DotF32>},
+    {DType::F16, DType::F16, QuantizeF16, DotF16Vec, DotTile<DotF16>},
+    {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, DotTile<DotBF16>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, DotQ8_0, DotTile<DotQ8_0>},
 };
 
@@ -108,6 +187,12 @@ const TypeKernels* FindScalarType(DType w) {
   for (const TypeKernels& t : kScalarTypes)
     if (t.weight_type == w) return &t;
   return nullptr;
+}
+
+
+// q.k of attention: llama.cpp's single-token f16 dot (q already rounded to f16 values).
+float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
+  return DotF16VecT<LoadF32At>(n, k, q16);
 }
 
 }  // namespace
@@ -141,9 +226,17 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   const size_t x_row = RowBytesUnchecked(t->vec_dot_type, cols);
   std::vector<uint8_t> xq(x_row);
   const uint8_t* w = static_cast<const uint8_t*>(W);
+  const bool gemm = internal::UseGemmOrder(w_type, rows, cols, n_tok);
   for (int64_t tok = 0; tok < n_tok; ++tok) {
     QuantizeActivationRow(w_type, X + tok * cols, xq.data(), cols);
-    for (int64_t r = 0; r < rows; ++r) Y[tok * rows + r] = t->vec_dot(cols, w + r * w_row, xq.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      float* y = Y + tok * rows + r;
+      if (gemm) {
+        t->vec_dot_tile(cols, w + r * w_row, w_row, 1, xq.data(), x_row, 1, y, 1);
+      } else {
+        *y = t->vec_dot(cols, w + r * w_row, xq.data());
+      }
+    }
   }
 }
 
@@ -171,8 +264,11 @@ void Rope(float* x, int64_t n_heads, int64_t head_dim, int32_t pos, float base,
       float* xh = x + h * head_dim;
       const float x0 = xh[a];
       const float x1 = xh[b];
-      xh[a] = x0 * c - x1 * s;
-      xh[b] = x0 * s + x1 * c;
+      // llama.cpp's build fuses one product of each rotation into a multiply-add (compiler
+      // contraction: x0*c in the first, x0*s in the second); fusing the same products keeps
+      // results identical to it.
+      xh[a] = std::fma(x0, c, -(x1 * s));
+      xh[b] = std::fma(x0, s, x1 * c);
     }
   }
 }
@@ -191,8 +287,29 @@ void Softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+// e^x as llama.cpp's AVX-512 SiLU computes it: x = n ln2 + b (n by the round-to-integer
+// trick, ln2 split in two), e^b by a degree-5 polynomial in Estrin form, scaled by 2^n;
+// |n| > 192 saturates to 0 or infinity.
+float ExpPoly(float x) {
+  const float r = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, r);
+  const float nn = z - r;
+  const float b = std::fma(-nn, 0x1.7f7d1cp-20f, std::fma(-nn, 0x1.62e4p-1f, x));
+  if (std::fabs(nn) > 192.0f) return nn <= 0.0f ? 0.0f : INFINITY;
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+  return std::ldexp(j, static_cast<int>(nn));
+}
+
+float SiluPoly(float g) { return g / (1.0f + ExpPoly(0.0f - g)); }
+
 void SiluMul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  // Whole groups of 16 use the polynomial exp (as llama.cpp's vector path), the tail libm's.
+  const int64_t n16 = n / 16 * 16;
+  for (int64_t i = 0; i < n16; ++i) gate[i] = SiluPoly(gate[i]) * up[i];
+  for (int64_t i = n16; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
@@ -216,10 +333,7 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
     }
     float m = -INFINITY, sum = 0.0f;
     for (int64_t j = 0; j < n_kv; ++j) {
-      const uint16_t* kj = k + j * kv_stride + col;
-      float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d) dot += q16[d] * fp16_to_f32(kj[d]);
-      const float s = dot * scale;
+      const float s = AttnScoreDot(k + j * kv_stride + col, q16, head_dim) * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > m) {
         ms = std::exp(m - s);

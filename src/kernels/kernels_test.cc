@@ -225,6 +225,18 @@ TEST(RefKernels, SiluMulMatchesDouble) {
   }
 }
 
+TEST(RefKernels, ExpPolyIsAccurate) {
+  for (float x = -103.0f; x < 88.5f; x += 0.0137f) {
+    const double want = std::exp(static_cast<double>(x));
+    EXPECT_NEAR(ref::ExpPoly(x), want, 4e-7 * want + 1e-44) << x;
+  }
+  EXPECT_EQ(ref::ExpPoly(0.0f), 1.0f);
+  EXPECT_EQ(ref::ExpPoly(-200.0f), 0.0f);
+  EXPECT_EQ(ref::ExpPoly(200.0f), INFINITY);
+  EXPECT_EQ(ref::ExpPoly(-INFINITY), 0.0f);
+  EXPECT_NEAR(ref::SiluPoly(1.0f), 1.0 / (1.0 + std::exp(-1.0)), 1e-7);
+}
+
 TEST(RefKernels, RopeMatchesDirectFormulaAndPreservesNorm) {
   std::mt19937 rng(6);
   const int64_t n_heads = 3;
@@ -398,6 +410,10 @@ TEST_P(PathTest, VecDotMatchesRef) {
       const float want = ref::VecDot(t, n, w.data(), x.data());
       const float got = VecDot(t, n, w.data(), x.data());
       ASSERT_NEAR(got, want, 2 * DotTolerance(n, abs_sum)) << DTypeName(t) << " n=" << n;
+      // Every path follows llama.cpp's accumulation order (the scalar twin's), so the results
+      // are not just close but identical.
+      ASSERT_EQ(f32_to_bits(got), f32_to_bits(want)) << DTypeName(t) << " n=" << n << " "
+                                                     << got << " vs " << want;
     }
   }
 }
@@ -453,7 +469,9 @@ void CheckMatMul(const MatMulShape& s, int64_t n_tok, ThreadPool* pool, std::mt1
   std::vector<float> y(n_tok * s.rows, -1.0f), want(n_tok * s.rows);
   MatMul(w.data(), s.t, s.rows, s.cols, x.data(), n_tok, y.data(), pool, scratch);
   ref::MatMul(w.data(), s.t, s.rows, s.cols, x.data(), n_tok, want.data());
-  // Same numbers as the dispatched VecDot on the dispatched conversion, exactly.
+  // Every path uses llama.cpp's accumulation orders (the per-row vec_dot order for one token
+  // or unaligned shapes, the GEMM order otherwise), so results equal the scalar twin's
+  // exactly; for a single token they are the dispatched VecDot's.
   const size_t x_row = RowBytesUnchecked(VecDotType(s.t), s.cols);
   std::vector<uint8_t> xq(x_row);
   const std::string where = std::string(DTypeName(s.t)) + " rows=" + std::to_string(s.rows) +
@@ -464,7 +482,10 @@ void CheckMatMul(const MatMulShape& s, int64_t n_tok, ThreadPool* pool, std::mt1
     QuantizeActivationRow(s.t, x.data() + t * s.cols, xq.data(), s.cols);
     for (int64_t r = 0; r < s.rows; ++r) {
       const float got = y[t * s.rows + r];
-      ASSERT_EQ(got, VecDot(s.t, s.cols, w.data() + r * w_row, xq.data())) << where;
+      ASSERT_EQ(f32_to_bits(got), f32_to_bits(want[t * s.rows + r])) << where;
+      if (n_tok == 1) {
+        ASSERT_EQ(got, VecDot(s.t, s.cols, w.data() + r * w_row, xq.data())) << where;
+      }
       double exact, abs_sum;
       DoubleDot(s.t, s.cols, w.data() + r * w_row, xq.data(), &exact, &abs_sum);
       ASSERT_NEAR(got, want[t * s.rows + r], 2 * DotTolerance(s.cols, abs_sum)) << where;
@@ -480,6 +501,9 @@ TEST_P(PathTest, MatMulMatchesRef) {
       {DType::Q8_0, 1, 32},  {DType::Q8_0, 67, 96},  {DType::Q8_0, 13, 320},
       {DType::F32, 7, 13},   {DType::F32, 31, 64},   {DType::F16, 5, 33},
       {DType::F16, 29, 130}, {DType::BF16, 11, 17},  {DType::BF16, 23, 96},
+      // GEMM-order shapes (rows a multiple of 4, row length of the GEMM step).
+      {DType::Q8_0, 64, 96}, {DType::F32, 32, 64},   {DType::F16, 28, 144},
+      {DType::BF16, 24, 96}, {DType::F32, 8, 200},
   };
   std::vector<uint8_t> scratch;  // shared across calls: reused and grown
   for (const MatMulShape& s : shapes)
@@ -494,6 +518,8 @@ TEST_P(PathTest, MatMulTiled) {
   std::vector<uint8_t> scratch;
   CheckMatMul({DType::Q8_0, 130, 4096}, 67, &p3, rng, &scratch);
   CheckMatMul({DType::F16, 70, 2048 + 5}, 70, &p2, rng, &scratch);
+  CheckMatMul({DType::F16, 72, 2048}, 70, &p2, rng, &scratch);
+  CheckMatMul({DType::BF16, 36, 1024}, 9, &p3, rng, &scratch);
 }
 
 TEST_P(PathTest, RmsNormMatchesRef) {
@@ -545,8 +571,9 @@ TEST_P(PathTest, SiluMulMatchesRef) {
     std::memcpy(ub.data(), u.data(), n * 4);
     ref::SiluMul(g.data(), u.data(), n);
     SiluMul(gb.as<float>(), ub.as<float>(), n);
+    // Same polynomial exp (llama.cpp's) on every path: identical results.
     for (int64_t i = 0; i < n; ++i)
-      ASSERT_NEAR(gb.as<float>()[i], g[i], 2e-6f * std::fabs(g[i]) + 1e-37f) << n << " " << i;
+      ASSERT_EQ(f32_to_bits(gb.as<float>()[i]), f32_to_bits(g[i])) << n << " " << i;
   }
 }
 
@@ -599,10 +626,10 @@ TEST_P(PathTest, AttentionMatchesRef) {
     std::vector<float> want_off(c.n_heads * c.hd);
     ref::Attention(q.data(), k.data() + 1, v.data() + 1, c.n_kv, stride, c.n_heads,
                    c.n_kv_heads, c.hd, scale, want_off.data(), scratch.data());
-    // Summation order of q.k differs between paths; a rare 1-ulp f16 flip of the running sum
-    // follows from it, hence the tolerance (bit-exactness is checked below on exact inputs).
+    // Every path computes q.k in the same (llama.cpp's) order, so results are identical.
     for (size_t i = 0; i < want_off.size(); ++i)
-      ASSERT_NEAR(out.as<float>()[i], want_off[i], 2e-3f) << c.hd << " " << c.n_kv << " " << i;
+      ASSERT_EQ(f32_to_bits(out.as<float>()[i]), f32_to_bits(want_off[i]))
+          << c.hd << " " << c.n_kv << " " << i;
     // The offset copy is a different problem: make sure it is not trivially equal.
     EXPECT_NE(std::memcmp(want.data(), want_off.data(), want.size() * 4), 0);
   }

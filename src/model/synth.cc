@@ -135,14 +135,14 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   if (s.n_layers < 1 || s.hidden < 1 || s.ffn < 1 || s.n_heads < 1 || s.n_kv_heads < 1 ||
       s.n_heads % s.n_kv_heads != 0 || s.hidden % s.n_heads != 0 || (s.hidden / s.n_heads) % 2)
     return Status::Error("invalid shape: need heads | hidden, kv_heads | heads, even head dim");
+  if (!Info(o.type).compute || !CanQuantize(o.type))
+    return Errorf("cannot synthesize weights of type %s", DTypeName(o.type));
   const int64_t block = Info(o.type).block_size;
   const int64_t head_dim = s.hidden / s.n_heads;
   if (s.hidden % block || s.ffn % block || (s.n_heads * head_dim) % block)
     return Errorf("hidden (%lld) and ffn (%lld) must be multiples of the %s block size %lld",
                   static_cast<long long>(s.hidden), static_cast<long long>(s.ffn),
                   DTypeName(o.type), static_cast<long long>(block));
-  if (!Info(o.type).compute || !CanQuantize(o.type))
-    return Errorf("cannot synthesize weights of type %s", DTypeName(o.type));
 
   STRATA_ASSIGN_OR_RETURN(auto vocab, gguf::File::Open(o.vocab_path));
   STRATA_ASSIGN_OR_RETURN(auto tokens_v, vocab->GetStringArray("tokenizer.ggml.tokens"));

@@ -1,0 +1,382 @@
+// Endpoints of the node: routing, authentication, health, models, metrics and generation
+// (JSON and SSE).
+#include <ctime>
+#include <filesystem>
+#include <random>
+
+#include "base/mmap.h"
+#include "base/timer.h"
+#include "node/server_impl.h"
+
+namespace strata::node {
+
+using nlohmann::json;
+
+namespace {
+
+std::string_view PathOf(std::string_view target) {
+  const size_t q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+// Constant-time comparison of the presented key with the configured one.
+bool KeyMatches(std::string_view given, const std::string& key) {
+  unsigned diff = given.size() == key.size() ? 0u : 1u;
+  for (size_t i = 0; i < key.size(); ++i)
+    diff |= static_cast<unsigned>(static_cast<unsigned char>(key[i]) ^
+                                  static_cast<unsigned char>(i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+ApiError MakeError(int status, std::string message, std::string type, std::string code = "") {
+  ApiError e;
+  e.status = status;
+  e.message = std::move(message);
+  e.type = std::move(type);
+  e.code = std::move(code);
+  return e;
+}
+
+// The key of "Authorization: Bearer <key>" ("" when absent).
+std::string_view BearerToken(const Request& req) {
+  const auto auth = req[http::field::authorization];
+  const std::string_view a(auth.data(), auth.size());
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
+  return a.substr(kPrefix.size());
+}
+
+std::string OpenAiFinish(const std::string& reason) {
+  return reason == "stop" ? "stop" : "length";  // length, timeout, context
+}
+
+}  // namespace
+
+bool Server::ModelMatches(const std::string& name) const {
+  if (name.empty() || name == model_id_ || name == o_.model_path) return true;
+  if (!model_name_.empty() && name == model_name_) return true;
+  const std::string stem = std::filesystem::path(o_.model_path).stem().string();
+  return name == stem;
+}
+
+Result<std::vector<int32_t>> Server::ChatTokens(const std::vector<ChatMessage>& messages,
+                                                bool* in_reasoning) const {
+  const Tokenizer& tok = engine_->tokenizer();
+  const std::string bos = tok.bos() >= 0 ? tok.Text(tok.bos()) : std::string();
+  STRATA_ASSIGN_OR_RETURN(std::string text, RenderChat(template_, messages, true, bos));
+  // The templates write BOS themselves: add it only when the rendered text lacks it, so the
+  // prompt has exactly one.
+  const bool has_bos = !bos.empty() && text.rfind(bos, 0) == 0;
+  std::vector<int32_t> ids = engine_->Tokenize(text, !has_bos, true);
+  if (tok.bos() >= 0 && ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos())
+    ids.erase(ids.begin());
+  size_t end = text.find_last_not_of(" \t\r\n");
+  end = end == std::string::npos ? 0 : end + 1;
+  *in_reasoning = end >= 7 && text.compare(end - 7, 7, "<think>") == 0;
+  return ids;
+}
+
+Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf) {
+  // (GCC 12 miscompiles string literals converted inside co_await expressions: errors are
+  // built into locals first.)
+  const std::string_view path = PathOf(std::string_view(req.target().data(), req.target().size()));
+  const bool get = req.method() == http::verb::get;
+  const bool post = req.method() == http::verb::post;
+  const bool known = path == "/health" || path == "/metrics" || path == "/v1/models" ||
+                     path == "/inference" || path == "/v1/completions" ||
+                     path == "/v1/chat/completions";
+  const bool want_post =
+      path == "/inference" || path == "/v1/completions" || path == "/v1/chat/completions";
+  ApiError err;
+  bool failed = true;
+  if (!known) {
+    err = MakeError(404, "not found: " + std::string(path), "not_found_error");
+  } else if ((want_post && !post) || (!want_post && !get)) {
+    err = MakeError(405, want_post ? "use POST" : "use GET", "invalid_request_error");
+  } else if (path != "/health" && !o_.api_key.empty() &&
+             !KeyMatches(BearerToken(req), o_.api_key)) {
+    err = MakeError(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
+  } else if (path != "/health" && path != "/metrics" && !ready()) {
+    err = MakeError(503, "the model is loading", "unavailable_error");
+  } else {
+    failed = false;
+  }
+  if (failed) co_return co_await SendError(s, req, err, path == "/inference");
+  if (path == "/health") co_return co_await Health(s, req);
+  if (path == "/metrics") {
+    SchedulerStats st;
+    if (ready()) st = sched_->stats();
+    std::string body = metrics_.Render(ready() ? &st : nullptr, o_.model_path);
+    co_return co_await Send(s, req.version(), req.keep_alive(), 200, std::move(body),
+                            "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (path == "/v1/models") {
+    json model = {{"id", model_id_},
+                  {"object", "model"},
+                  {"created", started_},
+                  {"owned_by", "strata"},
+                  {"meta",
+                   {{"n_ctx", o_.ctx},
+                    {"n_ctx_train", engine_->model().config().n_ctx_train},
+                    {"n_vocab", engine_->model().config().n_vocab},
+                    {"n_layers", n_layers_},
+                    {"slots", o_.parallel},
+                    {"name", model_name_}}}};
+    std::string body = Dump(json{{"object", "list"}, {"data", json::array({model})}});
+    co_return co_await Send(s, req.version(), req.keep_alive(), 200, std::move(body));
+  }
+  const Endpoint ep = path == "/inference"        ? Endpoint::kInference
+                      : path == "/v1/completions" ? Endpoint::kCompletions
+                                                  : Endpoint::kChat;
+  co_return co_await Generate(s, req, buf, ep);
+}
+
+Task<bool> Server::Health(beast::tcp_stream& s, const Request& req) {
+  const bool ok = ready();
+  json j;
+  j["status"] = ok ? "healthy" : state_.load() == kFailed ? "error" : "loading";
+  j["model_loaded"] = ok;
+  j["memory_usage"] = CurrentRssBytes();
+  if (ok) {
+    const SchedulerStats st = sched_->stats();
+    j["slots_busy"] = st.running;
+    j["slots_total"] = st.slots_total;
+    j["requests_waiting"] = st.waiting;
+    j["layers"] = n_layers_;
+  } else {
+    j["slots_busy"] = 0;
+    j["slots_total"] = o_.parallel;
+    j["layers"] = 0;
+  }
+  j["model"] = model_id_;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!ok) headers.emplace_back("Retry-After", "1");
+  co_return co_await Send(s, req.version(), req.keep_alive(), ok ? 200 : 503, Dump(j),
+                          "application/json", headers);
+}
+
+Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+                            Endpoint ep) {
+  const bool plain = ep == Endpoint::kInference;  // the plan's call: {"error": "..."}
+  GenRequest g;
+  ApiError err;
+  if (!ParseGenRequest(ep, req.body(), &g, &err)) co_return co_await SendError(s, req, err, plain);
+  if (!ModelMatches(g.model)) {
+    err = MakeError(
+        404, "the model '" + g.model + "' does not exist (this node serves '" + model_id_ + "')",
+        "not_found_error", "model_not_found");
+    co_return co_await SendError(s, req, err, plain);
+  }
+
+  bool in_reasoning = false;
+  std::vector<int32_t> prompt;
+  if (ep == Endpoint::kChat) {
+    auto t = ChatTokens(g.messages, &in_reasoning);
+    if (!t.ok()) {
+      err = BadRequest(t.status().message());
+      co_return co_await SendError(s, req, err, plain);
+    }
+    prompt = std::move(t).value();
+  } else if (g.prompt_is_ids) {
+    prompt = g.prompt_ids;
+  } else {
+    prompt = engine_->Tokenize(g.prompt);
+  }
+  const int n_ctx = sched_->n_ctx();
+  if (static_cast<int>(prompt.size()) >= n_ctx) {
+    err =
+        BadRequest(StrFormat("the prompt has %zu tokens but the context holds %d: it must be at "
+                             "most %d tokens",
+                             prompt.size(), n_ctx, n_ctx - 1));
+    co_return co_await SendError(s, req, err, plain);
+  }
+
+  SchedRequestParams p;
+  p.prompt = prompt;
+  p.max_tokens = g.max_tokens < 0 ? n_ctx - static_cast<int>(prompt.size()) : g.max_tokens;
+  p.sampler = g.sampler;
+  if (!g.seed_given) p.sampler.seed = std::random_device{}() ^ (next_id_.load() << 32);
+  p.stop = g.stop;
+  if (o_.request_timeout_s > 0)
+    p.deadline =
+        Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o_.request_timeout_s * 1000));
+
+  auto pipe = std::make_shared<Pipe>(co_await net::this_coro::executor);
+  Metrics* metrics = &metrics_;
+  Timer timer;
+  SubmitResult sub = sched_->Submit(std::move(p), [pipe, metrics](const SchedUpdate& u) {
+    if (u.token >= 0) {
+      const auto now = Clock::now();
+      if (!pipe->seen_token)
+        metrics->ObserveTtft(std::chrono::duration<double>(now - pipe->start).count());
+      else
+        metrics->ObserveInterToken(std::chrono::duration<double>(now - pipe->last_token).count());
+      pipe->seen_token = true;
+      pipe->last_token = now;
+    }
+    pipe->Push(u);
+  });
+  if (sub.code == SubmitCode::kQueueFull) {
+    metrics_.CountRejected();
+    {
+      err = MakeError(503, sub.message, "unavailable_error");
+      co_return co_await SendError(s, req, err, plain);
+    }
+  }
+  if (sub.code != SubmitCode::kOk) {
+    err = sub.code == SubmitCode::kInvalid ? BadRequest(sub.message)
+                                           : MakeError(503, sub.message, "unavailable_error");
+    co_return co_await SendError(s, req, err, plain);
+  }
+  pipe->request = sub.request;
+  StartWatch(&s.socket(), pipe);
+
+  const uint64_t n = next_id_.fetch_add(1);
+  const std::string id =
+      StrFormat(ep == Endpoint::kChat ? "chatcmpl-%llx%06llx" : "cmpl-%llx%06llx",
+                static_cast<unsigned long long>(started_), static_cast<unsigned long long>(n));
+  if (g.stream) co_return co_await Stream(s, req, buf, g, pipe, id, in_reasoning);
+
+  std::string text;
+  SchedUpdate last;
+  for (bool done = false; !done;) {
+    auto ups = pipe->Take();
+    if (ups.empty()) {
+      co_await pipe->Wait();
+      continue;
+    }
+    for (SchedUpdate& u : ups) {
+      text += u.text;
+      if (u.done) {
+        last = std::move(u);
+        done = true;
+      }
+    }
+  }
+  co_await StopWatch(&s.socket(), pipe.get(), buf);
+  if (pipe->disconnected) co_return false;
+  if (last.finish_reason == "error") {
+    err = MakeError(500, last.error, "server_error");
+    co_return co_await SendError(s, req, err, plain);
+  }
+  if (last.finish_reason == "cancelled") {
+    err = MakeError(503, "the server is stopping", "unavailable_error");
+    co_return co_await SendError(s, req, err, plain);
+  }
+  Usage usage{last.n_prompt, last.n_generated};
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  const std::string finish = OpenAiFinish(last.finish_reason);
+  json out;
+  if (ep == Endpoint::kInference) {
+    out = {{"response", text},
+           {"inference_time", timer.ElapsedMs() / 1000.0},
+           {"model", model_id_},
+           {"prompt_tokens", usage.prompt_tokens},
+           {"completion_tokens", usage.completion_tokens},
+           {"finish_reason", finish}};
+  } else if (ep == Endpoint::kCompletions) {
+    out = CompletionResponse(id, created, model_id_, text, finish, usage);
+  } else {
+    std::string reasoning, content;
+    if (o_.reasoning_format == "deepseek") {
+      ReasoningSplitter split(in_reasoning);
+      split.Push(text, &reasoning, &content);
+      split.Flush(&reasoning, &content);
+    } else {
+      content = text;
+    }
+    out = ChatResponse(id, created, model_id_, reasoning, content, finish, usage);
+  }
+  co_return co_await Send(s, req.version(), req.keep_alive(), 200, Dump(out));
+}
+
+Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+                          const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
+                          bool in_reasoning) {
+  const bool chat = g.endpoint == Endpoint::kChat;
+  const bool split = chat && o_.reasoning_format == "deepseek";
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  const bool usage_null = g.include_usage;
+  ReasoningSplitter splitter(in_reasoning);
+
+  http::response<http::empty_body> res{http::status::ok, req.version()};
+  res.set(http::field::server, "strata");
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(req.keep_alive());
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  beast::error_code ec;
+  s.expires_after(std::chrono::seconds(60));
+  co_await http::async_write_header(s, sr, net::redirect_error(net::use_awaitable, ec));
+  bool broken = static_cast<bool>(ec);
+
+  std::string out;
+  auto emit_text = [&](const std::string& text, bool final) {
+    if (!chat) {
+      if (!text.empty())
+        out += SseEvent(CompletionChunk(id, created, model_id_, text, "", usage_null));
+      return;
+    }
+    std::string reasoning, content;
+    if (split) {
+      splitter.Push(text, &reasoning, &content);
+      if (final) splitter.Flush(&reasoning, &content);
+    } else {
+      content = text;
+    }
+    if (!reasoning.empty())
+      out += SseEvent(
+          ChatChunk(id, created, model_id_, {{"reasoning_content", reasoning}}, "", usage_null));
+    if (!content.empty())
+      out += SseEvent(ChatChunk(id, created, model_id_, {{"content", content}}, "", usage_null));
+  };
+  if (chat)
+    out += SseEvent(ChatChunk(id, created, model_id_, {{"role", "assistant"}, {"content", ""}}, "",
+                              usage_null));
+
+  bool done = false;
+  while (!broken && !done) {
+    auto ups = pipe->Take();
+    if (ups.empty() && out.empty()) {
+      co_await pipe->Wait();
+      continue;
+    }
+    for (SchedUpdate& u : ups) {
+      emit_text(u.text, u.done);
+      if (!u.done) continue;
+      done = true;
+      if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
+        json e = json::parse(ErrorJson(
+            MakeError(u.finish_reason == "error" ? 500 : 503,
+                      u.finish_reason == "error" ? u.error : "the server is stopping",
+                      u.finish_reason == "error" ? "server_error" : "unavailable_error")));
+        out += SseEvent(e);
+      } else {
+        const std::string finish = OpenAiFinish(u.finish_reason);
+        out += SseEvent(chat ? ChatChunk(id, created, model_id_, json::object(), finish, usage_null)
+                             : CompletionChunk(id, created, model_id_, "", finish, usage_null));
+        if (g.include_usage)
+          out += SseEvent(UsageChunk(id, created, model_id_, chat, {u.n_prompt, u.n_generated}));
+      }
+      out += kSseDone;
+    }
+    if (out.empty()) continue;
+    s.expires_after(std::chrono::seconds(60));
+    co_await net::async_write(s, http::make_chunk(net::buffer(out)),
+                              net::redirect_error(net::use_awaitable, ec));
+    out.clear();
+    if (ec) broken = true;
+  }
+  if (!broken) {
+    co_await net::async_write(s, http::make_chunk_last(),
+                              net::redirect_error(net::use_awaitable, ec));
+    if (ec) broken = true;
+  }
+  if (broken && pipe->request) pipe->request->Cancel();
+  co_await StopWatch(&s.socket(), pipe.get(), buf);
+  metrics_.CountHttp(200);
+  co_return !broken && !pipe->disconnected && req.keep_alive();
+}
+
+}  // namespace strata::node

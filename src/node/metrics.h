@@ -1,0 +1,51 @@
+// Prometheus text exposition for the node: request gauges, token counters, latency
+// histograms (time to first token, inter-token latency), KV cache use, and process CPU,
+// memory and model-file disk usage.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/scheduler.h"
+
+namespace strata::node {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);  // upper bounds, ascending
+  void Observe(double v);
+  // Appends "<name>_bucket{le=..}", "_sum" and "_count" lines (cumulative buckets).
+  void Render(const std::string& name, const std::string& help, std::string* out) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // [bounds + 1]: the last is +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  void ObserveTtft(double seconds);
+  void ObserveInterToken(double seconds);
+  void CountHttp(int status);  // a response sent
+  void CountRejected();        // 503 because the queue was full
+
+  // The whole exposition. stats may be null (model still loading).
+  std::string Render(const SchedulerStats* stats, const std::string& model_path) const;
+
+ private:
+  mutable std::mutex mu_;
+  Histogram ttft_, itl_;
+  std::map<int, uint64_t> http_;
+  uint64_t rejected_ = 0;
+};
+
+// Process CPU time (user + system) in seconds.
+double ProcessCpuSeconds();
+
+}  // namespace strata::node

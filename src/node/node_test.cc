@@ -1,0 +1,152 @@
+// The node's API layer without sockets: request parsing and validation, the reasoning split,
+// response shapes and the Prometheus exposition.
+#include <gtest/gtest.h>
+
+#include "node/api.h"
+#include "node/metrics.h"
+
+namespace strata::node {
+namespace {
+
+using nlohmann::json;
+
+TEST(Api, ParsesChatRequestAndIgnoresUnknownFields) {
+  GenRequest g;
+  ApiError e;
+  ASSERT_TRUE(ParseGenRequest(Endpoint::kChat, R"({
+      "model": "m", "messages": [{"role": "system", "content": "be brief"},
+                                 {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+      "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": 3, "min_p": 0.1,
+      "seed": 42, "stop": ["a", "bc"], "presence_penalty": 0.5, "frequency_penalty": -0.5,
+      "stream": true, "stream_options": {"include_usage": true}, "n": 1, "whatever": {"x": 1},
+      "user": null})", &g, &e)) << e.message;
+  EXPECT_EQ(g.model, "m");
+  ASSERT_EQ(g.messages.size(), 2u);
+  EXPECT_EQ(g.messages[1].role, "user");
+  EXPECT_EQ(g.messages[1].content, "hi");
+  EXPECT_EQ(g.max_tokens, 7);
+  EXPECT_EQ(g.sampler.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(g.sampler.top_p, 0.5f);
+  EXPECT_EQ(g.sampler.top_k, 3);
+  EXPECT_TRUE(g.seed_given);
+  EXPECT_EQ(g.sampler.seed, 42u);
+  EXPECT_EQ(g.stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_FLOAT_EQ(g.sampler.frequency_penalty, -0.5f);
+  EXPECT_TRUE(g.stream);
+  EXPECT_TRUE(g.include_usage);
+}
+
+TEST(Api, RejectsBadInput) {
+  GenRequest g;
+  ApiError e;
+  const char* bad[] = {
+      "{", "[]", R"({"prompt": 5})", R"({"prompt": "x", "temperature": "hot"})",
+      R"({"prompt": "x", "max_tokens": 1.5})", R"({"prompt": "x", "max_tokens": -1})",
+      R"({"prompt": "x", "n": 2})", R"({"prompt": "x", "stop": [1]})",
+      R"({"prompt": "x", "stream": "yes"})", R"({"prompt": ""})", R"({})",
+      "{\"prompt\": \"\xff\xfe\"}", R"({"prompt": "x", "top_p": 2})",
+      R"({"prompt": [1, -2]})"};
+  for (const char* b : bad) {
+    EXPECT_FALSE(ParseGenRequest(Endpoint::kCompletions, b, &g, &e)) << b;
+    EXPECT_EQ(e.status, 400) << b;
+    EXPECT_FALSE(e.message.empty());
+  }
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kChat, R"({"messages": []})", &g, &e));
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kChat, R"({"messages": [{"content": "x"}]})", &g, &e));
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kInference, R"({"max_length": 3})", &g, &e));
+  EXPECT_EQ(e.message, "No prompt provided");
+  ASSERT_TRUE(ParseGenRequest(Endpoint::kInference, R"({"prompt": "p", "max_length": 3})", &g, &e));
+  EXPECT_EQ(g.max_tokens, 3);
+  ASSERT_TRUE(ParseGenRequest(Endpoint::kCompletions, R"({"prompt": [1, 2, 3]})", &g, &e));
+  EXPECT_TRUE(g.prompt_is_ids);
+  EXPECT_EQ(g.prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+}
+
+TEST(Api, ErrorEnvelope) {
+  ApiError e;
+  e.status = 401;
+  e.message = "nope";
+  e.type = "authentication_error";
+  const json j = json::parse(ErrorJson(e));
+  EXPECT_EQ(j["error"]["message"], "nope");
+  EXPECT_EQ(j["error"]["type"], "authentication_error");
+  EXPECT_TRUE(j["error"]["code"].is_null());
+}
+
+// Feeds text in every possible two-piece split and in single bytes: the split never depends
+// on how the text arrives.
+void CheckSplit(const std::string& text, bool in_reasoning, const std::string& want_r,
+                const std::string& want_c) {
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    ReasoningSplitter s(in_reasoning);
+    std::string r, c;
+    s.Push(text.substr(0, cut), &r, &c);
+    s.Push(text.substr(cut), &r, &c);
+    s.Flush(&r, &c);
+    EXPECT_EQ(r, want_r) << "cut " << cut << " of " << text;
+    EXPECT_EQ(c, want_c) << "cut " << cut << " of " << text;
+  }
+  ReasoningSplitter s(in_reasoning);
+  std::string r, c;
+  for (char ch : text) s.Push(std::string(1, ch), &r, &c);
+  s.Flush(&r, &c);
+  EXPECT_EQ(r, want_r);
+  EXPECT_EQ(c, want_c);
+}
+
+TEST(Api, ReasoningSplit) {
+  CheckSplit("Let me think.\n</think>\n\nThe answer is 4.", true, "Let me think.\n",
+             "The answer is 4.");
+  CheckSplit("still thinking </thi", true, "still thinking </thi", "");
+  CheckSplit("<think>hmm</think>ok", false, "hmm", "ok");
+  CheckSplit("plain answer <think> kept", false, "", "plain answer <think> kept");
+  CheckSplit("a < b </think>x</think>", true, "a < b ", "x</think>");
+}
+
+TEST(Api, Chunks) {
+  const json c = ChatChunk("id1", 5, "m", {{"content", "hi"}}, "", true);
+  EXPECT_EQ(c["object"], "chat.completion.chunk");
+  EXPECT_EQ(c["choices"][0]["delta"]["content"], "hi");
+  EXPECT_TRUE(c["choices"][0]["finish_reason"].is_null());
+  EXPECT_TRUE(c.contains("usage") && c["usage"].is_null());
+  const json u = UsageChunk("id1", 5, "m", true, {3, 4});
+  EXPECT_TRUE(u["choices"].empty());
+  EXPECT_EQ(u["usage"]["total_tokens"], 7);
+  EXPECT_EQ(SseEvent(json{{"a", 1}}), "data: {\"a\":1}\n\n");
+  const json t = CompletionChunk("id2", 5, "m", "x", "length", false);
+  EXPECT_EQ(t["object"], "text_completion");
+  EXPECT_EQ(t["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(t.contains("usage"));
+}
+
+TEST(Metrics, PrometheusText) {
+  Metrics m;
+  m.ObserveTtft(0.02);
+  m.ObserveTtft(7);
+  m.ObserveInterToken(0.003);
+  m.CountHttp(200);
+  SchedulerStats st;
+  st.running = 2;
+  st.waiting = 1;
+  st.kv_used = 50;
+  st.kv_total = 200;
+  st.generated_tokens = 9;
+  const std::string text = m.Render(&st, "/proc/self/exe");
+  EXPECT_NE(text.find("strata_requests_running 2\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_requests_waiting 1\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_generation_tokens_total 9\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_kv_cache_usage_ratio 0.25\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("strata_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("strata_time_to_first_token_seconds_count 2\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_inter_token_latency_seconds_count 1\n"), std::string::npos);
+  EXPECT_NE(text.find("process_resident_memory_bytes "), std::string::npos);
+  EXPECT_NE(text.find("process_cpu_seconds_total "), std::string::npos);
+  EXPECT_NE(text.find("strata_model_disk_usage_bytes "), std::string::npos);
+  EXPECT_NE(text.find("strata_http_responses_total{code=\"200\"} 1\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::node

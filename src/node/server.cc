@@ -1,0 +1,282 @@
+// Transport of the node: listener, per-connection coroutine (read with limits and idle
+// timeout, dispatch, write), disconnect watching, model loading and process lifetime.
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "base/log.h"
+#include "node/server_impl.h"
+
+namespace strata::node {
+
+// ---- Pipe ----
+
+void Pipe::Push(const SchedUpdate& u) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    updates.push_back(u);
+  }
+  Wake();
+}
+
+void Pipe::Wake() {
+  net::post(executor, [self = shared_from_this()] { self->timer.cancel(); });
+}
+
+std::deque<SchedUpdate> Pipe::Take() {
+  std::lock_guard<std::mutex> lock(mu);
+  std::deque<SchedUpdate> out;
+  out.swap(updates);
+  return out;
+}
+
+Task<void> Pipe::Wait() {
+  // No suspension between a caller's Take() and this wait, and wakes run on the same strand:
+  // a Push after Take() always cancels this wait.
+  timer.expires_at(Clock::time_point::max());
+  beast::error_code ec;
+  co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+// ---- Server ----
+
+Server::Server(const NodeOptions& o) : o_(o) {
+  started_ = static_cast<int64_t>(std::time(nullptr));
+  model_id_ = std::filesystem::path(o_.model_path).filename().string();
+}
+
+Server::~Server() {
+  if (loader_.joinable()) loader_.join();
+  if (sched_) sched_->Stop();
+}
+
+void Server::Load() {
+  EngineOptions eo;
+  eo.model_path = o_.model_path;
+  eo.n_ctx = o_.ctx;
+  eo.n_seq = o_.parallel;
+  eo.threads = o_.threads;
+  eo.n_batch = o_.n_batch;
+  auto e = Engine::Load(eo);
+  if (!e.ok()) {
+    load_error_ = e.status().message();
+    state_.store(kFailed, std::memory_order_release);
+    ioc_.stop();
+    return;
+  }
+  engine_ = std::move(e).value();
+  auto tpl = engine_->model().file().GetString("tokenizer.chat_template");
+  if (tpl.ok()) {
+    auto info = AnalyzeChatTemplate(std::string(tpl.value()));
+    if (info.ok()) {
+      template_ = info.value();
+      has_template_ = true;
+    } else {
+      STRATA_LOG(LogLevel::kWarn, "chat template not recognised (%s): using DeepSeek-R1's",
+                 info.status().message().c_str());
+    }
+  }
+  if (!has_template_) {
+    template_ = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+    has_template_ = true;
+  }
+  model_name_ = engine_->model().config().name;
+  n_layers_ = engine_->model().config().n_layers;
+  SchedulerOptions so;
+  so.n_batch = o_.n_batch;
+  so.max_queue = o_.max_queue;
+  sched_ = std::make_unique<Scheduler>(engine_.get(), so);
+  state_.store(kReady, std::memory_order_release);
+  std::fprintf(stderr, "strata node: model %s loaded (%d slots x %d context)\n",
+               model_id_.c_str(), o_.parallel, o_.ctx);
+}
+
+Status Server::Run() {
+  // Many concurrent connections need descriptors: take the hard limit.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  beast::error_code ec;
+  const auto addr = net::ip::make_address(o_.host, ec);
+  if (ec) return Errorf("invalid --host '%s': %s", o_.host.c_str(), ec.message().c_str());
+  tcp::acceptor acceptor(ioc_);
+  const tcp::endpoint ep(addr, static_cast<unsigned short>(o_.port));
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Errorf("cannot listen on %s:%d: %s", o_.host.c_str(), o_.port, ec.message().c_str());
+  std::fprintf(stderr, "strata node: listening on http://%s:%u (loading %s)\n", o_.host.c_str(),
+               acceptor.local_endpoint().port(), o_.model_path.c_str());
+
+  net::signal_set signals(ioc_, SIGINT, SIGTERM);
+  signals.async_wait([this](const beast::error_code&, int) { ioc_.stop(); });
+  std::signal(SIGPIPE, SIG_IGN);
+
+  net::co_spawn(ioc_, Accept(acceptor), net::detached);
+  loader_ = std::thread([this] { Load(); });
+
+  std::vector<std::thread> io;
+  for (int i = 1; i < std::max(1, o_.http_threads); ++i) io.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (auto& t : io) t.join();
+  if (loader_.joinable()) loader_.join();
+  // Finish the requests still running (their callbacks post to the stopped loop, harmlessly).
+  if (sched_) sched_->Stop();
+  if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");
+  std::fprintf(stderr, "strata node: stopped\n");
+  return Status::Ok();
+}
+
+Task<void> Server::Accept(tcp::acceptor& acceptor) {
+  for (;;) {
+    tcp::socket socket(net::make_strand(ioc_));
+    beast::error_code ec;
+    co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      // Out of descriptors or similar: back off briefly instead of spinning.
+      net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(50));
+      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto ex = socket.get_executor();
+    net::co_spawn(ex, Session(std::move(socket)), net::detached);
+  }
+}
+
+Task<bool> Server::Send(beast::tcp_stream& s, unsigned version, bool keep_alive, int status,
+                        std::string body, const char* content_type,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::response<http::string_body> res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "strata");
+  res.set(http::field::content_type, content_type);
+  for (const auto& [k, v] : headers) res.set(k, v);
+  res.keep_alive(keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  s.expires_after(std::chrono::seconds(60));
+  beast::error_code ec;
+  co_await http::async_write(s, res, net::redirect_error(net::use_awaitable, ec));
+  metrics_.CountHttp(status);
+  co_return !ec && keep_alive;
+}
+
+Task<bool> Server::SendError(beast::tcp_stream& s, const Request& req, const ApiError& e,
+                             bool plain) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (e.status == 503) headers.emplace_back("Retry-After", "1");
+  if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+  const std::string body =
+      plain ? Dump(nlohmann::json{{"error", e.message}}) : ErrorJson(e);
+  co_return co_await Send(s, req.version(), req.keep_alive() && e.status < 500, e.status, body,
+                          "application/json", headers);
+}
+
+Task<void> Server::Session(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buf;
+  try {
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(o_.body_limit);
+      parser.header_limit(64 * 1024);
+      stream.expires_after(std::chrono::milliseconds(static_cast<int64_t>(o_.idle_timeout_s * 1000)));
+      beast::error_code ec;
+      co_await http::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+      if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+          ec == net::error::eof || ec == net::error::connection_reset ||
+          ec == net::error::operation_aborted)
+        break;
+      if (ec) {
+        ApiError e;
+        if (ec == http::error::body_limit) {
+          e.status = 413;
+          e.message = StrFormat("request body exceeds the limit of %zu bytes", o_.body_limit);
+        } else if (ec == http::error::header_limit) {
+          e.status = 431;
+          e.message = "request headers too large";
+        } else {
+          e.status = 400;
+          e.message = "malformed HTTP request: " + ec.message();
+        }
+        co_await Send(stream, 11, false, e.status, ErrorJson(e));
+        // Let the client read the answer: stop sending, then discard what it still sends
+        // for a moment instead of resetting the connection under it.
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream.expires_after(std::chrono::seconds(2));
+        size_t drained = 0;
+        while (drained < (256u << 20)) {
+          std::array<char, 65536> sink;
+          const size_t n = co_await stream.async_read_some(
+              net::buffer(sink), net::redirect_error(net::use_awaitable, ec));
+          if (ec) break;
+          drained += n;
+        }
+        break;
+      }
+      const Request& req = parser.get();
+      const bool keep = co_await Handle(stream, req, &buf);
+      if (!keep) break;
+    }
+  } catch (const std::exception& e) {
+    STRATA_LOG(LogLevel::kWarn, "connection ended by an exception: %s", e.what());
+  }
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream.socket().close(ec);
+}
+
+void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
+  pipe->watching = true;
+  Pipe* p = pipe.get();
+  socket->async_read_some(
+      net::buffer(p->peek),
+      [this, socket, pipe = std::move(pipe)](const beast::error_code& ec, size_t n) mutable {
+        if (!ec) {
+          // A pipelined next request: keep its bytes, keep watching.
+          pipe->pipelined.append(pipe->peek.data(), n);
+          StartWatch(socket, std::move(pipe));
+          return;
+        }
+        pipe->watching = false;
+        if (ec != net::error::operation_aborted) {
+          pipe->disconnected = true;
+          if (pipe->request) pipe->request->Cancel();
+        }
+        pipe->timer.cancel();
+      });
+}
+
+Task<void> Server::StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer* buf) {
+  if (pipe->watching) {
+    beast::error_code ec;
+    socket->cancel(ec);
+    while (pipe->watching) co_await pipe->Wait();
+  }
+  if (!pipe->pipelined.empty()) {
+    auto mb = buf->prepare(pipe->pipelined.size());
+    net::buffer_copy(mb, net::buffer(pipe->pipelined));
+    buf->commit(pipe->pipelined.size());
+    pipe->pipelined.clear();
+  }
+}
+
+Status RunNode(const NodeOptions& opts) {
+  if (opts.parallel < 1) return Errorf("--parallel must be at least 1 (got %d)", opts.parallel);
+  if (opts.ctx < 8) return Errorf("--ctx must be at least 8 (got %d)", opts.ctx);
+  if (opts.reasoning_format != "deepseek" && opts.reasoning_format != "none")
+    return Errorf("--reasoning-format must be deepseek or none (got '%s')",
+                  opts.reasoning_format.c_str());
+  Server server(opts);
+  return server.Run();
+}
+
+}  // namespace strata::node

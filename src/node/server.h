@@ -1,0 +1,34 @@
+// `strata node`: an HTTP/1.1 server (Boost.Beast on an Asio event loop, one coroutine per
+// connection) in front of a continuous-batching Scheduler. Endpoints: POST /inference,
+// POST /v1/completions, POST /v1/chat/completions (JSON or SSE), GET /v1/models,
+// GET /health, GET /metrics.
+#pragma once
+
+#include <string>
+
+#include "base/status.h"
+
+namespace strata::node {
+
+struct NodeOptions {
+  std::string model_path;
+  std::string host = "127.0.0.1";
+  int port = 8080;               // 0: any free port (printed when listening)
+  int parallel = 4;              // sequence slots decoded together
+  int ctx = 4096;                // KV positions per slot
+  int threads = 0;               // compute threads (0: all cores)
+  int n_batch = 512;             // tokens per forward step
+  std::string api_key;           // "": no authentication
+  std::string reasoning_format = "deepseek";  // or "none"
+  int max_queue = 64;            // requests waiting for a slot; beyond: 503
+  double request_timeout_s = 600;  // per generation
+  double idle_timeout_s = 30;    // reading a request (idle keep-alive connections included)
+  size_t body_limit = 8u << 20;  // bytes; larger bodies get 413
+  int http_threads = 2;          // event loop threads
+};
+
+// Listens, loads the model in the background (GET /health answers 503 "loading" meanwhile)
+// and serves until SIGINT/SIGTERM. Errors: the address cannot be bound, the model fails to load.
+Status RunNode(const NodeOptions& opts);
+
+}  // namespace strata::node

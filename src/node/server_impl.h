@@ -1,0 +1,120 @@
+// Internals of the node server shared by server.cc (transport: accept, read, write, SSE)
+// and handlers.cc (endpoints). Not a public interface.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "node/api.h"
+#include "node/metrics.h"
+#include "node/server.h"
+#include "runtime/engine.h"
+#include "runtime/scheduler.h"
+#include "tokenizer/chat_template.h"
+
+namespace strata::node {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Request = http::request<http::string_body>;
+template <typename T>
+using Task = net::awaitable<T>;
+
+// Carries a request's updates from the scheduler thread to its connection's coroutine, and
+// watches the socket for the client going away while the request runs.
+struct Pipe : std::enable_shared_from_this<Pipe> {
+  explicit Pipe(const net::any_io_executor& ex)
+      : executor(ex), timer(ex, Clock::time_point::max()) {}
+
+  // Scheduler thread.
+  void Push(const SchedUpdate& u);
+  // Connection strand: everything queued so far.
+  std::deque<SchedUpdate> Take();
+  // Connection strand: suspends until Push or the watcher wakes it (may wake spuriously).
+  Task<void> Wait();
+  void Wake();
+
+  net::any_io_executor executor;
+  net::steady_timer timer;
+  std::mutex mu;
+  std::deque<SchedUpdate> updates;
+  std::shared_ptr<SchedRequest> request;
+
+  // Token timing for the metrics (scheduler thread only).
+  Clock::time_point start = Clock::now(), last_token;
+  bool seen_token = false;
+
+  // Disconnect watcher (connection strand only).
+  std::array<char, 4096> peek{};
+  std::string pipelined;   // bytes of a next request that arrived meanwhile
+  bool watching = false;
+  bool disconnected = false;
+};
+
+class Server {
+ public:
+  explicit Server(const NodeOptions& o);
+  ~Server();
+  Status Run();
+
+ private:
+  // Transport (server.cc).
+  Task<void> Accept(tcp::acceptor& acceptor);
+  Task<void> Session(tcp::socket socket);
+  // Sends one complete response; returns whether the connection stays open.
+  Task<bool> Send(beast::tcp_stream& s, unsigned version, bool keep_alive, int status,
+                  std::string body, const char* content_type = "application/json",
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
+  Task<bool> SendError(beast::tcp_stream& s, const Request& req, const ApiError& e,
+                       bool plain = false);
+  void StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe);
+  Task<void> StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer* buf);
+
+  // Endpoints (handlers.cc). Each returns whether the connection stays open.
+  Task<bool> Handle(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf);
+  Task<bool> Health(beast::tcp_stream& s, const Request& req);
+  Task<bool> Generate(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+                      Endpoint ep);
+  Task<bool> Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+                    const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
+                    bool in_reasoning);
+  bool ModelMatches(const std::string& name) const;
+  Result<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& messages,
+                                          bool* in_reasoning) const;
+  void Load();
+  bool ready() const { return state_.load(std::memory_order_acquire) == kReady; }
+
+  enum State { kLoading = 0, kReady = 1, kFailed = 2 };
+
+  NodeOptions o_;
+  net::io_context ioc_;
+  std::atomic<int> state_{kLoading};
+  std::string load_error_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Scheduler> sched_;
+  bool has_template_ = false;
+  ChatTemplateInfo template_;
+  std::string model_id_, model_name_;
+  int n_layers_ = 0;
+  Metrics metrics_;
+  std::atomic<uint64_t> next_id_{1};
+  int64_t started_ = 0;  // unix seconds
+  std::thread loader_;
+};
+
+}  // namespace strata::node

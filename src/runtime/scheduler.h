@@ -1,0 +1,164 @@
+// Continuous batching: one loop thread owns a Forward over the engine's model and KV cache
+// (one cache slot per concurrently running sequence). Every step batches one decode token
+// for each running sequence plus prompt chunks of newly admitted ones, and runs the model
+// once, so the weights are read once per step for all sequences. Requests wait in a bounded
+// queue for a free slot. A finished sequence's tokens stay in its slot: a later request whose
+// prompt shares a prefix with them reuses that KV (the prompt cache).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/forward.h"
+#include "runtime/engine.h"
+#include "sampler/sampler.h"
+
+namespace strata {
+
+struct SchedulerOptions {
+  int n_batch = 512;    // most tokens evaluated per step (decode tokens + prompt chunks)
+  int max_queue = 64;   // requests that may wait for a slot; more are refused (kQueueFull)
+  bool prompt_cache = true;
+};
+
+struct SchedRequestParams {
+  std::vector<int32_t> prompt;  // token ids, BOS included when wanted
+  int max_tokens = 256;         // generated tokens at most (an end-of-generation token counts)
+  SamplerParams sampler;
+  // Generation stops before the first occurrence of any of these; text that could still
+  // become one of them is held back, so a stop string never shows, not even partly.
+  std::vector<std::string> stop;
+  // Zero: none. Otherwise the request ends with finish_reason "timeout" at this time.
+  std::chrono::steady_clock::time_point deadline{};
+};
+
+// One report from the loop thread about a request: a sampled token with the text that
+// became final with it (possibly empty), or the end.
+struct SchedUpdate {
+  std::string text;        // new text, safe to show
+  int32_t token = -1;      // the sampled id (-1 in a final update that samples nothing)
+  int n_prompt = 0;        // prompt tokens
+  int n_cached = 0;        // prompt tokens whose KV came from the prompt cache
+  int n_generated = 0;     // tokens sampled so far
+  bool done = false;
+  // When done: "stop" (end-of-generation token or stop string), "length" (max_tokens or
+  // the context is full), "cancelled", "timeout" or "error" (see `error`).
+  std::string finish_reason;
+  std::string error;
+};
+
+// Handle of a submitted request; Cancel() may be called from any thread. The loop notices
+// it before the next step and finishes the request with finish_reason "cancelled".
+class SchedRequest {
+ public:
+  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  uint64_t id() const { return id_; }
+
+ private:
+  friend class Scheduler;
+  uint64_t id_ = 0;
+  SchedRequestParams params_;
+  std::function<void(const SchedUpdate&)> on_update_;
+  std::atomic<bool> cancelled_{false};
+};
+
+enum class SubmitCode { kOk, kQueueFull, kInvalid, kStopped };
+
+struct SubmitResult {
+  SubmitCode code = SubmitCode::kOk;
+  std::string message;  // why, when not kOk
+  std::shared_ptr<SchedRequest> request;
+};
+
+struct SchedulerStats {
+  int running = 0;              // requests holding a slot
+  int waiting = 0;              // requests queued for a slot
+  int slots_total = 0;
+  int kv_used = 0;              // positions holding keys/values (cached prompts included)
+  int kv_total = 0;             // slots * context
+  uint64_t prompt_tokens = 0;   // prompt tokens of admitted requests
+  uint64_t cached_tokens = 0;   // of which reused from the prompt cache
+  uint64_t evaluated_tokens = 0;  // tokens run through the model (prompt + decode)
+  uint64_t generated_tokens = 0;  // tokens sampled
+  uint64_t steps = 0;           // Forward::Run calls
+  uint64_t requests_done = 0;
+};
+
+class Scheduler {
+ public:
+  // Uses the engine's model, tokenizer, KV cache (its slots are the parallel sequences) and
+  // thread pool. While the scheduler lives, nobody else may use the engine's cache or pool.
+  Scheduler(Engine* engine, const SchedulerOptions& opts);
+  ~Scheduler();  // Stop()
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a request. on_update runs on the loop thread for every sampled token and once
+  // with done = true (also when cancelled or failed, never after that); it must be quick and
+  // must not call Submit or Stop.
+  SubmitResult Submit(SchedRequestParams params, std::function<void(const SchedUpdate&)> on_update);
+
+  // Finishes every request ("cancelled") and joins the loop thread. Idempotent.
+  void Stop();
+
+  SchedulerStats stats() const;
+  int n_slots() const { return static_cast<int>(slots_.size()); }
+  int n_ctx() const;
+
+ private:
+  struct Slot {
+    std::shared_ptr<SchedRequest> req;  // null when free
+    std::vector<int32_t> tokens;        // tokens whose KV the slot holds (== cache length)
+    size_t n_prompt_done = 0;           // prompt tokens in the cache (prefill progress)
+    int32_t pending = -1;               // sampled token to evaluate next step (decode)
+    int n_cached = 0;
+    int n_generated = 0;
+    uint64_t last_used = 0;
+    std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<StreamDecoder> decoder;
+    std::string held;                   // text held back (could start a stop string)
+  };
+
+  void Loop();
+  void UpdateGauges();  // kv_used into stats_
+  void Admit(std::shared_ptr<SchedRequest> req);  // into a free slot (one exists)
+  int PickSlot(const std::vector<int32_t>& prompt, int* common) const;
+  void Finish(Slot& s, const std::string& reason, const std::string& error = {});
+  // Sends a request's final update and releases its callback (see scheduler.cc).
+  static void DeliverFinal(SchedRequest& r, const SchedUpdate& u);
+  // Sampled token `id` for slot s from logits[n_vocab]: stop conditions, text, update.
+  void OnLogits(Slot& s, const float* logits);
+  // Moves text from s.held out, keeping what could begin a stop string. Returns true when
+  // a stop string was found (the text before it is in *out).
+  static bool TakeText(Slot& s, const std::vector<std::string>& stop, bool final,
+                       std::string* out);
+
+  Engine* engine_;
+  SchedulerOptions opts_;
+  Forward forward_;
+  std::vector<Slot> slots_;
+  Batch batch_;
+  std::vector<float> logits_;
+  std::vector<int> batch_slot_;  // slot of each output row
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<SchedRequest>> queue_;
+  bool stop_ = false;
+  uint64_t next_id_ = 1;
+  uint64_t use_clock_ = 0;
+  SchedulerStats stats_;  // counters; guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace strata

@@ -1,0 +1,425 @@
+// Continuous batching scheduler: outputs equal the single-sequence engine's, concurrency,
+// prompt-cache reuse, stop strings, cancellation and admission limits.
+#include "runtime/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "model/synth.h"
+
+namespace strata {
+namespace {
+
+const std::string& TinyModel() {
+  static const std::string path = [] {
+    const std::string p =
+        (std::filesystem::temp_directory_path() / "strata_scheduler_test_tiny.gguf").string();
+    SynthOptions o;
+    o.shape = NamedSynthShape("tiny-qwen2").value();
+    o.shape.n_layers = 2;
+    o.shape.hidden = 64;
+    o.shape.ffn = 96;
+    o.type = DType::Q8_0;
+    o.seed = 11;
+    o.vocab_path = DefaultVocabFor(o.shape);
+    o.threads = 2;
+    Status st = SynthesizeModel(o, p);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return p;
+  }();
+  return path;
+}
+
+std::unique_ptr<Engine> LoadEngine(int n_seq, int n_ctx = 256) {
+  EngineOptions eo;
+  eo.model_path = TinyModel();
+  eo.n_ctx = n_ctx;
+  eo.n_seq = n_seq;
+  eo.threads = 2;
+  auto e = Engine::Load(eo);
+  EXPECT_TRUE(e.ok()) << e.status().message();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+SamplerParams Greedy() {
+  SamplerParams p;
+  p.temperature = 0;
+  return p;
+}
+
+// Collects a request's updates and waits for the end.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int32_t> tokens;
+  std::string text;
+  bool done = false;
+  SchedUpdate last;
+  int n_updates = 0;
+
+  std::function<void(const SchedUpdate&)> Callback() {
+    return [this](const SchedUpdate& u) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++n_updates;
+      if (u.token >= 0) tokens.push_back(u.token);
+      text += u.text;
+      if (u.done) {
+        done = true;
+        last = u;
+      }
+      cv.notify_all();
+    };
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
+};
+
+std::vector<std::string> Prompts() {
+  return {"Hello there, how are you", "The capital of France is", "1 2 3 4 5 6 7 8 9 10 11 12",
+          "Once upon a time in a land far away there lived"};
+}
+
+TEST(Scheduler, OneRequestEqualsEngineGenerate) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(2);
+  ASSERT_TRUE(ref && eng);
+  const auto prompt = ref->Tokenize("Hello there, how are you");
+  GenerateOptions go;
+  go.max_tokens = 24;
+  go.sampler = Greedy();
+  auto expect = ref->Generate(prompt, go);
+  ASSERT_TRUE(expect.ok()) << expect.status().message();
+
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  Collector c;
+  SchedRequestParams p;
+  p.prompt = prompt;
+  p.max_tokens = 24;
+  p.sampler = Greedy();
+  auto sub = sched.Submit(p, c.Callback());
+  ASSERT_EQ(sub.code, SubmitCode::kOk) << sub.message;
+  c.Wait();
+  EXPECT_EQ(c.tokens, expect->tokens);
+  EXPECT_EQ(c.text, expect->text);
+  EXPECT_EQ(c.last.finish_reason, expect->stop_reason == "eog" ? "stop" : "length");
+  EXPECT_EQ(c.last.n_prompt, static_cast<int>(prompt.size()));
+  EXPECT_EQ(c.last.n_generated, static_cast<int>(expect->tokens.size()));
+}
+
+TEST(Scheduler, ConcurrentRequestsEqualSoloOutputs) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(4);
+  ASSERT_TRUE(ref && eng);
+  const auto prompts = Prompts();
+  std::vector<GenerateResult> solo;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerateOptions go;
+    go.max_tokens = 12 + 4 * static_cast<int>(i);  // different lengths: sequences end apart
+    go.sampler = Greedy();
+    auto r = ref->Generate(ref->Tokenize(prompts[i]), go);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    solo.push_back(r.value());
+  }
+  SchedulerOptions so;
+  so.n_batch = 7;  // prompts are split into chunks mixed with other sequences' decode tokens
+  Scheduler sched(eng.get(), so);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    SchedRequestParams p;
+    p.prompt = solo[i].prompt_tokens;
+    p.max_tokens = 12 + 4 * static_cast<int>(i);
+    p.sampler = Greedy();
+    auto sub = sched.Submit(p, cs.back()->Callback());
+    ASSERT_EQ(sub.code, SubmitCode::kOk) << sub.message;
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    cs[i]->Wait();
+    EXPECT_EQ(cs[i]->tokens, solo[i].tokens) << "request " << i;
+    EXPECT_EQ(cs[i]->text, solo[i].text) << "request " << i;
+  }
+  const SchedulerStats st = sched.stats();
+  // Batching: fewer model steps than the tokens evaluated one sequence at a time.
+  EXPECT_LT(st.steps, st.evaluated_tokens);
+  EXPECT_EQ(st.requests_done, prompts.size());
+}
+
+TEST(Scheduler, MoreRequestsThanSlotsWaitAndAllFinish) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(2);
+  ASSERT_TRUE(ref && eng);
+  const auto prompts = Prompts();
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& text : prompts) {
+    cs.push_back(std::make_unique<Collector>());
+    SchedRequestParams p;
+    p.prompt = ref->Tokenize(text);
+    p.max_tokens = 8;
+    p.sampler = Greedy();
+    ASSERT_EQ(sched.Submit(p, cs.back()->Callback()).code, SubmitCode::kOk);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    cs[i]->Wait();
+    GenerateOptions go;
+    go.max_tokens = 8;
+    go.sampler = Greedy();
+    auto r = ref->Generate(ref->Tokenize(prompts[i]), go);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(cs[i]->tokens, r->tokens) << "request " << i;
+  }
+}
+
+TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(2);
+  ASSERT_TRUE(ref && eng);
+  const auto first = ref->Tokenize("The quick brown fox jumps over the lazy dog and then");
+  auto second = first;
+  for (int32_t t : ref->Tokenize(" it runs home", false, false)) second.push_back(t);
+
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  auto run = [&](const std::vector<int32_t>& prompt) {
+    Collector c;
+    SchedRequestParams p;
+    p.prompt = prompt;
+    p.max_tokens = 10;
+    p.sampler = Greedy();
+    EXPECT_EQ(sched.Submit(p, c.Callback()).code, SubmitCode::kOk);
+    c.Wait();
+    return std::make_pair(c.tokens, c.last);
+  };
+  auto [t1, u1] = run(first);
+  EXPECT_EQ(u1.n_cached, 0);
+  const uint64_t eval_before = sched.stats().evaluated_tokens;
+  auto [t2, u2] = run(second);
+  const uint64_t evaluated = sched.stats().evaluated_tokens - eval_before;
+  EXPECT_EQ(u2.n_cached, static_cast<int>(first.size()));
+  // Only the new prompt tokens plus the decode steps ran through the model.
+  EXPECT_EQ(evaluated, second.size() - first.size() + t2.size() - 1);
+
+  GenerateOptions go;
+  go.max_tokens = 10;
+  go.sampler = Greedy();
+  auto r = ref->Generate(second, go);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(t2, r->tokens);
+
+  // The identical prompt again: everything but the last prompt token is reused.
+  auto [t3, u3] = run(second);
+  EXPECT_EQ(u3.n_cached, static_cast<int>(second.size()) - 1);
+  EXPECT_EQ(t3, r->tokens);
+}
+
+TEST(Scheduler, PromptCacheCopiesFromARunningSequence) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(2);
+  ASSERT_TRUE(ref && eng);
+  const auto shared = ref->Tokenize("You are a helpful assistant. Answer briefly. Question:");
+  auto second = shared;
+  for (int32_t t : ref->Tokenize(" why is the sky blue", false, false)) second.push_back(t);
+
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  Collector a, b;
+  std::atomic<bool> started{false};
+  SchedRequestParams pa;
+  pa.prompt = shared;
+  pa.max_tokens = 200;
+  pa.sampler = Greedy();
+  auto cb = a.Callback();
+  auto ha = sched.Submit(pa, [&](const SchedUpdate& u) {
+    cb(u);
+    started = true;
+  });
+  ASSERT_EQ(ha.code, SubmitCode::kOk);
+  while (!started) std::this_thread::yield();  // A holds its prompt's KV now
+  SchedRequestParams pb;
+  pb.prompt = second;
+  pb.max_tokens = 10;
+  pb.sampler = Greedy();
+  ASSERT_EQ(sched.Submit(pb, b.Callback()).code, SubmitCode::kOk);
+  b.Wait();
+  ha.request->Cancel();
+  a.Wait();
+  EXPECT_EQ(b.last.n_cached, static_cast<int>(shared.size()));
+  GenerateOptions go;
+  go.max_tokens = 10;
+  go.sampler = Greedy();
+  auto r = ref->Generate(second, go);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(b.tokens, r->tokens);
+}
+
+TEST(Scheduler, StopStringsNeverLeak) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(1);
+  ASSERT_TRUE(ref && eng);
+  const auto prompt = ref->Tokenize("Once upon a time");
+  GenerateOptions go;
+  go.max_tokens = 20;
+  go.sampler = Greedy();
+  auto full = ref->Generate(prompt, go);
+  ASSERT_TRUE(full.ok());
+  ASSERT_GE(full->text.size(), 6u);
+  // A stop string taken from the middle of the expected text.
+  const size_t at = full->text.size() / 2;
+  const std::string stop = full->text.substr(at, 3);
+  const size_t first = full->text.find(stop);
+
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  Collector c;
+  SchedRequestParams p;
+  p.prompt = prompt;
+  p.max_tokens = 20;
+  p.sampler = Greedy();
+  p.stop = {"never-appears-xyz", stop};
+  ASSERT_EQ(sched.Submit(p, c.Callback()).code, SubmitCode::kOk);
+  c.Wait();
+  EXPECT_EQ(c.text, full->text.substr(0, first));
+  EXPECT_EQ(c.last.finish_reason, "stop");
+}
+
+TEST(Scheduler, CancelStopsWithinAStep) {
+  auto eng = LoadEngine(2, 512);
+  ASSERT_TRUE(eng);
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  Collector c;
+  std::shared_ptr<SchedRequest> handle;
+  std::mutex hmu;
+  SchedRequestParams p;
+  p.prompt = eng->Tokenize("Tell me a long story");
+  p.max_tokens = 400;
+  p.sampler = Greedy();
+  // Cancel from the callback after the 5th token: no further token may be sampled.
+  std::atomic<int> seen{0};
+  auto cb = c.Callback();
+  auto sub = sched.Submit(p, [&](const SchedUpdate& u) {
+    cb(u);
+    if (u.token >= 0 && ++seen == 5) {
+      std::lock_guard<std::mutex> lock(hmu);
+      if (handle) handle->Cancel();
+    }
+  });
+  ASSERT_EQ(sub.code, SubmitCode::kOk);
+  {
+    std::lock_guard<std::mutex> lock(hmu);
+    handle = sub.request;
+    if (seen >= 5) handle->Cancel();
+  }
+  c.Wait();
+  EXPECT_EQ(c.last.finish_reason, "cancelled");
+  EXPECT_LE(c.tokens.size(), 6u);  // at most one step after the cancel is seen
+  EXPECT_EQ(sched.stats().running, 0);
+
+  // A queued request cancelled before it starts is finished without running.
+  Collector c2;
+  auto s2 = sched.Submit(p, c2.Callback());
+  ASSERT_EQ(s2.code, SubmitCode::kOk);
+  s2.request->Cancel();
+  c2.Wait();
+  EXPECT_EQ(c2.last.finish_reason, "cancelled");
+  EXPECT_LE(c2.tokens.size(), 1u);
+}
+
+TEST(Scheduler, RejectsInvalidAndFullQueue) {
+  auto eng = LoadEngine(1, 64);
+  ASSERT_TRUE(eng);
+  SchedulerOptions so;
+  so.max_queue = 1;
+  Scheduler sched(eng.get(), so);
+  SchedRequestParams p;
+  EXPECT_EQ(sched.Submit(p, nullptr).code, SubmitCode::kInvalid);  // empty prompt
+  p.prompt.assign(64, 100);
+  auto too_long = sched.Submit(p, nullptr);
+  EXPECT_EQ(too_long.code, SubmitCode::kInvalid);
+  EXPECT_NE(too_long.message.find("64"), std::string::npos) << too_long.message;
+  p.prompt = {1, 2, -5};
+  EXPECT_EQ(sched.Submit(p, nullptr).code, SubmitCode::kInvalid);
+
+  // One slot + one waiting place: a third concurrent request is refused.
+  p.prompt = eng->Tokenize("Hello");
+  p.max_tokens = 50;
+  p.sampler = Greedy();
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<std::shared_ptr<SchedRequest>> handles;
+  int refused = 0;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    auto r = sched.Submit(p, cs.back()->Callback());
+    if (r.code == SubmitCode::kQueueFull) {
+      ++refused;
+      cs.pop_back();
+    } else {
+      ASSERT_EQ(r.code, SubmitCode::kOk);
+      handles.push_back(r.request);
+    }
+  }
+  EXPECT_GE(refused, 1);
+  for (auto& h : handles) h->Cancel();
+  for (auto& c : cs) c->Wait();
+}
+
+TEST(Scheduler, ZeroMaxTokensAndDeadline) {
+  auto eng = LoadEngine(1, 512);
+  ASSERT_TRUE(eng);
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  Collector c;
+  SchedRequestParams p;
+  p.prompt = eng->Tokenize("Hello");
+  p.max_tokens = 0;
+  ASSERT_EQ(sched.Submit(p, c.Callback()).code, SubmitCode::kOk);
+  c.Wait();
+  EXPECT_EQ(c.last.finish_reason, "length");
+  EXPECT_TRUE(c.tokens.empty());
+
+  Collector c2;
+  p.max_tokens = 400;
+  p.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  ASSERT_EQ(sched.Submit(p, c2.Callback()).code, SubmitCode::kOk);
+  c2.Wait();
+  EXPECT_EQ(c2.last.finish_reason, "timeout");
+}
+
+// A receiver that owns the request handle while the request's callback owns the receiver
+// (what the node's connection does) must be freed once the request is done: the scheduler
+// drops the callback after the final update, breaking the cycle.
+TEST(Scheduler, FinishedRequestReleasesItsCallback) {
+  auto eng = LoadEngine(1, 256);
+  ASSERT_TRUE(eng);
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  struct Receiver {
+    Collector c;
+    std::shared_ptr<SchedRequest> request;
+  };
+  std::weak_ptr<Receiver> weak_rx;
+  std::weak_ptr<SchedRequest> weak_req;
+  for (int max_tokens : {0, 3}) {  // finished before and after generating
+    auto rx = std::make_shared<Receiver>();
+    SchedRequestParams p;
+    p.prompt = eng->Tokenize("Hello there");
+    p.max_tokens = max_tokens;
+    p.sampler = Greedy();
+    auto sub = sched.Submit(p, [rx](const SchedUpdate& u) { rx->c.Callback()(u); });
+    ASSERT_EQ(sub.code, SubmitCode::kOk);
+    rx->request = sub.request;
+    weak_rx = rx;
+    weak_req = sub.request;
+    sub.request.reset();
+    rx->c.Wait();
+    rx.reset();
+    // The callback is released on the loop thread just after the final update.
+    for (int i = 0; i < 200 && !weak_rx.expired(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(weak_rx.expired()) << "max_tokens " << max_tokens;
+    EXPECT_TRUE(weak_req.expired()) << "max_tokens " << max_tokens;
+  }
+}
+
+}  // namespace
+}  // namespace strata

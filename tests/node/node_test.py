@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""Integration test of `strata node`: starts real nodes on loopback with a synthesized tiny
+model and drives every endpoint over HTTP (stdlib only; streams are read as SSE line by line,
+and once through `curl -N`).
+
+usage: node_test.py --strata PATH [--workdir DIR]
+"""
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+FAILS = []
+
+
+def check(cond, what):
+    if cond:
+        print(f"ok   {what}")
+    else:
+        print(f"FAIL {what}")
+        FAILS.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, strata, model, *extra):
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [strata, "node", "--model", model, "--port", str(self.port), "--threads", "2", *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        self.saw_loading = False
+        while time.time() < deadline:
+            try:
+                st, _, body = self.request("GET", "/health")
+                if st == 503 and body.get("status") == "loading":
+                    self.saw_loading = True
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("node did not become healthy: " + self.output())
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, raw=False):
+        c = self.conn()
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+        c.close()
+        if raw:
+            return r.status, dict(r.getheaders()), payload
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            parsed = {"_raw": payload.decode(errors="replace")}
+        return r.status, dict(r.getheaders()), parsed
+
+    def post(self, path, body, headers=None):
+        st, h, j = self.request("POST", path, body, headers)
+        return st, j
+
+    def stream(self, path, body, headers=None, stop_after=None):
+        """POSTs and parses the SSE reply: returns (events as parsed JSON, saw_done)."""
+        c = self.conn()
+        h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        h.update(headers or {})
+        c.request("POST", path, body=json.dumps(body).encode(), headers=h)
+        r = c.getresponse()
+        assert r.status == 200, (r.status, r.read())
+        assert r.getheader("Content-Type").startswith("text/event-stream")
+        events, done, buf = [], False, b""
+        while True:
+            line = r.readline()  # http.client undoes the chunked transfer coding
+            if not line:
+                break
+            line = line.rstrip(b"\r\n")
+            if line == b"":
+                continue
+            assert line.startswith(b"data: "), line
+            data = line[6:]
+            if data == b"[DONE]":
+                done = True
+                break
+            events.append(json.loads(data))
+            if stop_after is not None and len(events) >= stop_after:
+                c.sock.shutdown(socket.SHUT_RDWR)
+                r.close()
+                c.close()
+                return events, False
+        c.close()
+        return events, done
+
+    def stop(self):
+        # SIGTERM is a graceful stop: the node must exit 0 without sanitizer reports (leaks
+        # are reported at exit, so a sanitizer build checks shutdown here too).
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = "timeout"
+        out = self.output()
+        bad = [l for l in out.splitlines()
+               if "Sanitizer" in l or "runtime error:" in l or "LeakSanitizer" in l]
+        check(rc == 0 and not bad, f"node stops cleanly (exit {rc})")
+        if bad:
+            print("\n".join(bad[:20]))
+
+
+def strata_run(strata, model, prompt, n, chat=False):
+    cmd = [strata, "run", "-m", model, "-p", prompt, "-n", str(n), "--temperature", "0", "--json",
+           "--threads", "2"]
+    if chat:
+        cmd.append("--chat")
+    out = subprocess.run(cmd, check=True, capture_output=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--strata", required=True)
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = a.workdir or tempfile.mkdtemp(prefix="strata_node_test_")
+    os.makedirs(work, exist_ok=True)
+    model = os.path.join(work, "node-tiny.gguf")
+    # The layer count is explicit: the health check asserts it, independent of the shape's
+    # default.
+    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "q8_0",
+                    "--layers", "4", "--out", model], check=True, capture_output=True)
+    t0 = time.time()
+    node = Node(a.strata, model, "--parallel", "4", "--ctx", "1024")
+    try:
+        run_main_checks(a.strata, model, node)
+    finally:
+        node.stop()
+    node2 = Node(a.strata, model, "--parallel", "1", "--ctx", "2048", "--max-queue", "0",
+                 "--api-key", "sekrit", "--reasoning-format", "none")
+    try:
+        run_admission_checks(node2)
+    finally:
+        node2.stop()
+    print(f"{time.time() - t0:.1f} s")
+    if FAILS:
+        print(f"{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
+        return 1
+    print("all node checks passed")
+    return 0
+
+
+def run_main_checks(strata, model, node):
+    # --- health, models
+    st, _, h = node.request("GET", "/health")
+    check(st == 200 and h["status"] == "healthy" and h["model_loaded"] is True, "health healthy")
+    check(h["slots_total"] == 4 and h["slots_busy"] == 0 and h["layers"] == 4
+          and h["memory_usage"] > 1 << 20, "health fields")
+    st, _, m = node.request("GET", "/v1/models")
+    check(st == 200 and m["object"] == "list" and m["data"][0]["id"] == "node-tiny.gguf",
+          "/v1/models")
+    mid = m["data"][0]["id"]
+
+    # --- /inference and greedy equality with `strata run`
+    ref = strata_run(strata, model, "Hello world", 16)
+    st, j = node.post("/inference", {"prompt": "Hello world", "max_length": 16, "temperature": 0})
+    check(st == 200 and j["response"] == ref["text"], "/inference greedy == strata run")
+    check(j["prompt_tokens"] == len(ref["prompt_tokens"]) and j["completion_tokens"] == 16
+          and j["model"] == mid and j["inference_time"] > 0, "/inference fields")
+    st, j = node.post("/inference", {"max_length": 3})
+    check(st == 400 and j == {"error": "No prompt provided"}, "/inference missing prompt")
+    st, j = node.post("/inference", {"prompt": ""})
+    check(st == 400 and j == {"error": "No prompt provided"}, "/inference empty prompt")
+
+    st, j = node.post("/v1/completions", {"prompt": "Hello world", "max_tokens": 16,
+                                          "temperature": 0, "model": mid, "unknown_field": [1]})
+    check(st == 200 and j["choices"][0]["text"] == ref["text"]
+          and j["choices"][0]["finish_reason"] == "length" and j["object"] == "text_completion",
+          "/v1/completions greedy == strata run")
+    check(j["usage"] == {"prompt_tokens": len(ref["prompt_tokens"]),
+                         "completion_tokens": 16,
+                         "total_tokens": len(ref["prompt_tokens"]) + 16}, "completion usage")
+
+    # --- chat: template, reasoning split (generation starts inside <think>)
+    cref = strata_run(strata, model, "What is 2+2?", 12, chat=True)
+    body = {"messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 12,
+            "temperature": 0}
+    st, j = node.post("/v1/chat/completions", body)
+    msg = j["choices"][0]["message"]
+    raw = cref["text"]
+    if "</think>" in raw:
+        want_r, want_c = raw.split("</think>", 1)[0], raw.split("</think>", 1)[1].lstrip()
+    else:
+        want_r, want_c = raw, ""
+    check(st == 200 and j["object"] == "chat.completion" and msg["role"] == "assistant",
+          "chat shape")
+    check(msg.get("reasoning_content", "") == want_r and msg["content"] == want_c,
+          "chat greedy == strata run --chat, split into reasoning_content/content")
+    check(j["usage"]["prompt_tokens"] == len(cref["prompt_tokens"]), "chat prompt tokens (one BOS)")
+
+    # streamed chat equals the non-streamed one
+    sbody = dict(body, stream=True, stream_options={"include_usage": True})
+    events, done = node.stream("/v1/chat/completions", sbody)
+    check(done, "chat stream ends with [DONE]")
+    check(all(e["object"] == "chat.completion.chunk" for e in events), "chunk objects")
+    r = "".join(e["choices"][0]["delta"].get("reasoning_content", "") for e in events if e["choices"])
+    c = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+    check(r == want_r and c == want_c, "streamed chat text == non-streamed")
+    fin = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
+    check(len(fin) == 1 and fin[0]["choices"][0]["finish_reason"] == "length", "stream finish_reason")
+    check(events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 12
+          and events[-1]["usage"]["total_tokens"] == len(cref["prompt_tokens"]) + 12,
+          "include_usage final chunk")
+    check(events[0]["choices"][0]["delta"].get("role") == "assistant", "first delta has role")
+
+    # text completion stream through curl -N
+    if shutil.which("curl"):
+        out = subprocess.run(["curl", "-sN", "--max-time", "30", f"http://127.0.0.1:{node.port}/v1/completions",
+                              "-H", "Content-Type: application/json", "-d",
+                              json.dumps({"prompt": "Hello world", "max_tokens": 16,
+                                          "temperature": 0, "stream": True})],
+                             capture_output=True, check=True).stdout.decode()
+        parts = [p for p in out.split("\n\n") if p]
+        check(parts[-1] == "data: [DONE]" and all(p.startswith("data: ") for p in parts),
+              "curl -N SSE framing")
+        evs = [json.loads(p[6:]) for p in parts[:-1]]
+        check("".join(e["choices"][0]["text"] for e in evs) == ref["text"]
+              and evs[-1]["choices"][0]["finish_reason"] == "length"
+              and all(e["object"] == "text_completion" for e in evs), "curl stream text == strata run")
+
+    # --- stop strings (never leak, also across streamed pieces)
+    full = ref["text"]
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    want = full[: full.find(stop)]
+    st, j = node.post("/v1/completions", {"prompt": "Hello world", "max_tokens": 16,
+                                          "temperature": 0, "stop": ["zzzqqq", stop]})
+    check(st == 200 and j["choices"][0]["text"] == want and j["choices"][0]["finish_reason"] == "stop",
+          "stop string cuts the text")
+    events, done = node.stream("/v1/completions", {"prompt": "Hello world", "max_tokens": 16,
+                                                   "temperature": 0, "stop": stop, "stream": True})
+    check(done and "".join(e["choices"][0]["text"] for e in events) == want, "stop string in stream")
+
+    # --- seeds
+    sb = {"prompt": "Once upon", "max_tokens": 12, "temperature": 1.0, "top_k": 0, "top_p": 1,
+          "min_p": 0}
+    outs = [node.post("/v1/completions", dict(sb, seed=s))[1]["choices"][0]["text"]
+            for s in (7, 7, 8, 9)]
+    check(outs[0] == outs[1], "same seed -> same text")
+    check(outs[2] != outs[0] or outs[3] != outs[0], "other seeds -> other text")
+
+    # --- concurrent requests: each equals its solo greedy output
+    prompts = ["The cat", "A B C D", "Numbers 1 2 3", "Why is the sky"]
+    solos = [node.post("/v1/completions", {"prompt": p, "max_tokens": 20, "temperature": 0})[1]
+             ["choices"][0]["text"] for p in prompts]
+    results = [None] * 4
+
+    def worker(i):
+        results[i] = node.post("/v1/completions", {"prompt": prompts[i], "max_tokens": 20,
+                                                   "temperature": 0})[1]["choices"][0]["text"]
+    ths = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+    check(results == solos, "4 concurrent greedy requests == their solo outputs")
+
+    # --- hostile input
+    def err(st, j, code):
+        return st == code and isinstance(j.get("error"), dict) and j["error"].get("message") and \
+            "type" in j["error"] and "code" in j["error"]
+    st, _, j = node.request("POST", "/v1/completions", b"{not json")
+    check(err(st, j, 400), "bad JSON -> 400 envelope")
+    st, j = node.post("/v1/completions", {"prompt": "x", "max_tokens": "ten"})
+    check(err(st, j, 400), "wrong type -> 400")
+    st, j = node.post("/v1/chat/completions", {"messages": "hi"})
+    check(err(st, j, 400), "messages wrong type -> 400")
+    st, j = node.post("/v1/completions", {"prompt": "x", "n": 2})
+    check(err(st, j, 400) and "n" in j["error"]["message"], "n=2 -> 400")
+    st, _, j = node.request("POST", "/v1/completions", b'{"prompt": "\xff\xfe bad"}')
+    check(err(st, j, 400), "invalid UTF-8 -> 400")
+    st, j = node.post("/v1/completions", {"prompt": "x", "model": "gpt-17"})
+    check(err(st, j, 404), "unknown model -> 404")
+    st, _, j = node.request("GET", "/nope")
+    check(err(st, j, 404), "unknown path -> 404")
+    st, j = node.post("/v1/completions", {"prompt": "word " * 1500, "max_tokens": 4})
+    check(err(st, j, 400) and "1024" in j["error"]["message"], "prompt too long -> 400 with numbers")
+
+    # 100 MB body: refused with 413 as soon as the header is read
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 104857600\r\n\r\n" + b"{" * 65536)
+    resp = b""
+    try:
+        while b"\r\n\r\n" not in resp:
+            d = s.recv(65536)
+            if not d:
+                break
+            resp += d
+    except OSError:
+        pass
+    s.close()
+    check(resp.startswith(b"HTTP/1.1 413"), "100 MB body -> 413")
+
+    # 1000 idle connections (some with half a request) do not block service
+    idle = []
+    for i in range(1000):
+        c = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+        if i % 3 == 0:
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        idle.append(c)
+    t = time.time()
+    st, j = node.post("/v1/completions", {"prompt": "Hello world", "max_tokens": 4, "temperature": 0})
+    check(st == 200 and j["choices"][0]["text"] and time.time() - t < 10,
+          "serves with 1000 idle connections open")
+    for c in idle:
+        c.close()
+
+    # client vanishing mid-stream: generation is cancelled, the slot frees
+    gen_before = metric(node, "strata_generation_tokens_total")
+    events, _ = node.stream("/v1/completions", {"prompt": "Tell", "max_tokens": 900, "temperature": 0,
+                                                "stream": True}, stop_after=3)
+    freed = False
+    for _ in range(100):
+        busy = node.request("GET", "/health")[2]["slots_busy"]
+        if busy == 0:
+            freed = True
+            break
+        time.sleep(0.02)
+    generated = metric(node, "strata_generation_tokens_total") - gen_before
+    check(len(events) == 3 and freed and generated < 200,
+          f"disconnect mid-stream cancels the generation ({generated:.0f} of 900 tokens made)")
+    st, j = node.post("/v1/completions", {"prompt": "Hello world", "max_tokens": 4, "temperature": 0})
+    check(st == 200, "still serving after hostile input")
+
+    # --- metrics
+    st, _, body = node.request("GET", "/metrics", raw=True)
+    text = body.decode()
+    vals = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = float(v)
+    names = ["strata_requests_running", "strata_requests_waiting", "strata_prompt_tokens_total",
+             "strata_generation_tokens_total", "strata_kv_cache_usage_ratio",
+             "process_cpu_seconds_total", "process_resident_memory_bytes",
+             "strata_model_disk_usage_bytes", "strata_time_to_first_token_seconds_count",
+             "strata_inter_token_latency_seconds_count",
+             'strata_time_to_first_token_seconds_bucket{le="+Inf"}']
+    check(st == 200 and all(n in vals for n in names), "metrics names present")
+    check(vals.get("strata_generation_tokens_total", 0) > 100
+          and vals.get("strata_time_to_first_token_seconds_count", 0) >= 10
+          and vals.get("strata_prompt_tokens_cached_total", 0) > 0, "metrics counters move")
+
+
+def metric(node, name):
+    body = node.request("GET", "/metrics", raw=True)[2].decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return float("nan")
+
+
+def run_admission_checks(node):
+    auth = {"Authorization": "Bearer sekrit"}
+    st, _, h = node.request("GET", "/health")
+    check(st == 200, "health needs no key")
+    st, j = node.post("/v1/completions", {"prompt": "x", "max_tokens": 2})
+    check(st == 401 and j["error"]["type"] == "authentication_error", "no key -> 401")
+    st, j = node.post("/v1/completions", {"prompt": "x", "max_tokens": 2},
+                      {"Authorization": "Bearer wrong"})
+    check(st == 401, "wrong key -> 401")
+    st, j = node.post("/v1/completions", {"prompt": "x", "max_tokens": 2, "temperature": 0}, auth)
+    check(st == 200, "right key -> 200")
+    # --reasoning-format none: everything in content
+    st, j = node.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                               "max_tokens": 6, "temperature": 0}, auth)
+    check(st == 200 and "reasoning_content" not in j["choices"][0]["message"]
+          and j["choices"][0]["message"]["content"], "reasoning-format none keeps content")
+
+    # one slot, no queue: a second request while one runs gets 503 + Retry-After
+    c = node.conn()
+    c.request("POST", "/v1/completions", body=json.dumps(
+        {"prompt": "Tell", "max_tokens": 1500, "temperature": 0, "stream": True}).encode(),
+        headers=dict(auth, **{"Content-Type": "application/json"}))
+    r = c.getresponse()
+    r.readline()  # generation is running
+    st, hdr, j = node.request("POST", "/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
+    check(st == 503 and hdr.get("Retry-After") and j["error"]["message"], "full queue -> 503 Retry-After")
+    c.sock.shutdown(socket.SHUT_RDWR)  # the client goes away (the response still holds the fd)
+    r.close()
+    c.close()
+    ok = False
+    for _ in range(100):
+        st, j = node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
+        if st == 200:
+            ok = True
+            break
+        time.sleep(0.02)
+    check(ok, "slot frees after the client left")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
