@@ -25,7 +25,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config python3
   clang libclang-rt-dev
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libspdlog-dev
-  libyaml-cpp-dev libcpp-httplib-dev libssl-dev
+  libyaml-cpp-dev libcpp-httplib-dev libssl-dev libboost-dev curl
 )
 # node and npm may come from elsewhere (e.g. NodeSource's nodejs bundles npm and conflicts with
 # Debian's npm package): only install Debian's when the commands are missing.
