@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "base/mmap.h"
 #include "runtime/engine.h"
 #include "tokenizer/chat_template.h"
 
@@ -92,6 +93,14 @@ int Run(const RunArgs& a) {
                     {"prompt_tokens_per_s",
                      g.prompt_ms > 0 ? 1000.0 * static_cast<double>(g.prompt_tokens.size()) / g.prompt_ms : 0.0},
                     {"tokens_per_s", tps}};
+    // What the run touched: the range's weights (mapped, not copied), the KV cache positions
+    // written, and the process's peak resident set.
+    const uint64_t kv_used = static_cast<uint64_t>(g.prompt_tokens.size() + g.tokens.size()) *
+                             e.cache().n_layers() * 2 * e.cache().kv_dim() * sizeof(uint16_t);
+    j["memory"] = {{"peak_rss_bytes", PeakRssBytes()},
+                   {"weights_bytes", e.model().bound_weight_bytes()},
+                   {"kv_cache_reserved_bytes", e.cache().bytes()},
+                   {"kv_cache_used_bytes", kv_used}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
