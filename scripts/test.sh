@@ -26,7 +26,7 @@ fi
 
 FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}"
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
-  echo "== fuzzing the GGUF reader for ${FUZZ_SECONDS}s"
-  bash scripts/run-fuzz.sh "$FUZZ_SECONDS"
+  echo "== fuzzing the GGUF reader (${FUZZ_SECONDS}s) and the tokenizers"
+  STRATA_FUZZ_TOKENIZER_SECONDS="${STRATA_FUZZ_TOKENIZER_SECONDS:-30}" bash scripts/run-fuzz.sh "$FUZZ_SECONDS"
 fi
 echo "== all tests passed"
