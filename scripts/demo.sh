@@ -11,6 +11,6 @@ bash scripts/build.sh build
 SHAPE="${STRATA_DEMO_SHAPE:-tiny-qwen2}"
 MODEL="build/demo-${SHAPE}-q8_0.gguf"
 [ -f "$MODEL" ] || ./build/strata model synth --shape "$SHAPE" --type q8_0 --seed 1 --out "$MODEL"
-./build/strata inspect "$MODEL" | head -n 30
+./build/strata inspect "$MODEL" | grep -E "^GGUF|^model:" || true
 ./build/strata run --model "$MODEL" --prompt "${1:-Why is the sky blue?}" --chat \
   --max-tokens 64 --temperature 0.7 --seed 42
