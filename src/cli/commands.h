@@ -15,6 +15,7 @@ Runner AddTokenizeCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
 Runner AddModelCommand(CLI::App& app);
 Runner AddNodeCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       {"inspect", strata::cli::AddInspectCommand(app)},
       {"model", strata::cli::AddModelCommand(app)},
       {"node", strata::cli::AddNodeCommand(app)},
+      {"bench", strata::cli::AddBenchCommand(app)},
   };
   try {
     app.parse(argc, argv);

@@ -55,38 +55,55 @@ struct MatMulJob {
   size_t x_row;
   int64_t rows, cols, n_tok;
   bool gemm;  // GEMM accumulation order (internal::UseGemmOrder), else per-row vec_dot
+  bool repack;  // llama.cpp's repacked-weight orders (internal::UseRepackOrder) override both
   float* y;  // [n_tok, rows]
 };
 
-// Computes Y rows [r_begin, r_end) for all tokens, in register tiles of up to
-// kMaxDotRows weight rows x kMaxDotCols tokens, inside cache tiles of rb rows x tb tokens.
-void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
+// Y rows [r_begin, r_end) of tokens [t_begin, t_end), one weight row at a time with `dot`:
+// a single sequential weight stream is what the hardware prefetcher handles best (measured:
+// 2-row tiles were ~1.6x slower on a 15 MB Q8_0 matrix).
+void RowsByVecDot(const MatMulJob& j, internal::VecDotFn dot, int64_t t_begin, int64_t t_end,
+                  int64_t r_begin, int64_t r_end) {
+  for (int64_t t = t_begin; t < t_end; ++t)
+    for (int64_t r = r_begin; r < r_end; ++r)
+      j.y[t * j.rows + r] = dot(j.cols, j.w + r * j.w_row, j.x + t * j.x_row);
+}
+
+// The same with `tile`, in register tiles of up to kMaxDotRows weight rows x kMaxDotCols
+// tokens, inside cache tiles of rb rows x tb tokens.
+void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, int64_t t_begin,
+                 int64_t t_end, int64_t r_begin, int64_t r_end) {
   constexpr int kR = internal::kMaxDotRows;
   constexpr int kC = internal::kMaxDotCols;
   const size_t ys = static_cast<size_t>(j.rows);
-  if (!j.gemm) {
-    // One weight row at a time: a single sequential stream is what the hardware prefetcher
-    // handles best (measured: 2-row tiles were ~1.6x slower on a 15 MB Q8_0 matrix).
-    for (int64_t t = 0; t < j.n_tok; ++t)
-      for (int64_t r = r_begin; r < r_end; ++r)
-        j.y[t * j.rows + r] = j.tk->vec_dot(j.cols, j.w + r * j.w_row, j.x + t * j.x_row);
-    return;
-  }
   const int64_t rb = std::max<int64_t>(kR, static_cast<int64_t>(kTileBytes / j.w_row) / kR * kR);
   const int64_t tb = std::max<int64_t>(kC, static_cast<int64_t>(kTileBytes / j.x_row) / kC * kC);
   for (int64_t r0 = r_begin; r0 < r_end; r0 += rb) {
     const int64_t r1 = std::min(r_end, r0 + rb);
-    for (int64_t t0 = 0; t0 < j.n_tok; t0 += tb) {
-      const int64_t t1 = std::min(j.n_tok, t0 + tb);
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += tb) {
+      const int64_t t1 = std::min(t_end, t0 + tb);
       for (int64_t r = r0; r < r1; r += kR) {
         const int nw = static_cast<int>(std::min<int64_t>(kR, r1 - r));
         for (int64_t t = t0; t < t1; t += kC) {
           const int nx = static_cast<int>(std::min<int64_t>(kC, t1 - t));
-          j.tk->vec_dot_tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.x + t * j.x_row, j.x_row,
-                             nx, j.y + t * j.rows + r, ys);
+          tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.x + t * j.x_row, j.x_row, nx,
+               j.y + t * j.rows + r, ys);
         }
       }
     }
+  }
+}
+
+// Computes Y rows [r_begin, r_end) for all tokens, in the order llama.cpp would use.
+void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
+  if (j.repack) {
+    const int64_t n_gemm = internal::RepackGemmTokens(j.n_tok);
+    if (n_gemm > 0) RowsByTiles(j, j.tk->repack_tile, 0, n_gemm, r_begin, r_end);
+    RowsByVecDot(j, j.tk->repack_vec_dot, n_gemm, j.n_tok, r_begin, r_end);
+  } else if (j.gemm) {
+    RowsByTiles(j, j.tk->vec_dot_tile, 0, j.n_tok, r_begin, r_end);
+  } else {
+    RowsByVecDot(j, j.tk->vec_dot, 0, j.n_tok, r_begin, r_end);
   }
 }
 
@@ -141,6 +158,7 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   job.cols = cols;
   job.n_tok = n_tok;
   job.gemm = internal::UseGemmOrder(w_type, rows, cols, n_tok);
+  job.repack = internal::UseRepackOrder(*tk, rows);
   job.y = Y;
   const int nth = pool != nullptr ? pool->size() : 1;
 

@@ -14,7 +14,8 @@ namespace strata::kernels {
 
 // ---- Weight x activation products --------------------------------------------------------
 // As in ggml, a weight row of type W is multiplied with an activation row converted to
-// VecDotType(W): F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0.
+// VecDotType(W): F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0, Q4_0->Q8_0, and
+// Q4_K/Q5_K/Q6_K->Q8_K.
 DType VecDotType(DType weight_type);
 
 // Converts n floats to the vec-dot format for `weight_type`; dst holds
@@ -28,6 +29,9 @@ float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row)
 //   W: [rows, cols] in w_type, rows contiguous (RowBytes(w_type, cols) each)
 //   X: [n_tok, cols] f32, Y: [n_tok, rows] f32
 // Rows are split across the pool's threads. `scratch` is grown as needed and reused.
+// The accumulation order of each result is the one llama.cpp's CPU backend would use for the
+// same shape (see kernels_impl.h: tinyBLAS, vec_dot, or its repacked Q4_0/Q4_K kernels), so a
+// single-token result may differ in the last bits from VecDot for repacked types.
 void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
             int64_t n_tok, float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch);
 
@@ -73,7 +77,8 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
 const char* ActivePath();
 
 // True when MatMul / VecDot / QuantizeActivationRow support weights of type t
-// (currently F32, F16, BF16, Q8_0). For other types MatMul fills Y with NaN.
+// (currently F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). For other types MatMul fills Y
+// with NaN.
 bool SupportsWeightType(DType t);
 
 // ---- Testing hooks ------------------------------------------------------------------------

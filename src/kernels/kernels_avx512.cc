@@ -309,6 +309,7 @@ const TypeKernels kTypes[] = {
     {DType::F16, DType::F16, QuantizeF16, DotF16Vec, VecDotTile<FloatDot<LoadF16>>},
     {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>},
+    STRATA_LOWBIT_SIMD_TYPES(QuantizeQ8_0),
 };
 
 // ---- row kernels -------------------------------------------------------------------------

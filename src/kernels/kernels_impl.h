@@ -34,6 +34,11 @@ struct TypeKernels {
   QuantizeFn quantize;  // null when vec_dot_type is F32 (activations used as they are)
   VecDotFn vec_dot;
   VecDotTileFn vec_dot_tile;
+  // Orders of llama.cpp's repacked kernels (its CPU_REPACK buffer, see UseRepackOrder); null
+  // when llama.cpp does not repack this type on x86. repack_tile is the order of its GEMM
+  // (groups of 4 tokens), repack_vec_dot that of its GEMV (the other tokens).
+  VecDotFn repack_vec_dot = nullptr;
+  VecDotTileFn repack_tile = nullptr;
 };
 
 struct IsaKernels {
@@ -54,9 +59,72 @@ struct IsaKernels {
 // multiple of the GEMM's step; otherwise its per-row vec_dot. The two orders differ in the
 // last bits, so following the same rule keeps results identical to llama.cpp's.
 inline bool UseGemmOrder(DType w, int64_t rows, int64_t cols, int64_t n_tok) {
+  // tinyBLAS has no K-quant kernels: llama.cpp runs them with vec_dot at every batch size.
+  if (w == DType::Q4_K || w == DType::Q5_K || w == DType::Q6_K) return false;
   const int64_t step = w == DType::F32 || w == DType::F16 ? 16 : 32;
   return n_tok >= 2 && rows % 4 == 0 && cols % step == 0;
 }
+
+// llama.cpp (x86, AVX2 and up; node-llama-cpp keeps its default use_extra_bufts = true) moves
+// 2-D Q4_0 and Q4_K matmul weights with a row count divisible by 8 into its CPU_REPACK buffer,
+// interleaving 8 rows, and multiplies them with dedicated kernels of their own order (this
+// takes precedence over tinyBLAS and vec_dot). Those kernels run a GEMM over each group of 4
+// tokens and a GEMV over the last n_tok % 4 tokens.
+inline bool UseRepackOrder(const TypeKernels& t, int64_t rows) {
+  return t.repack_vec_dot != nullptr && rows % 8 == 0;
+}
+// Tokens [0, RepackGemmTokens(n_tok)) use repack_tile, the others repack_vec_dot.
+inline int64_t RepackGemmTokens(int64_t n_tok) { return n_tok - n_tok % 4; }
+
+// Scalar twins of the 4/5/6-bit kernels (kernels_lowbit_ref.cc; orders documented there).
+void QuantizeQ8K(const float* x, void* dst, int64_t n);
+float DotQ4_0Plain(int64_t n, const void* w, const void* x);
+float DotQ4_0Repack(int64_t n, const void* w, const void* x);
+float DotQ4_KPlain(int64_t n, const void* w, const void* x);
+float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
+float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x);
+float DotQ5_KPlain(int64_t n, const void* w, const void* x);
+float DotQ6_KPlain(int64_t n, const void* w, const void* x);
+
+// AVX2 versions of the above, bit-identical to them (kernels_lowbit_avx2.cc; call only when
+// the CPU has AVX2+FMA+F16C). Both SIMD tables use them.
+namespace lowbit_avx2 {
+float DotQ4_0Plain(int64_t n, const void* w, const void* x);
+float DotQ4_0Repack(int64_t n, const void* w, const void* x);
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                    int nx, float* y, size_t ys);
+float DotQ4_KPlain(int64_t n, const void* w, const void* x);
+float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
+float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x);
+float DotQ5_KPlain(int64_t n, const void* w, const void* x);
+float DotQ6_KPlain(int64_t n, const void* w, const void* x);
+}  // namespace lowbit_avx2
+
+// A VecDotTileFn computing each entry of the tile with `kDot`.
+template <VecDotFn kDot>
+void PerEntryTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                  float* y, size_t ys) {
+  for (int i = 0; i < nx; ++i)
+    for (int r = 0; r < nw; ++r)
+      y[i * ys + r] = kDot(n, static_cast<const uint8_t*>(w) + r * ws,
+                           static_cast<const uint8_t*>(x) + i * xs);
+}
+
+// The TypeKernels entries of the 4/5/6-bit types for the SIMD tables; `q8_0` is the table's
+// Q8_0 activation quantizer.
+#define STRATA_LB_ ::strata::kernels::internal
+#define STRATA_LOWBIT_SIMD_TYPES(q8_0)                                                          \
+  {DType::Q4_0, DType::Q8_0, q8_0, STRATA_LB_::lowbit_avx2::DotQ4_0Plain,                     \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_0Plain>,                           \
+   STRATA_LB_::lowbit_avx2::DotQ4_0Repack, STRATA_LB_::lowbit_avx2::TileQ4_0Repack},          \
+  {DType::Q4_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ4_KPlain,   \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KPlain>,                           \
+   STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemv,                                                 \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemm>},                     \
+  {DType::Q5_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ5_KPlain,   \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ5_KPlain>},                          \
+  {DType::Q6_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ6_KPlain,   \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ6_KPlain>}
 
 // Null when the ISA table has no entry for `w`.
 inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {

@@ -177,6 +177,15 @@ constexpr TypeKernels kScalarTypes[] = {
     {DType::F16, DType::F16, QuantizeF16, DotF16Vec, DotTile<DotF16>},
     {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, DotTile<DotBF16>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, DotQ8_0, DotTile<DotQ8_0>},
+    {DType::Q4_0, DType::Q8_0, QuantizeQ8_0, internal::DotQ4_0Plain,
+     DotTile<internal::DotQ4_0Plain>, internal::DotQ4_0Repack, DotTile<internal::DotQ4_0Repack>},
+    {DType::Q4_K, DType::Q8_K, internal::QuantizeQ8K, internal::DotQ4_KPlain,
+     DotTile<internal::DotQ4_KPlain>, internal::DotQ4_KRepackGemv,
+     DotTile<internal::DotQ4_KRepackGemm>},
+    {DType::Q5_K, DType::Q8_K, internal::QuantizeQ8K, internal::DotQ5_KPlain,
+     DotTile<internal::DotQ5_KPlain>},
+    {DType::Q6_K, DType::Q8_K, internal::QuantizeQ8K, internal::DotQ6_KPlain,
+     DotTile<internal::DotQ6_KPlain>},
 };
 
 void AddScalar(float* y, const float* x, int64_t n) {
@@ -227,11 +236,18 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   std::vector<uint8_t> xq(x_row);
   const uint8_t* w = static_cast<const uint8_t*>(W);
   const bool gemm = internal::UseGemmOrder(w_type, rows, cols, n_tok);
+  const bool repack = internal::UseRepackOrder(*t, rows);
   for (int64_t tok = 0; tok < n_tok; ++tok) {
     QuantizeActivationRow(w_type, X + tok * cols, xq.data(), cols);
     for (int64_t r = 0; r < rows; ++r) {
       float* y = Y + tok * rows + r;
-      if (gemm) {
+      if (repack) {
+        if (tok < internal::RepackGemmTokens(n_tok)) {
+          t->repack_tile(cols, w + r * w_row, w_row, 1, xq.data(), x_row, 1, y, 1);
+        } else {
+          *y = t->repack_vec_dot(cols, w + r * w_row, xq.data());
+        }
+      } else if (gemm) {
         t->vec_dot_tile(cols, w + r * w_row, w_row, 1, xq.data(), x_row, 1, y, 1);
       } else {
         *y = t->vec_dot(cols, w + r * w_row, xq.data());

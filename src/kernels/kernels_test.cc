@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "base/fp16.h"
+#include "kernels/kernels_impl.h"
+#include "tensor/quant.h"
 
 namespace strata::kernels {
 namespace {
@@ -72,14 +74,77 @@ double ValueAt(DType t, const void* row, int64_t i) {
   }
 }
 
-// sum |w_i x_i| and the exact (double) dot of two rows in their stored formats.
+// The values of a row stored in `t`, decoded in double (exact), and per element the sum of
+// the magnitudes of the terms that make it up (|d sc q| + |dmin m| for Q4_K / Q5_K, else the
+// value's magnitude): rounding errors of a kernel scale with those, not with the value.
+void DecodeRow(DType t, const void* row, int64_t n, std::vector<double>* v,
+               std::vector<double>* mag) {
+  v->assign(static_cast<size_t>(n), 0.0);
+  mag->assign(static_cast<size_t>(n), 0.0);
+  auto put = [&](int64_t i, double a, double b) {
+    (*v)[i] = a - b;
+    (*mag)[i] = std::fabs(a) + std::fabs(b);
+  };
+  switch (t) {
+    case DType::Q4_0:
+      for (int64_t i = 0; i < n; ++i) {
+        const BlockQ4_0& b = static_cast<const BlockQ4_0*>(row)[i / 32];
+        const int e = static_cast<int>(i % 32);
+        const int q = (e < 16 ? b.qs[e] & 0xF : b.qs[e - 16] >> 4) - 8;
+        put(i, double(fp16_to_f32(b.d)) * q, 0.0);
+      }
+      return;
+    case DType::Q4_K:
+    case DType::Q5_K:
+      for (int64_t i = 0; i < n; ++i) {
+        const bool five = t == DType::Q5_K;
+        const uint8_t* blk = static_cast<const uint8_t*>(row) + (i / 256) * (five ? 176 : 144);
+        uint16_t d, dmin;
+        std::memcpy(&d, blk, 2);
+        std::memcpy(&dmin, blk + 2, 2);
+        const uint8_t* scales = blk + 4;
+        const uint8_t* qh = blk + 16;
+        const uint8_t* qs = blk + (five ? 48 : 16);
+        const int e = static_cast<int>(i % 256), c = e / 64, l = e % 32;
+        const bool high = (e % 64) >= 32;
+        int q = high ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 0xF;
+        if (five) q |= ((qh[l] >> (2 * c + (high ? 1 : 0))) & 1) << 4;
+        uint8_t sc, m;
+        UnpackScaleMinK4(scales, e / 32, &sc, &m);
+        put(i, double(fp16_to_f32(d)) * sc * q, double(fp16_to_f32(dmin)) * m);
+      }
+      return;
+    case DType::Q6_K:
+      for (int64_t i = 0; i < n; ++i) {
+        const BlockQ6_K& b = static_cast<const BlockQ6_K*>(row)[i / 256];
+        const int e = static_cast<int>(i % 256), h = e / 128, r = e % 128, l = r % 32, k = r / 32;
+        const uint8_t lo = b.ql[64 * h + l + (k % 2) * 32];
+        const int q = ((k < 2 ? lo & 0xF : lo >> 4) | (((b.qh[32 * h + l] >> (2 * k)) & 3) << 4)) - 32;
+        put(i, double(fp16_to_f32(b.d)) * b.scales[e / 16] * q, 0.0);
+      }
+      return;
+    case DType::Q8_K:
+      for (int64_t i = 0; i < n; ++i) {
+        const BlockQ8_K& b = static_cast<const BlockQ8_K*>(row)[i / 256];
+        put(i, double(b.d) * b.qs[i % 256], 0.0);
+      }
+      return;
+    default:
+      for (int64_t i = 0; i < n; ++i) put(i, ValueAt(t, row, i), 0.0);
+  }
+}
+
+// sum |w_i x_i| and the exact (double) dot of a weight row in `t` and an activation row in
+// VecDotType(t).
 void DoubleDot(DType t, int64_t n, const void* w, const void* x, double* dot, double* abs_sum) {
+  std::vector<double> wv, wm, xv, xm;
+  DecodeRow(t, w, n, &wv, &wm);
+  DecodeRow(VecDotType(t), x, n, &xv, &xm);
   *dot = 0;
   *abs_sum = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double p = ValueAt(t, w, i) * ValueAt(t, x, i);
-    *dot += p;
-    *abs_sum += std::fabs(p);
+    *dot += wv[i] * xv[i];
+    *abs_sum += wm[i] * xm[i];
   }
 }
 
@@ -87,16 +152,24 @@ double DotTolerance(int64_t n, double abs_sum) {
   return kDotTol * std::sqrt(static_cast<double>(n) + 1.0) * FLT_EPSILON * abs_sum + 1e-30;
 }
 
-const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0};
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                        DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
-int64_t BlockOf(DType t) { return t == DType::Q8_0 ? 32 : 1; }
+int64_t BlockOf(DType t) { return Info(t).block_size; }
 
-// Sizes to test for a type: 1..300 and some large ones (multiples of 32 for Q8_0).
+// Bytes of an activation row of n elements for weights of type t.
+size_t ActBytes(DType t, int64_t n) { return RowBytesUnchecked(VecDotType(t), n); }
+
+// Sizes to test for a type: 1..300 and some large ones (multiples of the block size for the
+// quantized types).
 std::vector<int64_t> SizesFor(DType t) {
   std::vector<int64_t> sizes;
   if (BlockOf(t) == 1) {
     for (int64_t n = 1; n <= 300; ++n) sizes.push_back(n);
     for (int64_t n : {1000, 4096 + 7, 8960}) sizes.push_back(n);
+  } else if (BlockOf(t) == 256) {
+    for (int64_t n = 256; n <= 256 * 12; n += 256) sizes.push_back(n);
+    for (int64_t n : {4096, 8960}) sizes.push_back(n);
   } else {
     for (int64_t n = 32; n <= 32 * 20; n += 32) sizes.push_back(n);
     for (int64_t n : {1536, 4096 + 32, 8960}) sizes.push_back(n);
@@ -108,14 +181,18 @@ std::vector<int64_t> SizesFor(DType t) {
 // reads floats / fp16 scales directly; an unaligned access would be UB). Q8_0 rows start at
 // any even byte offset in a GGUF file, so odd multiples of 2 are tested for them.
 std::vector<size_t> OffsetsFor(DType t) {
-  if (t == DType::F32) return {0, 4, 8, 12};
+  if (t == DType::F32 || t == DType::Q8_K) return {0, 4, 8, 12};  // Q8_K: f32 scale
   return {0, 2, 6, 34};
 }
 
 // Random weight row of type t: quantized from floats by the reference quantizer.
 void MakeWeightRow(std::mt19937& rng, DType t, int64_t n, void* dst) {
   const std::vector<float> f = RandomFloats(rng, n, -1.0f, 1.0f);
-  ref::QuantizeActivationRow(t, f.data(), dst, n);
+  if (VecDotType(t) == t) {
+    ref::QuantizeActivationRow(t, f.data(), dst, n);
+  } else {
+    QuantizeRow(t, f.data(), dst, n);  // the 4/5/6-bit types: the weight quantizer
+  }
 }
 
 // ---- 1. reference kernels vs double-precision math ------------------------------------------
@@ -125,7 +202,7 @@ TEST(RefKernels, VecDotMatchesDoubleDot) {
   for (DType t : kTypes) {
     for (int64_t n : SizesFor(t)) {
       const size_t bytes = RowBytesUnchecked(t, n);
-      std::vector<uint8_t> w(bytes), x(bytes);
+      std::vector<uint8_t> w(bytes), x(ActBytes(t, n));
       MakeWeightRow(rng, t, n, w.data());
       const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
       ref::QuantizeActivationRow(t, xf.data(), x.data(), n);
@@ -339,6 +416,35 @@ class PathTest : public ::testing::TestWithParam<std::string> {
   void TearDown() override { SetPathForTesting(SupportedPaths().front().c_str()); }
 };
 
+// The repacked-weight orders (used by MatMul for Q4_0 / Q4_K with rows % 8 == 0) against
+// double-precision math, and different from the plain order in general (so that choosing the
+// right one matters and is tested by MatMulMatchesRef).
+TEST(RefKernels, RepackOrdersMatchDoubleDot) {
+  std::mt19937 rng(3);
+  struct Case {
+    DType t;
+    internal::VecDotFn fn;
+  };
+  const Case cases[] = {{DType::Q4_0, internal::DotQ4_0Repack},
+                        {DType::Q4_K, internal::DotQ4_KRepackGemv},
+                        {DType::Q4_K, internal::DotQ4_KRepackGemm}};
+  for (const Case& c : cases) {
+    int differs = 0;
+    for (int64_t n : SizesFor(c.t)) {
+      std::vector<uint8_t> w(RowBytesUnchecked(c.t, n)), x(ActBytes(c.t, n));
+      MakeWeightRow(rng, c.t, n, w.data());
+      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
+      ref::QuantizeActivationRow(c.t, xf.data(), x.data(), n);
+      double want, abs_sum;
+      DoubleDot(c.t, n, w.data(), x.data(), &want, &abs_sum);
+      const float got = c.fn(n, w.data(), x.data());
+      EXPECT_NEAR(got, want, DotTolerance(n, abs_sum)) << DTypeName(c.t) << " n=" << n;
+      differs += got != ref::VecDot(c.t, n, w.data(), x.data());
+    }
+    EXPECT_GT(differs, 0) << DTypeName(c.t);
+  }
+}
+
 TEST(Dispatch, PathsAndHooks) {
   const std::vector<std::string> paths = SupportedPaths();
   ASSERT_FALSE(paths.empty());
@@ -361,13 +467,18 @@ TEST(Dispatch, VecDotTypes) {
   EXPECT_EQ(VecDotType(DType::F16), DType::F16);
   EXPECT_EQ(VecDotType(DType::BF16), DType::BF16);
   EXPECT_EQ(VecDotType(DType::Q8_0), DType::Q8_0);
+  EXPECT_EQ(VecDotType(DType::Q4_0), DType::Q8_0);
+  EXPECT_EQ(VecDotType(DType::Q4_K), DType::Q8_K);
+  EXPECT_EQ(VecDotType(DType::Q5_K), DType::Q8_K);
+  EXPECT_EQ(VecDotType(DType::Q6_K), DType::Q8_K);
   for (DType t : kTypes) EXPECT_TRUE(SupportsWeightType(t));
-  EXPECT_FALSE(SupportsWeightType(DType::Q4_K));
+  EXPECT_FALSE(SupportsWeightType(DType::Q4_1));
+  EXPECT_FALSE(SupportsWeightType(DType::Q3_K));
 }
 
 TEST_P(PathTest, QuantizeActivationIsBitExact) {
   std::mt19937 rng(10);
-  for (DType t : {DType::F16, DType::BF16, DType::Q8_0}) {
+  for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K}) {
     for (int64_t n : SizesFor(t)) {
       for (size_t off : {0, 4, 12}) {
         Buffer xb(n * sizeof(float), off);
@@ -380,8 +491,8 @@ TEST_P(PathTest, QuantizeActivationIsBitExact) {
           x[i] = kd == 0 ? u(rng) * 1e-6f : kd == 1 ? u(rng) * 1e5f
                  : kd == 2 ? std::round(u(rng) * 100.0f) + 0.5f : u(rng) * 3.0f;
         }
-        const size_t bytes = RowBytesUnchecked(t, n);
-        for (size_t qoff : OffsetsFor(t)) {
+        const size_t bytes = ActBytes(t, n);
+        for (size_t qoff : OffsetsFor(VecDotType(t))) {
           Buffer got(bytes, qoff), want(bytes, 0);
           QuantizeActivationRow(t, x, got.data(), n);
           ref::QuantizeActivationRow(t, x, want.data(), n);
@@ -396,11 +507,11 @@ TEST_P(PathTest, QuantizeActivationIsBitExact) {
 TEST_P(PathTest, VecDotMatchesRef) {
   std::mt19937 rng(11);
   for (DType t : kTypes) {
-    const std::vector<size_t> offs = OffsetsFor(t);
+    const std::vector<size_t> offs = OffsetsFor(t), xoffs = OffsetsFor(VecDotType(t));
     int k = 0;
     for (int64_t n : SizesFor(t)) {
       const size_t bytes = RowBytesUnchecked(t, n);
-      Buffer w(bytes, offs[k % offs.size()]), x(bytes, offs[(k + 1) % offs.size()]);
+      Buffer w(bytes, offs[k % offs.size()]), x(ActBytes(t, n), xoffs[(k + 1) % xoffs.size()]);
       ++k;
       MakeWeightRow(rng, t, n, w.data());
       const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
@@ -423,6 +534,7 @@ TEST_P(PathTest, VecDotExactOnIntegers) {
   std::mt19937 rng(12);
   std::uniform_int_distribution<int> small(-4, 4), quant(-16, 16);
   for (DType t : kTypes) {
+    if (VecDotType(t) != t) continue;  // the 4/5/6-bit types: covered by VecDotMatchesRef
     for (int64_t n : SizesFor(t)) {
       const size_t bytes = RowBytesUnchecked(t, n);
       Buffer w(bytes, 2 * (t != DType::F32)), x(bytes, 0);
@@ -455,6 +567,12 @@ TEST_P(PathTest, VecDotExactOnIntegers) {
   }
 }
 
+// llama.cpp (x86) repacks Q4_0 / Q4_K weights with rows % 8 == 0 and then uses the orders of
+// its repacked kernels instead of vec_dot's, even for a single token.
+bool RepackedByLlamaCpp(DType t, int64_t rows) {
+  return (t == DType::Q4_0 || t == DType::Q4_K) && rows % 8 == 0;
+}
+
 struct MatMulShape {
   DType t;
   int64_t rows, cols;
@@ -483,7 +601,7 @@ void CheckMatMul(const MatMulShape& s, int64_t n_tok, ThreadPool* pool, std::mt1
     for (int64_t r = 0; r < s.rows; ++r) {
       const float got = y[t * s.rows + r];
       ASSERT_EQ(f32_to_bits(got), f32_to_bits(want[t * s.rows + r])) << where;
-      if (n_tok == 1) {
+      if (n_tok == 1 && !RepackedByLlamaCpp(s.t, s.rows)) {
         ASSERT_EQ(got, VecDot(s.t, s.cols, w.data() + r * w_row, xq.data())) << where;
       }
       double exact, abs_sum;
@@ -504,6 +622,13 @@ TEST_P(PathTest, MatMulMatchesRef) {
       // GEMM-order shapes (rows a multiple of 4, row length of the GEMM step).
       {DType::Q8_0, 64, 96}, {DType::F32, 32, 64},   {DType::F16, 28, 144},
       {DType::BF16, 24, 96}, {DType::F32, 8, 200},
+      // 4/5/6-bit types: plain vec_dot order (rows % 8 != 0; for Q4_0 also tinyBLAS's, which
+      // is the same), and llama.cpp's repacked orders (Q4_0 / Q4_K with rows % 8 == 0: GEMM
+      // for groups of 4 tokens, GEMV for the rest).
+      {DType::Q4_0, 13, 96}, {DType::Q4_0, 36, 64},   {DType::Q4_0, 64, 96},
+      {DType::Q4_K, 13, 256}, {DType::Q4_K, 20, 512}, {DType::Q4_K, 16, 512},
+      {DType::Q5_K, 8, 256},  {DType::Q5_K, 11, 512}, {DType::Q6_K, 12, 512},
+      {DType::Q6_K, 5, 256},
   };
   std::vector<uint8_t> scratch;  // shared across calls: reused and grown
   for (const MatMulShape& s : shapes)
@@ -520,6 +645,9 @@ TEST_P(PathTest, MatMulTiled) {
   CheckMatMul({DType::F16, 70, 2048 + 5}, 70, &p2, rng, &scratch);
   CheckMatMul({DType::F16, 72, 2048}, 70, &p2, rng, &scratch);
   CheckMatMul({DType::BF16, 36, 1024}, 9, &p3, rng, &scratch);
+  // Repacked orders: GEMM for tokens 0..3, GEMV for the rest; more than one row tile.
+  CheckMatMul({DType::Q4_K, 136, 4096}, 6, &p3, rng, &scratch);
+  CheckMatMul({DType::Q4_0, 120, 4096}, 5, &p2, rng, &scratch);
 }
 
 TEST_P(PathTest, RmsNormMatchesRef) {

@@ -66,6 +66,10 @@ uint32_t FileType(DType t) {
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::Q8_0: return 7;
+    case DType::Q4_0: return 2;   // MOSTLY_Q4_0
+    case DType::Q4_K: return 14;  // MOSTLY_Q4_K_S (every 2-D weight in Q4_K)
+    case DType::Q5_K: return 16;  // MOSTLY_Q5_K_S
+    case DType::Q6_K: return 18;  // MOSTLY_Q6_K
     case DType::BF16: return 32;
     default: return 0;
   }
@@ -107,9 +111,13 @@ Result<SynthShape> NamedSynthShape(const std::string& name) {
     s = {"qwen2", 4, 128, 320, 4, 2, 0, 131072, 10000.0f, 1e-6f, false, false, true};
   } else if (name == "tiny-llama") {
     s = {"llama", 4, 128, 320, 4, 2, 0, 131072, 500000.0f, 1e-5f, true, false, true};
+  } else if (name == "tiny-qwen2-k") {  // row lengths multiples of 256, for the K-quants
+    s = {"qwen2", 4, 256, 512, 4, 2, 0, 131072, 10000.0f, 1e-6f, false, false, true};
+  } else if (name == "tiny-llama-k") {
+    s = {"llama", 4, 256, 512, 4, 2, 0, 131072, 500000.0f, 1e-5f, true, false, true};
   } else {
     return Errorf("unknown shape '%s' (known: r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, "
-                  "tiny-qwen2, tiny-llama)", name.c_str());
+                  "tiny-qwen2, tiny-llama, tiny-qwen2-k, tiny-llama-k)", name.c_str());
   }
   return s;
 }
@@ -168,7 +176,7 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   w.SetString("general.architecture", s.arch);
   w.SetString("general.name", "strata-synth-" + s.arch);
   w.SetUint32("general.file_type", FileType(o.type));
-  if (o.type == DType::Q8_0) w.SetUint32("general.quantization_version", 2);
+  if (Info(o.type).block_size > 1) w.SetUint32("general.quantization_version", 2);
   w.SetUint32(a + "block_count", static_cast<uint32_t>(s.n_layers));
   w.SetUint32(a + "context_length", static_cast<uint32_t>(s.n_ctx_train));
   w.SetUint32(a + "embedding_length", static_cast<uint32_t>(s.hidden));

@@ -27,12 +27,14 @@ struct SynthShape {
   bool r1_tokens = true;     // rename special tokens as the DeepSeek-R1 distills do
 };
 
-// "r1-qwen-1.5b", "r1-qwen-7b", "r1-llama-8b", "tiny-qwen2", "tiny-llama".
+// "r1-qwen-1.5b", "r1-qwen-7b", "r1-llama-8b", "tiny-qwen2", "tiny-llama", and
+// "tiny-qwen2-k", "tiny-llama-k" (rows a multiple of 256, as the K-quant types need).
 Result<SynthShape> NamedSynthShape(const std::string& name);
 
 struct SynthOptions {
   SynthShape shape;
-  DType type = DType::F32;   // of the 2-D weights; norms (and biases) stay F32
+  DType type = DType::F32;   // of the 2-D weights (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K);
+                             // norms (and biases) stay F32
   uint64_t seed = 1;
   std::string vocab_path;    // vocabulary GGUF to copy the tokenizer from
   std::string template_path; // Jinja chat template to embed (empty: the vocab file's, if any)

@@ -44,4 +44,71 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block layout");
 
+// Q4_0: 32 weights, one fp16 scale. Element j (0..15) is the low nibble of qs[j], element
+// j + 16 the high nibble; x = d * (q - 8).
+struct BlockQ4_0 {
+  uint16_t d;  // fp16
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block layout");
+
+// K-quants: super-blocks of 256 weights.
+inline constexpr int kQK_K = 256;
+
+// Q4_K: 8 sub-blocks of 32, each with a 6-bit scale and a 6-bit min packed in `scales` (see
+// UnpackScaleMinK4). Per 64-element chunk c: qs[32c + l] holds element 64c + l in its low nibble
+// and element 64c + 32 + l in its high nibble. x = d * sc * q - dmin * m.
+struct BlockQ4_K {
+  uint16_t d;     // fp16 super-block scale of the scales
+  uint16_t dmin;  // fp16 super-block scale of the mins
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block layout");
+
+// Q5_K: as Q4_K plus a fifth bit: bit 2c of qh[l] for element 64c + l, bit 2c+1 for element
+// 64c + 32 + l. q in [0, 31].
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block layout");
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales; x = d * scales[e / 16] * (q - 32), q in [0, 63].
+// Per 128-element half h (ql + 64h, qh + 32h), for l in [0, 32):
+//   element 128h + l      : low nibble of ql[l],      qh[l] bits 0-1
+//   element 128h + l + 32 : low nibble of ql[l + 32], qh[l] bits 2-3
+//   element 128h + l + 64 : high nibble of ql[l],     qh[l] bits 4-5
+//   element 128h + l + 96 : high nibble of ql[l + 32], qh[l] bits 6-7
+struct BlockQ6_K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;  // fp16
+};
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block layout");
+
+// Q8_K: activations for the K-quant dot products. x = d * qs[i]; bsums[j] is the sum of
+// qs[16j .. 16j + 15].
+struct BlockQ8_K {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];
+};
+static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block layout");
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block.
+inline void UnpackScaleMinK4(const uint8_t* s, int j, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+  }
+}
+
 }  // namespace strata

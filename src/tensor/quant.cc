@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/fp16.h"
+#include "tensor/quant_lowbit.h"
 
 namespace strata {
 namespace {
@@ -29,7 +30,13 @@ void DequantizeQ8_0(const BlockQ8_0* x, float* y, int64_t n) {
 }  // namespace
 
 bool CanQuantize(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
+  switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0:
+    case DType::Q4_0: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K:
+      return true;
+    default:
+      return false;
+  }
 }
 bool CanDequantize(DType t) { return CanQuantize(t); }
 
@@ -50,6 +57,21 @@ void QuantizeRow(DType t, const float* src, void* dst, int64_t n) {
     }
     case DType::Q8_0:
       QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n);
+      break;
+    case DType::Q4_0:
+      internal::QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n);
+      break;
+    case DType::Q4_K:
+      internal::QuantizeQ4_K(src, static_cast<BlockQ4_K*>(dst), n);
+      break;
+    case DType::Q5_K:
+      internal::QuantizeQ5_K(src, static_cast<BlockQ5_K*>(dst), n);
+      break;
+    case DType::Q6_K:
+      internal::QuantizeQ6_K(src, static_cast<BlockQ6_K*>(dst), n);
+      break;
+    case DType::Q8_K:
+      internal::QuantizeQ8_K(src, static_cast<BlockQ8_K*>(dst), n);
       break;
     default:
       break;
@@ -73,6 +95,21 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n) {
     }
     case DType::Q8_0:
       DequantizeQ8_0(static_cast<const BlockQ8_0*>(src), dst, n);
+      break;
+    case DType::Q4_0:
+      internal::DequantizeQ4_0(static_cast<const BlockQ4_0*>(src), dst, n);
+      break;
+    case DType::Q4_K:
+      internal::DequantizeQ4_K(static_cast<const BlockQ4_K*>(src), dst, n);
+      break;
+    case DType::Q5_K:
+      internal::DequantizeQ5_K(static_cast<const BlockQ5_K*>(src), dst, n);
+      break;
+    case DType::Q6_K:
+      internal::DequantizeQ6_K(static_cast<const BlockQ6_K*>(src), dst, n);
+      break;
+    case DType::Q8_K:
+      internal::DequantizeQ8_K(static_cast<const BlockQ8_K*>(src), dst, n);
       break;
     default:
       break;

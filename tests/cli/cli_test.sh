@@ -87,10 +87,38 @@ i=d.index(struct.pack('<Q',len(name))+name)+8+len(name)
 nd=struct.unpack_from('<I',d,i)[0]
 t=i+4+8*nd
 assert struct.unpack_from('<I',d,t)[0]==8
-struct.pack_into('<I',d,t,2)   # Q4_0: same block size, different bytes -> size check or type refusal
+struct.pack_into('<I',d,t,24)  # I8: a valid ggml type Strata does not compute with
 open(sys.argv[2],'wb').write(d)
 PY
 expect_fail "unsupported tensor type" "not supported|overlap|outside" "$STRATA" run --model "$W/type.gguf" --prompt hi
 
 echo "cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]
+
+# bench (issue 3): llama-bench style pp/tg numbers and the memory bandwidth probe, as JSON
+out=$("$STRATA" bench --model "$M" -p 16 -n 4 --reps 1 --threads 2 --json)
+if echo "$out" | python3 -c '
+import json,sys
+j=json.load(sys.stdin)
+pp,tg=j["pp"],j["tg"]
+assert pp["test"]=="pp16" and pp["n_tokens"]==16 and tg["test"]=="tg4" and tg["n_tokens"]==4, j
+for t in (pp,tg):
+  assert len(t["samples"])==1 and t["mean"]>0 and t["median"]==t["mean"] and t["stddev"]==0, t
+w=tg["weight_bytes_per_token"]
+assert 0<w<=j["weight_bytes"], (w,j["weight_bytes"])
+assert abs(tg["effective_gbs"]-tg["mean"]*w/1e9)<1e-6*tg["effective_gbs"], tg
+assert j["threads"]==2 and j["reps"]==1
+'; then ok; else bad "bench --json fields: $out"; fi
+"$STRATA" bench --model "$M" -p 8 -n 2 --reps 2 >"$W/bench" 2>&1 && grep -q "pp8" "$W/bench" && grep -q "tg2" "$W/bench" && ok || bad "bench table"
+out=$("$STRATA" bench --memory-bandwidth --membw-mib 16 --membw-passes 2 --threads 2 --json)
+echo "$out" | python3 -c '
+import json,sys
+m=json.load(sys.stdin)["memory_bandwidth"]
+assert len(m["samples"])==2 and m["best_gbs"]==max(m["samples"])>0 and m["buffer_mib"]==16, m
+' && ok || bad "bench --memory-bandwidth: $out"
+expect_fail "bench without a model" "give --model" "$STRATA" bench
+expect_fail "bench zero reps" "reps must be" "$STRATA" bench --model "$M" --reps 0
+expect_fail "bench missing model" "cannot open" "$STRATA" bench --model "$W/nope.gguf"
+
+echo "cli (with bench): $pass passed, $fail failed"
 [ $fail -eq 0 ]

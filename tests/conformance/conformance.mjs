@@ -4,6 +4,10 @@
 //
 //   node conformance.mjs --strata BUILD/strata --workdir DIR [--types f32,f16,q8_0]
 //                        [--archs qwen2,llama] [--n-predict 32]
+//                        [--shape-suffix -k] [--synth-args "--layers 3"]
+// --shape-suffix picks the named synth shape tiny-<arch><suffix> (e.g. "-k": hidden 256 and
+// FFN 512, row lengths that the 256-element K-quant blocks need); --synth-args appends
+// space-separated arguments to `strata model synth`. Both default to nothing.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -20,6 +24,8 @@ const workdir = args.workdir ?? fs.mkdtempSync("/tmp/strata-conf-");
 const types = (args.types ?? "f32,f16,q8_0").split(",");
 const archs = (args.archs ?? "qwen2,llama").split(",");
 const nPredict = Number(args["n-predict"] ?? 32);
+const shapeSuffix = args["shape-suffix"] ?? "";
+const synthArgs = (args["synth-args"] ?? "").split(" ").filter((a) => a.length > 0);
 fs.mkdirSync(workdir, { recursive: true });
 
 const prompts = [
@@ -43,9 +49,9 @@ function check(ok, what) {
 
 for (const arch of archs) {
   for (const type of types) {
-    const model = path.join(workdir, `tiny-${arch}-${type}.gguf`);
-    run(strata, ["model", "synth", "--shape", `tiny-${arch}`, "--type", type, "--seed", "42",
-                 "--out", model]);
+    const model = path.join(workdir, `tiny-${arch}${shapeSuffix}-${type}.gguf`);
+    run(strata, ["model", "synth", "--shape", `tiny-${arch}${shapeSuffix}`, "--type", type,
+                 "--seed", "42", "--out", model, ...synthArgs]);
     const promptsFile = path.join(workdir, "prompts.json");
     fs.writeFileSync(promptsFile, JSON.stringify(prompts));
     const oracle = JSON.parse(run("node", [path.join(here, "oracle.mjs"), "--model", model,

@@ -1,0 +1,311 @@
+// strata bench: engine speed with llama-bench's definitions, and a memory read-bandwidth probe.
+//
+//   pp<P>: P random prompt tokens (BOS first when the model adds one) evaluated as one batch
+//          into an empty KV cache; only the last token produces logits. Time = that forward.
+//   tg<N>: N single-token forward steps starting from an empty cache (first input BOS or a
+//          random token); each step computes the logits and feeds back their argmax.
+//   Each test runs once as a warm-up (tg: one step), then --reps times; the cache is cleared
+//   before every repetition. Reported: mean ± sample stddev of tokens/s over the repetitions
+//   (as llama-bench), plus the median and the raw samples in --json.
+//   Effective generation bandwidth = bytes of weights one token reads (every layer's
+//   weights, final norm and output head, one embedding row) × tokens/s.
+//
+//   --memory-bandwidth: streaming reads over a buffer much larger than the caches, split
+//   across --threads threads (the engine's thread pool), best of several passes, GB/s.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/thread_pool.h"
+#include "base/timer.h"
+#include "cli/commands.h"
+#include "model/forward.h"
+#include "runtime/engine.h"
+
+namespace strata::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int threads = 0;
+  int reps = 5;
+  bool json = false;
+  bool memory_bandwidth = false;
+  int membw_mib = 1024;
+  int membw_passes = 5;
+};
+
+struct Stats {
+  std::vector<double> samples;  // tokens/s (or GB/s) per repetition
+  double mean = 0, stddev = 0, median = 0, best = 0;
+};
+
+Stats Summarize(std::vector<double> s) {
+  Stats st;
+  st.samples = s;
+  if (s.empty()) return st;
+  double sum = 0;
+  for (double v : s) sum += v;
+  st.mean = sum / static_cast<double>(s.size());
+  if (s.size() > 1) {
+    double ss = 0;
+    for (double v : s) ss += (v - st.mean) * (v - st.mean);
+    st.stddev = std::sqrt(ss / static_cast<double>(s.size() - 1));
+  }
+  std::sort(s.begin(), s.end());
+  const size_t m = s.size() / 2;
+  st.median = s.size() % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
+  st.best = s.back();
+  return st;
+}
+
+nlohmann::json StatsJson(const Stats& st) {
+  return {{"mean", st.mean}, {"stddev", st.stddev}, {"median", st.median},
+          {"samples", st.samples}};
+}
+
+uint64_t MatrixBytes(const Matrix& m) {
+  return m.present() ? static_cast<uint64_t>(m.rows) * m.row_bytes : 0;
+}
+
+uint64_t VectorBytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
+
+// Bytes of weights one generated token reads: all layers, the final norm and output head, and
+// one row of the token embedding.
+uint64_t WeightBytesPerToken(const Model& m) {
+  uint64_t b = 0;
+  for (int il = m.first_layer(); il < m.last_layer(); ++il) {
+    const LayerWeights& L = m.layer(il);
+    for (const Matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      b += MatrixBytes(*w);
+    for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.bq, &L.bk, &L.bv}) b += VectorBytes(*v);
+  }
+  if (m.has_head()) b += MatrixBytes(m.output()) + VectorBytes(m.output_norm());
+  if (m.has_embedding()) b += m.tok_embd().row_bytes;
+  return b;
+}
+
+int32_t Argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+class EngineBench {
+ public:
+  EngineBench(Engine* e, uint32_t seed)
+      : e_(e), fwd_(e->model(), &e->cache(), &e->pool()), rng_(seed) {}
+
+  // One pp repetition: seconds for the forward over n random tokens into an empty cache.
+  Result<double> Prompt(int n) {
+    const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
+    std::uniform_int_distribution<int32_t> tok(0, n_vocab - 1);
+    e_->cache().Clear(0);
+    batch_.Clear();
+    for (int i = 0; i < n; ++i) {
+      const bool bos = i == 0 && e_->tokenizer().add_bos() && e_->tokenizer().bos() >= 0;
+      batch_.Add(bos ? e_->tokenizer().bos() : tok(rng_), i, 0, i == n - 1);
+    }
+    Timer t;
+    STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
+    return t.ElapsedMs() / 1e3;
+  }
+
+  // One tg repetition: seconds for n single-token steps (forward + argmax) from an empty cache.
+  Result<double> Generate(int n) {
+    const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
+    const Tokenizer& tk = e_->tokenizer();
+    int32_t token = tk.add_bos() && tk.bos() >= 0
+                        ? tk.bos()
+                        : std::uniform_int_distribution<int32_t>(0, n_vocab - 1)(rng_);
+    e_->cache().Clear(0);
+    Timer t;
+    for (int i = 0; i < n; ++i) {
+      batch_.Clear();
+      batch_.Add(token, i, 0, true);
+      STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
+      token = Argmax(logits_);
+    }
+    return t.ElapsedMs() / 1e3;
+  }
+
+ private:
+  Engine* e_;
+  Forward fwd_;
+  std::mt19937 rng_;
+  Batch batch_;
+  std::vector<float> logits_;
+};
+
+// Streaming read bandwidth: each pass sums every 64-bit word of `mib` MiB, split in contiguous
+// slices over the pool's threads. Returns GB/s (1e9 bytes) of each pass.
+std::vector<double> MeasureReadBandwidth(ThreadPool* pool, int mib, int passes) {
+  using V = uint64_t __attribute__((vector_size(32)));  // 4 words; the compiler picks the ISA
+  const size_t bytes = static_cast<size_t>(mib) << 20;
+  const size_t n_vec = bytes / sizeof(V);
+  std::unique_ptr<V[]> buf(new V[n_vec]);
+  // Fault every page in (and make the contents non-trivial) before timing.
+  pool->ParallelFor(static_cast<int64_t>(n_vec), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) buf[static_cast<size_t>(i)] = V{} + static_cast<uint64_t>(i);
+  });
+  std::vector<uint64_t> sink(static_cast<size_t>(pool->size()) * 8, 0);
+  std::vector<double> gbs;
+  for (int p = 0; p < passes; ++p) {
+    Timer t;
+    pool->Run([&](int ith, int nth) {
+      const size_t b = n_vec * static_cast<size_t>(ith) / static_cast<size_t>(nth);
+      const size_t e = n_vec * static_cast<size_t>(ith + 1) / static_cast<size_t>(nth);
+      V a0{}, a1{}, a2{}, a3{};  // independent accumulators keep several loads in flight
+      size_t i = b;
+      for (; i + 4 <= e; i += 4) {
+        a0 += buf[i];
+        a1 += buf[i + 1];
+        a2 += buf[i + 2];
+        a3 += buf[i + 3];
+      }
+      for (; i < e; ++i) a0 += buf[i];
+      const V s = a0 + a1 + a2 + a3;
+      sink[static_cast<size_t>(ith) * 8] += s[0] + s[1] + s[2] + s[3];  // keep the reads live
+    });
+    const double sec = t.ElapsedMs() / 1e3;
+    gbs.push_back(static_cast<double>(bytes) / sec / 1e9);
+  }
+  volatile uint64_t keep = 0;
+  for (uint64_t v : sink) keep = keep + v;
+  (void)keep;
+  return gbs;
+}
+
+int Bench(const BenchArgs& a) {
+  if (a.model.empty() && !a.memory_bandwidth)
+    return Fail("bench: give --model (engine speed) and/or --memory-bandwidth");
+  if (a.n_prompt < 0 || a.n_gen < 0) return Fail("bench: -p and -n must be >= 0");
+  if (a.reps < 1) return Fail("bench: --reps must be >= 1");
+  if (a.membw_mib < 1 || a.membw_passes < 1)
+    return Fail("bench: --membw-mib and --membw-passes must be >= 1");
+
+  nlohmann::json out;
+  if (!a.model.empty()) {
+    EngineOptions eo;
+    eo.model_path = a.model;
+    eo.n_ctx = std::max(1, std::max(a.n_prompt, a.n_gen));
+    eo.threads = a.threads;
+    eo.n_batch = std::max(1, a.n_prompt);
+    auto loaded = Engine::Load(eo);
+    if (!loaded.ok()) return Fail(loaded.status().message());
+    Engine& e = *loaded.value();
+    EngineBench eb(&e, 1234);
+    const uint64_t wbytes = WeightBytesPerToken(e.model());
+    const ModelConfig& c = e.model().config();
+
+    out["model"] = a.model;
+    out["arch"] = c.arch_name;
+    out["n_vocab"] = c.n_vocab;
+    out["weight_bytes"] = e.model().bound_weight_bytes();
+    out["threads"] = e.pool().size();
+    out["reps"] = a.reps;
+    if (!a.json)
+      std::printf("model %s (%s, %d layers), %d threads, %d reps\n", a.model.c_str(),
+                  c.arch_name.c_str(), c.n_layers, e.pool().size(), a.reps);
+
+    if (a.n_prompt > 0) {
+      if (auto w = eb.Prompt(a.n_prompt); !w.ok()) return Fail(w.status().message());  // warm-up
+      std::vector<double> ts;
+      for (int r = 0; r < a.reps; ++r) {
+        auto s = eb.Prompt(a.n_prompt);
+        if (!s.ok()) return Fail(s.status().message());
+        ts.push_back(a.n_prompt / s.value());
+      }
+      const Stats st = Summarize(ts);
+      nlohmann::json j = StatsJson(st);
+      j["test"] = "pp" + std::to_string(a.n_prompt);
+      j["n_tokens"] = a.n_prompt;
+      out["pp"] = j;
+    }
+    if (a.n_gen > 0) {
+      if (auto w = eb.Generate(1); !w.ok()) return Fail(w.status().message());  // warm-up
+      std::vector<double> ts;
+      for (int r = 0; r < a.reps; ++r) {
+        auto s = eb.Generate(a.n_gen);
+        if (!s.ok()) return Fail(s.status().message());
+        ts.push_back(a.n_gen / s.value());
+      }
+      const Stats st = Summarize(ts);
+      nlohmann::json j = StatsJson(st);
+      j["test"] = "tg" + std::to_string(a.n_gen);
+      j["n_tokens"] = a.n_gen;
+      j["weight_bytes_per_token"] = wbytes;
+      j["effective_gbs"] = st.mean * static_cast<double>(wbytes) / 1e9;
+      j["effective_gbs_median"] = st.median * static_cast<double>(wbytes) / 1e9;
+      out["tg"] = j;
+    }
+    if (!a.json) {
+      std::printf("| %-8s | %10s | %8s | %10s | %10s |\n", "test", "t/s mean", "stddev",
+                  "t/s median", "eff. GB/s");
+      std::printf("|----------|------------|----------|------------|------------|\n");
+      for (const char* k : {"pp", "tg"}) {
+        if (!out.contains(k)) continue;
+        const auto& j = out[k];
+        char bw[32] = "";
+        if (j.contains("effective_gbs"))
+          std::snprintf(bw, sizeof bw, "%.2f", j["effective_gbs"].get<double>());
+        std::printf("| %-8s | %10.2f | %8.2f | %10.2f | %10s |\n",
+                    j["test"].get<std::string>().c_str(), j["mean"].get<double>(),
+                    j["stddev"].get<double>(), j["median"].get<double>(), bw);
+      }
+      std::printf("weights read per generated token: %.1f MB\n", static_cast<double>(wbytes) / 1e6);
+    }
+  }
+
+  if (a.memory_bandwidth) {
+    ThreadPool pool(a.threads);
+    const Stats st = Summarize(MeasureReadBandwidth(&pool, a.membw_mib, a.membw_passes));
+    nlohmann::json j = StatsJson(st);
+    j["best_gbs"] = st.best;
+    j["buffer_mib"] = a.membw_mib;
+    j["passes"] = a.membw_passes;
+    j["threads"] = pool.size();
+    out["memory_bandwidth"] = j;
+    if (!a.json)
+      std::printf("memory read bandwidth: %.2f GB/s best (median %.2f) of %d passes over %d MiB, "
+                  "%d threads\n",
+                  st.best, st.median, a.membw_passes, a.membw_mib, pool.size());
+  }
+  if (a.json) std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner AddBenchCommand(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "measure prompt (ppP) and generation (tgN) speed as llama-bench, and/or memory "
+               "read bandwidth");
+  cmd->add_option("--model,-m", args->model, "GGUF model file");
+  cmd->add_option("-p,--n-prompt", args->n_prompt, "prompt tokens in one batch (0: skip pp)")
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", args->n_gen, "tokens generated one at a time (0: skip tg)")
+      ->capture_default_str();
+  cmd->add_option("--threads,-t", args->threads, "threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")
+      ->capture_default_str();
+  cmd->add_flag("--json", args->json, "print one JSON object");
+  cmd->add_flag("--memory-bandwidth", args->memory_bandwidth,
+                "measure streaming memory read bandwidth (GB/s)");
+  cmd->add_option("--membw-mib", args->membw_mib, "buffer size of the bandwidth probe, MiB")
+      ->capture_default_str();
+  cmd->add_option("--membw-passes", args->membw_passes, "passes of the bandwidth probe (best kept)")
+      ->capture_default_str();
+  return [args] { return Bench(*args); };
+}
+
+}  // namespace strata::cli

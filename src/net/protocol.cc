@@ -1,0 +1,483 @@
+#include "net/protocol.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/fp16.h"
+
+namespace strata::net {
+namespace {
+
+// Little-endian append-only encoder.
+class Out {
+ public:
+  void U8(uint8_t v) { buf_.push_back(v); }
+  void U16(uint16_t v) { Le(v, 2); }
+  void U32(uint32_t v) { Le(v, 4); }
+  void U64(uint64_t v) { Le(v, 8); }
+  void I32(int32_t v) { U32(static_cast<uint32_t>(v)); }
+  void F32(float f) { uint32_t u; std::memcpy(&u, &f, 4); U32(u); }
+  void Bytes(const uint8_t* p, size_t n) { buf_.insert(buf_.end(), p, p + n); }
+  void Str(const std::string& s) {
+    const size_t n = std::min<size_t>(s.size(), kMaxMessageChars);
+    U32(static_cast<uint32_t>(n));
+    Bytes(reinterpret_cast<const uint8_t*>(s.data()), n);
+  }
+  uint8_t* Grow(size_t n) {
+    const size_t at = buf_.size();
+    buf_.resize(at + n);
+    return buf_.data() + at;
+  }
+  std::vector<uint8_t> Take() { return std::move(buf_); }
+
+ private:
+  void Le(uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) buf_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  std::vector<uint8_t> buf_;
+};
+
+// Bounds-checked little-endian decoder: the first failure sticks and every later read returns 0.
+class In {
+ public:
+  In(const std::vector<uint8_t>& b, const char* what) : p_(b.data()), n_(b.size()), what_(what) {}
+  bool ok() const { return ok_; }
+  size_t remaining() const { return n_ - at_; }
+  uint8_t U8() { return static_cast<uint8_t>(Le(1)); }
+  uint16_t U16() { return static_cast<uint16_t>(Le(2)); }
+  uint32_t U32() { return static_cast<uint32_t>(Le(4)); }
+  uint64_t U64() { return Le(8); }
+  int32_t I32() { return static_cast<int32_t>(U32()); }
+  const uint8_t* Bytes(size_t n) {
+    if (!ok_ || n > remaining()) { ok_ = false; return nullptr; }
+    const uint8_t* r = p_ + at_;
+    at_ += n;
+    return r;
+  }
+  std::string Str() {
+    const uint32_t n = U32();
+    if (n > kMaxMessageChars) { ok_ = false; return {}; }
+    const uint8_t* b = Bytes(n);
+    return b ? std::string(reinterpret_cast<const char*>(b), n) : std::string();
+  }
+  // Error unless everything was read exactly.
+  Status Finish() const {
+    if (!ok_) return Errorf("malformed %s message: truncated or a field out of range", what_);
+    if (at_ != n_) return Errorf("malformed %s message: %zu trailing bytes", what_, n_ - at_);
+    return Status::Ok();
+  }
+
+ private:
+  uint64_t Le(int n) {
+    if (!ok_ || static_cast<size_t>(n) > remaining()) { ok_ = false; return 0; }
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(p_[at_ + i]) << (8 * i);
+    at_ += static_cast<size_t>(n);
+    return v;
+  }
+  const uint8_t* p_;
+  size_t n_, at_ = 0;
+  bool ok_ = true;
+  const char* what_;
+};
+
+void PutI32s(Out& o, const std::vector<int32_t>& v) {
+  for (int32_t x : v) o.I32(x);
+}
+
+// Reads n int32 values; n was already checked against the remaining bytes by the caller.
+std::vector<int32_t> GetI32s(In& in, size_t n) {
+  std::vector<int32_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = in.I32();
+  return v;
+}
+
+void PutFloats(Out& o, const float* x, size_t n) {
+  uint8_t* d = o.Grow(n * 4);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t u = f32_to_bits(x[i]);
+    d[4 * i] = static_cast<uint8_t>(u);
+    d[4 * i + 1] = static_cast<uint8_t>(u >> 8);
+    d[4 * i + 2] = static_cast<uint8_t>(u >> 16);
+    d[4 * i + 3] = static_cast<uint8_t>(u >> 24);
+  }
+}
+
+bool GetFloats(In& in, size_t n, std::vector<float>* out) {
+  const uint8_t* d = in.Bytes(n * 4);
+  if (d == nullptr) return false;
+  out->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t u = static_cast<uint32_t>(d[4 * i]) | static_cast<uint32_t>(d[4 * i + 1]) << 8 |
+                       static_cast<uint32_t>(d[4 * i + 2]) << 16 |
+                       static_cast<uint32_t>(d[4 * i + 3]) << 24;
+    (*out)[i] = bits_to_f32(u);
+  }
+  return true;
+}
+
+// Activations [rows, cols] in `enc`: bytes they take, or 0 when out of the limits.
+uint64_t ActivationBytes(uint32_t rows, uint32_t cols, Activations enc) {
+  if (rows > kMaxBatchTokens || cols > kMaxRowLength) return 0;
+  const uint64_t row = enc == Activations::kQ8 ? Q8RowBytes(cols) : static_cast<uint64_t>(cols) * 4;
+  return row * rows;  // <= 2^20 * 2^24 * 4: no overflow
+}
+
+void PutActivations(Out& o, const float* x, uint32_t rows, uint32_t cols, Activations enc) {
+  if (enc == Activations::kQ8) {
+    QuantizeRowsQ8(x, rows, cols, o.Grow(Q8RowBytes(cols) * rows));
+  } else {
+    PutFloats(o, x, static_cast<size_t>(rows) * cols);
+  }
+}
+
+bool GetActivations(In& in, uint32_t rows, uint32_t cols, Activations enc, std::vector<float>* out) {
+  const uint64_t bytes = ActivationBytes(rows, cols, enc);
+  if (bytes > in.remaining()) return false;
+  if (enc == Activations::kQ8) {
+    const uint8_t* d = in.Bytes(bytes);
+    if (d == nullptr) return false;
+    out->resize(static_cast<size_t>(rows) * cols);
+    DequantizeRowsQ8(d, rows, cols, out->data());
+    return true;
+  }
+  return GetFloats(in, static_cast<size_t>(rows) * cols, out);
+}
+
+bool ValidEncoding(uint8_t e) { return e <= static_cast<uint8_t>(Activations::kQ8); }
+
+}  // namespace
+
+const char* FrameTypeName(FrameType t) {
+  switch (t) {
+    case FrameType::kHello: return "Hello";
+    case FrameType::kChallenge: return "Challenge";
+    case FrameType::kAuth: return "Auth";
+    case FrameType::kReady: return "Ready";
+    case FrameType::kForward: return "Forward";
+    case FrameType::kResult: return "Result";
+    case FrameType::kError: return "Error";
+    case FrameType::kClearSeq: return "ClearSeq";
+  }
+  return "?";
+}
+
+std::vector<uint8_t> EncodeFrame(FrameType type, const std::vector<uint8_t>& payload) {
+  Out o;
+  o.U32(kFrameMagic);
+  o.U32(static_cast<uint32_t>(payload.size()));
+  o.U16(static_cast<uint16_t>(type));
+  o.U16(0);
+  std::vector<uint8_t> f = o.Take();
+  f.insert(f.end(), payload.begin(), payload.end());
+  return f;
+}
+
+Result<FrameHeader> DecodeFrameHeader(const uint8_t* h, size_t max_payload) {
+  const std::vector<uint8_t> b(h, h + kFrameHeaderBytes);
+  In in(b, "frame header");
+  const uint32_t magic = in.U32();
+  const uint32_t length = in.U32();
+  const uint16_t type = in.U16();
+  const uint16_t flags = in.U16();
+  if (magic != kFrameMagic) return Errorf("bad frame magic 0x%08x (not a stage protocol peer?)", magic);
+  if (flags != 0) return Errorf("bad frame flags 0x%04x", flags);
+  if (type < static_cast<uint16_t>(FrameType::kHello) ||
+      type > static_cast<uint16_t>(FrameType::kClearSeq))
+    return Errorf("unknown frame type %u", type);
+  if (length > max_payload)
+    return Errorf("%s frame of %u bytes exceeds the limit of %zu bytes",
+                  FrameTypeName(static_cast<FrameType>(type)), length, max_payload);
+  return FrameHeader{static_cast<FrameType>(type), length};
+}
+
+std::vector<uint8_t> EncodeHello(const HelloMsg& m) {
+  Out o;
+  o.U32(m.version);
+  o.Bytes(m.nonce.data(), m.nonce.size());
+  return o.Take();
+}
+
+Result<HelloMsg> DecodeHello(const std::vector<uint8_t>& payload) {
+  In in(payload, "Hello");
+  HelloMsg m;
+  m.version = in.U32();
+  if (const uint8_t* n = in.Bytes(kNonceBytes)) std::memcpy(m.nonce.data(), n, kNonceBytes);
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+std::vector<uint8_t> EncodeAuth(const AuthMsg& m) {
+  Out o;
+  o.Bytes(m.info.fingerprint.data(), kDigestBytes);
+  o.U32(m.info.n_layers);
+  o.U32(m.info.first);
+  o.U32(m.info.last);
+  o.U32(m.info.hidden);
+  o.U32(m.info.n_vocab);
+  o.Str(m.info.model_name);
+  o.Bytes(m.proof.data(), kDigestBytes);
+  return o.Take();
+}
+
+Result<AuthMsg> DecodeAuth(const std::vector<uint8_t>& payload) {
+  In in(payload, "Auth");
+  AuthMsg m;
+  if (const uint8_t* f = in.Bytes(kDigestBytes)) std::memcpy(m.info.fingerprint.data(), f, kDigestBytes);
+  m.info.n_layers = in.U32();
+  m.info.first = in.U32();
+  m.info.last = in.U32();
+  m.info.hidden = in.U32();
+  m.info.n_vocab = in.U32();
+  m.info.model_name = in.Str();
+  if (const uint8_t* p = in.Bytes(kDigestBytes)) std::memcpy(m.proof.data(), p, kDigestBytes);
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+std::string ShortHex(const Digest& d) {
+  std::string s;
+  for (int i = 0; i < 8; ++i) s += StrFormat("%02x", d[static_cast<size_t>(i)]);
+  return s;
+}
+
+Status CheckAdjacent(const StageInfo& up, const StageInfo& down) {
+  if (up.fingerprint != down.fingerprint)
+    return Errorf("model fingerprint mismatch: upstream stage serves '%s' (fingerprint %s), "
+                  "downstream stage serves '%s' (fingerprint %s); all stages must load the same "
+                  "GGUF file",
+                  up.model_name.c_str(), ShortHex(up.fingerprint).c_str(),
+                  down.model_name.c_str(), ShortHex(down.fingerprint).c_str());
+  if (up.n_layers != down.n_layers || up.hidden != down.hidden || up.n_vocab != down.n_vocab)
+    return Errorf("model shape mismatch: upstream has %u layers / hidden %u / vocab %u, "
+                  "downstream %u / %u / %u",
+                  up.n_layers, up.hidden, up.n_vocab, down.n_layers, down.hidden, down.n_vocab);
+  const bool up_driver = up.first == 0 && up.last == 0;
+  if (!up_driver && (up.first >= up.last || up.last > up.n_layers))
+    return Errorf("invalid upstream layer range [%u, %u) of %u layers", up.first, up.last,
+                  up.n_layers);
+  if (down.first >= down.last || down.last > down.n_layers)
+    return Errorf("invalid downstream layer range [%u, %u) of %u layers", down.first, down.last,
+                  down.n_layers);
+  if (up.last > down.first && up.first < down.last)
+    return Errorf("layer ranges overlap: upstream serves [%u, %u), downstream serves [%u, %u)",
+                  up.first, up.last, down.first, down.last);
+  if (up.last != down.first)
+    return Errorf("layer ranges are not adjacent: upstream serves [%u, %u) but downstream "
+                  "starts at layer %u (expected %u)",
+                  up.first, up.last, down.first, up.last);
+  return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> EncodeForward(const ForwardMsg& m) {
+  const Batch& b = m.batch;
+  const size_t n = b.pos.size();
+  if (n == 0 || n > kMaxBatchTokens) return Errorf("batch of %zu tokens (1..%u allowed)", n, kMaxBatchTokens);
+  if (b.seq.size() != n || b.output.size() != n || (m.hidden_dim == 0 && b.tokens.size() != n))
+    return Status::Error("batch arrays differ in length");
+  if (m.hidden_dim > kMaxRowLength) return Errorf("hidden size %u too large", m.hidden_dim);
+  if (m.hidden_dim != 0 && m.hidden.size() != n * m.hidden_dim)
+    return Errorf("hidden states hold %zu values, expected %zu x %u", m.hidden.size(), n,
+                  m.hidden_dim);
+  Out o;
+  o.U64(m.id);
+  o.U8(m.flags);
+  o.U8(static_cast<uint8_t>(m.encoding));
+  o.U32(static_cast<uint32_t>(n));
+  o.U32(m.hidden_dim);
+  PutI32s(o, b.pos);
+  PutI32s(o, b.seq);
+  for (uint8_t f : b.output) o.U8(f ? 1 : 0);
+  if (m.hidden_dim == 0) {
+    PutI32s(o, b.tokens);
+  } else {
+    PutActivations(o, m.hidden.data(), static_cast<uint32_t>(n), m.hidden_dim, m.encoding);
+  }
+  return o.Take();
+}
+
+Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
+  In in(payload, "Forward");
+  ForwardMsg m;
+  m.id = in.U64();
+  m.flags = in.U8();
+  const uint8_t enc = in.U8();
+  const uint32_t n = in.U32();
+  m.hidden_dim = in.U32();
+  if (!in.ok()) return in.Finish();
+  if (m.flags & ~(kWantTokenIds | kQ8Hops)) return Errorf("Forward: unknown flags 0x%02x", m.flags);
+  if (!ValidEncoding(enc)) return Errorf("Forward: unknown activation encoding %u", enc);
+  m.encoding = static_cast<Activations>(enc);
+  if (n == 0 || n > kMaxBatchTokens) return Errorf("Forward: batch of %u tokens (1..%u allowed)", n, kMaxBatchTokens);
+  if (m.hidden_dim > kMaxRowLength) return Errorf("Forward: hidden size %u too large", m.hidden_dim);
+  // Fixed per-token arrays: pos, seq (4 + 4 bytes) and output (1 byte).
+  const uint64_t body = m.hidden_dim == 0 ? uint64_t{n} * 4 : ActivationBytes(n, m.hidden_dim, m.encoding);
+  if (uint64_t{n} * 9 + body != in.remaining())
+    return Errorf("Forward: payload of %zu bytes does not match %u tokens (expected %llu)",
+                  in.remaining(), n, static_cast<unsigned long long>(uint64_t{n} * 9 + body));
+  m.batch.pos = GetI32s(in, n);
+  m.batch.seq = GetI32s(in, n);
+  m.batch.output.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint8_t f = in.U8();
+    if (f > 1) return Errorf("Forward: output flag %u is not 0 or 1", f);
+    m.batch.output[i] = f;
+  }
+  if (m.hidden_dim == 0) {
+    m.batch.tokens = GetI32s(in, n);
+  } else {
+    m.batch.tokens.assign(n, 0);
+    if (!GetActivations(in, n, m.hidden_dim, m.encoding, &m.hidden)) return in.Finish();
+    for (float v : m.hidden)
+      if (!std::isfinite(v)) return Status::Error("Forward: non-finite hidden state");
+  }
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+Result<std::vector<uint8_t>> EncodeResult(const ResultMsg& m) {
+  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength) return Status::Error("result too large");
+  Out o;
+  o.U64(m.id);
+  o.U8(static_cast<uint8_t>(m.kind));
+  o.U8(static_cast<uint8_t>(m.encoding));
+  o.U32(m.rows);
+  o.U32(m.cols);
+  const size_t nv = static_cast<size_t>(m.rows) * m.cols;
+  switch (m.kind) {
+    case ResultKind::kNone:
+      if (m.rows != 0 || m.cols != 0) return Status::Error("empty result with a shape");
+      break;
+    case ResultKind::kHidden:
+    case ResultKind::kLogits:
+      if (m.values.size() != nv) return Errorf("result holds %zu values, expected %zu", m.values.size(), nv);
+      if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
+        return Status::Error("logits travel as F32");
+      PutActivations(o, m.values.data(), m.rows, m.cols, m.encoding);
+      break;
+    case ResultKind::kTokenIds:
+      if (m.cols != 1 || m.tokens.size() != m.rows) return Status::Error("token result shape");
+      PutI32s(o, m.tokens);
+      break;
+  }
+  return o.Take();
+}
+
+Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
+  In in(payload, "Result");
+  ResultMsg m;
+  m.id = in.U64();
+  const uint8_t kind = in.U8();
+  const uint8_t enc = in.U8();
+  m.rows = in.U32();
+  m.cols = in.U32();
+  if (!in.ok()) return in.Finish();
+  if (kind > static_cast<uint8_t>(ResultKind::kTokenIds)) return Errorf("Result: unknown kind %u", kind);
+  if (!ValidEncoding(enc)) return Errorf("Result: unknown encoding %u", enc);
+  m.kind = static_cast<ResultKind>(kind);
+  m.encoding = static_cast<Activations>(enc);
+  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength) return Status::Error("Result: shape too large");
+  switch (m.kind) {
+    case ResultKind::kNone:
+      if (m.rows != 0 || m.cols != 0) return Status::Error("Result: empty result with a shape");
+      break;
+    case ResultKind::kHidden:
+    case ResultKind::kLogits:
+      if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
+        return Status::Error("Result: logits must be F32");
+      if (ActivationBytes(m.rows, m.cols, m.encoding) != in.remaining())
+        return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(), m.rows, m.cols);
+      if (!GetActivations(in, m.rows, m.cols, m.encoding, &m.values)) return in.Finish();
+      break;
+    case ResultKind::kTokenIds:
+      if (m.cols != 1 || uint64_t{m.rows} * 4 != in.remaining())
+        return Errorf("Result: token ids payload of %zu bytes does not match %u rows", in.remaining(), m.rows);
+      m.tokens = GetI32s(in, m.rows);
+      break;
+  }
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+std::vector<uint8_t> EncodeError(const ErrorMsg& m) {
+  Out o;
+  o.U64(m.id);
+  o.U32(static_cast<uint32_t>(m.code));
+  o.Str(m.message);
+  return o.Take();
+}
+
+Result<ErrorMsg> DecodeError(const std::vector<uint8_t>& payload) {
+  In in(payload, "Error");
+  ErrorMsg m;
+  m.id = in.U64();
+  const uint32_t code = in.U32();
+  m.message = in.Str();
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  if (code < 1 || code > static_cast<uint32_t>(ErrorCode::kDownstream))
+    return Errorf("Error: unknown code %u", code);
+  m.code = static_cast<ErrorCode>(code);
+  return m;
+}
+
+std::vector<uint8_t> EncodeClearSeq(const ClearSeqMsg& m) {
+  Out o;
+  o.U64(m.id);
+  o.U32(static_cast<uint32_t>(m.seqs.size()));
+  PutI32s(o, m.seqs);
+  return o.Take();
+}
+
+Result<ClearSeqMsg> DecodeClearSeq(const std::vector<uint8_t>& payload) {
+  In in(payload, "ClearSeq");
+  ClearSeqMsg m;
+  m.id = in.U64();
+  const uint32_t n = in.U32();
+  if (!in.ok()) return in.Finish();
+  if (uint64_t{n} * 4 != in.remaining())
+    return Errorf("ClearSeq: %u sequences do not match %zu payload bytes", n, in.remaining());
+  m.seqs = GetI32s(in, n);
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+size_t Q8RowBytes(uint32_t cols) { return (static_cast<size_t>(cols) + 31) / 32 * 34; }
+
+void QuantizeRowsQ8(const float* x, uint32_t rows, uint32_t cols, uint8_t* out) {
+  const size_t nb = (static_cast<size_t>(cols) + 31) / 32;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const float* row = x + static_cast<size_t>(r) * cols;
+    for (size_t b = 0; b < nb; ++b) {
+      uint8_t* blk = out + (static_cast<size_t>(r) * nb + b) * 34;
+      const size_t lo = b * 32, hi = std::min<size_t>(lo + 32, cols);
+      float amax = 0;
+      for (size_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(row[i]));
+      const float d = amax / 127.0f;
+      const float id = d > 0 ? 1.0f / d : 0.0f;
+      const uint16_t dh = f32_to_fp16(d);
+      blk[0] = static_cast<uint8_t>(dh);
+      blk[1] = static_cast<uint8_t>(dh >> 8);
+      for (size_t i = 0; i < 32; ++i) {
+        const float v = lo + i < hi ? row[lo + i] * id : 0.0f;
+        const long q = std::lround(std::clamp(v, -127.0f, 127.0f));
+        blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
+      }
+    }
+  }
+}
+
+void DequantizeRowsQ8(const uint8_t* in, uint32_t rows, uint32_t cols, float* x) {
+  const size_t nb = (static_cast<size_t>(cols) + 31) / 32;
+  for (uint32_t r = 0; r < rows; ++r) {
+    float* row = x + static_cast<size_t>(r) * cols;
+    for (size_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = in + (static_cast<size_t>(r) * nb + b) * 34;
+      const float d = fp16_to_f32(static_cast<uint16_t>(blk[0] | blk[1] << 8));
+      const size_t lo = b * 32, hi = std::min<size_t>(lo + 32, cols);
+      for (size_t i = lo; i < hi; ++i) row[i] = d * static_cast<int8_t>(blk[2 + i - lo]);
+    }
+  }
+}
+
+}  // namespace strata::net

@@ -1,0 +1,136 @@
+// Pipeline stages over the stage protocol. A StageServer owns one layer range [A, B) of a
+// model with its KV cache and forward pass, accepts authenticated upstream stages and serves
+// their Forward requests one at a time; when its range does not end with the output head it
+// relays its hidden states to the next stage (a StageClient) and returns that stage's result.
+// A StageClient is the upstream side: handshake, then Forward / ClearSeq calls.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "model/forward.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "net/protocol.h"
+#include "net/transport.h"
+
+namespace strata::net {
+
+struct StageClientOptions {
+  std::string secret;                        // shared cluster secret (required)
+  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  int connect_timeout_ms = 5000;
+  int handshake_timeout_ms = 5000;
+  int request_timeout_ms = 60000;            // waiting for a Result
+};
+
+class StageClient {
+ public:
+  // Connects to the stage at host:port and runs the handshake as the stage `self` (the range
+  // just before the server's). Errors carry the server's refusal message.
+  static Result<std::unique_ptr<StageClient>> Connect(const std::string& host, uint16_t port,
+                                                      const StageInfo& self,
+                                                      const StageClientOptions& opts);
+
+  // Sends a batch and waits for its result. A request error reported by the stage comes back
+  // as an error Status with the stage's message; the connection stays usable after it.
+  Result<ResultMsg> Forward(const ForwardMsg& msg);
+  // Clears KV slots on this stage and every later one.
+  Status ClearSeqs(const std::vector<int32_t>& seqs);
+
+  const StageInfo& peer() const { return peer_; }
+  uint64_t bytes_sent() const { return conn_->bytes_sent(); }
+  uint64_t bytes_received() const { return conn_->bytes_received(); }
+
+ private:
+  StageClient() = default;
+  Result<ResultMsg> Call(FrameType type, const std::vector<uint8_t>& payload, uint64_t id);
+
+  std::unique_ptr<Connection> conn_;
+  StageInfo peer_;
+  StageClientOptions opts_;
+  bool broken_ = false;  // a protocol violation or I/O error: no further calls
+};
+
+struct StageServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;                 // 0: any free port
+  std::string secret;                // shared cluster secret (required)
+  int n_seq = 4;                     // KV slots
+  int n_ctx = 512;                   // positions per slot
+  int threads = 1;                   // compute threads
+  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  int handshake_timeout_ms = 5000;   // an unauthenticated peer gets this long
+  int max_connections = 8;           // concurrent connections (authenticated or not)
+  // The next stage, required unless the range ends with the output head.
+  std::string next_host;
+  uint16_t next_port = 0;
+  StageClientOptions next;           // its secret defaults to `secret`
+};
+
+struct StageStats {
+  uint64_t accepted = 0;        // TCP connections accepted
+  uint64_t authenticated = 0;   // completed handshakes
+  uint64_t rejected = 0;        // connections closed for a handshake or protocol failure
+  uint64_t requests = 0;        // Forward requests served (successfully)
+  uint64_t request_errors = 0;  // Forward requests answered with an Error
+};
+
+class StageServer {
+ public:
+  // Binds, connects to the next stage (when there is one) and starts serving in the
+  // background. The model must be a range of the file the other stages load.
+  static Result<std::unique_ptr<StageServer>> Start(std::unique_ptr<Model> model,
+                                                    const StageServerOptions& opts);
+  ~StageServer();  // Stop()
+  void Stop();
+
+  uint16_t port() const { return listener_->port(); }
+  const StageInfo& info() const { return info_; }
+  StageStats stats() const;
+
+ private:
+  StageServer() = default;
+  void AcceptLoop();
+  void Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done);
+  void ReapFinished();
+  Status Handshake(Connection& conn, StageInfo* peer, ErrorCode* code);
+  // Runs one decoded Forward request; fills `result` or returns the error to report.
+  Status Process(ForwardMsg& msg, ResultMsg* result, ErrorCode* code);
+  Status ClearSeqs(const ClearSeqMsg& msg);
+  void Reject(Connection& conn, ErrorCode code, const Status& why);
+
+  StageServerOptions opts_;
+  std::unique_ptr<Model> model_;
+  StageInfo info_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<ThreadPool> pool_;
+
+  std::mutex compute_mu_;  // guards cache_, forward_, next_, out_
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<strata::Forward> forward_;
+  std::unique_ptr<StageClient> next_;
+  std::vector<float> out_;
+
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  mutable std::mutex conns_mu_;
+  struct ConnEntry {
+    std::shared_ptr<Connection> conn;
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::list<ConnEntry> conns_;
+  int live_ = 0;
+  StageStats stats_;
+};
+
+}  // namespace strata::net
