@@ -21,7 +21,7 @@ if [ "${STRATA_SKIP_ASAN:-0}" != 1 ]; then
   bash scripts/build.sh build-asan -DSTRATA_SANITIZE=ON
   echo "== tests under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure --timeout 1500 -E '^conformance$')
+     ctest --output-on-failure --timeout 1500 -E '^conformance')
 fi
 
 FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}"
