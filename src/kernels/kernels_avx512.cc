@@ -248,6 +248,10 @@ struct Q8Dot {
   static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
                   float* out) {
     const int64_t nb = n / kQK;
+    if constexpr (NR == 2) {
+      RunPair<NX>(nb, w, ws, x, xs, out);
+      return;
+    }
     const __m256i zero = _mm256_setzero_si256();
     __m256 acc[NR][NX];
     for (int r = 0; r < NR; ++r)
@@ -273,6 +277,44 @@ struct Q8Dot {
     }
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NX; ++t) out[t * NR + r] = Reduce8(acc[r][t]);
+  }
+
+  // Two weight rows at once, one per 256-bit half of a 512-bit register, so every (row,
+  // token) keeps its own 8 lanes and the same per-block order. The integer lanes use the
+  // offset form: (x + 128) . w - 128 . sum(w) = x . w exactly, which needs no per-pair sign
+  // fix-up (the correction depends on the weights only and is shared by all tokens).
+  template <int NX>
+  static void RunPair(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                      float* out) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    __m512 acc[NX];
+#pragma GCC unroll 4
+    for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
+    const BlockQ8_0* w0 = reinterpret_cast<const BlockQ8_0*>(w);
+    const BlockQ8_0* w1 = reinterpret_cast<const BlockQ8_0*>(w + ws);
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512i wv = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[b].qs))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1[b].qs)), 1);
+      const __m512i neg_corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k128, wv));
+      const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(w0[b].d)),
+                                           _mm256_set1_ps(_cvtsh_ss(w1[b].d)), 1);
+#pragma GCC unroll 4
+      for (int t = 0; t < NX; ++t) {
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
+        const __m256i xu = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip);
+        const __m512i s = _mm512_dpbusd_epi32(neg_corr, _mm512_broadcast_i64x4(xu), wv);
+        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(xb->d)));
+        acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[t]);
+      }
+    }
+    for (int t = 0; t < NX; ++t) {
+      out[t * 2] = Reduce8(_mm512_castps512_ps256(acc[t]));
+      out[t * 2 + 1] = Reduce8(_mm512_extractf32x8_ps(acc[t], 1));
+    }
   }
 };
 
