@@ -252,6 +252,10 @@ struct Q8Dot {
       RunPair<NX>(nb, w, ws, x, xs, out);
       return;
     }
+    if constexpr (NR == 4) {
+      RunQuad<NX>(nb, w, ws, x, xs, out);
+      return;
+    }
     const __m256i zero = _mm256_setzero_si256();
     __m256 acc[NR][NX];
     for (int r = 0; r < NR; ++r)
@@ -283,6 +287,10 @@ struct Q8Dot {
   // token) keeps its own 8 lanes and the same per-block order. The integer lanes use the
   // offset form: (x + 128) . w - 128 . sum(w) = x . w exactly, which needs no per-pair sign
   // fix-up (the correction depends on the weights only and is shared by all tokens).
+  template <int NX>
+  static void RunQuad(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                      float* out);
+
   template <int NX>
   static void RunPair(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
                       float* out) {
@@ -317,6 +325,52 @@ struct Q8Dot {
     }
   }
 };
+
+// Four weight rows as two RunPair registers sharing each token's activation block.
+template <int NX>
+void Q8Dot::RunQuad(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                    float* out) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[2][NX];
+#pragma GCC unroll 4
+  for (int t = 0; t < NX; ++t) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+  const BlockQ8_0* wr[4];
+  for (int r = 0; r < 4; ++r) wr[r] = reinterpret_cast<const BlockQ8_0*>(w + r * ws);
+  auto pair = [&](const BlockQ8_0& a, const BlockQ8_0& b) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), 1);
+  };
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512i w01 = pair(wr[0][b], wr[1][b]);
+    const __m512i w23 = pair(wr[2][b], wr[3][b]);
+    const __m512i c01 = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k128, w01));
+    const __m512i c23 = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k128, w23));
+    const __m512 d01 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(wr[0][b].d)),
+                                          _mm256_set1_ps(_cvtsh_ss(wr[1][b].d)), 1);
+    const __m512 d23 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(wr[2][b].d)),
+                                          _mm256_set1_ps(_cvtsh_ss(wr[3][b].d)), 1);
+#pragma GCC unroll 4
+    for (int t = 0; t < NX; ++t) {
+      const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
+      const __m512i xu = _mm512_broadcast_i64x4(_mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip));
+      const __m512 dx = _mm512_set1_ps(_cvtsh_ss(xb->d));
+      acc[0][t] = _mm512_fmadd_ps(_mm512_mul_ps(d01, dx),
+                                  _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c01, xu, w01)), acc[0][t]);
+      acc[1][t] = _mm512_fmadd_ps(_mm512_mul_ps(d23, dx),
+                                  _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c23, xu, w23)), acc[1][t]);
+    }
+  }
+  for (int t = 0; t < NX; ++t) {
+    out[t * 4 + 0] = Reduce8(_mm512_castps512_ps256(acc[0][t]));
+    out[t * 4 + 1] = Reduce8(_mm512_extractf32x8_ps(acc[0][t], 1));
+    out[t * 4 + 2] = Reduce8(_mm512_castps512_ps256(acc[1][t]));
+    out[t * 4 + 3] = Reduce8(_mm512_extractf32x8_ps(acc[1][t], 1));
+  }
+}
 
 template <class L>
 struct FloatDot {

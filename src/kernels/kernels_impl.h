@@ -25,7 +25,7 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
 // order; for Q8_0 the two orders coincide.
 using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int nw, const void* x,
                               size_t x_stride, int nx, float* y, size_t y_stride);
-inline constexpr int kMaxDotRows = 2;
+inline constexpr int kMaxDotRows = 4;
 inline constexpr int kMaxDotCols = 4;
 
 struct TypeKernels {
@@ -180,13 +180,22 @@ void VecDotTileRows(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, si
 template <class K>
 void VecDotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
                 float* y, size_t ys) {
-  static_assert(kMaxDotRows == 2 && kMaxDotCols == 4, "VecDotTile handles 1-2 rows, 1-4 tokens");
+  static_assert(kMaxDotRows == 4 && kMaxDotCols == 4, "VecDotTile handles 1-4 rows, 1-4 tokens");
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(x);
-  if (nw == 2) {
-    VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
-  } else {
-    VecDotTileRows<K, 1>(n, wp, ws, xp, xs, nx, y, ys);
+  switch (nw) {
+    case 4:
+      VecDotTileRows<K, 4>(n, wp, ws, xp, xs, nx, y, ys);
+      break;
+    case 3:
+      VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
+      VecDotTileRows<K, 1>(n, wp + 2 * ws, ws, xp, xs, nx, y + 2, ys);
+      break;
+    case 2:
+      VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
+      break;
+    default:
+      VecDotTileRows<K, 1>(n, wp, ws, xp, xs, nx, y, ys);
   }
 }
 
