@@ -26,6 +26,7 @@ APT_PACKAGES=(
   clang libclang-rt-dev
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libspdlog-dev
   libyaml-cpp-dev libcpp-httplib-dev libssl-dev libboost-dev curl
+  libhiredis-dev redis-server wrk iproute2 openssl
 )
 # node and npm may come from elsewhere (e.g. NodeSource's nodejs bundles npm and conflicts with
 # Debian's npm package): only install Debian's when the commands are missing.

@@ -16,6 +16,9 @@ Runner AddInspectCommand(CLI::App& app);
 Runner AddModelCommand(CLI::App& app);
 Runner AddNodeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddQuantizeCommand(CLI::App& app);
+Runner AddPlanCommand(CLI::App& app);
+Runner AddGatewayCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

@@ -1,0 +1,66 @@
+// The gateway's response cache for deterministic requests (temperature 0, or a fixed seed):
+// an in-memory LRU by default, or Redis (hiredis) shared by several gateways. Every method
+// is thread-safe. A Redis outage never fails a request: Get misses and Put is dropped while
+// Redis is down, and the cache reconnects by itself after `redis_retry_ms`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+
+namespace strata::gateway {
+
+struct CachedResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;  // the whole response body (for a stream: the whole SSE text)
+};
+
+struct CacheOptions {
+  bool enabled = false;
+  size_t max_entries = 4096;        // LRU: entries at most
+  size_t max_bytes = 64u << 20;     // LRU: body bytes at most
+  int ttl_s = 600;                  // entry lifetime (both backends)
+  std::string redis_url;            // "redis://host:port[/db]": use Redis; empty: in-memory LRU
+  std::string redis_prefix = "strata:cache:";
+  int redis_timeout_ms = 200;       // connect / command timeout
+  int redis_retry_ms = 2000;        // after a failure, Redis is skipped this long
+};
+
+struct CacheStats {
+  uint64_t hits = 0, misses = 0, puts = 0, evictions = 0;
+  uint64_t errors = 0;   // backend failures (Redis down, ...) turned into misses / dropped puts
+  uint64_t entries = 0;  // LRU only (Redis: 0)
+  uint64_t bytes = 0;    // LRU only
+  bool backend_up = true;
+};
+
+class ResponseCache {
+ public:
+  virtual ~ResponseCache() = default;
+  virtual std::optional<CachedResponse> Get(const std::string& key) = 0;
+  // Only call with successful (2xx) responses: errors are never cached.
+  virtual void Put(const std::string& key, const CachedResponse& response) = 0;
+  virtual CacheStats stats() const = 0;
+  virtual std::string backend() const = 0;  // "memory" or "redis"
+};
+
+// Builds the configured cache. An unparsable redis_url is an error; an unreachable Redis is
+// not (the cache starts degraded and keeps retrying).
+Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opts);
+
+// True when the request's output is determined by its input: temperature 0 (or absent with a
+// default of 0... callers pass the effective value), or an explicit integer "seed".
+bool IsDeterministic(const nlohmann::json& body, double default_temperature);
+
+// Stable key of a request: endpoint path + model + the body with its keys sorted and fields
+// that do not change the output removed ("user", "stream_options" is kept since it changes
+// the stream). A hex SHA-256.
+std::string CacheKey(const std::string& path, const nlohmann::json& body);
+
+}  // namespace strata::gateway
