@@ -1,0 +1,2 @@
+// Placeholder: tests being written.
+#include <gtest/gtest.h>
