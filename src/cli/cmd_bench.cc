@@ -4,6 +4,8 @@
 //          into an empty KV cache; only the last token produces logits. Time = that forward.
 //   tg<N>: N single-token forward steps starting from an empty cache (first input BOS or a
 //          random token); each step computes the logits and feeds back their argmax.
+//   --parallel B: tg runs B sequences together, one token of each per step (the node's
+//          continuous batching); tokens/s is the aggregate over the B sequences.
 //   Each test runs once as a warm-up (tg: one step), then --reps times; the cache is cleared
 //   before every repetition. Reported: mean ± sample stddev of tokens/s over the repetitions
 //   (as llama-bench), plus the median and the raw samples in --json.
@@ -39,6 +41,7 @@ struct BenchArgs {
   int n_gen = 128;
   int threads = 0;
   int reps = 5;
+  int parallel = 1;  // sequences decoding together in tg (aggregate tokens/s)
   bool json = false;
   bool memory_bandwidth = false;
   int membw_mib = 1024;
@@ -95,10 +98,6 @@ uint64_t WeightBytesPerToken(const Model& m) {
   return b;
 }
 
-int32_t Argmax(const std::vector<float>& v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
 class EngineBench {
  public:
   EngineBench(Engine* e, uint32_t seed)
@@ -119,20 +118,27 @@ class EngineBench {
     return t.ElapsedMs() / 1e3;
   }
 
-  // One tg repetition: seconds for n single-token steps (forward + argmax) from an empty cache.
-  Result<double> Generate(int n) {
+  // One tg repetition: seconds for n steps from empty caches; each step evaluates one token of
+  // each of `parallel` sequences (forward + argmax per sequence).
+  Result<double> Generate(int n, int parallel) {
     const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
     const Tokenizer& tk = e_->tokenizer();
-    int32_t token = tk.add_bos() && tk.bos() >= 0
-                        ? tk.bos()
-                        : std::uniform_int_distribution<int32_t>(0, n_vocab - 1)(rng_);
-    e_->cache().Clear(0);
+    std::vector<int32_t> token(static_cast<size_t>(parallel));
+    for (int s = 0; s < parallel; ++s) {
+      token[s] = tk.add_bos() && tk.bos() >= 0 && s == 0
+                     ? tk.bos()
+                     : std::uniform_int_distribution<int32_t>(0, n_vocab - 1)(rng_);
+      e_->cache().Clear(s);
+    }
     Timer t;
     for (int i = 0; i < n; ++i) {
       batch_.Clear();
-      batch_.Add(token, i, 0, true);
+      for (int s = 0; s < parallel; ++s) batch_.Add(token[s], i, s, true);
       STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
-      token = Argmax(logits_);
+      for (int s = 0; s < parallel; ++s) {
+        const auto row = logits_.begin() + static_cast<ptrdiff_t>(s) * n_vocab;
+        token[s] = static_cast<int32_t>(std::max_element(row, row + n_vocab) - row);
+      }
     }
     return t.ElapsedMs() / 1e3;
   }
@@ -189,6 +195,7 @@ int Bench(const BenchArgs& a) {
     return Fail("bench: give --model (engine speed) and/or --memory-bandwidth");
   if (a.n_prompt < 0 || a.n_gen < 0) return Fail("bench: -p and -n must be >= 0");
   if (a.reps < 1) return Fail("bench: --reps must be >= 1");
+  if (a.parallel < 1 || a.parallel > 256) return Fail("bench: --parallel must be in 1..256");
   if (a.membw_mib < 1 || a.membw_passes < 1)
     return Fail("bench: --membw-mib and --membw-passes must be >= 1");
 
@@ -198,7 +205,8 @@ int Bench(const BenchArgs& a) {
     eo.model_path = a.model;
     eo.n_ctx = std::max(1, std::max(a.n_prompt, a.n_gen));
     eo.threads = a.threads;
-    eo.n_batch = std::max(1, a.n_prompt);
+    eo.n_batch = std::max({1, a.n_prompt, a.parallel});
+    eo.n_seq = a.parallel;
     auto loaded = Engine::Load(eo);
     if (!loaded.ok()) return Fail(loaded.status().message());
     Engine& e = *loaded.value();
@@ -231,20 +239,24 @@ int Bench(const BenchArgs& a) {
       out["pp"] = j;
     }
     if (a.n_gen > 0) {
-      if (auto w = eb.Generate(1); !w.ok()) return Fail(w.status().message());  // warm-up
+      if (auto w = eb.Generate(1, a.parallel); !w.ok())  // warm-up
+        return Fail(w.status().message());
       std::vector<double> ts;
       for (int r = 0; r < a.reps; ++r) {
-        auto s = eb.Generate(a.n_gen);
+        auto s = eb.Generate(a.n_gen, a.parallel);
         if (!s.ok()) return Fail(s.status().message());
-        ts.push_back(a.n_gen / s.value());
+        ts.push_back(static_cast<double>(a.n_gen) * a.parallel / s.value());
       }
       const Stats st = Summarize(ts);
       nlohmann::json j = StatsJson(st);
-      j["test"] = "tg" + std::to_string(a.n_gen);
+      j["test"] = "tg" + std::to_string(a.n_gen) +
+                  (a.parallel > 1 ? "x" + std::to_string(a.parallel) : "");
       j["n_tokens"] = a.n_gen;
+      j["parallel"] = a.parallel;
       j["weight_bytes_per_token"] = wbytes;
-      j["effective_gbs"] = st.mean * static_cast<double>(wbytes) / 1e9;
-      j["effective_gbs_median"] = st.median * static_cast<double>(wbytes) / 1e9;
+      // Weights are read once per step, whatever the number of sequences in it.
+      j["effective_gbs"] = st.mean / a.parallel * static_cast<double>(wbytes) / 1e9;
+      j["effective_gbs_median"] = st.median / a.parallel * static_cast<double>(wbytes) / 1e9;
       out["tg"] = j;
     }
     if (!a.json) {
@@ -297,6 +309,9 @@ Runner AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads,-t", args->threads, "threads (0: all cores)")->capture_default_str();
   cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")
+      ->capture_default_str();
+  cmd->add_option("--parallel", args->parallel,
+                  "tg: sequences decoding together, one token each per step (aggregate t/s)")
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print one JSON object");
   cmd->add_flag("--memory-bandwidth", args->memory_bandwidth,

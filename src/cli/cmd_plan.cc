@@ -1,11 +1,127 @@
-// strata plan: placeholder, being implemented.
+// strata plan: split a model's layers across pipeline nodes by free memory and speed, and
+// print the plan with the memory each node needs.
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
 #include "cli/commands.h"
+#include "cluster/planner.h"
 
 namespace strata::cli {
+namespace {
+
+struct PlanArgs {
+  std::string model;
+  std::vector<std::string> nodes;
+  int ctx = 4096;
+  int parallel = 1;
+  int batch = 512;
+  std::string overhead = "60MiB";
+  bool json = false;
+};
+
+double MiB(uint64_t b) { return static_cast<double>(b) / static_cast<double>(cluster::kMiB); }
+
+int Plan(const PlanArgs& a) {
+  auto mem = cluster::ModelMemoryFromGguf(a.model);
+  if (!mem.ok()) return Fail(mem.status().message());
+  const cluster::ModelMemory& m = mem.value();
+
+  cluster::PlanOptions opts;
+  opts.n_ctx = a.ctx;
+  opts.n_parallel = a.parallel;
+  opts.n_batch = a.batch;
+  const std::optional<int64_t> overhead = cluster::ParseByteSize(a.overhead);
+  if (!overhead || *overhead < 0) return Fail("--overhead: invalid size '" + a.overhead + "'");
+  opts.process_overhead_bytes = static_cast<uint64_t>(*overhead);
+
+  std::vector<cluster::PlanNode> nodes;
+  double local_speed = 0;  // measured once, shared by every "local" node
+  for (const std::string& text : a.nodes) {
+    auto p = cluster::ParsePlanNode(text);
+    if (!p.ok()) return Fail(p.status().message());
+    cluster::PlanNode spec = p.value().spec;
+    if (p.value().is_local) {
+      auto free = cluster::LocalFreeMemory();
+      if (!free.ok()) return Fail(free.status().message());
+      spec.free_memory_bytes = free.value();
+      if (local_speed == 0) local_speed = cluster::MeasureNodeSpeed();
+      spec.speed = local_speed;
+    }
+    nodes.push_back(spec);
+  }
+
+  auto plan_r = cluster::PlanPipeline(m, nodes, opts);
+  if (!plan_r.ok()) return Fail(plan_r.status().message());
+  const cluster::Plan& plan = plan_r.value();
+
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = {{"path", a.model}, {"name", m.name}, {"arch", m.arch},
+                  {"n_layers", m.n_layers}, {"tied_output", m.tied_output},
+                  {"tensor_bytes", m.total_tensor_bytes}};
+    j["options"] = {{"ctx", opts.n_ctx}, {"parallel", opts.n_parallel},
+                    {"batch", opts.n_batch}, {"overhead_bytes", opts.process_overhead_bytes}};
+    for (const cluster::StagePlan& s : plan.stages) {
+      j["stages"].push_back({{"node", s.node},
+                             {"first", s.first},
+                             {"last", s.last},
+                             {"layers", cluster::LayerRangeText(s.first, s.last)},
+                             {"weights_bytes", s.memory.weights},
+                             {"kv_bytes", s.memory.kv},
+                             {"scratch_bytes", s.memory.scratch},
+                             {"overhead_bytes", s.memory.overhead},
+                             {"total_bytes", s.memory.total()},
+                             {"free_bytes", s.free_memory_bytes},
+                             {"speed", s.speed},
+                             {"time_share", s.time_share}});
+    }
+    std::printf("%s\n", j.dump(1).c_str());
+    return 0;
+  }
+
+  std::printf("model: %s (%s, %d layers, %s of tensors, %s head)\n", a.model.c_str(),
+              m.arch.c_str(), m.n_layers, cluster::FormatBytes(m.total_tensor_bytes).c_str(),
+              m.tied_output ? "tied" : "separate");
+  std::printf("ctx %d x %d parallel: KV cache %.1f MiB per layer; batch %d; overhead %.1f MiB "
+              "per node\n\n",
+              opts.n_ctx, opts.n_parallel, MiB(cluster::KvBytesPerLayer(m, opts)), opts.n_batch,
+              MiB(opts.process_overhead_bytes));
+  std::printf("%-12s %-8s %11s %9s %11s %11s %11s %8s %7s\n", "node", "layers", "weights MiB",
+              "KV MiB", "act+ovh MiB", "total MiB", "free MiB", "speed", "time");
+  for (const cluster::StagePlan& s : plan.stages) {
+    std::printf("%-12s %-8s %11.1f %9.1f %11.1f %11.1f %11.1f %8.3g %6.1f%%\n", s.node.c_str(),
+                cluster::LayerRangeText(s.first, s.last).c_str(), MiB(s.memory.weights),
+                MiB(s.memory.kv), MiB(s.memory.scratch + s.memory.overhead),
+                MiB(s.memory.total()), MiB(s.free_memory_bytes), s.speed,
+                100.0 * s.time_share);
+  }
+  return 0;
+}
+
+}  // namespace
 
 Runner AddPlanCommand(CLI::App& app) {
-  app.add_subcommand("plan", "Plan a pipeline: split a model's layers across nodes");
-  return [] { return Fail("strata plan: not implemented yet"); };
+  auto args = std::make_shared<PlanArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan", "Plan a pipeline: split a model's layers across nodes by free memory and speed");
+  cmd->add_option("--model,-m", args->model, "model GGUF")->required();
+  cmd->add_option("--nodes", args->nodes,
+                  "nodes in pipeline order: NAME:mem=SIZE[,speed=X] (e.g. a:mem=8GiB,speed=1.5) "
+                  "or NAME:local (this machine's free memory and measured speed)")
+      ->required();
+  cmd->add_option("--ctx,-c", args->ctx, "KV cache positions per sequence")->capture_default_str();
+  cmd->add_option("--parallel", args->parallel, "concurrent sequences (KV cache slots)")
+      ->capture_default_str();
+  cmd->add_option("--batch,-b", args->batch, "tokens per forward step (activation buffers)")
+      ->capture_default_str();
+  cmd->add_option("--overhead", args->overhead, "fixed memory per node process")
+      ->capture_default_str();
+  cmd->add_flag("--json", args->json, "print the plan as JSON");
+  return [args] { return Plan(*args); };
 }
 
 }  // namespace strata::cli

@@ -1,2 +1,161 @@
-// Placeholder: tests being written.
+#include "cluster/config.h"
+
 #include <gtest/gtest.h>
+
+namespace strata::cluster {
+namespace {
+
+constexpr const char* kFull = R"(model:
+  path: /models/r1-1.5b.gguf
+  name: r1
+cluster:
+  secret: s3cret
+nodes:
+  - name: a
+    host: 10.0.0.1
+    port: 8081
+    memory: 8GiB
+    parallel: 8
+  - name: head
+    port: 8082
+    stage_port: 9082
+    layers: 0-13
+    next: tail
+    speed: 2.5
+  - name: tail
+    port: 8083
+    stage_port: 9083
+    layers: "14-27"
+gateway:
+  listen: 127.0.0.1:9000
+  threads: 4
+  routing:
+    policy: affinity
+    affinity_header: X-Chat
+    affinity_prefix_chars: 64
+  health: {interval_ms: 500, timeout_ms: 200, unhealthy_threshold: 3, healthy_threshold: 2}
+  circuit_breaker: {failure_threshold: 2, open_ms: 1000}
+  retry: {max_attempts: 4, backoff_ms: 10}
+  admission: {max_concurrent: 100, max_queue: 10, queue_timeout_ms: 250, max_body_bytes: 1MiB}
+  api_keys:
+    - {key: k1, name: alice, requests_per_minute: 60, tokens_per_minute: 1000, max_concurrent: 2}
+    - key: k2
+  cache: {max_entries: 10, ttl_s: 5}
+)";
+
+TEST(ClusterConfig, ParsesEverySection) {
+  auto r = ParseClusterConfig(kFull);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const ClusterConfig& c = r.value();
+  EXPECT_EQ(c.model.path, "/models/r1-1.5b.gguf");
+  EXPECT_EQ(c.model.name, "r1");
+  EXPECT_EQ(c.cluster.secret, "s3cret");
+  ASSERT_EQ(c.nodes.size(), 3u);
+  EXPECT_EQ(c.nodes[0].host, "10.0.0.1");
+  EXPECT_EQ(c.nodes[0].memory, int64_t{8} << 30);
+  EXPECT_EQ(c.nodes[0].parallel, 8);
+  EXPECT_TRUE(c.nodes[0].layers_auto);
+  EXPECT_EQ(c.nodes[0].line, 7);
+  EXPECT_FALSE(c.nodes[1].layers_auto);
+  EXPECT_EQ(c.nodes[1].layer_begin, 0);
+  EXPECT_EQ(c.nodes[1].layer_end, 13);
+  EXPECT_EQ(c.nodes[1].next, "tail");
+  EXPECT_DOUBLE_EQ(c.nodes[1].speed, 2.5);
+  EXPECT_EQ(c.nodes[2].layer_begin, 14);
+  EXPECT_EQ(c.nodes[2].stage_port, 9083);
+  EXPECT_EQ(c.ModeOf(c.nodes[0]), "replica");
+  EXPECT_EQ(c.ModeOf(c.nodes[1]), "pipeline");
+  EXPECT_EQ(c.ModeOf(c.nodes[2]), "stage");
+  const GatewayConfig& g = c.gateway;
+  EXPECT_EQ(g.listen_host, "127.0.0.1");
+  EXPECT_EQ(g.listen_port, 9000);
+  EXPECT_EQ(g.threads, 4);
+  EXPECT_EQ(g.routing.policy, RoutingPolicy::kAffinity);
+  EXPECT_EQ(g.routing.affinity_header, "X-Chat");
+  EXPECT_EQ(g.routing.affinity_prefix_chars, 64);
+  EXPECT_EQ(g.health.interval_ms, 500);
+  EXPECT_EQ(g.health.healthy_threshold, 2);
+  EXPECT_EQ(g.circuit.failure_threshold, 2);
+  EXPECT_EQ(g.retry.max_attempts, 4);
+  EXPECT_EQ(g.admission.max_body_bytes, 1 << 20);
+  EXPECT_EQ(g.admission.queue_timeout_ms, 250);
+  ASSERT_EQ(g.api_keys.size(), 2u);
+  EXPECT_EQ(g.api_keys[0].name, "alice");
+  EXPECT_EQ(g.api_keys[0].tokens_per_minute, 1000);
+  EXPECT_EQ(g.api_keys[0].max_concurrent, 2);
+  EXPECT_EQ(g.api_keys[1].requests_per_minute, 0);
+  EXPECT_TRUE(g.cache.enabled);
+  EXPECT_EQ(g.cache.max_entries, 10);
+  EXPECT_EQ(g.cache.ttl_s, 5);
+  // Default backends: the replica and the pipeline head, not the later stage.
+  EXPECT_EQ(g.backends, (std::vector<std::string>{"a", "head"}));
+}
+
+TEST(ClusterConfig, Defaults) {
+  auto r = ParseClusterConfig("nodes:\n  - {name: n, port: 1234}\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const GatewayConfig& g = r->gateway;
+  EXPECT_EQ(g.listen_port, 8000);
+  EXPECT_EQ(g.routing.policy, RoutingPolicy::kLeastOutstanding);
+  EXPECT_EQ(g.health.interval_ms, 2000);
+  EXPECT_EQ(g.retry.max_attempts, 3);
+  EXPECT_EQ(g.admission.max_body_bytes, 8 << 20);
+  EXPECT_FALSE(g.cache.enabled);
+  EXPECT_TRUE(g.api_keys.empty());
+  EXPECT_TRUE(g.tls_cert.empty());
+  EXPECT_EQ(r->nodes[0].host, "127.0.0.1");
+  EXPECT_EQ(r->nodes[0].ctx, 4096);
+  EXPECT_EQ(g.backends, (std::vector<std::string>{"n"}));
+}
+
+// Every error names the file and the line of the offending value.
+void ExpectError(const std::string& yaml, const std::string& want) {
+  auto r = ParseClusterConfig(yaml, "c.yaml");
+  ASSERT_FALSE(r.ok()) << "accepted:\n" << yaml;
+  EXPECT_NE(r.status().message().find(want), std::string::npos)
+      << "message: " << r.status().message() << "\nwanted: " << want;
+}
+
+TEST(ClusterConfig, ErrorsNameTheLine) {
+  ExpectError("nodes:\n  - name: a\n    port: 99999\n", "c.yaml:3: nodes[0].port: must be between 1 and 65535");
+  ExpectError("nodes:\n  - name: a\n    port: eighty\n", "c.yaml:3: nodes[0].port: must be an integer");
+  ExpectError("nodes:\n  - name: a\n    port: 1\n    layers: 5-2\n", "c.yaml:4: nodes[0].layers");
+  ExpectError("nodes:\n  - name: a\n    port: 1\n    prot: 2\n", "c.yaml:4: nodes[0]: unknown key 'prot'");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  routing:\n    policy: random\n",
+              "c.yaml:5: gateway.routing.policy: must be round_robin");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  health:\n    intervall_ms: 5\n",
+              "c.yaml:5: gateway.health: unknown key 'intervall_ms'");
+  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n", "c.yaml:2: nodes[0].next: no node is named 'b'");
+  ExpectError("nodes:\n  - {name: a, port: 1}\n  - {name: a, port: 2}\n", "c.yaml:3: nodes[1]: duplicate node name");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  listen: nowhere\n", "c.yaml:4: gateway.listen");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  tls_cert: x.pem\n", "tls_cert and tls_key");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  backends: [zz]\n",
+              "c.yaml:4: gateway.backends[0]: no node is named 'zz'");
+  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2}\ngateway:\n  backends: [b]\n",
+              "is a later pipeline stage");
+  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2, next: a}\n", "cycle");
+  ExpectError("nodes:\n  - {name: a, port: 1, memory: lots}\n", "c.yaml:2: nodes[0].memory");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  api_keys:\n    - {key: k}\n    - {key: k}\n",
+              "c.yaml:6: gateway.api_keys[1]: duplicate key");
+  ExpectError("nodes: [\n", "c.yaml:");  // YAML syntax error
+  ExpectError("", "empty");
+  ExpectError("model: {path: m}\n", "'nodes' is required");
+}
+
+TEST(ClusterConfig, ByteSizes) {
+  EXPECT_EQ(ParseByteSize("1000"), 1000);
+  EXPECT_EQ(ParseByteSize("2KiB"), 2048);
+  EXPECT_EQ(ParseByteSize("1.5GB"), 1500000000);
+  EXPECT_EQ(ParseByteSize("3 MiB"), 3 << 20);
+  EXPECT_FALSE(ParseByteSize("x"));
+  EXPECT_FALSE(ParseByteSize("5XB"));
+}
+
+TEST(ClusterConfig, LoadMissingFile) {
+  auto r = LoadClusterConfig("/nonexistent/cluster.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/cluster.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::cluster

@@ -1,1 +1,540 @@
-// Placeholder: being implemented.
+// The response cache: an O(1) in-memory LRU with TTL, or Redis through hiredis with a small
+// connection pool that degrades to "no cache" while Redis is unreachable.
+#include "gateway/cache.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+
+#include <atomic>
+#include <charconv>
+#include <cmath>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <hiredis/hiredis.h>
+
+namespace strata::gateway {
+namespace {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// In-memory LRU.
+
+class MemoryCache final : public ResponseCache {
+ public:
+  MemoryCache(const CacheOptions& o, std::function<CacheClock::time_point()> now)
+      : opts_(o), now_(std::move(now)) {}
+
+  std::optional<CachedResponse> Get(const std::string& key) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+      ++stats_.misses;
+      return std::nullopt;
+    }
+    if (opts_.ttl_s > 0 && now_() >= it->second->expires) {
+      Erase(it->second);
+      ++stats_.misses;
+      return std::nullopt;
+    }
+    lru_.splice(lru_.begin(), lru_, it->second);  // most recently used first
+    ++stats_.hits;
+    return it->second->response;
+  }
+
+  void Put(const std::string& key, const CachedResponse& response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(key);
+    if (it != index_.end()) Erase(it->second);
+    const size_t size = response.body.size();
+    if (opts_.max_entries == 0 || size > opts_.max_bytes) return;  // can never fit
+    while (!lru_.empty() && (lru_.size() + 1 > opts_.max_entries ||
+                             stats_.bytes + size > opts_.max_bytes)) {
+      Erase(std::prev(lru_.end()));
+      ++stats_.evictions;
+    }
+    CacheClock::time_point expires{};
+    if (opts_.ttl_s > 0) expires = now_() + std::chrono::seconds(opts_.ttl_s);
+    lru_.push_front(Entry{key, response, expires});
+    index_.emplace(key, lru_.begin());
+    stats_.bytes += size;
+    stats_.entries = lru_.size();
+    ++stats_.puts;
+  }
+
+  CacheStats stats() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  std::string backend() const override { return "memory"; }
+
+ private:
+  struct Entry {
+    std::string key;
+    CachedResponse response;
+    CacheClock::time_point expires;
+  };
+  using Iter = std::list<Entry>::iterator;
+
+  void Erase(Iter e) {
+    stats_.bytes -= e->response.body.size();
+    index_.erase(e->key);
+    lru_.erase(e);
+    stats_.entries = lru_.size();
+  }
+
+  const CacheOptions opts_;
+  const std::function<CacheClock::time_point()> now_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // front: most recently used
+  std::unordered_map<std::string, Iter> index_;
+  CacheStats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Redis.
+
+// hiredis writes with write(2): a peer that reset the connection would raise SIGPIPE. Block it
+// in this thread for the duration of a Redis call and swallow one raised meanwhile.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        timespec zero{0, 0};
+        sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t pipe_, old_;
+  bool was_pending_ = false;
+};
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+class RedisCache final : public ResponseCache {
+ public:
+  RedisCache(const CacheOptions& o, RedisEndpoint ep)
+      : opts_(o), ep_(std::move(ep)), pool_max_(std::max(1, o.redis_pool)) {
+    // Connect once now so that stats say at once whether Redis is there.
+    Conn c = Acquire();
+    if (c.ctx) Release(c);
+  }
+  ~RedisCache() override {
+    for (Conn& c : idle_) redisFree(c.ctx);
+  }
+
+  std::optional<CachedResponse> Get(const std::string& key) override {
+    const std::string k = opts_.redis_prefix + key;
+    Reply r = Command([&](redisContext* c) {
+      return static_cast<redisReply*>(redisCommand(c, "GET %b", k.data(), k.size()));
+    });
+    if (!r) {
+      misses_++;
+      return std::nullopt;
+    }
+    if (r->type == REDIS_REPLY_STRING) {
+      auto v = DecodeCachedResponse(std::string_view(r->str, r->len));
+      if (v) {
+        hits_++;
+        return v;
+      }
+      errors_++;  // a value we did not write (or a different format version)
+    } else if (r->type != REDIS_REPLY_NIL) {
+      errors_++;
+    }
+    misses_++;
+    return std::nullopt;
+  }
+
+  void Put(const std::string& key, const CachedResponse& response) override {
+    const std::string k = opts_.redis_prefix + key;
+    const std::string v = EncodeCachedResponse(response);
+    const std::string ttl = std::to_string(opts_.ttl_s);
+    Reply r = Command([&](redisContext* c) {
+      if (opts_.ttl_s > 0)
+        return static_cast<redisReply*>(redisCommand(c, "SET %b %b EX %s", k.data(), k.size(),
+                                                     v.data(), v.size(), ttl.c_str()));
+      return static_cast<redisReply*>(
+          redisCommand(c, "SET %b %b", k.data(), k.size(), v.data(), v.size()));
+    });
+    if (!r) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+      errors_++;
+      return;
+    }
+    puts_++;
+  }
+
+  CacheStats stats() const override {
+    CacheStats s;
+    s.hits = hits_;
+    s.misses = misses_;
+    s.puts = puts_;
+    s.errors = errors_;
+    s.backend_up = up_;
+    return s;
+  }
+  std::string backend() const override { return "redis"; }
+
+ private:
+  struct Conn {
+    redisContext* ctx = nullptr;
+    uint64_t gen = 0;     // pool generation it was opened in
+    bool reused = false;  // came from the idle list (may have gone stale)
+    bool probe = false;   // this caller holds the "probe while down" right
+  };
+
+  static int64_t NowMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               CacheClock::now().time_since_epoch())
+        .count();
+  }
+  timeval Timeout() const {
+    const int ms = std::max(1, opts_.redis_timeout_ms);
+    return timeval{ms / 1000, (ms % 1000) * 1000};
+  }
+
+  // Runs one command on a pooled connection. Null on any failure (already counted in errors_).
+  template <typename F>
+  Reply Command(F&& f) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Conn c = Acquire();
+      if (!c.ctx) {
+        errors_++;
+        return nullptr;
+      }
+      const int64_t t0 = NowMs();
+      redisReply* raw;
+      {
+        SigpipeGuard guard;
+        raw = f(c.ctx);
+      }
+      if (raw && c.ctx->err == 0) {
+        Release(c);
+        return Reply(raw);
+      }
+      if (raw) freeReplyObject(raw);
+      // A pooled connection that fails fast most likely went stale (Redis restarted since):
+      // retry once on a fresh connection. A slow failure (timeout) is not retried.
+      const bool retry = attempt == 0 && c.reused && NowMs() - t0 < opts_.redis_timeout_ms / 2;
+      Fail(c, !retry);
+      if (!retry) {
+        errors_++;
+        return nullptr;
+      }
+    }
+    return nullptr;
+  }
+
+  // A connection, or {nullptr} when Redis is being skipped (down, or the pool is busy).
+  Conn Acquire() {
+    std::unique_lock<std::mutex> lock(mu_);
+    Conn c;
+    if (!up_) {
+      if (NowMs() < down_until_ms_ || probing_) return c;
+      probing_ = true;  // this caller probes; the others keep skipping until it is done
+      c.probe = true;
+      c.gen = gen_;
+      ++open_;
+      lock.unlock();
+      c.ctx = Connect();
+      lock.lock();
+      if (!c.ctx) {
+        --open_;
+        probing_ = false;
+        down_until_ms_ = NowMs() + opts_.redis_retry_ms;
+        return c;
+      }
+      return c;  // up_ is set once its command succeeds (Release)
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.redis_timeout_ms);
+    while (idle_.empty() && open_ >= pool_max_) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) return Conn{};
+      if (!up_) return Conn{};
+    }
+    if (!idle_.empty()) {
+      c = idle_.back();
+      idle_.pop_back();
+      c.reused = true;
+      return c;
+    }
+    c.gen = gen_;
+    ++open_;
+    lock.unlock();
+    c.ctx = Connect();
+    if (!c.ctx) {
+      lock.lock();
+      --open_;
+      MarkDown();
+      cv_.notify_all();
+    }
+    return c;
+  }
+
+  void Release(Conn& c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (c.probe) {
+      probing_ = false;
+      up_ = true;
+    }
+    if (c.gen == gen_ && up_) {
+      c.reused = false;
+      c.probe = false;
+      idle_.push_back(c);
+    } else {
+      redisFree(c.ctx);
+      --open_;
+    }
+    c.ctx = nullptr;
+    cv_.notify_one();
+  }
+
+  // The connection failed: free it. When `down` and it belongs to the current generation,
+  // Redis is considered down: the pool is flushed and Redis skipped for redis_retry_ms.
+  void Fail(Conn& c, bool down) {
+    redisFree(c.ctx);
+    c.ctx = nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    --open_;
+    if (c.probe) probing_ = false;
+    if (c.gen != gen_) return;  // stale: opened before the last outage
+    if (down) {
+      MarkDown();
+    } else {
+      FlushIdle();  // its siblings are likely stale too
+    }
+    cv_.notify_all();
+  }
+
+  void MarkDown() {  // mu_ held
+    up_ = false;
+    down_until_ms_ = NowMs() + opts_.redis_retry_ms;
+    FlushIdle();
+  }
+  void FlushIdle() {  // mu_ held
+    ++gen_;
+    for (Conn& i : idle_) redisFree(i.ctx);
+    open_ -= static_cast<int>(idle_.size());
+    idle_.clear();
+  }
+
+  // Opens and prepares a connection (AUTH, SELECT); nullptr on failure.
+  redisContext* Connect() {
+    SigpipeGuard guard;
+    redisContext* c = redisConnectWithTimeout(ep_.host.c_str(), ep_.port, Timeout());
+    if (!c) return nullptr;
+    if (c->err || redisSetTimeout(c, Timeout()) != REDIS_OK) {
+      redisFree(c);
+      return nullptr;
+    }
+    auto ok = [&](redisReply* r) {
+      Reply rr(r);
+      return rr && c->err == 0 && rr->type == REDIS_REPLY_STATUS;
+    };
+    if (!ep_.password.empty()) {
+      redisReply* r =
+          ep_.user.empty()
+              ? static_cast<redisReply*>(redisCommand(c, "AUTH %s", ep_.password.c_str()))
+              : static_cast<redisReply*>(redisCommand(c, "AUTH %s %s", ep_.user.c_str(),
+                                                      ep_.password.c_str()));
+      if (!ok(r)) {
+        redisFree(c);
+        return nullptr;
+      }
+    }
+    if (ep_.db != 0 &&
+        !ok(static_cast<redisReply*>(redisCommand(c, "SELECT %d", ep_.db)))) {
+      redisFree(c);
+      return nullptr;
+    }
+    return c;
+  }
+
+  const CacheOptions opts_;
+  const RedisEndpoint ep_;
+  const int pool_max_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Conn> idle_;
+  int open_ = 0;                // connections alive: idle + in use
+  uint64_t gen_ = 0;            // bumped on each outage; older connections are discarded
+  int64_t down_until_ms_ = 0;   // while !up_: skip Redis until then
+  bool probing_ = false;        // while !up_: one caller is trying to reconnect
+  std::atomic<bool> up_{true};  // optimistic until the first connect says otherwise
+  std::atomic<uint64_t> hits_{0}, misses_{0}, puts_{0}, errors_{0};
+};
+
+bool ParseInt(std::string_view s, int lo, int hi, int* out) {
+  if (s.empty()) return false;
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+// Copies `j` with floats of an integral value written as integers (1.0 and 1 mean the same).
+json Canonical(const json& j) {
+  if (j.is_object()) {
+    json out = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it) out[it.key()] = Canonical(it.value());
+    return out;
+  }
+  if (j.is_array()) {
+    json out = json::array();
+    for (const json& e : j) out.push_back(Canonical(e));
+    return out;
+  }
+  if (j.is_number_float()) {
+    const double d = j.get<double>();
+    if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9.0e15)
+      return json(static_cast<int64_t>(d));
+  }
+  return j;
+}
+
+}  // namespace
+
+std::unique_ptr<ResponseCache> MakeMemoryCache(const CacheOptions& opts,
+                                               std::function<CacheClock::time_point()> now) {
+  return std::make_unique<MemoryCache>(opts, std::move(now));
+}
+
+Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opts) {
+  if (opts.redis_url.empty())
+    return std::unique_ptr<ResponseCache>(
+        MakeMemoryCache(opts, [] { return CacheClock::now(); }));
+  auto ep = ParseRedisUrl(opts.redis_url);
+  if (!ep.ok()) return ep.status().With("cache");
+  if (opts.redis_timeout_ms <= 0) return Status::Error("cache: redis_timeout_ms must be > 0");
+  return std::unique_ptr<ResponseCache>(std::make_unique<RedisCache>(opts, std::move(*ep)));
+}
+
+Result<RedisEndpoint> ParseRedisUrl(const std::string& url) {
+  const std::string scheme = "redis://";
+  auto bad = [&](const char* why) {
+    return Status::Error("bad redis_url \"" + url + "\": " + why);
+  };
+  if (url.compare(0, scheme.size(), scheme) != 0) return bad("expected redis://host[:port][/db]");
+  std::string_view rest(url);
+  rest.remove_prefix(scheme.size());
+  RedisEndpoint ep;
+  if (size_t slash = rest.find('/'); slash != std::string_view::npos) {
+    std::string_view db = rest.substr(slash + 1);
+    if (!db.empty() && !ParseInt(db, 0, 1 << 20, &ep.db)) return bad("database is not a number");
+    rest = rest.substr(0, slash);
+  }
+  if (size_t at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view cred = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    if (size_t colon = cred.find(':'); colon != std::string_view::npos) {
+      ep.user = std::string(cred.substr(0, colon));
+      ep.password = std::string(cred.substr(colon + 1));
+    } else {
+      ep.password = std::string(cred);
+    }
+  }
+  std::string_view host = rest;
+  if (!rest.empty() && rest.front() == '[') {  // [ipv6]:port
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unclosed [");
+    host = rest.substr(1, close - 1);
+    rest = rest.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || !ParseInt(rest.substr(1), 1, 65535, &ep.port))
+        return bad("bad port");
+    }
+  } else if (size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    if (!ParseInt(rest.substr(colon + 1), 1, 65535, &ep.port)) return bad("bad port");
+  }
+  if (host.empty()) return bad("no host");
+  ep.host = std::string(host);
+  return ep;
+}
+
+std::string EncodeCachedResponse(const CachedResponse& r) {
+  std::string out = "1 " + std::to_string(r.status) + " " +
+                    std::to_string(r.content_type.size()) + "\n";
+  out.reserve(out.size() + r.content_type.size() + r.body.size());
+  out += r.content_type;
+  out += r.body;
+  return out;
+}
+
+std::optional<CachedResponse> DecodeCachedResponse(std::string_view v) {
+  size_t nl = v.find('\n');
+  if (nl == std::string_view::npos || nl > 32) return std::nullopt;
+  std::string_view head = v.substr(0, nl);
+  if (head.substr(0, 2) != "1 ") return std::nullopt;
+  head.remove_prefix(2);
+  size_t sp = head.find(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  CachedResponse r;
+  int ct_len = 0;
+  if (!ParseInt(head.substr(0, sp), 100, 999, &r.status)) return std::nullopt;
+  if (!ParseInt(head.substr(sp + 1), 0, 1 << 16, &ct_len)) return std::nullopt;
+  std::string_view rest = v.substr(nl + 1);
+  if (rest.size() < static_cast<size_t>(ct_len)) return std::nullopt;
+  r.content_type = std::string(rest.substr(0, ct_len));
+  r.body = std::string(rest.substr(ct_len));
+  return r;
+}
+
+bool IsDeterministic(const nlohmann::json& body, double default_temperature) {
+  if (!body.is_object()) return false;
+  if (auto s = body.find("seed"); s != body.end() && s->is_number_integer()) return true;
+  double t = default_temperature;
+  if (auto it = body.find("temperature"); it != body.end() && !it->is_null()) {
+    if (!it->is_number()) return false;
+    t = it->get<double>();
+  }
+  return t <= 0.0;
+}
+
+std::string CacheKey(const std::string& path, const nlohmann::json& body) {
+  json b = Canonical(body);
+  if (b.is_object()) b.erase("user");
+  // nlohmann::json objects are ordered maps: dump() writes keys sorted at every level.
+  const std::string text = path + "\n" + b.dump(-1, ' ', false, json::error_handler_t::replace);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * len);
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
+}  // namespace strata::gateway

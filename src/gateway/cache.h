@@ -4,10 +4,13 @@
 // Redis is down, and the cache reconnects by itself after `redis_retry_ms`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +33,7 @@ struct CacheOptions {
   std::string redis_prefix = "strata:cache:";
   int redis_timeout_ms = 200;       // connect / command timeout
   int redis_retry_ms = 2000;        // after a failure, Redis is skipped this long
+  int redis_pool = 4;               // Redis connections at most (callers beyond wait <= timeout)
 };
 
 struct CacheStats {
@@ -51,8 +55,28 @@ class ResponseCache {
 };
 
 // Builds the configured cache. An unparsable redis_url is an error; an unreachable Redis is
-// not (the cache starts degraded and keeps retrying).
+// not (the cache starts degraded and keeps retrying). `enabled` is not consulted: the caller
+// decides whether to build a cache at all. ttl_s <= 0: entries never expire.
 Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opts);
+
+// The in-memory LRU with an injectable clock (tests).
+using CacheClock = std::chrono::steady_clock;
+std::unique_ptr<ResponseCache> MakeMemoryCache(const CacheOptions& opts,
+                                               std::function<CacheClock::time_point()> now);
+
+// "redis://[[user]:password@]host[:port][/db]" (port 6379 and db 0 by default).
+struct RedisEndpoint {
+  std::string host;
+  int port = 6379;
+  int db = 0;
+  std::string user, password;  // AUTH when password is not empty
+};
+Result<RedisEndpoint> ParseRedisUrl(const std::string& url);
+
+// The compact value stored in Redis: "1 <status> <content type length>\n<content type><body>"
+// (binary-safe). Decode returns nullopt on anything malformed.
+std::string EncodeCachedResponse(const CachedResponse& r);
+std::optional<CachedResponse> DecodeCachedResponse(std::string_view v);
 
 // True when the request's output is determined by its input: temperature 0 (or absent with a
 // default of 0... callers pass the effective value), or an explicit integer "seed".

@@ -27,6 +27,8 @@ class RateLimiter {
 
   // Admits one request for `key` if both buckets allow it: takes one request and reserves
   // `estimated_tokens` (e.g. prompt tokens + max_tokens, or 0 when unknown).
+  // When refused nothing is taken. An estimate above tokens_per_minute waits for a full bucket
+  // and then goes into debt (later requests wait it out) rather than being refused forever.
   RateDecision Acquire(const std::string& key, const KeyLimits& limits, int64_t estimated_tokens,
                        Clock::time_point now = Clock::now());
   // After the request: corrects the reservation to the tokens really used (may refund).
@@ -40,9 +42,11 @@ class RateLimiter {
     bool init = false;
   };
   void Refill(Bucket& b, const KeyLimits& limits, Clock::time_point now);
+  void Prune(Clock::time_point now);  // drops long-idle buckets (mu_ held)
 
   std::mutex mu_;
   std::unordered_map<std::string, Bucket> buckets_;
+  uint64_t acquires_ = 0;
 };
 
 }  // namespace strata::gateway

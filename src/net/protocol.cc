@@ -49,6 +49,7 @@ class In {
   uint32_t U32() { return static_cast<uint32_t>(Le(4)); }
   uint64_t U64() { return Le(8); }
   int32_t I32() { return static_cast<int32_t>(U32()); }
+  float F32() { const uint32_t u = U32(); float f; std::memcpy(&f, &u, 4); return f; }
   const uint8_t* Bytes(size_t n) {
     if (!ok_ || n > remaining()) { ok_ = false; return nullptr; }
     const uint8_t* r = p_ + at_;
@@ -147,6 +148,104 @@ bool GetActivations(In& in, uint32_t rows, uint32_t cols, Activations enc, std::
 
 bool ValidEncoding(uint8_t e) { return e <= static_cast<uint8_t>(Activations::kQ8); }
 
+size_t FlaggedRows(const Batch& b) {
+  size_t n = 0;
+  for (uint8_t f : b.output) n += f ? 1 : 0;
+  return n;
+}
+
+bool FiniteParams(const SamplerParams& p) {
+  return std::isfinite(p.temperature) && std::isfinite(p.top_p) && std::isfinite(p.min_p) &&
+         std::isfinite(p.repeat_penalty) && std::isfinite(p.presence_penalty) &&
+         std::isfinite(p.frequency_penalty);
+}
+
+// The optional trailing sections of a Forward: KV copies, then the sampling rows.
+Status PutSections(Out& o, const ForwardMsg& m) {
+  if (!(m.flags & kHasCopies) && !m.copies.empty())
+    return Status::Error("Forward: KV copies without the kHasCopies flag");
+  if (!(m.flags & kSample) && !m.samples.empty())
+    return Status::Error("Forward: sampling rows without the kSample flag");
+  if (m.flags & kHasCopies) {
+    if (m.copies.size() > kMaxKvCopies) return Errorf("Forward: %zu KV copies (at most %u)", m.copies.size(), kMaxKvCopies);
+    o.U32(static_cast<uint32_t>(m.copies.size()));
+    for (const KvCopy& c : m.copies) {
+      o.I32(c.src);
+      o.I32(c.dst);
+      o.I32(c.n);
+    }
+  }
+  if (m.flags & kSample) {
+    if (m.samples.size() != FlaggedRows(m.batch))
+      return Errorf("Forward: %zu sampling rows for %zu flagged tokens", m.samples.size(),
+                    FlaggedRows(m.batch));
+    for (const SampleSpec& s : m.samples) {
+      o.U8(s.reset ? 1 : 0);
+      if (s.reset) {
+        const SamplerParams& p = s.params;
+        if (!FiniteParams(p)) return Status::Error("Forward: non-finite sampler parameter");
+        o.F32(p.temperature);
+        o.I32(p.top_k);
+        o.F32(p.top_p);
+        o.F32(p.min_p);
+        o.F32(p.repeat_penalty);
+        o.F32(p.presence_penalty);
+        o.F32(p.frequency_penalty);
+        o.I32(p.penalty_last_n);
+        o.U64(p.seed);
+      }
+      if (s.accept.size() > kMaxBatchTokens) return Status::Error("Forward: too many accepted tokens");
+      o.U32(static_cast<uint32_t>(s.accept.size()));
+      PutI32s(o, s.accept);
+    }
+  }
+  return Status::Ok();
+}
+
+Status GetSections(In& in, ForwardMsg* m) {
+  if (m->flags & kHasCopies) {
+    const uint32_t n = in.U32();
+    if (!in.ok()) return in.Finish();
+    if (n > kMaxKvCopies || uint64_t{n} * 12 > in.remaining())
+      return Errorf("Forward: %u KV copies do not fit the payload", n);
+    m->copies.resize(n);
+    for (KvCopy& c : m->copies) {
+      c.src = in.I32();
+      c.dst = in.I32();
+      c.n = in.I32();
+    }
+  }
+  if (m->flags & kSample) {
+    const size_t rows = FlaggedRows(m->batch);
+    if (rows > in.remaining()) return Status::Error("Forward: sampling rows do not fit the payload");
+    m->samples.resize(rows);
+    for (SampleSpec& s : m->samples) {
+      const uint8_t reset = in.U8();
+      if (reset > 1) return Errorf("Forward: reset flag %u is not 0 or 1", reset);
+      s.reset = reset == 1;
+      if (s.reset) {
+        SamplerParams& p = s.params;
+        p.temperature = in.F32();
+        p.top_k = in.I32();
+        p.top_p = in.F32();
+        p.min_p = in.F32();
+        p.repeat_penalty = in.F32();
+        p.presence_penalty = in.F32();
+        p.frequency_penalty = in.F32();
+        p.penalty_last_n = in.I32();
+        p.seed = in.U64();
+        if (in.ok() && !FiniteParams(p)) return Status::Error("Forward: non-finite sampler parameter");
+      }
+      const uint32_t na = in.U32();
+      if (!in.ok()) return in.Finish();
+      if (na > kMaxBatchTokens || uint64_t{na} * 4 > in.remaining())
+        return Errorf("Forward: %u accepted tokens do not fit the payload", na);
+      s.accept = GetI32s(in, na);
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* FrameTypeName(FrameType t) {
@@ -159,6 +258,8 @@ const char* FrameTypeName(FrameType t) {
     case FrameType::kResult: return "Result";
     case FrameType::kError: return "Error";
     case FrameType::kClearSeq: return "ClearSeq";
+    case FrameType::kPing: return "Ping";
+    case FrameType::kPong: return "Pong";
   }
   return "?";
 }
@@ -184,7 +285,7 @@ Result<FrameHeader> DecodeFrameHeader(const uint8_t* h, size_t max_payload) {
   if (magic != kFrameMagic) return Errorf("bad frame magic 0x%08x (not a stage protocol peer?)", magic);
   if (flags != 0) return Errorf("bad frame flags 0x%04x", flags);
   if (type < static_cast<uint16_t>(FrameType::kHello) ||
-      type > static_cast<uint16_t>(FrameType::kClearSeq))
+      type > static_cast<uint16_t>(FrameType::kPong))
     return Errorf("unknown frame type %u", type);
   if (length > max_payload)
     return Errorf("%s frame of %u bytes exceeds the limit of %zu bytes",
@@ -294,6 +395,7 @@ Result<std::vector<uint8_t>> EncodeForward(const ForwardMsg& m) {
   } else {
     PutActivations(o, m.hidden.data(), static_cast<uint32_t>(n), m.hidden_dim, m.encoding);
   }
+  STRATA_RETURN_IF_ERROR(PutSections(o, m));
   return o.Take();
 }
 
@@ -306,14 +408,15 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
   const uint32_t n = in.U32();
   m.hidden_dim = in.U32();
   if (!in.ok()) return in.Finish();
-  if (m.flags & ~(kWantTokenIds | kQ8Hops)) return Errorf("Forward: unknown flags 0x%02x", m.flags);
+  if (m.flags & ~(kWantTokenIds | kQ8Hops | kSample | kHasCopies)) return Errorf("Forward: unknown flags 0x%02x", m.flags);
   if (!ValidEncoding(enc)) return Errorf("Forward: unknown activation encoding %u", enc);
   m.encoding = static_cast<Activations>(enc);
   if (n == 0 || n > kMaxBatchTokens) return Errorf("Forward: batch of %u tokens (1..%u allowed)", n, kMaxBatchTokens);
   if (m.hidden_dim > kMaxRowLength) return Errorf("Forward: hidden size %u too large", m.hidden_dim);
   // Fixed per-token arrays: pos, seq (4 + 4 bytes) and output (1 byte).
   const uint64_t body = m.hidden_dim == 0 ? uint64_t{n} * 4 : ActivationBytes(n, m.hidden_dim, m.encoding);
-  if (uint64_t{n} * 9 + body != in.remaining())
+  const bool sections = (m.flags & (kSample | kHasCopies)) != 0;
+  if (sections ? uint64_t{n} * 9 + body > in.remaining() : uint64_t{n} * 9 + body != in.remaining())
     return Errorf("Forward: payload of %zu bytes does not match %u tokens (expected %llu)",
                   in.remaining(), n, static_cast<unsigned long long>(uint64_t{n} * 9 + body));
   m.batch.pos = GetI32s(in, n);
@@ -332,6 +435,7 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
     for (float v : m.hidden)
       if (!std::isfinite(v)) return Status::Error("Forward: non-finite hidden state");
   }
+  STRATA_RETURN_IF_ERROR(GetSections(in, &m));
   STRATA_RETURN_IF_ERROR(in.Finish());
   return m;
 }
@@ -415,7 +519,7 @@ Result<ErrorMsg> DecodeError(const std::vector<uint8_t>& payload) {
   const uint32_t code = in.U32();
   m.message = in.Str();
   STRATA_RETURN_IF_ERROR(in.Finish());
-  if (code < 1 || code > static_cast<uint32_t>(ErrorCode::kDownstream))
+  if (code < 1 || code > static_cast<uint32_t>(ErrorCode::kStale))
     return Errorf("Error: unknown code %u", code);
   m.code = static_cast<ErrorCode>(code);
   return m;
@@ -438,6 +542,20 @@ Result<ClearSeqMsg> DecodeClearSeq(const std::vector<uint8_t>& payload) {
   if (uint64_t{n} * 4 != in.remaining())
     return Errorf("ClearSeq: %u sequences do not match %zu payload bytes", n, in.remaining());
   m.seqs = GetI32s(in, n);
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
+
+std::vector<uint8_t> EncodePing(const PingMsg& m) {
+  Out o;
+  o.U64(m.nonce);
+  return o.Take();
+}
+
+Result<PingMsg> DecodePing(const std::vector<uint8_t>& payload) {
+  In in(payload, "Ping");
+  PingMsg m;
+  m.nonce = in.U64();
   STRATA_RETURN_IF_ERROR(in.Finish());
   return m;
 }

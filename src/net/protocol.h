@@ -14,10 +14,11 @@
 
 #include "base/status.h"
 #include "model/forward.h"
+#include "runtime/step.h"
 
 namespace strata::net {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;  // 2: sampling at the tail, KV copies, Ping
 inline constexpr uint32_t kFrameMagic = 0x31505453;  // bytes "STP1"
 inline constexpr size_t kFrameHeaderBytes = 12;      // magic u32, length u32, type u16, flags u16
 inline constexpr size_t kDefaultMaxFrameBytes = 64u << 20;
@@ -27,6 +28,7 @@ inline constexpr size_t kDigestBytes = 32;  // SHA-256 / HMAC-SHA256
 inline constexpr uint32_t kMaxBatchTokens = 1u << 20;
 inline constexpr uint32_t kMaxRowLength = 1u << 24;
 inline constexpr uint32_t kMaxMessageChars = 4096;
+inline constexpr uint32_t kMaxKvCopies = 4096;
 
 enum class FrameType : uint16_t {
   kHello = 1,      // client -> server: version + client nonce
@@ -37,6 +39,8 @@ enum class FrameType : uint16_t {
   kResult = 6,     // its result
   kError = 7,      // a refused handshake or a failed request
   kClearSeq = 8,   // clear KV slots (cancel / sequence end); answered by an empty Result
+  kPing = 9,       // liveness probe (after the handshake), answered at once by a Pong
+  kPong = 10,
 };
 const char* FrameTypeName(FrameType t);
 
@@ -95,6 +99,8 @@ enum class Activations : uint8_t { kF32 = 0, kQ8 = 1 };
 enum ForwardFlags : uint8_t {
   kWantTokenIds = 1,  // the last stage returns greedy token ids instead of logits
   kQ8Hops = 2,        // every later hop should also send activations as Q8_0
+  kSample = 4,        // the last stage samples each flagged row with `samples`, returns ids
+  kHasCopies = 8,     // `copies` (KV prefix copies) are applied before the batch
 };
 
 struct ForwardMsg {
@@ -104,6 +110,8 @@ struct ForwardMsg {
   uint32_t hidden_dim = 0;     // 0: the batch carries token ids; else hidden states follow
   Activations encoding = Activations::kF32;  // how `hidden` travels
   std::vector<float> hidden;   // [n, hidden_dim] (after decoding a Q8 frame: dequantized)
+  std::vector<KvCopy> copies;  // sent when flags has kHasCopies
+  std::vector<SampleSpec> samples;  // kSample: one per flagged token, in batch order
 };
 // Error when the batch arrays differ in length, sizes exceed the limits or hidden does not
 // hold n * hidden_dim values.
@@ -130,6 +138,7 @@ enum class ErrorCode : uint32_t {
   kIncompatible = 4,  // fingerprint or layer range
   kRequest = 5,       // the request failed (bad positions, slot out of range, ...)
   kDownstream = 6,    // a later stage failed
+  kStale = 7,         // a stage lacks KV positions the batch continues (it restarted)
 };
 
 struct ErrorMsg {
@@ -146,6 +155,12 @@ struct ClearSeqMsg {
 };
 std::vector<uint8_t> EncodeClearSeq(const ClearSeqMsg& m);
 Result<ClearSeqMsg> DecodeClearSeq(const std::vector<uint8_t>& payload);
+
+struct PingMsg {  // kPing and kPong
+  uint64_t nonce = 0;
+};
+std::vector<uint8_t> EncodePing(const PingMsg& m);
+Result<PingMsg> DecodePing(const std::vector<uint8_t>& payload);
 
 // Q8_0 rows: each row of `cols` values becomes ceil(cols / 32) blocks of an fp16 scale and
 // 32 int8 (the last block zero-padded). 34 bytes per block.

@@ -1,11 +1,16 @@
 // Pipeline stages over the stage protocol. A StageServer owns one layer range [A, B) of a
-// model with its KV cache and forward pass, accepts authenticated upstream stages and serves
-// their Forward requests one at a time; when its range does not end with the output head it
-// relays its hidden states to the next stage (a StageClient) and returns that stage's result.
-// A StageClient is the upstream side: handshake, then Forward / ClearSeq calls.
+// model with its KV cache and forward pass, accepts authenticated upstream stages and runs
+// their Forward requests in arrival order on one compute thread; when its range does not end
+// with the output head it relays its hidden states to the next stage (a StageLink, see
+// net/link.h) without waiting for the answer, so it can compute the next micro-batch while
+// later stages work on this one; the answer is passed back upstream when it arrives. The last
+// stage applies the head and samples (kSample) or returns greedy ids / logits.
+// A StageClient is a simple synchronous upstream side: handshake, then Forward / ClearSeq calls.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -21,8 +26,12 @@
 #include "model/weights.h"
 #include "net/protocol.h"
 #include "net/transport.h"
+#include "runtime/step.h"
 
 namespace strata::net {
+
+class StageLink;
+struct LinkStats;
 
 struct StageClientOptions {
   std::string secret;                        // shared cluster secret (required)
@@ -31,6 +40,10 @@ struct StageClientOptions {
   int handshake_timeout_ms = 5000;
   int request_timeout_ms = 60000;            // waiting for a Result
 };
+
+// The client half of the handshake on a fresh connection; returns the server's StageInfo.
+Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const StageInfo& self,
+                                  const StageClientOptions& opts);
 
 class StageClient {
  public:
@@ -70,10 +83,14 @@ struct StageServerOptions {
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
   int handshake_timeout_ms = 5000;   // an unauthenticated peer gets this long
   int max_connections = 8;           // concurrent connections (authenticated or not)
-  // The next stage, required unless the range ends with the output head.
+  // The next stage, required unless the range ends with the output head. Start() waits up to
+  // next.connect_timeout_ms for it; an unreachable next stage is retried in the background
+  // (requests fail with a clear error meanwhile), a refused handshake fails Start().
   std::string next_host;
   uint16_t next_port = 0;
   StageClientOptions next;           // its secret defaults to `secret`
+  int heartbeat_ms = 200;            // liveness pings to the next stage
+  int dead_after_ms = 900;           // silence after which the next stage counts as cut off
 };
 
 struct StageStats {
@@ -82,6 +99,10 @@ struct StageStats {
   uint64_t rejected = 0;        // connections closed for a handshake or protocol failure
   uint64_t requests = 0;        // Forward requests served (successfully)
   uint64_t request_errors = 0;  // Forward requests answered with an Error
+  uint64_t stale_errors = 0;    // of which: positions this stage (or a later one) lost
+  uint64_t tokens = 0;          // tokens run through this stage's layers
+  double compute_seconds = 0;   // time in this stage's forward pass (and sampling)
+  uint64_t bytes_upstream = 0;  // bytes written to upstream connections (results, errors)
 };
 
 class StageServer {
@@ -97,15 +118,23 @@ class StageServer {
   const StageInfo& info() const { return info_; }
   StageStats stats() const;
 
+  // Link to the next stage (false when this is the last stage).
+  bool next_stats(LinkStats* out) const;
+
  private:
+  struct Upstream;
+  struct Job;
   StageServer() = default;
   void AcceptLoop();
   void Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done);
   void ReapFinished();
   Status Handshake(Connection& conn, StageInfo* peer, ErrorCode* code);
-  // Runs one decoded Forward request; fills `result` or returns the error to report.
-  Status Process(ForwardMsg& msg, ResultMsg* result, ErrorCode* code);
-  Status ClearSeqs(const ClearSeqMsg& msg);
+  void Worker();
+  void RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& msg);
+  void RunClear(const std::shared_ptr<Upstream>& up, const ClearSeqMsg& msg);
+  void Reply(const std::shared_ptr<Upstream>& up, FrameType type, const std::vector<uint8_t>& payload);
+  void ReplyError(const std::shared_ptr<Upstream>& up, uint64_t id, ErrorCode code,
+                  const std::string& message);
   void Reject(Connection& conn, ErrorCode code, const Status& why);
 
   StageServerOptions opts_;
@@ -114,11 +143,18 @@ class StageServer {
   std::unique_ptr<Listener> listener_;
   std::unique_ptr<ThreadPool> pool_;
 
-  std::mutex compute_mu_;  // guards cache_, forward_, next_, out_
+  // Compute state: used by the worker thread only.
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<strata::Forward> forward_;
-  std::unique_ptr<StageClient> next_;
+  std::unique_ptr<SlotSamplers> samplers_;
   std::vector<float> out_;
+  std::unique_ptr<StageLink> next_;
+  std::atomic<uint64_t> next_id_{1};
+
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::unique_ptr<Job>> jobs_;
+  std::thread worker_;
 
   std::atomic<bool> stop_{false};
   std::thread acceptor_;

@@ -1,7 +1,7 @@
 // Blocking framed TCP transport for the stage protocol over Boost.Asio sockets: TCP_NODELAY,
 // per-call deadlines (poll on the non-blocking socket), frame size limits checked before any
-// payload allocation. One Connection is used by one thread at a time; Shutdown() may be called
-// from any thread to wake a blocked reader.
+// payload allocation. One thread may read while another writes (the pipeline's reader and
+// writer threads); Shutdown() may be called from any thread to wake a blocked reader.
 #pragma once
 
 #include <atomic>
@@ -49,7 +49,7 @@ class Connection {
   boost::asio::ip::tcp::socket socket_;
   std::string peer_;
   std::atomic<bool> shut_{false};
-  uint64_t bytes_sent_ = 0, bytes_received_ = 0;
+  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0};
 };
 
 // Connects to host:port (numeric address or name) with TCP_NODELAY.

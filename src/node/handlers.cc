@@ -61,13 +61,13 @@ bool Server::ModelMatches(const std::string& name) const {
 
 Result<std::vector<int32_t>> Server::ChatTokens(const std::vector<ChatMessage>& messages,
                                                 bool* in_reasoning) const {
-  const Tokenizer& tok = engine_->tokenizer();
+  const Tokenizer& tok = *tok_;
   const std::string bos = tok.bos() >= 0 ? tok.Text(tok.bos()) : std::string();
   STRATA_ASSIGN_OR_RETURN(std::string text, RenderChat(template_, messages, true, bos));
   // The templates write BOS themselves: add it only when the rendered text lacks it, so the
   // prompt has exactly one.
   const bool has_bos = !bos.empty() && text.rfind(bos, 0) == 0;
-  std::vector<int32_t> ids = engine_->Tokenize(text, !has_bos, true);
+  std::vector<int32_t> ids = tok_->Encode(text, !has_bos, true);
   if (tok.bos() >= 0 && ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos())
     ids.erase(ids.begin());
   size_t end = text.find_last_not_of(" \t\r\n");
@@ -98,6 +98,12 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
     err = MakeError(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
   } else if (path != "/health" && path != "/metrics" && !ready()) {
     err = MakeError(503, "the model is loading", "unavailable_error");
+  } else if (path != "/health" && path != "/metrics" && is_stage()) {
+    err = MakeError(503,
+                    StrFormat("this node is pipeline stage [%d-%d] of %s: send requests to the "
+                              "pipeline's head node (the one serving layer 0)",
+                              o_.first_layer, o_.last_layer, model_id_.c_str()),
+                    "unavailable_error", "pipeline_stage");
   } else {
     failed = false;
   }
@@ -105,8 +111,10 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
   if (path == "/health") co_return co_await Health(s, req);
   if (path == "/metrics") {
     SchedulerStats st;
-    if (ready()) st = sched_->stats();
-    std::string body = metrics_.Render(ready() ? &st : nullptr, o_.model_path);
+    const bool sched = ready() && sched_ != nullptr;
+    if (sched) st = sched_->stats();
+    std::string body = metrics_.Render(sched ? &st : nullptr, o_.model_path);
+    if (ready()) body += PipelineMetrics();
     co_return co_await Send(s, req.version(), req.keep_alive(), 200, std::move(body),
                             "text/plain; version=0.0.4; charset=utf-8");
   }
@@ -117,8 +125,8 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
                   {"owned_by", "strata"},
                   {"meta",
                    {{"n_ctx", o_.ctx},
-                    {"n_ctx_train", engine_->model().config().n_ctx_train},
-                    {"n_vocab", engine_->model().config().n_vocab},
+                    {"n_ctx_train", model_->config().n_ctx_train},
+                    {"n_vocab", model_->config().n_vocab},
                     {"n_layers", n_layers_},
                     {"slots", o_.parallel},
                     {"name", model_name_}}}};
@@ -137,11 +145,15 @@ Task<bool> Server::Health(beast::tcp_stream& s, const Request& req) {
   j["status"] = ok ? "healthy" : state_.load() == kFailed ? "error" : "loading";
   j["model_loaded"] = ok;
   j["memory_usage"] = CurrentRssBytes();
-  if (ok) {
+  if (ok && sched_ != nullptr) {
     const SchedulerStats st = sched_->stats();
     j["slots_busy"] = st.running;
     j["slots_total"] = st.slots_total;
     j["requests_waiting"] = st.waiting;
+    j["layers"] = n_layers_;
+  } else if (ok) {
+    j["slots_busy"] = 0;
+    j["slots_total"] = o_.parallel;
     j["layers"] = n_layers_;
   } else {
     j["slots_busy"] = 0;
@@ -149,6 +161,14 @@ Task<bool> Server::Health(beast::tcp_stream& s, const Request& req) {
     j["layers"] = 0;
   }
   j["model"] = model_id_;
+  if (pipeline()) {
+    j["role"] = o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail";
+    j["first_layer"] = o_.first_layer;
+    j["last_layer"] = o_.last_layer;
+    if (ok && head_) j["next_connected"] = head_->link().connected();
+    ::strata::net::LinkStats ls;
+    if (ok && stage_ && stage_->next_stats(&ls)) j["next_connected"] = ls.connected;
+  }
   std::vector<std::pair<std::string, std::string>> headers;
   if (!ok) headers.emplace_back("Retry-After", "1");
   co_return co_await Send(s, req.version(), req.keep_alive(), ok ? 200 : 503, Dump(j),
@@ -180,7 +200,7 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
   } else if (g.prompt_is_ids) {
     prompt = g.prompt_ids;
   } else {
-    prompt = engine_->Tokenize(g.prompt);
+    prompt = tok_->Encode(g.prompt, true, true);
   }
   const int n_ctx = sched_->n_ctx();
   if (static_cast<int>(prompt.size()) >= n_ctx) {

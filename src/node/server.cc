@@ -51,47 +51,127 @@ Server::Server(const NodeOptions& o) : o_(o) {
 Server::~Server() {
   if (loader_.joinable()) loader_.join();
   if (sched_) sched_->Stop();
+  if (stage_) stage_->Stop();
 }
 
 void Server::Load() {
-  EngineOptions eo;
-  eo.model_path = o_.model_path;
-  eo.n_ctx = o_.ctx;
-  eo.n_seq = o_.parallel;
-  eo.threads = o_.threads;
-  eo.n_batch = o_.n_batch;
-  auto e = Engine::Load(eo);
-  if (!e.ok()) {
-    load_error_ = e.status().message();
+  Status st;
+  if (pipeline()) {
+    st = LoadPipeline();
+  } else {
+    EngineOptions eo;
+    eo.model_path = o_.model_path;
+    eo.n_ctx = o_.ctx;
+    eo.n_seq = o_.parallel;
+    eo.threads = o_.threads;
+    eo.n_batch = o_.n_batch;
+    auto e = Engine::Load(eo);
+    if (e.ok()) {
+      engine_ = std::move(e).value();
+      model_ = &engine_->model();
+      tok_ = &engine_->tokenizer();
+      n_layers_ = model_->config().n_layers;
+    } else {
+      st = e.status();
+    }
+  }
+  if (!st.ok()) {
+    load_error_ = st.message();
     state_.store(kFailed, std::memory_order_release);
     ioc_.stop();
     return;
   }
-  engine_ = std::move(e).value();
-  auto tpl = engine_->model().file().GetString("tokenizer.chat_template");
-  if (tpl.ok()) {
-    auto info = AnalyzeChatTemplate(std::string(tpl.value()));
-    if (info.ok()) {
-      template_ = info.value();
+  model_name_ = model_->config().name;
+  if (tok_ != nullptr) {
+    auto tpl = model_->file().GetString("tokenizer.chat_template");
+    if (tpl.ok()) {
+      auto info = AnalyzeChatTemplate(std::string(tpl.value()));
+      if (info.ok()) {
+        template_ = info.value();
+        has_template_ = true;
+      } else {
+        STRATA_LOG(LogLevel::kWarn, "chat template not recognised (%s): using DeepSeek-R1's",
+                   info.status().message().c_str());
+      }
+    }
+    if (!has_template_) {
+      template_ = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
       has_template_ = true;
+    }
+    SchedulerOptions so;
+    so.n_batch = o_.n_batch;
+    so.max_queue = o_.max_queue;
+    if (engine_) {
+      sched_ = std::make_unique<Scheduler>(engine_.get(), so);
     } else {
-      STRATA_LOG(LogLevel::kWarn, "chat template not recognised (%s): using DeepSeek-R1's",
-                 info.status().message().c_str());
+      ::strata::net::PipelineHeadOptions ho;
+      ho.next_host = o_.next_host;
+      ho.next_port = static_cast<uint16_t>(o_.next_port);
+      ho.link.client.secret = o_.cluster_secret;
+      ho.activations = o_.activations == "q8" ? ::strata::net::Activations::kQ8
+                                              : ::strata::net::Activations::kF32;
+      ho.n_seq = o_.parallel;
+      ho.n_ctx = o_.ctx;
+      ho.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
+      ho.depth = o_.micro_batches;
+      auto h = ::strata::net::PipelineHead::Start(*model_, ho);
+      if (!h.ok()) {
+        load_error_ = h.status().message();
+        state_.store(kFailed, std::memory_order_release);
+        ioc_.stop();
+        return;
+      }
+      head_ = h->get();
+      sched_ = std::make_unique<Scheduler>(*tok_, std::move(h).value(), so);
     }
   }
-  if (!has_template_) {
-    template_ = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
-    has_template_ = true;
-  }
-  model_name_ = engine_->model().config().name;
-  n_layers_ = engine_->model().config().n_layers;
-  SchedulerOptions so;
-  so.n_batch = o_.n_batch;
-  so.max_queue = o_.max_queue;
-  sched_ = std::make_unique<Scheduler>(engine_.get(), so);
   state_.store(kReady, std::memory_order_release);
-  std::fprintf(stderr, "strata node: model %s loaded (%d slots x %d context)\n",
-               model_id_.c_str(), o_.parallel, o_.ctx);
+  if (pipeline())
+    std::fprintf(stderr, "strata node: layers %d-%d of %s ready (%d slots x %d context)\n",
+                 o_.first_layer, o_.last_layer, model_id_.c_str(), o_.parallel, o_.ctx);
+  else
+    std::fprintf(stderr, "strata node: model %s loaded (%d slots x %d context)\n",
+                 model_id_.c_str(), o_.parallel, o_.ctx);
+}
+
+Status Server::LoadPipeline() {
+  if (o_.cluster_secret.empty())
+    return Status::Error("pipeline mode needs a cluster secret (--cluster-secret or STRATA_CLUSTER_SECRET)");
+  STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(o_.model_path, o_.first_layer, o_.last_layer + 1));
+  const int n_layers = m->config().n_layers;
+  n_layers_ = o_.last_layer - o_.first_layer + 1;
+  if (o_.first_layer == 0) {
+    if (o_.next_port == 0)
+      return Errorf("the head stage (layers 0-%d of %d) needs --next HOST:PORT", o_.last_layer, n_layers);
+    auto tok = Tokenizer::FromGguf(m->file());
+    if (!tok.ok()) return tok.status().With("loading the tokenizer of '" + o_.model_path + "'");
+    range_tok_ = std::move(tok).value();
+    range_model_ = std::move(m);
+    model_ = range_model_.get();
+    tok_ = range_tok_.get();
+    return Status::Ok();
+  }
+  if (o_.stage_port <= 0) return Status::Error("a pipeline stage after the head needs --stage-port");
+  if (o_.last_layer + 1 < n_layers && o_.next_port == 0)
+    return Errorf("stage %d-%d does not hold the last layer (%d): it needs --next HOST:PORT",
+                  o_.first_layer, o_.last_layer, n_layers - 1);
+  ::strata::net::StageServerOptions so;
+  so.host = o_.host;
+  so.port = static_cast<uint16_t>(o_.stage_port);
+  so.secret = o_.cluster_secret;
+  so.n_seq = o_.parallel;
+  so.n_ctx = o_.ctx;
+  so.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (o_.last_layer + 1 < n_layers) {
+    so.next_host = o_.next_host;
+    so.next_port = static_cast<uint16_t>(o_.next_port);
+  }
+  const Model* raw = m.get();
+  STRATA_ASSIGN_OR_RETURN(stage_, ::strata::net::StageServer::Start(std::move(m), so));
+  model_ = raw;  // owned by the stage server
+  std::fprintf(stderr, "strata node: stage layers %d-%d listening for its upstream on %s:%u\n",
+               o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port());
+  return Status::Ok();
 }
 
 Status Server::Run() {
@@ -129,6 +209,7 @@ Status Server::Run() {
   if (loader_.joinable()) loader_.join();
   // Finish the requests still running (their callbacks post to the stopped loop, harmlessly).
   if (sched_) sched_->Stop();
+  if (stage_) stage_->Stop();
   if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");
   std::fprintf(stderr, "strata node: stopped\n");
   return Status::Ok();
@@ -272,6 +353,10 @@ Task<void> Server::StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer
 Status RunNode(const NodeOptions& opts) {
   if (opts.parallel < 1) return Errorf("--parallel must be at least 1 (got %d)", opts.parallel);
   if (opts.ctx < 8) return Errorf("--ctx must be at least 8 (got %d)", opts.ctx);
+  if (opts.first_layer >= 0 && (opts.last_layer < opts.first_layer))
+    return Errorf("--layers %d-%d is not a range", opts.first_layer, opts.last_layer);
+  if (opts.activations != "f32" && opts.activations != "q8")
+    return Errorf("--activations must be f32 or q8 (got '%s')", opts.activations.c_str());
   if (opts.reasoning_format != "deepseek" && opts.reasoning_format != "none")
     return Errorf("--reasoning-format must be deepseek or none (got '%s')",
                   opts.reasoning_format.c_str());

@@ -25,6 +25,17 @@ struct NodeOptions {
   double idle_timeout_s = 30;    // reading a request (idle keep-alive connections included)
   size_t body_limit = 8u << 20;  // bytes; larger bodies get 413
   int http_threads = 2;          // event loop threads
+
+  // Pipeline mode (docs/pipeline.md). Layers [first_layer, last_layer] (inclusive) of the model;
+  // -1: all. The head (first_layer 0) serves the HTTP API and needs `next`; a later stage
+  // listens for its upstream on stage_port and needs `next` unless it holds the last layer.
+  int first_layer = -1, last_layer = -1;
+  std::string next_host;
+  int next_port = 0;
+  int stage_port = 0;
+  std::string cluster_secret;
+  std::string activations = "f32";  // or "q8": activations between stages
+  int micro_batches = 4;            // head: steps in flight through the pipeline
 };
 
 // Listens, loads the model in the background (GET /health answers 503 "loading" meanwhile)

@@ -20,6 +20,8 @@
 #include "node/api.h"
 #include "node/metrics.h"
 #include "node/server.h"
+#include "net/pipeline_head.h"
+#include "net/stage.h"
 #include "runtime/engine.h"
 #include "runtime/scheduler.h"
 #include "tokenizer/chat_template.h"
@@ -97,6 +99,10 @@ class Server {
   Result<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& messages,
                                           bool* in_reasoning) const;
   void Load();
+  Status LoadPipeline();
+  std::string PipelineMetrics() const;
+  bool pipeline() const { return o_.first_layer >= 0; }
+  bool is_stage() const { return pipeline() && o_.first_layer > 0; }
   bool ready() const { return state_.load(std::memory_order_acquire) == kReady; }
 
   enum State { kLoading = 0, kReady = 1, kFailed = 2 };
@@ -105,7 +111,13 @@ class Server {
   net::io_context ioc_;
   std::atomic<int> state_{kLoading};
   std::string load_error_;
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Engine> engine_;            // single node
+  std::unique_ptr<Model> range_model_;        // pipeline: this node's layer range
+  std::unique_ptr<Tokenizer> range_tok_;      // pipeline head
+  const Model* model_ = nullptr;              // whichever of the above
+  const Tokenizer* tok_ = nullptr;
+  ::strata::net::PipelineHead* head_ = nullptr;  // owned by sched_ (pipeline head)
+  std::unique_ptr<::strata::net::StageServer> stage_;  // pipeline stage after the head
   std::unique_ptr<Scheduler> sched_;
   bool has_template_ = false;
   ChatTemplateInfo template_;

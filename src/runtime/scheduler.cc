@@ -5,23 +5,26 @@
 namespace strata {
 
 Scheduler::Scheduler(Engine* engine, const SchedulerOptions& opts)
-    : engine_(engine),
+    : Scheduler(engine->tokenizer(),
+                std::make_unique<LocalBackend>(engine->model(), &engine->cache(), &engine->pool()),
+                opts) {}
+
+Scheduler::Scheduler(const Tokenizer& tok, std::unique_ptr<StepBackend> backend,
+                     const SchedulerOptions& opts)
+    : tok_(tok),
+      backend_(std::move(backend)),
       opts_(opts),
-      forward_(engine->model(), &engine->cache(), &engine->pool()),
-      slots_(static_cast<size_t>(engine->cache().n_seq())) {
+      slots_(static_cast<size_t>(backend_->n_seq())) {
   if (opts_.n_batch < 1) opts_.n_batch = 1;
   if (opts_.max_queue < 0) opts_.max_queue = 0;
-  for (int i = 0; i < n_slots(); ++i) {
-    engine_->cache().Clear(i);
-  }
   stats_.slots_total = n_slots();
-  stats_.kv_total = n_slots() * engine_->cache().n_ctx();
+  stats_.kv_total = n_slots() * backend_->n_ctx();
   thread_ = std::thread([this] { Loop(); });
 }
 
 Scheduler::~Scheduler() { Stop(); }
 
-int Scheduler::n_ctx() const { return engine_->cache().n_ctx(); }
+int Scheduler::n_ctx() const { return backend_->n_ctx(); }
 
 void Scheduler::Stop() {
   {
@@ -41,7 +44,7 @@ SubmitResult Scheduler::Submit(SchedRequestParams params,
     r.message = "the prompt is empty";
     return r;
   }
-  const int32_t n_vocab = engine_->tokenizer().n_vocab();
+  const int32_t n_vocab = tok_.n_vocab();
   for (int32_t t : params.prompt) {
     if (t < 0 || t >= n_vocab) {
       r.code = SubmitCode::kInvalid;
@@ -113,7 +116,7 @@ int Scheduler::PickSlot(const std::vector<int32_t>& prompt, int* common) const {
   size_t best_common = 0;
   for (int i = 0; i < n_slots(); ++i) {
     const Slot& s = slots_[static_cast<size_t>(i)];
-    if (s.req) continue;
+    if (s.req || s.in_flight) continue;
     const size_t c = opts_.prompt_cache ? CommonPrefix(s.tokens, prompt) : 0;
     if (best < 0 || c > best_common ||
         (c == best_common && s.last_used < slots_[static_cast<size_t>(best)].last_used)) {
@@ -148,22 +151,22 @@ void Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
     }
   }
   const int copy = std::min(static_cast<int>(src_common), static_cast<int>(prompt.size()) - 1);
+  s.copies.clear();
   if (src >= 0 && copy > keep) {
-    engine_->cache().CopyPrefix(src, idx, copy);
+    s.copies.push_back(KvCopy{src, idx, copy});
     s.tokens.assign(slots_[static_cast<size_t>(src)].tokens.begin(),
                     slots_[static_cast<size_t>(src)].tokens.begin() + copy);
     keep = copy;
   }
-  engine_->cache().set_length(idx, keep);
   s.tokens.resize(static_cast<size_t>(keep));
   s.n_prompt_done = static_cast<size_t>(keep);
   s.n_cached = keep;
   s.n_generated = 0;
   s.pending = -1;
   s.held.clear();
-  s.sampler = std::make_unique<Sampler>(req->params_.sampler);
-  for (int32_t t : prompt) s.sampler->Accept(t);
-  s.decoder = std::make_unique<StreamDecoder>(engine_->tokenizer());
+  s.need_reset = true;  // the backend's sampler for this slot starts over with the prompt
+  s.restarts = 0;
+  s.decoder = std::make_unique<StreamDecoder>(tok_);
   s.last_used = ++use_clock_;
   s.req = std::move(req);
   std::lock_guard<std::mutex> lock(mu_);
@@ -221,8 +224,11 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
     if (hit && reason == "length") u.finish_reason = "stop";
   }
   std::shared_ptr<SchedRequest> req = std::move(s.req);
+  if (!s.copies.empty()) {  // the copied prefix never reached the backend
+    s.copies.clear();
+    s.tokens.clear();
+  }
   s.req.reset();
-  s.sampler.reset();
   s.decoder.reset();
   s.held.clear();
   s.pending = -1;
@@ -236,11 +242,9 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
   DeliverFinal(*req, u);
 }
 
-void Scheduler::OnLogits(Slot& s, const float* logits) {
-  const Tokenizer& tok = engine_->tokenizer();
+void Scheduler::OnToken(Slot& s, int32_t id) {
+  const Tokenizer& tok = tok_;
   const SchedRequestParams& p = s.req->params_;
-  const int32_t id = s.sampler->Sample(logits, tok.n_vocab());
-  s.sampler->Accept(id);
   s.n_generated++;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -271,7 +275,7 @@ void Scheduler::OnLogits(Slot& s, const float* logits) {
     Finish(s, "length");
     return;
   }
-  if (engine_->cache().length(static_cast<int>(&s - slots_.data())) >= n_ctx()) {
+  if (static_cast<int>(s.tokens.size()) >= n_ctx()) {
     Finish(s, "length");
     return;
   }
@@ -279,8 +283,6 @@ void Scheduler::OnLogits(Slot& s, const float* logits) {
 }
 
 void Scheduler::Loop() {
-  KvCache& cache = engine_->cache();
-  const int32_t n_vocab = engine_->tokenizer().n_vocab();
   for (;;) {
     UpdateGauges();
     // Admit waiting requests into free slots; sleep when there is nothing to do.
@@ -290,9 +292,10 @@ void Scheduler::Loop() {
         if (stop_) break;
         const bool any_running =
             std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; });
-        const bool any_free =
-            std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req == nullptr; });
-        if (any_running || (any_free && !queue_.empty())) break;
+        const bool any_free = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+          return s.req == nullptr && !s.in_flight;
+        });
+        if (any_running || !in_flight_.empty() || (any_free && !queue_.empty())) break;
         cv_.wait(lock);
       }
       if (stop_) {
@@ -300,6 +303,15 @@ void Scheduler::Loop() {
         q.swap(queue_);
         stats_.waiting = 0;
         lock.unlock();
+        // Steps in flight come back (a failed connection answers them at once).
+        while (!in_flight_.empty()) {
+          (void)backend_->Next();
+          for (int i : in_flight_.front().slots) {
+            slots_[static_cast<size_t>(i)].in_flight = false;
+            slots_[static_cast<size_t>(i)].tokens.clear();  // progress unknown
+          }
+          in_flight_.pop_front();
+        }
         for (Slot& s : slots_)
           if (s.req) Finish(s, "cancelled");
         for (auto& r : q) {
@@ -316,8 +328,9 @@ void Scheduler::Loop() {
       std::shared_ptr<SchedRequest> next;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        const bool any_free =
-            std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req == nullptr; });
+        const bool any_free = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+          return s.req == nullptr && !s.in_flight;
+        });
         if (!any_free || queue_.empty()) break;
         next = std::move(queue_.front());
         queue_.pop_front();
@@ -339,10 +352,10 @@ void Scheduler::Loop() {
     }
     UpdateGauges();
 
-    // Cancellations and deadlines, checked once per step.
+    // Cancellations and deadlines, checked once per step (a slot in flight waits for its step).
     const auto now = std::chrono::steady_clock::now();
     for (Slot& s : slots_) {
-      if (!s.req) continue;
+      if (!s.req || s.in_flight) continue;
       if (s.req->cancelled()) {
         Finish(s, "cancelled");
       } else if (s.req->params_.deadline != std::chrono::steady_clock::time_point{} &&
@@ -354,73 +367,138 @@ void Scheduler::Loop() {
       }
     }
 
-    // One batch: a decode token per generating sequence, then prompt chunks.
-    batch_.Clear();
-    batch_slot_.clear();
-    int budget = opts_.n_batch;
-    for (int i = 0; i < n_slots(); ++i) {
-      Slot& s = slots_[static_cast<size_t>(i)];
-      if (!s.req || s.pending < 0) continue;
-      batch_.Add(s.pending, cache.length(i), i, true);
-      batch_slot_.push_back(i);
-      --budget;
+    // Micro-batches: the running sequences split into depth() groups, each its own step, so
+    // every stage of a pipeline has one to work on. Depth 1: one step with every sequence.
+    const int depth = std::max(1, backend_->depth());
+    const int active = static_cast<int>(
+        std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; }));
+    const int per_step = depth == 1 ? n_slots() : std::max(1, (active + depth - 1) / depth);
+    while (static_cast<int>(in_flight_.size()) < depth && SubmitStep(per_step)) {
     }
-    for (int i = 0; i < n_slots() && budget > 0; ++i) {
-      Slot& s = slots_[static_cast<size_t>(i)];
-      if (!s.req || s.pending >= 0) continue;
-      const std::vector<int32_t>& prompt = s.req->params_.prompt;
-      const size_t left = prompt.size() - s.n_prompt_done;
-      if (left == 0) continue;
-      const size_t m = std::min(left, static_cast<size_t>(budget));
-      const int start = cache.length(i);
-      for (size_t j = 0; j < m; ++j) {
-        const bool last = s.n_prompt_done + j + 1 == prompt.size();
-        batch_.Add(prompt[s.n_prompt_done + j], start + static_cast<int>(j), i,
-                   last && s.req->params_.max_tokens > 0);
-        if (last && s.req->params_.max_tokens > 0) batch_slot_.push_back(i);
-      }
-      budget -= static_cast<int>(m);
-    }
-    if (batch_.size() == 0) continue;
+    if (in_flight_.empty()) continue;
+    Complete(backend_->Next());
+  }
+}
 
-    const Status st = forward_.Run(batch_, nullptr, &logits_);
-    if (!st.ok()) {
-      for (int i = 0; i < batch_.size(); ++i) {
-        Slot& s = slots_[static_cast<size_t>(batch_.seq[static_cast<size_t>(i)])];
-        if (!s.req) continue;
-        const int idx = static_cast<int>(&s - slots_.data());
-        cache.Clear(idx);
-        s.tokens.clear();
-        Finish(s, "error", st.message());
-      }
-      continue;
+bool Scheduler::SubmitStep(int max_seqs) {
+  Step step;
+  InFlight f;
+  auto spec = [&](Slot& s) {
+    SampleSpec sp;
+    if (s.need_reset) {
+      sp.reset = true;
+      sp.params = s.req->params_.sampler;
+      sp.accept = s.req->params_.prompt;
+      s.need_reset = false;
     }
-    // Record what each slot's cache now holds.
-    for (int i = 0; i < batch_.size(); ++i) {
-      Slot& s = slots_[static_cast<size_t>(batch_.seq[static_cast<size_t>(i)])];
-      s.tokens.push_back(batch_.tokens[static_cast<size_t>(i)]);
-      if (s.pending >= 0) {
-        s.pending = -1;
-      } else {
-        s.n_prompt_done++;
+    return sp;
+  };
+  // A decode token per generating sequence, then prompt chunks.
+  int budget = opts_.n_batch;
+  for (int i = 0; i < n_slots() && static_cast<int>(f.slots.size()) < max_seqs; ++i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    if (!s.req || s.in_flight || s.pending < 0) continue;
+    step.batch.Add(s.pending, static_cast<int32_t>(s.tokens.size()), i, true);
+    step.samples.push_back(spec(s));
+    f.row_slot.push_back(i);
+    f.slots.push_back(i);
+    --budget;
+  }
+  for (int i = 0; i < n_slots() && budget > 0 && static_cast<int>(f.slots.size()) < max_seqs; ++i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    if (!s.req || s.in_flight || s.pending >= 0) continue;
+    const std::vector<int32_t>& prompt = s.req->params_.prompt;
+    const size_t left = prompt.size() - s.n_prompt_done;
+    if (left == 0) continue;
+    const size_t m = std::min(left, static_cast<size_t>(budget));
+    const int start = static_cast<int>(s.tokens.size());
+    for (size_t j = 0; j < m; ++j) {
+      const bool last = s.n_prompt_done + j + 1 == prompt.size();
+      const bool out = last && s.req->params_.max_tokens > 0;
+      step.batch.Add(prompt[s.n_prompt_done + j], start + static_cast<int>(j), i, out);
+      if (out) {
+        step.samples.push_back(spec(s));
+        f.row_slot.push_back(i);
       }
     }
+    f.slots.push_back(i);
+    budget -= static_cast<int>(m);
+  }
+  if (f.slots.empty()) return false;
+  for (int i : f.slots) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    s.in_flight = true;
+    step.copies.insert(step.copies.end(), s.copies.begin(), s.copies.end());
+    s.copies.clear();
+  }
+  step.id = f.id = next_step_++;
+  f.batch = step.batch;
+  backend_->Submit(std::move(step));
+  in_flight_.push_back(std::move(f));
+  return true;
+}
+
+void Scheduler::Complete(const StepResult& r) {
+  InFlight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  for (int i : f.slots) slots_[static_cast<size_t>(i)].in_flight = false;
+  Status st = r.status;
+  if (st.ok() && r.id != f.id) st = Errorf("step %llu answered as %llu", static_cast<unsigned long long>(f.id), static_cast<unsigned long long>(r.id));
+  if (st.ok() && r.tokens.size() != f.row_slot.size())
+    st = Errorf("the step returned %zu tokens for %zu sampled rows", r.tokens.size(), f.row_slot.size());
+  if (!st.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stats_.evaluated_tokens += static_cast<uint64_t>(batch_.size());
-      stats_.steps++;
+      stats_.step_errors++;
     }
-    for (size_t r = 0; r < batch_slot_.size(); ++r) {
-      Slot& s = slots_[static_cast<size_t>(batch_slot_[r])];
+    // A failed step may mean a stage restarted: no cached prompt can be trusted any more.
+    for (Slot& s : slots_)
+      if (!s.req && !s.in_flight) s.tokens.clear();
+    for (int i : f.slots) {
+      Slot& s = slots_[static_cast<size_t>(i)];
+      s.tokens.clear();
+      s.copies.clear();
       if (!s.req) continue;
-      OnLogits(s, logits_.data() + r * static_cast<size_t>(n_vocab));
+      if (r.stale && s.n_generated == 0 && s.restarts < 2 && !s.req->cancelled()) {
+        // Nothing was sent to the client yet: run the prompt again from position 0.
+        s.restarts++;
+        s.n_prompt_done = 0;
+        s.n_cached = 0;
+        s.pending = -1;
+        s.need_reset = true;
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.reprefills++;
+        continue;
+      }
+      Finish(s, "error", st.message());
     }
+    return;
+  }
+  // Record what each slot's cache now holds.
+  for (int i = 0; i < f.batch.size(); ++i) {
+    Slot& s = slots_[static_cast<size_t>(f.batch.seq[static_cast<size_t>(i)])];
+    s.tokens.push_back(f.batch.tokens[static_cast<size_t>(i)]);
+    if (s.pending >= 0) {
+      s.pending = -1;
+    } else {
+      s.n_prompt_done++;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.evaluated_tokens += static_cast<uint64_t>(f.batch.size());
+    stats_.steps++;
+  }
+  for (size_t k = 0; k < f.row_slot.size(); ++k) {
+    Slot& s = slots_[static_cast<size_t>(f.row_slot[k])];
+    if (!s.req) continue;
+    OnToken(s, r.tokens[k]);
   }
 }
 
 void Scheduler::UpdateGauges() {
   int kv_used = 0;
-  for (int i = 0; i < n_slots(); ++i) kv_used += engine_->cache().length(i);
+  for (const Slot& s : slots_) kv_used += static_cast<int>(s.tokens.size());
   std::lock_guard<std::mutex> lock(mu_);
   stats_.kv_used = kv_used;
 }

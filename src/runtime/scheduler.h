@@ -4,6 +4,9 @@
 // once, so the weights are read once per step for all sequences. Requests wait in a bounded
 // queue for a free slot. A finished sequence's tokens stay in its slot: a later request whose
 // prompt shares a prefix with them reuses that KV (the prompt cache).
+// The model step itself runs behind a StepBackend (runtime/step.h): in-process for a single
+// node, or a pipeline of stages whose last one samples. A backend with depth() > 1 gets the
+// running sequences split into that many micro-batches, all in flight at once.
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 
 #include "model/forward.h"
 #include "runtime/engine.h"
+#include "runtime/step.h"
 #include "sampler/sampler.h"
 
 namespace strata {
@@ -90,7 +94,9 @@ struct SchedulerStats {
   uint64_t cached_tokens = 0;   // of which reused from the prompt cache
   uint64_t evaluated_tokens = 0;  // tokens run through the model (prompt + decode)
   uint64_t generated_tokens = 0;  // tokens sampled
-  uint64_t steps = 0;           // Forward::Run calls
+  uint64_t steps = 0;           // model steps (micro-batches) completed
+  uint64_t step_errors = 0;     // steps that failed
+  uint64_t reprefills = 0;      // requests re-run from position 0 after a stage lost its KV
   uint64_t requests_done = 0;
 };
 
@@ -99,6 +105,9 @@ class Scheduler {
   // Uses the engine's model, tokenizer, KV cache (its slots are the parallel sequences) and
   // thread pool. While the scheduler lives, nobody else may use the engine's cache or pool.
   Scheduler(Engine* engine, const SchedulerOptions& opts);
+  // Runs steps through `backend` (its slots are the parallel sequences); `tok` detokenizes.
+  Scheduler(const Tokenizer& tok, std::unique_ptr<StepBackend> backend,
+            const SchedulerOptions& opts);
   ~Scheduler();  // Stop()
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -116,6 +125,12 @@ class Scheduler {
   int n_ctx() const;
 
  private:
+  struct InFlight {
+    uint64_t id = 0;
+    std::vector<int> slots;      // slots of the step
+    std::vector<int> row_slot;   // slot of each flagged (sampled) row
+    Batch batch;
+  };
   struct Slot {
     std::shared_ptr<SchedRequest> req;  // null when free
     std::vector<int32_t> tokens;        // tokens whose KV the slot holds (== cache length)
@@ -124,32 +139,38 @@ class Scheduler {
     int n_cached = 0;
     int n_generated = 0;
     uint64_t last_used = 0;
-    std::unique_ptr<Sampler> sampler;
+    bool in_flight = false;             // part of a submitted step
+    bool need_reset = false;            // the next sampled row starts the request's sampler
+    int restarts = 0;                   // re-prefills after a stage lost its KV
+    std::vector<KvCopy> copies;         // KV copies to send with the slot's next step
     std::unique_ptr<StreamDecoder> decoder;
     std::string held;                   // text held back (could start a stop string)
   };
 
+  void Start();
   void Loop();
+  // Builds and submits one micro-batch of at most max_seqs sequences; false if none had work.
+  bool SubmitStep(int max_seqs);
+  void Complete(const StepResult& r);
   void UpdateGauges();  // kv_used into stats_
   void Admit(std::shared_ptr<SchedRequest> req);  // into a free slot (one exists)
   int PickSlot(const std::vector<int32_t>& prompt, int* common) const;
   void Finish(Slot& s, const std::string& reason, const std::string& error = {});
   // Sends a request's final update and releases its callback (see scheduler.cc).
   static void DeliverFinal(SchedRequest& r, const SchedUpdate& u);
-  // Sampled token `id` for slot s from logits[n_vocab]: stop conditions, text, update.
-  void OnLogits(Slot& s, const float* logits);
+  // Token `id` sampled for slot s: stop conditions, text, update.
+  void OnToken(Slot& s, int32_t id);
   // Moves text from s.held out, keeping what could begin a stop string. Returns true when
   // a stop string was found (the text before it is in *out).
   static bool TakeText(Slot& s, const std::vector<std::string>& stop, bool final,
                        std::string* out);
 
-  Engine* engine_;
+  const Tokenizer& tok_;
+  std::unique_ptr<StepBackend> backend_;
   SchedulerOptions opts_;
-  Forward forward_;
   std::vector<Slot> slots_;
-  Batch batch_;
-  std::vector<float> logits_;
-  std::vector<int> batch_slot_;  // slot of each output row
+  std::deque<InFlight> in_flight_;
+  uint64_t next_step_ = 1;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -1,0 +1,149 @@
+// The cluster description (cluster.yaml), read by `strata gateway`, `strata node` and the
+// planner: the model, the nodes (replicas and pipeline stages), and the gateway's routing,
+// health, failover, admission, API keys and cache. Schema: docs/cluster-config.md.
+//
+// Parsing is strict: unknown keys, wrong types and inconsistent references are errors whose
+// message names the file and line ("cluster.yaml:12: nodes[1].port: must be ...").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace strata::cluster {
+
+struct ModelSpec {
+  std::string path;  // GGUF file
+  std::string name;  // served model id ("": the file name)
+};
+
+struct NodeSpec {
+  std::string name;
+  std::string host = "127.0.0.1";
+  int port = 0;           // HTTP port (required)
+  int stage_port = 0;     // stage protocol port (0: none / not a pipeline stage)
+  bool layers_auto = true;  // "auto" (or absent): the planner decides
+  int layer_begin = -1;   // "A-B": layers A..B inclusive
+  int layer_end = -1;
+  std::string next;       // the next pipeline stage's node name ("": last stage / replica)
+  int64_t memory = 0;     // bytes the node may use (0: unknown)
+  double speed = 1.0;     // relative compute speed (planner weight)
+  int threads = 0;        // compute threads (0: all cores)
+  int parallel = 4;       // sequence slots
+  int ctx = 4096;         // KV positions per slot
+  int line = 0;           // 1-based line of the entry in the file
+};
+
+struct ClusterSection {
+  std::string secret;  // shared secret of the stage protocol ("": none)
+};
+
+enum class RoutingPolicy { kRoundRobin, kLeastOutstanding, kPowerOfTwo, kAffinity };
+const char* RoutingPolicyName(RoutingPolicy p);
+
+struct RoutingConfig {
+  RoutingPolicy policy = RoutingPolicy::kLeastOutstanding;
+  // Affinity: the session id is taken from this header, else this body field, else the first
+  // `affinity_prefix_chars` characters of the prompt (chat: of the first messages).
+  std::string affinity_header = "X-Session-Id";
+  std::string affinity_field = "user";
+  int affinity_prefix_chars = 256;
+  int affinity_vnodes = 64;  // points per backend on the hash ring
+  // The affine backend is skipped when its outstanding requests exceed
+  // max(affinity_min_load, affinity_max_load_factor * (least loaded's + 1)).
+  double affinity_max_load_factor = 2.0;
+  int affinity_min_load = 4;
+};
+
+struct HealthConfig {
+  int interval_ms = 2000;
+  int timeout_ms = 1000;
+  int unhealthy_threshold = 2;  // consecutive failed probes -> unhealthy
+  int healthy_threshold = 1;    // consecutive good probes -> healthy
+};
+
+struct CircuitConfig {
+  int failure_threshold = 3;   // consecutive request failures -> open (ejected)
+  int open_ms = 5000;          // then half-open: one trial request
+  int half_open_max = 1;       // trial requests at once while half-open
+};
+
+struct RetryConfig {
+  int max_attempts = 3;        // backends tried per request, the first included
+  int backoff_ms = 25;         // base of the exponential backoff (full jitter)
+  int max_backoff_ms = 500;
+  int unavailable_timeout_ms = 5000;  // no backend to try: wait this long, then 503
+};
+
+struct AdmissionConfig {
+  int max_concurrent = 1024;   // requests being proxied at once (0: unlimited)
+  int max_queue = 1024;        // requests waiting for a slot
+  int queue_timeout_ms = 5000;
+  int64_t max_body_bytes = 8 << 20;
+  int request_timeout_ms = 600000;  // whole upstream exchange
+};
+
+struct ApiKeySpec {
+  std::string key;
+  std::string name;
+  int64_t requests_per_minute = 0;  // 0: unlimited
+  int64_t tokens_per_minute = 0;
+  int max_concurrent = 0;
+  int line = 0;
+};
+
+// Mirrors gateway::CacheOptions (cache.h) so that this library needs no gateway code.
+struct CacheConfig {
+  bool enabled = false;
+  int64_t max_entries = 4096;
+  int64_t max_bytes = 64 << 20;
+  int ttl_s = 600;
+  std::string redis_url;
+  std::string redis_prefix = "strata:cache:";
+  int redis_timeout_ms = 200;
+  int redis_retry_ms = 2000;
+};
+
+struct GatewayConfig {
+  std::string listen_host = "0.0.0.0";
+  int listen_port = 8000;
+  std::string tls_cert, tls_key;  // both or neither
+  int threads = 2;                // event loop threads
+  RoutingConfig routing;
+  HealthConfig health;
+  CircuitConfig circuit;
+  RetryConfig retry;
+  AdmissionConfig admission;
+  std::vector<ApiKeySpec> api_keys;  // empty: no authentication
+  CacheConfig cache;
+  std::vector<std::string> backends;  // node names; filled with the default when absent
+  bool access_log = true;
+};
+
+struct ClusterConfig {
+  std::string source;  // file name, for messages
+  ModelSpec model;
+  ClusterSection cluster;
+  std::vector<NodeSpec> nodes;
+  GatewayConfig gateway;
+
+  const NodeSpec* FindNode(std::string_view name) const;
+  // Nodes that are no other node's `next`: replicas and pipeline heads.
+  std::vector<std::string> DefaultBackends() const;
+  // "replica" (no next), "pipeline" (head of a pipeline) or "stage" (a later stage).
+  std::string ModeOf(const NodeSpec& n) const;
+};
+
+// Parses YAML text. `source` names the file in error messages.
+Result<ClusterConfig> ParseClusterConfig(std::string_view text,
+                                         const std::string& source = "cluster.yaml");
+Result<ClusterConfig> LoadClusterConfig(const std::string& path);
+
+// "8GiB", "512MiB", "1.5GB", "1000" -> bytes.
+std::optional<int64_t> ParseByteSize(std::string_view s);
+
+}  // namespace strata::cluster

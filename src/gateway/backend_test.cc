@@ -1,0 +1,172 @@
+#include "gateway/backend.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+namespace strata::gateway {
+namespace {
+
+std::vector<BackendInfo> Three() {
+  std::vector<BackendInfo> v;
+  for (const char* n : {"a", "b", "c"}) v.push_back({n, "127.0.0.1", 1, "replica", "auto"});
+  return v;
+}
+
+std::unique_ptr<BackendPool> MakePoolPtr(cluster::RoutingPolicy policy,
+                                         cluster::CircuitConfig cc = {},
+                                         cluster::HealthConfig hc = {}) {
+  cluster::RoutingConfig rc;
+  rc.policy = policy;
+  auto p = std::make_unique<BackendPool>(Three(), rc, hc, cc);
+  for (int i = 0; i < 3; ++i) p->ProbeResult(i, true, false, 1, 0, 4, 0, "");
+  return p;
+}
+
+TEST(BackendPool, UnprobedBackendsGetNoTraffic) {
+  BackendPool p(Three(), {}, {}, {});
+  EXPECT_EQ(p.Pick("", {}), -1);
+  p.ProbeResult(1, true, false, 1, 0, 4, 0, "");
+  EXPECT_EQ(p.Pick("", {}), 1);
+  p.ProbeResult(2, false, /*loading=*/true, 1, 0, 4, 0, "loading");
+  EXPECT_EQ(p.Snapshot()[2].health, HealthState::kLoading);
+  EXPECT_EQ(p.HealthyCount(), 1);
+}
+
+TEST(BackendPool, RoundRobinIsEven) {
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kRoundRobin);
+  auto& p = *pp;
+  std::map<int, int> n;
+  for (int k = 0; k < 30; ++k) {
+    const int b = p.Pick("", {});
+    ++n[b];
+    p.Release(b, Outcome::kSuccess, 0.01, -1, "");
+  }
+  EXPECT_EQ(n[0], 10);
+  EXPECT_EQ(n[1], 10);
+  EXPECT_EQ(n[2], 10);
+}
+
+TEST(BackendPool, LeastOutstandingPicksTheIdlest) {
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kLeastOutstanding);
+  auto& p = *pp;
+  // Hold two on whatever is picked first, one on the second: the third must be the idle one.
+  const int a = p.Pick("", {});
+  const int b = p.Pick("", {});
+  EXPECT_NE(a, b);
+  const int c = p.Pick("", {});
+  EXPECT_NE(c, a);
+  EXPECT_NE(c, b);
+  p.Release(b, Outcome::kSuccess, 0.01, -1, "");
+  p.Release(c, Outcome::kSuccess, 0.01, -1, "");
+  const int d = p.Pick("", {});
+  EXPECT_NE(d, a);  // a still has one outstanding
+}
+
+TEST(BackendPool, PowerOfTwoAvoidsTheBusiest) {
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kPowerOfTwo);
+  auto& p = *pp;
+  // Load backend 0 heavily (pick with the others excluded).
+  for (int k = 0; k < 10; ++k) ASSERT_EQ(p.Pick("", {1, 2}), 0);
+  std::map<int, int> n;
+  for (int k = 0; k < 200; ++k) {
+    const int b = p.Pick("", {});
+    ++n[b];
+    p.Release(b, Outcome::kSuccess, 0.01, -1, "");
+  }
+  EXPECT_EQ(n[0], 0);  // always the less loaded of any two sampled
+  EXPECT_GT(n[1], 50);
+  EXPECT_GT(n[2], 50);
+}
+
+TEST(BackendPool, AffinityIsStickyAndSpreads) {
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kAffinity);
+  auto& p = *pp;
+  std::map<int, int> owners;
+  for (int s = 0; s < 60; ++s) {
+    const std::string key = "session-" + std::to_string(s);
+    const int first = p.Pick(key, {});
+    p.Release(first, Outcome::kSuccess, 0.01, -1, "");
+    for (int k = 0; k < 5; ++k) {
+      const int again = p.Pick(key, {});
+      EXPECT_EQ(again, first) << key;
+      p.Release(again, Outcome::kSuccess, 0.01, -1, "");
+    }
+    ++owners[first];
+  }
+  EXPECT_EQ(owners.size(), 3u);  // the ring spreads sessions over every backend
+  for (auto& [b, n] : owners) EXPECT_GT(n, 5);
+}
+
+TEST(BackendPool, AffinityYieldsWhenTooUneven) {
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kAffinity);
+  auto& p = *pp;
+  const int home = p.Pick("s", {});
+  // Pile requests on the home backend (excluding the others) up to the limit.
+  for (int k = 0; k < 8; ++k) {
+    std::vector<int> ex;
+    for (int i = 0; i < 3; ++i)
+      if (i != home) ex.push_back(i);
+    p.Pick("s", ex);
+  }
+  EXPECT_NE(p.Pick("s", {}), home);
+}
+
+TEST(BackendPool, CircuitBreakerOpensAndHalfOpens) {
+  cluster::CircuitConfig cc;
+  cc.failure_threshold = 2;
+  cc.open_ms = 100;
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kRoundRobin, cc);
+  auto& p = *pp;
+  const auto t0 = Clock::now();
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(p.Pick("", {1, 2}, t0), 0);
+    p.Release(0, Outcome::kFailure, -1, -1, "refused", t0);
+  }
+  EXPECT_EQ(p.Snapshot()[0].circuit, CircuitState::kOpen);
+  EXPECT_EQ(p.Pick("", {1, 2}, t0), -1);  // ejected
+  const auto later = t0 + std::chrono::milliseconds(150);
+  EXPECT_EQ(p.Pick("", {1, 2}, later), 0);   // half-open trial
+  EXPECT_EQ(p.Pick("", {1, 2}, later), -1);  // one trial at a time
+  p.Release(0, Outcome::kFailure, -1, -1, "refused", later);
+  EXPECT_EQ(p.Snapshot()[0].circuit, CircuitState::kOpen);  // failed trial: open again
+  const auto later2 = later + std::chrono::milliseconds(150);
+  EXPECT_EQ(p.Pick("", {1, 2}, later2), 0);
+  p.Release(0, Outcome::kSuccess, 0.01, -1, "", later2);
+  EXPECT_EQ(p.Snapshot()[0].circuit, CircuitState::kClosed);
+}
+
+TEST(BackendPool, HealthThresholds) {
+  cluster::HealthConfig hc;
+  hc.unhealthy_threshold = 2;
+  hc.healthy_threshold = 2;
+  auto pp = MakePoolPtr(cluster::RoutingPolicy::kRoundRobin, {}, hc);
+  auto& p = *pp;
+  p.ProbeResult(0, false, false, 1, 0, 0, 0, "refused");
+  EXPECT_EQ(p.Snapshot()[0].health, HealthState::kHealthy);  // one failure is tolerated
+  p.ProbeResult(0, false, false, 1, 0, 0, 0, "refused");
+  EXPECT_EQ(p.Snapshot()[0].health, HealthState::kUnhealthy);
+  EXPECT_EQ(p.Pick("", {1, 2}), -1);
+  p.ProbeResult(0, true, false, 1, 0, 4, 0, "");
+  EXPECT_EQ(p.Snapshot()[0].health, HealthState::kUnhealthy);
+  p.ProbeResult(0, true, false, 1, 0, 4, 0, "");
+  EXPECT_EQ(p.Snapshot()[0].health, HealthState::kHealthy);
+  EXPECT_EQ(p.Pick("", {1, 2}), 0);
+}
+
+TEST(Histogram, CumulativeBuckets) {
+  Histogram h({0.1, 1});
+  h.Observe(0.05);
+  h.Observe(0.5);
+  h.Observe(5);
+  std::string out;
+  h.Render("x", "b=\"1\"", &out);
+  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"0.1\"} 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"1\"} 2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"+Inf\"} 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_count{b=\"1\"} 3\n"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace strata::gateway

@@ -1,0 +1,169 @@
+#include "net/pipeline_head.h"
+
+#include <chrono>
+
+#include "base/log.h"
+#include "net/auth.h"
+
+namespace strata::net {
+
+PipelineHead::PipelineHead(const Model& model, const PipelineHeadOptions& opts)
+    : model_(model), opts_(opts) {}
+
+Result<std::unique_ptr<PipelineHead>> PipelineHead::Start(const Model& model,
+                                                          const PipelineHeadOptions& opts) {
+  if (!model.has_embedding()) return Status::Error("the pipeline head must start at layer 0");
+  if (model.has_head())
+    return Status::Error("the pipeline head holds every layer: there is no next stage to use");
+  if (opts.link.client.secret.empty()) return Status::Error("the cluster secret is empty");
+  if (opts.next_host.empty() || opts.next_port == 0)
+    return Status::Error("the pipeline head needs the next stage's address (--next HOST:PORT)");
+  std::unique_ptr<PipelineHead> h(new PipelineHead(model, opts));
+  if (h->opts_.depth < 1) h->opts_.depth = 1;
+  STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(model.last_layer(), opts.n_seq, opts.n_ctx,
+                                                         model.config().kv_dim()));
+  h->cache_ = std::make_unique<KvCache>(std::move(cache));
+  h->pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
+  h->forward_ = std::make_unique<Forward>(model, h->cache_.get(), h->pool_.get());
+  h->link_ = std::make_unique<StageLink>(opts.next_host, opts.next_port, StageInfoFor(model), opts.link);
+  Status first = h->link_->WaitFirstAttempt(opts.link.client.connect_timeout_ms +
+                                            opts.link.client.handshake_timeout_ms);
+  if (!first.ok()) {
+    const bool unreachable = first.message().rfind("cannot connect", 0) == 0 ||
+                             first.message().rfind("cannot resolve", 0) == 0 ||
+                             first.message().find("no answer within") != std::string::npos;
+    if (!unreachable) return first.With("connecting to the next stage");
+    STRATA_LOG(LogLevel::kWarn, "pipeline head: next stage %s:%u not reachable yet (%s); retrying in "
+               "the background", opts.next_host.c_str(), opts.next_port, first.message().c_str());
+  }
+  PipelineHead* self = h.get();
+  h->worker_ = std::thread([self] { self->Worker(); });
+  return h;
+}
+
+PipelineHead::~PipelineHead() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  if (link_) link_->Stop();
+}
+
+void PipelineHead::Submit(Step step) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    order_.push_back(step.id);
+    queue_.push_back(std::move(step));
+  }
+  cv_.notify_all();
+}
+
+StepResult PipelineHead::Next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (order_.empty()) {
+    StepResult r;
+    r.status = Status::Error("no step was submitted");
+    return r;
+  }
+  const uint64_t id = order_.front();
+  cv_.wait(lock, [&] { return done_.count(id) > 0; });
+  StepResult r = std::move(done_[id]);
+  done_.erase(id);
+  order_.pop_front();
+  return r;
+}
+
+void PipelineHead::Finish(StepResult r) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (r.status.ok()) {
+      stats_.steps++;
+    } else {
+      stats_.failed_steps++;
+    }
+    done_[r.id] = std::move(r);
+  }
+  cv_.notify_all();
+}
+
+PipelineHeadStats PipelineHead::stats() const {
+  PipelineHeadStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_;
+  }
+  s.link = link_->stats();
+  return s;
+}
+
+void PipelineHead::Worker() {
+  std::vector<float> hidden;
+  for (;;) {
+    Step step;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      step = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const uint64_t id = step.id;
+    // Fail fast while the next stage is away: no point computing for a dead link.
+    if (!link_->connected()) {
+      const LinkStats ls = link_->stats();
+      StepResult r;
+      r.id = id;
+      r.status = Errorf("the pipeline is unavailable: %s is down (%s); reconnecting",
+                        link_->where().c_str(), ls.last_error.c_str());
+      Finish(std::move(r));
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    bool stale = false;
+    Status st = PrepareKv(*cache_, step.batch, step.copies, &stale);
+    if (st.ok()) st = forward_->Run(step.batch, nullptr, &hidden);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.compute_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (st.ok()) stats_.tokens += static_cast<uint64_t>(step.batch.size());
+    }
+    if (!st.ok()) {
+      StepResult r;
+      r.id = id;
+      r.status = st;
+      r.stale = stale;
+      Finish(std::move(r));
+      continue;
+    }
+    ForwardMsg m;
+    m.id = id;
+    m.flags = kSample;
+    if (opts_.activations == Activations::kQ8) m.flags |= kQ8Hops;
+    if (!step.copies.empty()) m.flags |= kHasCopies;
+    m.hidden_dim = static_cast<uint32_t>(model_.config().hidden);
+    m.encoding = opts_.activations;
+    m.batch = std::move(step.batch);
+    m.hidden = std::move(hidden);
+    m.copies = std::move(step.copies);
+    m.samples = std::move(step.samples);
+    link_->SendForward(m, [this, id](LinkReply reply) {
+      StepResult r;
+      r.id = id;
+      if (!reply.status.ok()) {
+        r.status = reply.status;
+        r.stale = reply.code == ErrorCode::kStale;
+      } else if (reply.result.kind != ResultKind::kTokenIds) {
+        r.status = Status::Error("the last stage did not return token ids");
+      } else {
+        r.tokens = std::move(reply.result.tokens);
+      }
+      Finish(std::move(r));
+    });
+    hidden = std::move(m.hidden);  // reuse the buffer
+  }
+}
+
+}  // namespace strata::net

@@ -1,0 +1,84 @@
+// The head of a pipeline as a StepBackend for the Scheduler: runs layers [0, k) of the model
+// locally on a compute thread, sends the hidden states of each step to the next stage over a
+// StageLink and gets the tail's sampled token ids back. Several steps (micro-batches) are in
+// flight at once: while later stages work on one, the head computes the next. When the link
+// fails, the steps in flight fail at once with a clear error and later steps fail until the
+// link has reconnected by itself.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/thread_pool.h"
+#include "model/forward.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "net/link.h"
+#include "net/protocol.h"
+#include "runtime/step.h"
+
+namespace strata::net {
+
+struct PipelineHeadOptions {
+  std::string next_host;
+  uint16_t next_port = 0;
+  LinkOptions link;            // link.client.secret is required
+  Activations activations = Activations::kF32;
+  int n_seq = 4;               // KV slots (the same on every stage)
+  int n_ctx = 4096;
+  int threads = 1;
+  int depth = 4;               // micro-batches in flight
+};
+
+struct PipelineHeadStats {
+  uint64_t steps = 0, failed_steps = 0;
+  uint64_t tokens = 0;           // tokens through the head's layers
+  double compute_seconds = 0;    // the head's forward passes
+  LinkStats link;
+};
+
+class PipelineHead : public StepBackend {
+ public:
+  // `model` must start at layer 0 and not hold the head (a later stage has it).
+  static Result<std::unique_ptr<PipelineHead>> Start(const Model& model,
+                                                     const PipelineHeadOptions& opts);
+  ~PipelineHead() override;
+
+  int n_seq() const override { return cache_->n_seq(); }
+  int n_ctx() const override { return cache_->n_ctx(); }
+  int depth() const override { return opts_.depth; }
+  void Submit(Step step) override;
+  StepResult Next() override;
+
+  PipelineHeadStats stats() const;
+  StageLink& link() { return *link_; }
+
+ private:
+  PipelineHead(const Model& model, const PipelineHeadOptions& opts);
+  void Worker();
+  void Finish(StepResult r);
+
+  const Model& model_;
+  PipelineHeadOptions opts_;
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Forward> forward_;
+  std::unique_ptr<StageLink> link_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::deque<Step> queue_;                 // submitted, not yet computed
+  std::deque<uint64_t> order_;             // submitted, not yet returned by Next()
+  std::map<uint64_t, StepResult> done_;    // results waiting for Next()
+  PipelineHeadStats stats_;
+  std::thread worker_;
+};
+
+}  // namespace strata::net

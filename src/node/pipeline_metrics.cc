@@ -1,0 +1,85 @@
+// Per-stage pipeline metrics of the node (/metrics): compute time per token, per-hop latency
+// and bytes sent per token, for the head (PipelineHead) and later stages (StageServer).
+#include "net/link.h"
+#include "node/server_impl.h"
+
+namespace strata::node {
+namespace {
+
+void Gauge(std::string* out, const std::string& name, const char* type, const std::string& help,
+           double value) {
+  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  *out += name + " " + StrFormat("%.9g", value) + "\n";
+}
+
+void LinkMetrics(std::string* out, const ::strata::net::LinkStats& l, uint64_t tokens) {
+  Gauge(out, "strata_stage_next_connected", "gauge", "1 while the link to the next stage is up.",
+        l.connected ? 1 : 0);
+  Gauge(out, "strata_stage_next_reconnects_total", "counter",
+        "Reconnections to the next stage after a lost connection.",
+        static_cast<double>(l.connects > 0 ? l.connects - 1 : 0));
+  Gauge(out, "strata_stage_next_failures_total", "counter", "Connections to the next stage lost.",
+        static_cast<double>(l.failures));
+  Gauge(out, "strata_stage_hop_rtt_seconds", "gauge",
+        "Last Ping/Pong round trip to the next stage (network latency of the hop).",
+        l.last_rtt_seconds);
+  Gauge(out, "strata_stage_hop_rtt_seconds_avg", "gauge", "Mean Ping/Pong round trip to the next stage.",
+        l.rtt_count ? l.rtt_seconds_sum / static_cast<double>(l.rtt_count) : 0.0);
+  Gauge(out, "strata_stage_hop_request_seconds_avg", "gauge",
+        "Mean time from sending a step to the next stage to its answer (later stages included).",
+        l.requests ? l.request_seconds / static_cast<double>(l.requests) : 0.0);
+  Gauge(out, "strata_stage_hop_requests_total", "counter", "Steps answered by the next stage.",
+        static_cast<double>(l.requests));
+  Gauge(out, "strata_stage_bytes_sent_total", "counter", "Bytes sent to the next stage.",
+        static_cast<double>(l.bytes_sent));
+  Gauge(out, "strata_stage_bytes_sent_per_token", "gauge",
+        "Bytes sent to the next stage per token computed by this stage.",
+        tokens ? static_cast<double>(l.bytes_sent) / static_cast<double>(tokens) : 0.0);
+}
+
+}  // namespace
+
+std::string Server::PipelineMetrics() const {
+  std::string out;
+  if (!pipeline()) return out;
+  out += "# HELP strata_stage_info This node's pipeline stage.\n# TYPE strata_stage_info gauge\n";
+  out += StrFormat("strata_stage_info{role=\"%s\",first_layer=\"%d\",last_layer=\"%d\"} 1\n",
+                   o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail", o_.first_layer,
+                   o_.last_layer);
+  uint64_t tokens = 0;
+  double compute = 0;
+  if (head_ != nullptr) {
+    const ::strata::net::PipelineHeadStats s = head_->stats();
+    tokens = s.tokens;
+    compute = s.compute_seconds;
+    Gauge(&out, "strata_stage_steps_failed_total", "counter", "Pipeline steps that failed.",
+          static_cast<double>(s.failed_steps));
+    LinkMetrics(&out, s.link, tokens);
+  } else if (stage_ != nullptr) {
+    const ::strata::net::StageStats s = stage_->stats();
+    tokens = s.tokens;
+    compute = s.compute_seconds;
+    Gauge(&out, "strata_stage_requests_total", "counter", "Steps served (answered successfully).",
+          static_cast<double>(s.requests));
+    Gauge(&out, "strata_stage_request_errors_total", "counter", "Steps answered with an error.",
+          static_cast<double>(s.request_errors));
+    Gauge(&out, "strata_stage_stale_errors_total", "counter",
+          "Steps refused because KV positions were lost (a stage restarted).",
+          static_cast<double>(s.stale_errors));
+    Gauge(&out, "strata_stage_connections_rejected_total", "counter",
+          "Stage connections refused (bad handshake, authentication, malformed frames).",
+          static_cast<double>(s.rejected));
+    Gauge(&out, "strata_stage_bytes_upstream_total", "counter", "Bytes sent back upstream.",
+          static_cast<double>(s.bytes_upstream));
+    ::strata::net::LinkStats l;
+    if (stage_->next_stats(&l)) LinkMetrics(&out, l, tokens);
+  }
+  Gauge(&out, "strata_stage_tokens_total", "counter", "Tokens run through this stage's layers.",
+        static_cast<double>(tokens));
+  Gauge(&out, "strata_stage_compute_seconds_total", "counter", "Time in this stage's layers.", compute);
+  Gauge(&out, "strata_stage_compute_seconds_per_token", "gauge",
+        "Compute time of this stage per token.", tokens ? compute / static_cast<double>(tokens) : 0.0);
+  return out;
+}
+
+}  // namespace strata::node

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Integration test of `strata gateway`: real `strata node` processes (synthesized tiny model)
+and gateways on loopback, driven over HTTP (stdlib only, curl for TLS).
+
+usage: gateway_test.py --strata PATH [--workdir DIR]
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+FAILS = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILS.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=60):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    payload = r.read()
+    c.close()
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        parsed = {"_raw": payload.decode(errors="replace")}
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+
+
+def stream(port, path, body, headers=None, on_event=None):
+    """POSTs and parses the SSE reply: (status, headers, events, saw_done)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", path, body=json.dumps(body).encode(), headers=h)
+    r = c.getresponse()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    if r.status != 200:
+        return r.status, hdrs, [json.loads(r.read())], False
+    events, done = [], False
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.rstrip(b"\r\n")
+        if not line:
+            continue
+        assert line.startswith(b"data: "), line
+        if line[6:] == b"[DONE]":
+            done = True
+            break
+        events.append(json.loads(line[6:]))
+        if on_event:
+            on_event(len(events))
+    c.close()
+    return 200, hdrs, events, done
+
+
+def text_of(events):
+    out = ""
+    for e in events:
+        for ch in e.get("choices", []):
+            out += ch.get("text", "") or ch.get("delta", {}).get("content", "") or ""
+    return out
+
+
+class Proc:
+    def __init__(self, args, ready_path, port, name):
+        self.port, self.name, self.args = port, name, args
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: " + self.output())
+            try:
+                st, _, _ = request(port, "GET", ready_path, timeout=2)
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not become ready: " + self.output())
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_node(strata, model, port, name):
+    return Proc([strata, "node", "--model", model, "--port", str(port), "--threads", "1",
+                 "--parallel", "4", "--ctx", "2048"], "/health", port, name)
+
+
+def start_gateway(strata, work, name, nodes, gateway_yaml, tls=False):
+    port = free_port()
+    cfg = os.path.join(work, name + ".yaml")
+    lines = ["model:", "  path: model.gguf", "nodes:"]
+    for n, p in nodes:
+        lines += [f"  - name: {n}", f"    port: {p}"]
+    lines += ["gateway:", f"  listen: 127.0.0.1:{port}"]
+    lines += ["  " + l for l in gateway_yaml.strip("\n").splitlines()]
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    g = Proc([strata, "gateway", "--config", cfg], "/health", port, name) if not tls else None
+    if tls:
+        g = Proc.__new__(Proc)
+        g.port, g.name = port, name
+        g.log = tempfile.TemporaryFile()
+        g.proc = subprocess.Popen([strata, "gateway", "--config", cfg], stdout=g.log,
+                                  stderr=subprocess.STDOUT)
+    return g
+
+
+def wait_for(cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def backend_states(port):
+    _, _, j = request(port, "GET", "/api/cluster")
+    return {b["name"]: b["state"] for b in j["backends"]}
+
+
+HEALTH = """health: {interval_ms: 100, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1}
+circuit_breaker: {failure_threshold: 1, open_ms: 300}
+retry: {max_attempts: 3, backoff_ms: 5, max_backoff_ms: 20, unavailable_timeout_ms: 1500}
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--strata", required=True)
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = a.workdir or tempfile.mkdtemp(prefix="strata_gateway_test_")
+    os.makedirs(work, exist_ok=True)
+    model = os.path.join(work, "gw-tiny.gguf")
+    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "f32",
+                    "--out", model], check=True, capture_output=True)
+
+    # Invalid config: the error names the line.
+    bad = os.path.join(work, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("nodes:\n  - name: a\n    port: 70000\n")
+    r = subprocess.run([a.strata, "gateway", "--config", bad], capture_output=True, text=True)
+    check(r.returncode != 0 and "bad.yaml:3" in r.stderr, "invalid config names the line: " + r.stderr.strip())
+
+    ports = [free_port() for _ in range(3)]
+    names = ["n0", "n1", "n2"]
+    nodes = {n: start_node(a.strata, model, p, n) for n, p in zip(names, ports)}
+    gws = []
+    try:
+        run_tests(a, work, model, nodes, list(zip(names, ports)), gws)
+    finally:
+        for g in gws:
+            g.stop()
+        for n in nodes.values():
+            n.stop()
+    if FAILS:
+        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
+        sys.exit(1)
+    print("\nall gateway checks passed")
+
+
+def run_tests(a, work, model, nodes, node_list, gws):
+    main_gw = start_gateway(a.strata, work, "main", node_list, HEALTH + """
+cache: {max_entries: 100, ttl_s: 60}
+admission: {max_body_bytes: 64KiB}
+""")
+    gws.append(main_gw)
+    gp = main_gw.port
+    check(wait_for(lambda: request(gp, "GET", "/ready")[0] == 200, 10), "/ready turns 200")
+    wait_for(lambda: request(gp, "GET", "/api/cluster")[2]["healthy_backends"] == 3, 5)
+    st, _, j = request(gp, "GET", "/api/cluster")
+    check(st == 200 and len(j["backends"]) == 3 and
+          all(b["state"] == "healthy" and b["mode"] == "replica" for b in j["backends"]),
+          "/api/cluster lists 3 healthy replicas")
+    st, _, j = request(gp, "GET", "/v1/models")
+    check(st == 200 and j["data"][0]["object"] == "model", "/v1/models proxied")
+
+    # The plan's call, with the serving node named, and the request id passed through.
+    st, h, j = request(gp, "POST", "/api/inference",
+                       {"prompt": "Hello there", "max_length": 8, "temperature": 0},
+                       {"X-Request-Id": "test-req-1"})
+    check(st == 200 and "response" in j and j.get("node") in nodes, f"/api/inference answers with node ({j.get('node')})")
+    check(h.get("x-request-id") == "test-req-1", "X-Request-Id passed through")
+    st, h, _ = request(gp, "POST", "/api/inference", {"prompt": "x", "max_length": 2})
+    check(h.get("x-request-id", "").startswith("gw-"), "X-Request-Id generated")
+    st, _, j = request(gp, "POST", "/api/inference", {"max_length": 2})
+    check(st == 400, "missing prompt -> 400")
+
+    # Streaming equals the direct node's greedy output.
+    body = {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0, "stream": True}
+    _, _, direct, _ = stream(node_list[0][1], "/v1/completions", body)
+    st, h, evs, done = stream(gp, "/v1/completions", body)
+    check(st == 200 and done and text_of(evs) == text_of(direct) and len(evs) >= 2,
+          f"completions stream proxied ({len(evs)} events, identical text)")
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 12, "temperature": 0,
+            "stream": True}
+    st, h, evs, done = stream(gp, "/v1/chat/completions", chat)
+    check(st == 200 and done and evs and evs[0]["object"] == "chat.completion.chunk",
+          "chat stream proxied")
+    st, _, j = request(gp, "POST", "/v1/chat/completions", dict(chat, stream=False))
+    check(st == 200 and j.get("object") == "chat.completion", "chat non-stream proxied")
+
+    # Hostile input.
+    st, _, j = request(gp, "POST", "/v1/completions", b"{not json")
+    check(st == 400 and "error" in j and "message" in j["error"], "malformed JSON -> 400 envelope")
+    st, _, j = request(gp, "POST", "/v1/completions", {"prompt": "x" * 100000})
+    check(st == 413, f"oversized body -> 413 (got {st})")
+    st, _, _ = request(gp, "GET", "/nope")
+    check(st == 404, "unknown path -> 404")
+    check(request(gp, "GET", "/health")[0] == 200, "gateway still serves after hostile input")
+
+    # Cache: deterministic requests hit the second time; others are not cached.
+    det = {"prompt": "cache me", "max_tokens": 6, "temperature": 0}
+    st1, h1, j1 = request(gp, "POST", "/v1/completions", det)
+    st2, h2, j2 = request(gp, "POST", "/v1/completions", det)
+    check(h1.get("x-cache") == "MISS" and h2.get("x-cache") == "HIT" and j1 == j2,
+          f"cache MISS then HIT with the same body ({h1.get('x-cache')}, {h2.get('x-cache')})")
+    _, h3, _ = request(gp, "POST", "/v1/completions", {"prompt": "no", "max_tokens": 3, "temperature": 0.9})
+    check("x-cache" not in h3, "non-deterministic request bypasses the cache")
+    _, _, e1 = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
+    _, h4, _ = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
+    check(h4.get("x-cache") == "MISS", "errors are not cached")
+
+    # Least outstanding: concurrent long streams spread over distinct backends.
+    seen = []
+    lock = threading.Lock()
+
+    def long_stream():
+        st, h, evs, done = stream(gp, "/v1/completions", {"prompt": "spread", "max_tokens": 300,
+                                                          "temperature": 0, "stream": True})
+        with lock:
+            seen.append(h.get("x-strata-backend"))
+    ts = [threading.Thread(target=long_stream) for _ in range(3)]
+    for t in ts:
+        t.start()
+        time.sleep(0.02)
+    for t in ts:
+        t.join()
+    check(len(set(seen)) == 3, f"least_outstanding spreads 3 concurrent streams: {seen}")
+
+    # Failover: kill -9 the serving replica mid-stream; the stream completes unchanged.
+    fo = {"prompt": "The story goes", "max_tokens": 400, "temperature": 0, "stream": True}
+    _, _, ref, _ = stream(node_list[1][1], "/v1/completions", fo)
+    served = {}
+
+    def killer(n):
+        if n == 5 and "victim" not in served:
+            served["victim"] = True
+            nodes[served["backend"]].kill()
+
+    c = http.client.HTTPConnection("127.0.0.1", gp, timeout=60)
+    c.request("POST", "/v1/completions", body=json.dumps(fo).encode(),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    served["backend"] = r.getheader("X-Strata-Backend")
+    evs, done = [], False
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.rstrip(b"\r\n")
+        if not line:
+            continue
+        if line[6:] == b"[DONE]":
+            done = True
+            break
+        evs.append(json.loads(line[6:]))
+        killer(len(evs))
+    c.close()
+    got, want = text_of(evs), text_of(ref)
+    check(done and got == want,
+          f"kill -9 mid-stream: stream completes and equals the undisturbed output "
+          f"({len(got)} vs {len(want)} chars, first diff at "
+          f"{next((i for i in range(min(len(got), len(want))) if got[i] != want[i]), min(len(got), len(want)))})")
+    check(len({e["id"] for e in evs}) == 1, "one stream id across the failover")
+    _, _, m = request(gp, "GET", "/metrics")
+    metrics = m["_raw"]
+    fails = re.search(r"strata_gateway_failovers_total (\d+)", metrics)
+    check(fails and int(fails.group(1)) >= 1, "the failover was counted (mid-stream kill happened)")
+    victim = served["backend"]
+    check(wait_for(lambda: backend_states(gp)[victim] == "unhealthy", 5), f"killed {victim} ejected")
+    # Requests keep working meanwhile.
+    ok = all(request(gp, "POST", "/api/inference", {"prompt": "still", "max_length": 3})[0] == 200
+             for _ in range(6))
+    check(ok, "requests succeed while a replica is down")
+    port = dict(node_list)[victim]
+    nodes[victim] = start_node(a.strata, model, port, victim)
+    check(wait_for(lambda: backend_states(gp)[victim] == "healthy", 5), f"restarted {victim} re-admitted")
+    for needle in ["strata_gateway_backend_requests_total{backend=\"n0\"}",
+                   "strata_gateway_backend_latency_seconds_bucket", "strata_gateway_backend_ttft_seconds_bucket",
+                   "strata_gateway_healthy_backends 3", "strata_gateway_queue_depth", "strata_gateway_cache_hit_ratio"]:
+        check(needle in request(gp, "GET", "/metrics")[2]["_raw"], "metrics has " + needle)
+
+    # Round robin: even distribution.
+    rr = start_gateway(a.strata, work, "rr", node_list, HEALTH + "routing: {policy: round_robin}\n")
+    gws.append(rr)
+    wait_for(lambda: request(rr.port, "GET", "/api/cluster")[2]["healthy_backends"] == 3, 5)
+    counts = {}
+    for i in range(30):
+        _, _, j = request(rr.port, "POST", "/api/inference", {"prompt": f"rr {i}", "max_length": 2})
+        counts[j.get("node")] = counts.get(j.get("node"), 0) + 1
+    check(sorted(counts.values()) == [10, 10, 10], f"round_robin is even: {counts}")
+
+    # Affinity: a session sticks to one backend; sessions spread.
+    af = start_gateway(a.strata, work, "aff", node_list, HEALTH + "routing: {policy: affinity, affinity_prefix_chars: 24}\n")
+    gws.append(af)
+    wait_for(lambda: request(af.port, "GET", "/api/cluster")[2]["healthy_backends"] == 3, 5)
+    owners = {}
+    sticky = True
+    for s in range(12):
+        got = set()
+        for k in range(4):
+            _, _, j = request(af.port, "POST", "/api/inference", {"prompt": f"turn {k}", "max_length": 2},
+                              {"X-Session-Id": f"sess-{s}"})
+            got.add(j.get("node"))
+        sticky = sticky and len(got) == 1
+        owners[s] = got.pop()
+    check(sticky, "affinity: every session stays on one backend")
+    check(len(set(owners.values())) >= 2, f"affinity: sessions spread ({sorted(set(owners.values()))})")
+    same_prefix = {request(af.port, "POST", "/api/inference",
+                           {"prompt": "A long shared system prompt. turn " + str(k), "max_length": 2})[2].get("node")
+                   for k in range(3)}
+    check(len(same_prefix) == 1, "affinity: a shared prompt prefix sticks")
+
+    # API keys: 401 without a key, 429 + Retry-After past the per-minute limit.
+    keys = start_gateway(a.strata, work, "keys", node_list, HEALTH + """
+api_keys:
+  - {key: sk-alpha, name: alpha, requests_per_minute: 3}
+  - {key: sk-beta, name: beta}
+""")
+    gws.append(keys)
+    st, h, j = request(keys.port, "POST", "/api/inference", {"prompt": "x", "max_length": 2})
+    check(st == 401 and j["error"]["type"] == "authentication_error", "no key -> 401")
+    st, _, _ = request(keys.port, "POST", "/api/inference", {"prompt": "x", "max_length": 2},
+                       {"Authorization": "Bearer wrong"})
+    check(st == 401, "bad key -> 401")
+    sts = [request(keys.port, "POST", "/api/inference", {"prompt": "x", "max_length": 2},
+                   {"Authorization": "Bearer sk-alpha"}) for _ in range(4)]
+    check([s[0] for s in sts] == [200, 200, 200, 429] and "retry-after" in sts[3][1],
+          f"requests_per_minute: 3 pass, the 4th gets 429 + Retry-After ({[s[0] for s in sts]})")
+    st, _, _ = request(keys.port, "POST", "/api/inference", {"prompt": "x", "max_length": 2},
+                       {"Authorization": "Bearer sk-beta"})
+    check(st == 200, "another key is unaffected")
+
+    # TLS with a self-signed certificate, verified by curl.
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    tls = start_gateway(a.strata, work, "tls", node_list,
+                        HEALTH + f"tls_cert: {cert}\ntls_key: {key}\n", tls=True)
+    gws.append(tls)
+    ok = False
+    for _ in range(100):
+        r = subprocess.run(["curl", "-sS", "--cacert", cert, f"https://127.0.0.1:{tls.port}/health"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            ok = '"ok"' in r.stdout
+            break
+        time.sleep(0.05)
+    check(ok, "TLS /health through curl --cacert")
+    time.sleep(0.5)
+    r = subprocess.run(["curl", "-sS", "-N", "--cacert", cert, "-H", "Content-Type: application/json",
+                        "-d", json.dumps({"prompt": "tls", "max_tokens": 5, "temperature": 0, "stream": True}),
+                        f"https://127.0.0.1:{tls.port}/v1/completions"], capture_output=True, text=True)
+    check(r.returncode == 0 and r.stdout.rstrip().endswith("data: [DONE]"), "TLS streaming through curl")
+    r = subprocess.run(["curl", "-sS", f"https://127.0.0.1:{tls.port}/health"], capture_output=True, text=True)
+    check(r.returncode != 0, "curl without the CA refuses the self-signed certificate")
+
+    # All backends dead -> 503 envelope within the configured timeout.
+    dead = start_gateway(a.strata, work, "dead", [("d0", free_port()), ("d1", free_port())],
+                         HEALTH.replace("unavailable_timeout_ms: 1500", "unavailable_timeout_ms: 800"),
+                         tls=True)
+    gws.append(dead)
+    wait_for(lambda: request(dead.port, "GET", "/health")[0] == 200 if _alive(dead.port) else False, 10)
+    st, _, _ = request(dead.port, "GET", "/ready")
+    check(st == 503, "/ready is 503 with no healthy backend")
+    t0 = time.time()
+    st, h, j = request(dead.port, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    dt = time.time() - t0
+    check(st == 503 and "error" in j and j["error"].get("type") and dt < 3,
+          f"all dead -> 503 envelope in {dt:.2f}s")
+    st, _, j = stream(dead.port, "/v1/chat/completions", chat)[:3]
+    check(st == 503, "all dead, streaming -> 503")
+
+    # Access log: one JSON line per request.
+    lines = [l for l in main_gw.output().splitlines() if l.startswith("{")]
+    parsed = [json.loads(l) for l in lines]
+    check(any(p.get("request_id") == "test-req-1" and p.get("status") == 200 for p in parsed),
+          f"access log has JSON lines with the request id ({len(parsed)} lines)")
+
+
+def _alive(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
