@@ -1,25 +1,142 @@
-// strata node: serve a model over HTTP (OpenAI-compatible API, continuous batching).
+// strata node: serve a model over HTTP (OpenAI-compatible API, continuous batching), alone or
+// as a pipeline stage; settings from the command line and/or a node of cluster.yaml.
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
+#include "cluster/config.h"
+#include "cluster/planner.h"
 #include "node/server.h"
 
 namespace strata::cli {
+namespace {
+
+struct NodeArgs {
+  node::NodeOptions o;
+  std::string layers, next;
+  std::string config, name;
+  // Options given on the command line (they override the config file).
+  CLI::Option *model = nullptr, *host = nullptr, *port = nullptr, *parallel = nullptr,
+              *ctx = nullptr, *threads = nullptr, *stage_port = nullptr, *secret = nullptr,
+              *layers_opt = nullptr, *next_opt = nullptr;
+};
+
+bool Given(const CLI::Option* opt) { return opt != nullptr && opt->count() > 0; }
+
+// The head of the pipeline that `name` belongs to: walk back along `next`.
+std::string PipelineHead(const cluster::ClusterConfig& c, const std::string& name) {
+  std::string head = name;
+  for (size_t guard = 0; guard <= c.nodes.size(); ++guard) {
+    const cluster::NodeSpec* prev = nullptr;
+    for (const cluster::NodeSpec& n : c.nodes)
+      if (n.next == head) prev = &n;
+    if (!prev) break;
+    head = prev->name;
+  }
+  return head;
+}
+
+// layers: auto -> this node's range of the plan every node of the pipeline computes alike
+// (same file, same inputs: the plan is a pure function of them).
+Status PlanLayers(const cluster::ClusterConfig& c, const cluster::NodeSpec& self,
+                  const std::string& model_path, int* first, int* last) {
+  const std::string head = PipelineHead(c, self.name);
+  auto nodes = cluster::PipelineNodesFromConfig(c, head);
+  if (!nodes.ok()) return nodes.status();
+  auto mem = cluster::ModelMemoryFromGguf(model_path);
+  if (!mem.ok()) return mem.status();
+  // Inputs every stage agrees on: the file's values, not this process's overrides.
+  cluster::PlanOptions po;
+  po.n_ctx = 0;
+  po.n_parallel = 0;
+  for (const cluster::PlanNode& pn : nodes.value()) {
+    const cluster::NodeSpec* n = c.FindNode(pn.name);
+    po.n_ctx = std::max(po.n_ctx, n->ctx);
+    po.n_parallel = std::max(po.n_parallel, n->parallel);
+  }
+  auto plan = cluster::PlanPipeline(mem.value(), nodes.value(), po);
+  if (!plan.ok()) return Errorf("layers: auto: %s", plan.status().message().c_str());
+  for (const cluster::StagePlan& s : plan.value().stages) {
+    if (s.node != self.name) continue;
+    *first = s.first;
+    *last = s.last - 1;
+    std::fprintf(stderr, "strata node: planned layers %s of %d for node '%s' (pipeline from '%s')\n",
+                 cluster::LayerRangeText(s.first, s.last).c_str(), plan.value().n_layers,
+                 self.name.c_str(), head.c_str());
+    return Status::Ok();
+  }
+  return Errorf("the plan of the pipeline from '%s' has no stage for node '%s'", head.c_str(),
+                self.name.c_str());
+}
+
+// Fills what the command line left unset from node `a.name` of `a.config`.
+Status ApplyConfig(NodeArgs& a) {
+  auto cfg = cluster::LoadClusterConfig(a.config);
+  if (!cfg.ok()) return cfg.status();
+  const cluster::ClusterConfig& c = cfg.value();
+  if (a.name.empty()) return Status::Error("--config needs --name: which node of the file this is");
+  const cluster::NodeSpec* self = c.FindNode(a.name);
+  if (!self) return Errorf("%s: no node is named '%s'", a.config.c_str(), a.name.c_str());
+  node::NodeOptions& o = a.o;
+  if (!Given(a.model)) {
+    if (c.model.path.empty()) return Errorf("%s: model.path is not set", a.config.c_str());
+    // A relative path is relative to the file's directory.
+    std::filesystem::path p(c.model.path);
+    if (p.is_relative()) p = std::filesystem::path(a.config).parent_path() / p;
+    o.model_path = p.string();
+  }
+  if (!Given(a.host)) o.host = self->host;
+  if (!Given(a.port)) o.port = self->port;
+  if (!Given(a.stage_port) && self->stage_port > 0) o.stage_port = self->stage_port;
+  if (!Given(a.threads)) o.threads = self->threads;
+  if (!Given(a.parallel)) o.parallel = self->parallel;
+  if (!Given(a.ctx)) o.ctx = self->ctx;
+  if (!Given(a.secret) && !c.cluster.secret.empty()) o.cluster_secret = c.cluster.secret;
+  const bool in_pipeline = !self->next.empty() || c.ModeOf(*self) == "stage";
+  if (!Given(a.next_opt) && !self->next.empty()) {
+    const cluster::NodeSpec* next = c.FindNode(self->next);
+    if (!next) return Errorf("%s:%d: node '%s': next node '%s' does not exist", a.config.c_str(),
+                             self->line, self->name.c_str(), self->next.c_str());
+    if (next->stage_port <= 0)
+      return Errorf("%s:%d: node '%s' is the next stage of '%s' but has no stage_port",
+                    a.config.c_str(), next->line, next->name.c_str(), self->name.c_str());
+    a.next = next->host + ":" + std::to_string(next->stage_port);
+  }
+  if (!Given(a.layers_opt) && in_pipeline) {
+    if (self->layers_auto) {
+      int first = -1, last = -1;
+      STRATA_RETURN_IF_ERROR(PlanLayers(c, *self, o.model_path, &first, &last));
+      a.layers = std::to_string(first) + "-" + std::to_string(last);
+    } else {
+      a.layers = std::to_string(self->layer_begin) + "-" + std::to_string(self->layer_end);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Runner AddNodeCommand(CLI::App& app) {
-  auto o = std::make_shared<node::NodeOptions>();
+  auto a = std::make_shared<NodeArgs>();
+  node::NodeOptions* o = &a->o;
   CLI::App* sub = app.add_subcommand("node", "Serve a model over HTTP (OpenAI-compatible API)");
-  sub->add_option("--model,-m", o->model_path, "GGUF model file")->required();
-  sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
-  sub->add_option("--port", o->port, "TCP port (0: any free port)")
+  a->model = sub->add_option("--model,-m", o->model_path, "GGUF model file (or model.path of --config)");
+  sub->add_option("--config", a->config,
+                  "cluster.yaml: take this node's settings from the file (with --name); "
+                  "options given here override it");
+  sub->add_option("--name", a->name, "This node's name in --config");
+  a->host = sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  a->port = sub->add_option("--port", o->port, "TCP port (0: any free port)")
       ->check(CLI::Range(0, 65535))->capture_default_str();
-  sub->add_option("--parallel", o->parallel, "Sequences decoded together (slots)")
+  a->parallel = sub->add_option("--parallel", o->parallel, "Sequences decoded together (slots)")
       ->check(CLI::Range(1, 256))->capture_default_str();
-  sub->add_option("--ctx,-c", o->ctx, "Context size per slot in tokens")
+  a->ctx = sub->add_option("--ctx,-c", o->ctx, "Context size per slot in tokens")
       ->check(CLI::Range(8, 1 << 24))->capture_default_str();
-  sub->add_option("--threads,-t", o->threads, "Compute threads (0: all cores)")
+  a->threads = sub->add_option("--threads,-t", o->threads, "Compute threads (0: all cores)")
       ->check(CLI::Range(0, 1024));
   sub->add_option("--batch", o->n_batch, "Tokens per forward step")
       ->check(CLI::Range(1, 1 << 16))->capture_default_str();
@@ -36,38 +153,46 @@ Runner AddNodeCommand(CLI::App& app) {
   sub->add_option("--body-limit", o->body_limit, "Largest request body in bytes (beyond: 413)")
       ->capture_default_str();
   // Pipeline mode (docs/pipeline.md).
-  auto layers = std::make_shared<std::string>();
-  auto next = std::make_shared<std::string>();
-  sub->add_option("--layers", *layers,
+  a->layers_opt = sub->add_option("--layers", a->layers,
                   "Pipeline mode: serve only layers A-B (inclusive, e.g. 0-13); the stage with "
                   "layer 0 is the head and serves the HTTP API");
-  sub->add_option("--next", *next, "Pipeline mode: the next stage's stage port, HOST:PORT");
-  sub->add_option("--stage-port", o->stage_port,
+  a->next_opt = sub->add_option("--next", a->next, "Pipeline mode: the next stage's stage port, HOST:PORT");
+  a->stage_port = sub->add_option("--stage-port", o->stage_port,
                   "Pipeline mode: port on which a stage after the head listens for its upstream")
       ->check(CLI::Range(1, 65535));
-  sub->add_option("--cluster-secret", o->cluster_secret,
+  a->secret = sub->add_option("--cluster-secret", o->cluster_secret,
                   "Pipeline mode: shared secret of the stages (default: $STRATA_CLUSTER_SECRET)");
   sub->add_option("--activations", o->activations, "Pipeline mode: activations between stages")
       ->check(CLI::IsMember({"f32", "q8"}))->capture_default_str();
   sub->add_option("--micro-batches", o->micro_batches,
                   "Pipeline head: micro-batches (steps) in flight through the pipeline")
       ->check(CLI::Range(1, 64))->capture_default_str();
-  return [o, layers, next] {
-    if (!layers->empty()) {
-      int a = -1, b = -1;
-      char tail = 0;
-      if (std::sscanf(layers->c_str(), "%d-%d%c", &a, &b, &tail) != 2 || a < 0 || b < a)
-        return Fail("--layers must be A-B with 0 <= A <= B (got '" + *layers + "')");
-      o->first_layer = a;
-      o->last_layer = b;
+  return [a, o] {
+    if (!a->config.empty()) {
+      const Status st = ApplyConfig(*a);
+      if (!st.ok()) return Fail(st.message());
+    } else if (!a->name.empty()) {
+      return Fail("--name needs --config");
     }
-    if (!next->empty()) {
-      const size_t colon = next->rfind(':');
+    if (o->model_path.empty()) return Fail("--model (or --config with model.path) is required");
+    const std::string& layers = a->layers;
+    const std::string& next = a->next;
+    if (!layers.empty()) {
+      int first = -1, last = -1;
+      char tail = 0;
+      if (std::sscanf(layers.c_str(), "%d-%d%c", &first, &last, &tail) != 2 || first < 0 ||
+          last < first)
+        return Fail("--layers must be A-B with 0 <= A <= B (got '" + layers + "')");
+      o->first_layer = first;
+      o->last_layer = last;
+    }
+    if (!next.empty()) {
+      const size_t colon = next.rfind(':');
       int port = 0;
       if (colon == std::string::npos || colon == 0 ||
-          std::sscanf(next->c_str() + colon + 1, "%d", &port) != 1 || port < 1 || port > 65535)
-        return Fail("--next must be HOST:PORT (got '" + *next + "')");
-      o->next_host = next->substr(0, colon);
+          std::sscanf(next.c_str() + colon + 1, "%d", &port) != 1 || port < 1 || port > 65535)
+        return Fail("--next must be HOST:PORT (got '" + next + "')");
+      o->next_host = next.substr(0, colon);
       o->next_port = port;
       if (o->first_layer < 0) return Fail("--next needs --layers");
     }

@@ -211,6 +211,26 @@ bool ParseGenRequest(Endpoint endpoint, std::string_view body, GenRequest* out, 
         }
         if (!GetBool(*so, "include_usage", &r.include_usage, err)) return false;
       }
+      if (!GetBool(j, "return_token_ids", &r.return_token_ids, err)) return false;
+      if (const json* c = Field(j, "continue_token_ids")) {
+        if (!c->is_array() || c->size() > (1u << 24)) {
+          *err = BadRequest("'continue_token_ids' must be an array of token ids");
+          return false;
+        }
+        for (const json& t : *c) {
+          if (!t.is_number_integer() && !t.is_number_unsigned()) {
+            *err = BadRequest("'continue_token_ids' must be an array of token ids");
+            return false;
+          }
+          const int64_t id = t.get<int64_t>();
+          if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
+            *err = BadRequest(StrFormat("token id %lld in 'continue_token_ids' is out of range",
+                                        static_cast<long long>(id)));
+            return false;
+          }
+          r.continue_ids.push_back(static_cast<int32_t>(id));
+        }
+      }
     }
 
     if (endpoint == Endpoint::kChat) {

@@ -41,6 +41,10 @@ struct GenRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;
+  // Exact continuation (docs/gateway.md): report the generated ids with the text, and go on
+  // from ids generated earlier (appended to the prompt; their text is not sent again).
+  bool return_token_ids = false;
+  std::vector<int32_t> continue_ids;
 };
 
 // Parses and validates a request body. On failure fills *err (400) and returns false.

@@ -202,6 +202,18 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
   } else {
     prompt = tok_->Encode(g.prompt, true, true);
   }
+  const int n_continued = static_cast<int>(g.continue_ids.size());
+  if (n_continued > 0) {
+    const int32_t n_vocab = tok_->n_vocab();
+    for (size_t i = 0; i < g.continue_ids.size(); ++i) {
+      if (g.continue_ids[i] >= n_vocab) {
+        err = BadRequest(StrFormat("continue_token_ids[%zu] = %d is out of the vocabulary (0..%d)",
+                                   i, g.continue_ids[i], n_vocab - 1));
+        co_return co_await SendError(s, req, err, plain);
+      }
+    }
+    prompt.insert(prompt.end(), g.continue_ids.begin(), g.continue_ids.end());
+  }
   const int n_ctx = sched_->n_ctx();
   if (static_cast<int>(prompt.size()) >= n_ctx) {
     err =
@@ -213,6 +225,7 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
 
   SchedRequestParams p;
   p.prompt = prompt;
+  p.n_continued = n_continued;
   p.max_tokens = g.max_tokens < 0 ? n_ctx - static_cast<int>(prompt.size()) : g.max_tokens;
   p.sampler = g.sampler;
   if (!g.seed_given) p.sampler.seed = std::random_device{}() ^ (next_id_.load() << 32);
@@ -257,7 +270,8 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
                 static_cast<unsigned long long>(started_), static_cast<unsigned long long>(n));
   if (g.stream) co_return co_await Stream(s, req, buf, g, pipe, id, in_reasoning);
 
-  std::string text;
+  std::string text, continued_text;
+  std::vector<int32_t> token_ids;
   SchedUpdate last;
   for (bool done = false; !done;) {
     auto ups = pipe->Take();
@@ -266,6 +280,8 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
       continue;
     }
     for (SchedUpdate& u : ups) {
+      continued_text += u.continued_text;
+      if (u.token >= 0) token_ids.push_back(u.token);
       text += u.text;
       if (u.done) {
         last = std::move(u);
@@ -300,6 +316,10 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
     std::string reasoning, content;
     if (o_.reasoning_format == "deepseek") {
       ReasoningSplitter split(in_reasoning);
+      if (!continued_text.empty()) {  // shown before: only the splitter's state matters
+        std::string r0, c0;
+        split.Push(continued_text, &r0, &c0);
+      }
       split.Push(text, &reasoning, &content);
       split.Flush(&reasoning, &content);
     } else {
@@ -307,7 +327,11 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
     }
     out = ChatResponse(id, created, model_id_, reasoning, content, finish, usage);
   }
-  co_return co_await Send(s, req.version(), req.keep_alive(), 200, Dump(out));
+  if (g.return_token_ids && ep != Endpoint::kInference) out["choices"][0]["token_ids"] = token_ids;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (n_continued > 0) headers.emplace_back("X-Strata-Continued", std::to_string(n_continued));
+  co_return co_await Send(s, req.version(), req.keep_alive(), 200, Dump(out), "application/json",
+                          headers);
 }
 
 Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
@@ -323,6 +347,8 @@ Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_
   res.set(http::field::server, "strata");
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-cache");
+  if (!g.continue_ids.empty())
+    res.set("X-Strata-Continued", std::to_string(g.continue_ids.size()));
   res.keep_alive(req.keep_alive());
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
@@ -332,24 +358,71 @@ Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_
   bool broken = static_cast<bool>(ec);
 
   std::string out;
+  // With return_token_ids, the ids sampled since the last event that carried text: they go
+  // with the next one (and the rest with the finish chunk). Each update then makes at most
+  // one event (reasoning and content in one delta, the last text in the finish chunk), so a
+  // stream cut between events never splits a token's text from its id.
+  std::vector<int32_t> ids;
+  const bool with_ids = g.return_token_ids;
+  auto take_ids = [&](json chunk) {
+    if (with_ids) {
+      chunk["choices"][0]["token_ids"] = ids;
+      ids.clear();
+    }
+    return chunk;
+  };
+  // Text of one update for the client: the completion text, or chat's reasoning and content.
+  auto split_text = [&](const std::string& text, bool final, std::string* reasoning,
+                        std::string* content) {
+    if (split) {
+      splitter.Push(text, reasoning, content);
+      if (final) splitter.Flush(reasoning, content);
+    } else {
+      *content = text;
+    }
+  };
+  auto delta_of = [](const std::string& reasoning, const std::string& content) {
+    json d = json::object();
+    if (!reasoning.empty()) d["reasoning_content"] = reasoning;
+    if (!content.empty()) d["content"] = content;
+    return d;
+  };
   auto emit_text = [&](const std::string& text, bool final) {
     if (!chat) {
       if (!text.empty())
-        out += SseEvent(CompletionChunk(id, created, model_id_, text, "", usage_null));
+        out += SseEvent(take_ids(CompletionChunk(id, created, model_id_, text, "", usage_null)));
       return;
     }
     std::string reasoning, content;
-    if (split) {
-      splitter.Push(text, &reasoning, &content);
-      if (final) splitter.Flush(&reasoning, &content);
-    } else {
-      content = text;
+    split_text(text, final, &reasoning, &content);
+    if (with_ids) {
+      if (!reasoning.empty() || !content.empty())
+        out += SseEvent(take_ids(
+            ChatChunk(id, created, model_id_, delta_of(reasoning, content), "", usage_null)));
+      return;
     }
     if (!reasoning.empty())
       out += SseEvent(
           ChatChunk(id, created, model_id_, {{"reasoning_content", reasoning}}, "", usage_null));
     if (!content.empty())
       out += SseEvent(ChatChunk(id, created, model_id_, {{"content", content}}, "", usage_null));
+  };
+  // The finish chunk, with the update's last text when token ids are reported.
+  auto emit_finish = [&](const std::string& text, const std::string& finish) {
+    if (!with_ids) {
+      emit_text(text, true);
+      out += SseEvent(chat ? ChatChunk(id, created, model_id_, json::object(), finish, usage_null)
+                           : CompletionChunk(id, created, model_id_, "", finish, usage_null));
+      return;
+    }
+    if (!chat) {
+      out += SseEvent(take_ids(CompletionChunk(id, created, model_id_, text, finish, usage_null)));
+      return;
+    }
+    std::string reasoning, content;
+    split_text(text, true, &reasoning, &content);
+    out += SseEvent(take_ids(
+        ChatChunk(id, created, model_id_, delta_of(reasoning, content), finish, usage_null)));
   };
   if (chat)
     out += SseEvent(ChatChunk(id, created, model_id_, {{"role", "assistant"}, {"content", ""}}, "",
@@ -363,19 +436,23 @@ Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_
       continue;
     }
     for (SchedUpdate& u : ups) {
-      emit_text(u.text, u.done);
+      if (!u.continued_text.empty() && split) {  // shown before: only the splitter's state
+        std::string r0, c0;
+        splitter.Push(u.continued_text, &r0, &c0);
+      }
+      if (with_ids && u.token >= 0) ids.push_back(u.token);
+      const bool failed = u.done && (u.finish_reason == "error" || u.finish_reason == "cancelled");
+      if (!u.done || failed) emit_text(u.text, u.done);
       if (!u.done) continue;
       done = true;
-      if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
+      if (failed) {
         json e = json::parse(ErrorJson(
             MakeError(u.finish_reason == "error" ? 500 : 503,
                       u.finish_reason == "error" ? u.error : "the server is stopping",
                       u.finish_reason == "error" ? "server_error" : "unavailable_error")));
         out += SseEvent(e);
       } else {
-        const std::string finish = OpenAiFinish(u.finish_reason);
-        out += SseEvent(chat ? ChatChunk(id, created, model_id_, json::object(), finish, usage_null)
-                             : CompletionChunk(id, created, model_id_, "", finish, usage_null));
+        emit_finish(u.text, OpenAiFinish(u.finish_reason));
         if (g.include_usage)
           out += SseEvent(UsageChunk(id, created, model_id_, chat, {u.n_prompt, u.n_generated}));
       }

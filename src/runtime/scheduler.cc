@@ -52,6 +52,13 @@ SubmitResult Scheduler::Submit(SchedRequestParams params,
       return r;
     }
   }
+  if (params.n_continued < 0 ||
+      static_cast<size_t>(params.n_continued) >= params.prompt.size()) {
+    r.code = SubmitCode::kInvalid;
+    r.message = StrFormat("%d continued tokens need a prompt before them (%zu tokens in all)",
+                          params.n_continued, params.prompt.size());
+    return r;
+  }
   if (static_cast<int>(params.prompt.size()) >= n_ctx()) {
     r.code = SubmitCode::kInvalid;
     r.message = StrFormat("the prompt has %zu tokens but the context holds %d",
@@ -93,6 +100,10 @@ SchedulerStats Scheduler::stats() const {
 
 namespace {
 
+int PromptTokens(const SchedRequestParams& p) {
+  return static_cast<int>(p.prompt.size()) - p.n_continued;
+}
+
 size_t CommonPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   const size_t n = std::min(a.size(), b.size());
   size_t i = 0;
@@ -128,7 +139,7 @@ int Scheduler::PickSlot(const std::vector<int32_t>& prompt, int* common) const {
   return best;
 }
 
-void Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
+int Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
   const std::vector<int32_t>& prompt = req->params_.prompt;
   int common = 0;
   const int idx = PickSlot(prompt, &common);
@@ -164,6 +175,7 @@ void Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
   s.n_generated = 0;
   s.pending = -1;
   s.held.clear();
+  s.continued_text.clear();
   s.need_reset = true;  // the backend's sampler for this slot starts over with the prompt
   s.restarts = 0;
   s.decoder = std::make_unique<StreamDecoder>(tok_);
@@ -173,6 +185,33 @@ void Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
   stats_.running++;
   stats_.prompt_tokens += prompt.size();
   stats_.cached_tokens += static_cast<uint64_t>(keep);
+  return idx;
+}
+
+void Scheduler::Continue(Slot& s) {
+  const SchedRequestParams& p = s.req->params_;
+  if (p.n_continued == 0) return;
+  std::string text;
+  for (size_t i = p.prompt.size() - static_cast<size_t>(p.n_continued); i < p.prompt.size(); ++i) {
+    const int32_t id = p.prompt[i];
+    if (tok_.IsEog(id)) {  // the earlier run had ended here
+      s.continued_text = std::move(text);
+      s.decoder.reset();
+      Finish(s, "stop");
+      return;
+    }
+    s.held += s.decoder->Push(id);
+    std::string released;
+    const bool hit = TakeText(s, p.stop, /*final=*/false, &released);
+    text += released;
+    if (hit) {
+      s.continued_text = std::move(text);
+      s.decoder.reset();
+      Finish(s, "stop");
+      return;
+    }
+  }
+  s.continued_text = std::move(text);
 }
 
 bool Scheduler::TakeText(Slot& s, const std::vector<std::string>& stop, bool final,
@@ -212,9 +251,11 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
   u.done = true;
   u.finish_reason = reason;
   u.error = error;
-  u.n_prompt = static_cast<int>(s.req->params_.prompt.size());
+  u.n_prompt = PromptTokens(s.req->params_);
   u.n_cached = s.n_cached;
   u.n_generated = s.n_generated;
+  u.continued_text = std::move(s.continued_text);
+  s.continued_text.clear();
   if (reason != "error" && reason != "stop" && s.decoder) {
     // Whatever the decoder and the stop-string hold back is final text now.
     s.held += s.decoder->Flush();
@@ -252,7 +293,9 @@ void Scheduler::OnToken(Slot& s, int32_t id) {
   }
   SchedUpdate u;
   u.token = id;
-  u.n_prompt = static_cast<int>(p.prompt.size());
+  u.n_prompt = PromptTokens(p);
+  u.continued_text = std::move(s.continued_text);
+  s.continued_text.clear();
   u.n_cached = s.n_cached;
   u.n_generated = s.n_generated;
   if (tok.IsEog(id)) {
@@ -318,7 +361,7 @@ void Scheduler::Loop() {
           SchedUpdate u;
           u.done = true;
           u.finish_reason = "cancelled";
-          u.n_prompt = static_cast<int>(r->params_.prompt.size());
+          u.n_prompt = PromptTokens(r->params_);
           DeliverFinal(*r, u);
         }
         return;
@@ -344,11 +387,12 @@ void Scheduler::Loop() {
         SchedUpdate u;
         u.done = true;
         u.finish_reason = "cancelled";
-        u.n_prompt = static_cast<int>(next->params_.prompt.size());
+        u.n_prompt = PromptTokens(next->params_);
         DeliverFinal(*next, u);
         continue;
       }
-      Admit(std::move(next));
+      const int idx = Admit(std::move(next));
+      Continue(slots_[static_cast<size_t>(idx)]);
     }
     UpdateGauges();
 
@@ -389,6 +433,8 @@ bool Scheduler::SubmitStep(int max_seqs) {
       sp.reset = true;
       sp.params = s.req->params_.sampler;
       sp.accept = s.req->params_.prompt;
+      if (s.req->params_.n_continued > 0)
+        sp.accept.push_back(SkipSamplesEntry(s.req->params_.n_continued));
       s.need_reset = false;
     }
     return sp;
@@ -410,7 +456,16 @@ bool Scheduler::SubmitStep(int max_seqs) {
     const std::vector<int32_t>& prompt = s.req->params_.prompt;
     const size_t left = prompt.size() - s.n_prompt_done;
     if (left == 0) continue;
-    const size_t m = std::min(left, static_cast<size_t>(budget));
+    size_t m = std::min(left, static_cast<size_t>(budget));
+    // Continued tokens were generated one per step: evaluate them the same way (a prompt
+    // chunk's rows can round differently from single-token steps, and a seeded continuation
+    // must see the undisturbed run's exact logits).
+    const size_t own = prompt.size() - static_cast<size_t>(s.req->params_.n_continued);
+    if (s.n_prompt_done >= own) {
+      m = 1;
+    } else {
+      m = std::min(m, own - s.n_prompt_done);
+    }
     const int start = static_cast<int>(s.tokens.size());
     for (size_t j = 0; j < m; ++j) {
       const bool last = s.n_prompt_done + j + 1 == prompt.size();

@@ -36,6 +36,12 @@ struct SchedulerOptions {
 
 struct SchedRequestParams {
   std::vector<int32_t> prompt;  // token ids, BOS included when wanted
+  // A continuation: the last n_continued ids of `prompt` were generated earlier (by this or
+  // another node) and generation goes on as if this request had produced them: their text
+  // passes the stop-string check without being reported (SchedUpdate::continued_text), the
+  // sampler counts them for the penalties and its random stream skips their draws. They count
+  // neither as prompt tokens in the updates nor against max_tokens. Must be < prompt.size().
+  int n_continued = 0;
   int max_tokens = 256;         // generated tokens at most (an end-of-generation token counts)
   SamplerParams sampler;
   // Generation stops before the first occurrence of any of these; text that could still
@@ -49,8 +55,11 @@ struct SchedRequestParams {
 // became final with it (possibly empty), or the end.
 struct SchedUpdate {
   std::string text;        // new text, safe to show
+  // In the first update of a continuation: the text the continued tokens made final (not to
+  // be shown again; a reasoning splitter must still see it before `text`).
+  std::string continued_text;
   int32_t token = -1;      // the sampled id (-1 in a final update that samples nothing)
-  int n_prompt = 0;        // prompt tokens
+  int n_prompt = 0;        // prompt tokens (continued ones excluded)
   int n_cached = 0;        // prompt tokens whose KV came from the prompt cache
   int n_generated = 0;     // tokens sampled so far
   bool done = false;
@@ -145,6 +154,7 @@ class Scheduler {
     std::vector<KvCopy> copies;         // KV copies to send with the slot's next step
     std::unique_ptr<StreamDecoder> decoder;
     std::string held;                   // text held back (could start a stop string)
+    std::string continued_text;         // for the first update of a continuation
   };
 
   void Start();
@@ -153,11 +163,14 @@ class Scheduler {
   bool SubmitStep(int max_seqs);
   void Complete(const StepResult& r);
   void UpdateGauges();  // kv_used into stats_
-  void Admit(std::shared_ptr<SchedRequest> req);  // into a free slot (one exists)
+  int Admit(std::shared_ptr<SchedRequest> req);  // into a free slot (one exists); its index
   int PickSlot(const std::vector<int32_t>& prompt, int* common) const;
   void Finish(Slot& s, const std::string& reason, const std::string& error = {});
   // Sends a request's final update and releases its callback (see scheduler.cc).
   static void DeliverFinal(SchedRequest& r, const SchedUpdate& u);
+  // Runs the continued tokens of the request just admitted into s through the decoder and
+  // the stop strings; finishes it when they already end the generation.
+  void Continue(Slot& s);
   // Token `id` sampled for slot s: stop conditions, text, update.
   void OnToken(Slot& s, int32_t id);
   // Moves text from s.held out, keeping what could begin a stop string. Returns true when

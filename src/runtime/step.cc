@@ -55,7 +55,13 @@ Result<int32_t> SlotSamplers::Sample(int seq, const SampleSpec& spec, const floa
     *stale = true;
     return Errorf("slot %d has no sampler state (this stage restarted)", seq);
   }
-  for (int32_t t : spec.accept) s->Accept(t);
+  for (int32_t t : spec.accept) {
+    if (const int32_t skip = SkippedSamples(t); skip > 0) {
+      s->SkipSamples(skip);
+    } else {
+      s->Accept(t);
+    }
+  }
   const int32_t id = s->Sample(logits, n_vocab);
   s->Accept(id);
   return id;

@@ -23,8 +23,16 @@ namespace strata {
 struct SampleSpec {
   bool reset = false;            // a new request in this slot: new sampler with `params`
   SamplerParams params;          // used when reset
-  std::vector<int32_t> accept;   // tokens to Accept before sampling (after a reset: the prompt)
+  // Tokens to Accept before sampling (after a reset: the prompt). An entry below -1 is no
+  // token but SkipSamplesEntry(n): advance the random stream as n Sample() calls would (a
+  // continuation of earlier output, see SchedRequestParams::n_continued). Encoded in the list
+  // so that it travels through the stage protocol unchanged.
+  std::vector<int32_t> accept;
 };
+
+// The `accept` entry that skips n >= 1 samples, and its inverse (0 for a token id).
+inline int32_t SkipSamplesEntry(int32_t n) { return -1 - n; }
+inline int32_t SkippedSamples(int32_t entry) { return entry < -1 ? -1 - entry : 0; }
 
 // Copy the first n KV positions of slot src into slot dst (dst's length becomes n).
 struct KvCopy {

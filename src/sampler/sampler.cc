@@ -17,6 +17,7 @@ namespace strata {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr unsigned long long kDrawsPerSample = 2;  // 32-bit outputs per Uniform01()
 
 // Strict weak order: higher logit first, lower id on ties (deterministic everywhere).
 template <typename C>
@@ -43,6 +44,12 @@ void Sampler::Reset() {
   Seed();
 }
 
+void Sampler::SkipSamples(int64_t n) {
+  // Mirrors Sample(): only a temperature draw consumes the generator, through Uniform01().
+  if (n <= 0 || params_.temperature <= 0.0f) return;
+  rng_.discard(static_cast<unsigned long long>(n) * kDrawsPerSample);
+}
+
 void Sampler::Accept(int32_t token) {
   // Ids outside any real vocabulary (negative, or absurdly large) can't be penalised.
   constexpr int32_t kMaxTokenId = 1 << 26;
@@ -59,6 +66,7 @@ void Sampler::Accept(int32_t token) {
   }
 }
 
+// Keep in sync with SkipSamples(): the generator outputs one Uniform01() consumes.
 double Sampler::Uniform01() {
   // 53 random bits from two 32-bit outputs -> [0, 1).
   const uint64_t a = rng_() >> 5;  // 27 bits

@@ -34,6 +34,11 @@ class Sampler {
   void Accept(int32_t token);
   // Forgets the accepted tokens and re-seeds the RNG: the sampler behaves as new.
   void Reset();
+  // Advances the random stream exactly as n Sample() calls would: each one that draws
+  // (temperature > 0 and a finite best logit, i.e. any real model's logits) takes two 32-bit
+  // outputs of the generator; greedy sampling takes none. Used to continue a seeded
+  // generation from tokens produced earlier (Accept those tokens separately).
+  void SkipSamples(int64_t n);
   const SamplerParams& params() const { return params_; }
 
   // Diagnostics/tests: the candidates that survived the last Sample()'s filters as

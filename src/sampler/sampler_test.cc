@@ -137,6 +137,65 @@ TEST(SamplerDeterminism, SameSeedSameSequence) {
   for (int i = 0; i < 500; ++i) ASSERT_EQ(a.Sample(logits.data(), 100), first[i]) << i;
 }
 
+// A continuation: accepting k earlier tokens and skipping k samples leaves the sampler
+// exactly where k Sample()+Accept() rounds left it (penalties and random stream), for every
+// cut point, with the penalties on, for greedy (no draws) and sampled requests.
+TEST(SamplerDeterminism, SkipSamplesResumesTheRandomStream) {
+  for (float temp : {0.0f, 0.8f, 1.5f}) {
+    SamplerParams p;
+    p.seed = 1234;
+    p.temperature = temp;
+    p.top_k = 20;
+    p.repeat_penalty = 1.1f;
+    p.presence_penalty = 0.3f;
+    p.frequency_penalty = 0.2f;
+    constexpr int kSteps = 40;
+    std::vector<std::vector<float>> logits;
+    for (int i = 0; i < kSteps; ++i) logits.push_back(RandomLogits(64, 100 + i, 2.0f));
+    const std::vector<int32_t> prompt = {3, 5, 7};
+    Sampler full(p);
+    for (int32_t t : prompt) full.Accept(t);
+    std::vector<int32_t> ref;
+    for (int i = 0; i < kSteps; ++i) {
+      ref.push_back(full.Sample(logits[i].data(), 64));
+      full.Accept(ref.back());
+    }
+    std::set<int32_t> distinct(ref.begin(), ref.end());
+    if (temp > 0) EXPECT_GT(distinct.size(), 5u);
+    for (int k = 0; k < kSteps; ++k) {
+      Sampler cont(p);
+      for (int32_t t : prompt) cont.Accept(t);
+      for (int i = 0; i < k; ++i) cont.Accept(ref[i]);
+      cont.SkipSamples(k);
+      for (int i = k; i < kSteps; ++i) {
+        const int32_t x = cont.Sample(logits[i].data(), 64);
+        ASSERT_EQ(x, ref[i]) << "temperature " << temp << " cut " << k << " step " << i;
+        cont.Accept(x);
+      }
+    }
+    if (temp > 0) {
+      // Not skipping (or skipping one too many) does change the continuation.
+      int differs = 0;
+      for (int k = 1; k < kSteps; k += 3) {
+        for (int extra : {-1, 1}) {
+          Sampler cont(p);
+          for (int32_t t : prompt) cont.Accept(t);
+          for (int i = 0; i < k; ++i) cont.Accept(ref[i]);
+          cont.SkipSamples(k + extra);
+          bool same = true;
+          for (int i = k; i < kSteps; ++i) {
+            const int32_t x = cont.Sample(logits[i].data(), 64);
+            same = same && x == ref[i];
+            cont.Accept(x);
+          }
+          differs += !same;
+        }
+      }
+      EXPECT_GT(differs, 10);
+    }
+  }
+}
+
 TEST(SamplerDeterminism, DifferentSeedsDiffer) {
   const std::vector<float> logits(50, 0.0f);  // uniform over 50 tokens
   const std::vector<uint64_t> seeds = {1, 2, 3, 4, 5, 6, 7, 8, 0xFFFFFFFFu,

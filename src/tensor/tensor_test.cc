@@ -196,5 +196,41 @@ TEST(Quant, Q4_0Layout) {
   }
 }
 
+// The quantizers write the same bytes as llama.cpp's (ggml_quantize_chunk without an importance
+// matrix, i.e. quantize_row_*_ref). The expected FNV-1a hashes were computed by calling
+// libggml-base (node-llama-cpp's build) on exactly this data, which is generated with integer
+// arithmetic only (exact in float): small values, outliers every 37th element, all-zero
+// super-blocks and sub-blocks without negative values.
+TEST(Quant, BytesMatchLlamaCppReferenceQuantizers) {
+  const int64_t n = 256 * 32;
+  std::vector<float> x(static_cast<size_t>(n));
+  uint32_t s = 12345;
+  for (int64_t i = 0; i < n; ++i) {
+    s = s * 1664525u + 1013904223u;
+    float v = static_cast<float>(static_cast<int32_t>(s >> 8) - (1 << 23)) * 0x1p-27f;
+    if (i % 37 == 0) v *= 16.0f;
+    if ((i / 256) % 11 == 5) v = 0.0f;
+    if ((i / 32) % 13 == 7) v = std::fabs(v);
+    x[static_cast<size_t>(i)] = v;
+  }
+  auto fnv1a = [](const std::vector<uint8_t>& b) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint8_t c : b) h = (h ^ c) * 0x100000001b3ull;
+    return h;
+  };
+  const std::pair<DType, uint64_t> want[] = {
+      {DType::Q4_0, 0x48b61dd56f9b5e1full},
+      {DType::Q8_0, 0x8824ffaf38956578ull},
+      {DType::Q4_K, 0xf5d9a36eb063493eull},
+      {DType::Q5_K, 0x1b2143676b100458ull},
+      {DType::Q6_K, 0x16aa39b8e1a815a0ull},
+  };
+  for (const auto& [t, hash] : want) {
+    std::vector<uint8_t> q(RowBytes(t, n).value());
+    QuantizeRow(t, x.data(), q.data(), n);
+    EXPECT_EQ(fnv1a(q), hash) << DTypeName(t);
+  }
+}
+
 }  // namespace
 }  // namespace strata

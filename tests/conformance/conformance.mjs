@@ -8,6 +8,11 @@
 // --shape-suffix picks the named synth shape tiny-<arch><suffix> (e.g. "-k": hidden 256 and
 // FFN 512, row lengths that the 256-element K-quant blocks need); --synth-args appends
 // space-separated arguments to `strata model synth`. Both default to nothing.
+// --quantize Q8_0,Q4_0,Q4_K_M,... : quantize mode. Each synthesized model (--types are then the
+// source types, e.g. f16) is converted with `strata quantize` to each listed type, and the
+// checks run on the quantized files. With --compare-llama-quantize 1, llama.cpp's own
+// quantizer (llama_model_quantize, through llama_quantize.py) also quantizes the source and the
+// two files must have the same tensors, types and bytes.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -26,6 +31,8 @@ const archs = (args.archs ?? "qwen2,llama").split(",");
 const nPredict = Number(args["n-predict"] ?? 32);
 const shapeSuffix = args["shape-suffix"] ?? "";
 const synthArgs = (args["synth-args"] ?? "").split(" ").filter((a) => a.length > 0);
+const quantTypes = (args.quantize ?? "").split(",").filter((a) => a.length > 0);
+const compareLlamaQuantize = (args["compare-llama-quantize"] ?? "0") === "1";
 fs.mkdirSync(workdir, { recursive: true });
 
 const prompts = [
@@ -47,11 +54,39 @@ function check(ok, what) {
   if (!ok) { failures++; console.log(`FAIL ${what}`); }
 }
 
-for (const arch of archs) {
-  for (const type of types) {
-    const model = path.join(workdir, `tiny-${arch}${shapeSuffix}-${type}.gguf`);
-    run(strata, ["model", "synth", "--shape", `tiny-${arch}${shapeSuffix}`, "--type", type,
-                 "--seed", "42", "--out", model, ...synthArgs]);
+// The models to check: synthesized ones, or (--quantize) their quantized conversions.
+function* models(arch, type) {
+  const synth = path.join(workdir, `tiny-${arch}${shapeSuffix}-${type}.gguf`);
+  run(strata, ["model", "synth", "--shape", `tiny-${arch}${shapeSuffix}`, "--type", type,
+               "--seed", "42", "--out", synth, ...synthArgs]);
+  if (quantTypes.length === 0) {
+    yield [synth, type];
+    return;
+  }
+  for (const qt of quantTypes) {
+    const out = path.join(workdir, `tiny-${arch}${shapeSuffix}-${type}-${qt}.gguf`);
+    run(strata, ["quantize", synth, out, qt, "--threads", "2", "--quiet"]);
+    if (compareLlamaQuantize) {
+      const ref = path.join(workdir, `tiny-${arch}${shapeSuffix}-${type}-${qt}-llama.gguf`);
+      let ok = true, report = "";
+      try {
+        report = run("python3", [path.join(here, "llama_quantize.py"), "--in", synth, "--out", ref,
+                                 "--type", qt, "--compare", out], { stdio: ["ignore", "pipe", "ignore"] });
+      } catch (e) {
+        ok = false;
+        report = String(e.stdout ?? e.message);
+      }
+      check(ok, `${arch}/${type}->${qt}: strata quantize differs from llama_model_quantize\n${report}`);
+      console.log(`${arch}/${type}->${qt}: ${report.trim().split("\n").pop()}`);
+      fs.rmSync(ref, { force: true });
+    }
+    yield [out, `${type}->${qt}`];
+  }
+}
+
+const jobs = archs.flatMap((arch) => types.map((t) => [arch, t]));
+for (const [arch, srcType] of jobs) {
+  for (const [model, type] of models(arch, srcType)) {
     const promptsFile = path.join(workdir, "prompts.json");
     fs.writeFileSync(promptsFile, JSON.stringify(prompts));
     const oracle = JSON.parse(run("node", [path.join(here, "oracle.mjs"), "--model", model,

@@ -435,6 +435,76 @@ api_keys:
     check(any(p.get("request_id") == "test-req-1" and p.get("status") == 200 for p in parsed),
           f"access log has JSON lines with the request id ({len(parsed)} lines)")
 
+    test_chat_stream_failover(a, work, model, nodes, node_list, gws)
+
+
+def chat_texts(events):
+    """(reasoning_content, content) of a chat stream."""
+    r, c = "", ""
+    for e in events:
+        for ch in e.get("choices", []):
+            d = ch.get("delta", {})
+            r += d.get("reasoning_content", "") or ""
+            c += d.get("content", "") or ""
+    return r, c
+
+
+def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
+    """kill -9 of the serving replica mid-stream of a CHAT request: the gateway continues it on
+    another replica with the token ids streamed so far (continue_token_ids), and the client's
+    stream equals the undisturbed one, for greedy and for seeded sampling."""
+    gw = start_gateway(a.strata, work, "chatfo", node_list, HEALTH)
+    gws.append(gw)
+    gp = gw.port
+    ports = dict(node_list)
+    for cname, extra in (("greedy", {"temperature": 0}),
+                         ("seeded t=0.8", {"temperature": 0.8, "seed": 31337, "top_k": 0,
+                                           "presence_penalty": 0.2})):
+        check(wait_for(lambda: request(gp, "GET", "/api/cluster")[2]["healthy_backends"] == 3, 10),
+              f"chat failover ({cname}): 3 healthy backends")
+        body = dict({"messages": [{"role": "user", "content": "Tell me a long story"}],
+                     "max_tokens": 300, "stream": True}, **extra)
+        _, _, ref, ref_done = stream(node_list[0][1], "/v1/chat/completions", body)
+        want = chat_texts(ref)
+        served = {}
+        c = http.client.HTTPConnection("127.0.0.1", gp, timeout=60)
+        c.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        victim = r.getheader("X-Strata-Backend")
+        evs, done = [], False
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            line = line.rstrip(b"\r\n")
+            if not line:
+                continue
+            if line[6:] == b"[DONE]":
+                done = True
+                break
+            evs.append(json.loads(line[6:]))
+            if len(evs) == 6 and "killed" not in served:
+                served["killed"] = True
+                nodes[victim].kill()
+        c.close()
+        got = chat_texts(evs)
+        check(ref_done and sum(len(t) for t in want) > 50, f"chat failover ({cname}): reference is long")
+        check("killed" in served and done and got == want and not any("error" in e for e in evs),
+              f"chat failover ({cname}): kill -9 of {victim} mid-stream, the stream completes and "
+              f"equals the undisturbed output ({len(got[0])}+{len(got[1])} vs "
+              f"{len(want[0])}+{len(want[1])} chars)")
+        check(len({e["id"] for e in evs}) == 1 and
+              sum(1 for e in evs if e["choices"] and e["choices"][0].get("finish_reason")) == 1,
+              f"chat failover ({cname}): one stream id and one finish chunk")
+        check(not any("token_ids" in ch for e in evs for ch in e.get("choices", [])),
+              f"chat failover ({cname}): token ids not shown to a client that did not ask")
+        m = re.search(r"strata_gateway_failovers_total (\d+)", request(gp, "GET", "/metrics")[2]["_raw"])
+        failovers = int(m.group(1)) if m else 0
+        check(failovers > served.get("failovers_before", 0) and failovers >= (1 if cname == "greedy" else 2),
+              f"chat failover ({cname}): the failover happened ({failovers} so far)")
+        nodes[victim] = start_node(a.strata, model, ports[victim], victim)
+
 
 def _alive(port):
     try:

@@ -157,6 +157,7 @@ def main():
     node = Node(a.strata, model, "--parallel", "4", "--ctx", "1024")
     try:
         run_main_checks(a.strata, model, node)
+        run_continuation_checks(a.strata, model, node)
     finally:
         node.stop()
     node2 = Node(a.strata, model, "--parallel", "1", "--ctx", "2048", "--max-queue", "0",
@@ -418,6 +419,139 @@ def run_admission_checks(node):
             break
         time.sleep(0.02)
     check(ok, "slot frees after the client left")
+
+
+def generate(node, path, body, stream):
+    """One request with return_token_ids: (ids, texts, finish, usage, headers, cuts). texts is
+    (reasoning, content) for chat, ("", text) for completions; cuts[i] = (number of ids, texts)
+    after the i-th event that carried ids (the points where a stream can be cut and continued)."""
+    chat = path.endswith("chat/completions")
+    body = dict(body, return_token_ids=True, stream=stream)
+    if not stream:
+        st, hdr, j = node.request("POST", path, body)
+        assert st == 200, (st, j)
+        ch = j["choices"][0]
+        if chat:
+            texts = (ch["message"].get("reasoning_content", ""), ch["message"]["content"])
+        else:
+            texts = ("", ch["text"])
+        return ch["token_ids"], texts, ch["finish_reason"], j["usage"], hdr, []
+    c = node.conn()
+    c.request("POST", path, body=json.dumps(dict(body, stream_options={"include_usage": True})).encode(),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    hdr = dict(r.getheaders())
+    ids, rs, cs, finish, usage, cuts = [], "", "", None, None, []
+    ids_missing = 0
+    for line in r.read().decode().split("\n"):
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        e = json.loads(line[6:])
+        if not e["choices"]:
+            usage = e["usage"]
+            continue
+        ch = e["choices"][0]
+        if chat:
+            t_r, t_c = ch["delta"].get("reasoning_content", ""), ch["delta"].get("content", "")
+        else:
+            t_r, t_c = "", ch["text"]
+        rs, cs = rs + t_r, cs + t_c
+        if (t_r or t_c) and "token_ids" not in ch:
+            ids_missing += 1
+        if "token_ids" in ch:
+            ids += ch["token_ids"]
+            if ch["token_ids"] and not ch["finish_reason"]:
+                cuts.append((len(ids), (rs, cs)))
+        if ch["finish_reason"]:
+            finish = ch["finish_reason"]
+    c.close()
+    assert ids_missing == 0, f"{ids_missing} text chunks without token_ids"
+    return ids, (rs, cs), finish, usage, hdr, cuts
+
+
+def run_continuation_checks(strata, model, node):
+    """return_token_ids / continue_token_ids: continuing from any cut of an undisturbed run
+    reproduces the rest of it exactly (greedy and seeded sampling with penalties, streamed and
+    not, completions and chat with the reasoning split, stop strings)."""
+    n = 28
+    seeded = {"temperature": 0.8, "seed": 4242, "top_k": 0, "top_p": 0.95, "min_p": 0.02,
+              "presence_penalty": 0.4, "frequency_penalty": 0.3, "repeat_penalty": 1.1}
+    comp = ("/v1/completions", {"prompt": "Continue this story", "max_tokens": n})
+    chat = ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me more"}],
+                                     "max_tokens": n})
+    # The tiny model never writes </think> itself: runs that start from continued ids containing
+    # it (a reasoning part, </think>, maybe the answer's start) make runs whose splitter changed
+    # state before the cut points, including the whitespace skipped after </think>.
+    def tokenize(text):
+        out = subprocess.run([strata, "tokenize", "-m", model, "--parse-special", "--text", text],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+    think_a = tokenize("Hmm, let me see.</think>")
+    think_b = tokenize("Hmm.</think>\n\nThe answer")
+    cases = [("completions greedy", comp[0], dict(comp[1], temperature=0)),
+             ("completions seeded", comp[0], dict(comp[1], **seeded)),
+             ("chat greedy", chat[0], dict(chat[1], temperature=0)),
+             ("chat seeded", chat[0], dict(chat[1], **seeded))]
+    cases.append(("chat greedy after </think>", chat[0], dict(chat[1], temperature=0,
+                                                             continue_token_ids=think_a)))
+    cases.append(("chat seeded after </think> + answer start", chat[0],
+                  dict(chat[1], continue_token_ids=think_b, **seeded)))
+    # A stop string from the middle of a run: its prefix is held back while it may still match.
+    ids0, (_, t0), _, _, _, _ = generate(node, comp[0], dict(comp[1], **seeded), False)
+    stop = t0[len(t0) // 2:len(t0) // 2 + 3]
+    if len(stop) == 3:
+        cases.append(("completions seeded with stop", comp[0], dict(comp[1], stop=[stop], **seeded)))
+    for name, path, body in cases:
+        base = body.get("continue_token_ids", [])
+        ids, texts, finish, usage, hdr, cuts = generate(node, path, body, True)
+        if base:
+            check(texts[0] == "" and texts[1] and hdr.get("X-Strata-Continued") == str(len(base)),
+                  f"{name}: the continued </think> ended the reasoning (all new text is content)")
+        nids, ntexts, nfinish, nusage, _, _ = generate(node, path, body, False)
+        check(ids == nids and texts == ntexts and finish == nfinish and usage == nusage
+              and len(ids) == usage["completion_tokens"] and len(ids) > 3,
+              f"{name}: token_ids cover the output ({len(ids)} ids, {len(cuts)} cut points), "
+              f"streamed == non-streamed")
+        ok_ids, ok_text, ok_hdr, tried = True, True, True, 0
+        points = sorted({cuts[i][0] for i in range(0, len(cuts), max(1, len(cuts) // 5))}
+                        | {cuts[-1][0]} if cuts else set())
+        for k in points:
+            if k >= len(ids):
+                continue
+            prefix = next(t for kk, t in cuts if kk == k)
+            cont = dict(body, continue_token_ids=base + ids[:k], max_tokens=n - k)
+            for stream in (True, False):
+                cids, ctexts, cfinish, cusage, chdr, _ = generate(node, path, cont, stream)
+                tried += 1
+                ok_ids &= cids == ids[k:] and cfinish == finish
+                ok_ids &= cusage["completion_tokens"] == len(ids) - k
+                ok_ids &= cusage["prompt_tokens"] == usage["prompt_tokens"]
+                ok_hdr &= chdr.get("X-Strata-Continued") == str(len(base) + k)
+                ok_text &= (prefix[0] + ctexts[0], prefix[1] + ctexts[1]) == texts
+                if not (ok_ids and ok_text):
+                    print(f"  cut {k} stream={stream}: {cids} vs {ids[k:]}; {ctexts!r} vs {texts!r} after {prefix!r}")
+                    break
+        check(tried >= 4 and ok_ids and ok_hdr,
+              f"{name}: continuing at {points} gives the same remaining ids, usage and header")
+        check(tried >= 4 and ok_text, f"{name}: the continuation's text completes the undisturbed text")
+    # A cut that is not at an event boundary still yields the same ids.
+    path, body = cases[1][1], cases[1][2]
+    ids, _, _, _, _, _ = generate(node, path, body, False)
+    same = all(generate(node, path, dict(body, continue_token_ids=ids[:k], max_tokens=n - k),
+                        False)[0] == ids[k:] for k in (1, 2, 3, len(ids) - 1))
+    check(same, "seeded continuation from arbitrary cuts (1, 2, 3, n-1) gives the same ids")
+    # Invalid ids -> 400.
+    for bad, what in (([10 ** 7], "out of the vocabulary"), ([-1], "negative"), ("x", "not a list"),
+                      ([1.5], "not integers")):
+        st, j = node.post(path, dict(body, continue_token_ids=bad))
+        check(st == 400 and j["error"]["type"] == "invalid_request_error",
+              f"continue_token_ids {what} -> 400 ({j.get('error', {}).get('message')})")
+    # Continuing past the end: max_tokens 0 new tokens finishes at once with length.
+    cids, _, cfinish, cusage, _, _ = generate(node, path, dict(body, continue_token_ids=ids[:5],
+                                                                max_tokens=0), False)
+    check(cids == [] and cfinish == "length" and cusage["completion_tokens"] == 0,
+          "max_tokens counts new tokens only (0: none)")
 
 
 if __name__ == "__main__":

@@ -313,12 +313,97 @@ def main():
         for n in reversed(nodes):
             n.stop()
 
+    check_config_pipeline(a.strata, work, model, ref)
+
     print(f"{time.time() - t0:.1f} s")
     if FAILS:
         print(f"{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
         return 1
     print("all pipeline checks passed")
     return 0
+
+
+class ConfigNode(Node):
+    """`strata node --config FILE --name NAME`: every other setting comes from the file."""
+
+    def __init__(self, strata, config, name, port):
+        self.config, self.name = config, name
+        super().__init__(strata, None, port=port)
+
+    def start(self, wait=True):
+        self.log = tempfile.TemporaryFile()
+        env = {k: v for k, v in os.environ.items() if k != "STRATA_CLUSTER_SECRET"}
+        self.proc = subprocess.Popen([self.strata, "node", "--config", self.config, "--name", self.name],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_healthy()
+
+
+def write_cluster(path, model, head_port, tail_port, stage_port, memory="1GiB"):
+    with open(path, "w") as f:
+        f.write(f"""model:
+  path: {os.path.basename(model)}
+cluster:
+  secret: {SECRET}
+nodes:
+  - name: head
+    port: {head_port}
+    layers: auto
+    next: tail
+    memory: {memory}
+    speed: 2.0
+    threads: 1
+    parallel: 4
+    ctx: 512
+  - name: tail
+    port: {tail_port}
+    stage_port: {stage_port}
+    layers: auto
+    memory: {memory}
+    speed: 1.0
+    threads: 1
+    parallel: 4
+    ctx: 512
+""")
+
+
+def check_config_pipeline(strata, work, model, ref):
+    """A 2-stage pipeline started from one cluster.yaml with layers: auto: both nodes compute the
+    same plan (the one `strata plan` prints), take their own ranges, and generate exactly what a
+    single node does. A plan that does not fit stops the node with the planner's message."""
+    cfg = os.path.join(work, "cluster-auto.yaml")
+    head_port, tail_port, stage_port = free_port(), free_port(), free_port()
+    write_cluster(cfg, model, head_port, tail_port, stage_port)
+    plan = json.loads(subprocess.run(
+        [strata, "plan", "--model", model, "--nodes", "head:mem=1GiB,speed=2", "tail:mem=1GiB,speed=1",
+         "--ctx", "512", "--parallel", "4", "--json"], check=True, capture_output=True).stdout)
+    want = {s["node"]: (s["first"], s["last"] - 1) for s in plan["stages"]}
+    nodes = []
+    try:
+        tail = ConfigNode(strata, cfg, "tail", tail_port)
+        nodes.append(tail)
+        head = ConfigNode(strata, cfg, "head", head_port)
+        nodes.append(head)
+        got = {}
+        for name, n in (("head", head), ("tail", tail)):
+            st, h = n.get("/health")
+            got[name] = (h.get("first_layer"), h.get("last_layer"))
+        check(got == want and got["head"][1] + 1 == got["tail"][0] and got["tail"][1] == 5,
+              f"config pipeline: layers auto == strata plan's split ({got} vs {want})")
+        check_pipeline("config pipeline (layers auto)", head, ref)
+    finally:
+        for n in reversed(nodes):
+            n.stop()
+    # Does not fit: exit 1 with the planner's message.
+    small = os.path.join(work, "cluster-small.yaml")
+    write_cluster(small, model, free_port(), free_port(), free_port(), memory="1MiB")
+    r = subprocess.run([strata, "node", "--config", small, "--name", "head"], capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 1 and "does not fit" in r.stderr,
+          f"config pipeline: a plan that does not fit -> exit 1 ({r.returncode}: {r.stderr.strip()[:200]})")
+    r = subprocess.run([strata, "node", "--config", small, "--name", "nobody"], capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 1 and "nobody" in r.stderr, "config pipeline: an unknown --name -> exit 1")
 
 
 if __name__ == "__main__":

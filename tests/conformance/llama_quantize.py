@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Runs llama.cpp's own quantizer (llama_model_quantize from node-llama-cpp's prebuilt
+libllama, through ctypes) and optionally compares its output with another GGUF.
+
+  llama_quantize.py --in F16.gguf --out REF.gguf --type Q4_K_M [--compare STRATA.gguf]
+                    [--lib-dir DIR]
+
+--compare: checks that both files hold the same metadata (keys in the same order, same
+values), the same tensors in the same order with the same types and dims, and the same tensor
+data bytes; prints the differences. Exit status 1 on any mismatch, 2 on usage errors (also
+when node-llama-cpp's libllama cannot be found).
+"""
+import argparse
+import ctypes
+import glob
+import os
+import struct
+import sys
+
+FTYPES = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}
+
+
+class QuantizeParams(ctypes.Structure):
+    # llama.h: struct llama_model_quantize_params (this llama.cpp release).
+    _fields_ = [
+        ("nthread", ctypes.c_int32),
+        ("ftype", ctypes.c_int),
+        ("output_tensor_type", ctypes.c_int),
+        ("token_embedding_type", ctypes.c_int),
+        ("allow_requantize", ctypes.c_bool),
+        ("quantize_output_tensor", ctypes.c_bool),
+        ("only_copy", ctypes.c_bool),
+        ("pure", ctypes.c_bool),
+        ("keep_split", ctypes.c_bool),
+        ("dry_run", ctypes.c_bool),
+        ("imatrix", ctypes.c_void_p),
+        ("kv_overrides", ctypes.c_void_p),
+        ("tt_overrides", ctypes.c_void_p),
+        ("prune_layers", ctypes.c_void_p),
+        ("max_buf_size", ctypes.c_size_t),
+    ]
+
+
+def find_lib_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in (os.path.join(here, "node_modules"), "/work/oracle/node_modules"):
+        hits = glob.glob(os.path.join(root, "@node-llama-cpp", "linux-x64", "bins", "linux-x64",
+                                      "libllama*.so"))
+        if hits:
+            return os.path.dirname(hits[0])
+    return None
+
+
+def llama_quantize(inp, out, ftype, lib_dir, nthread=2):
+    # Load the dependencies first so that libllama resolves them from the same directory.
+    for dep in ("libggml-base.so", "libggml.v*.so", "libllama.v*.so"):
+        for path in sorted(glob.glob(os.path.join(lib_dir, dep))):
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    lib.llama_model_quantize_default_params.restype = QuantizeParams
+    lib.llama_model_quantize.argtypes = [ctypes.c_char_p, ctypes.c_char_p,
+                                         ctypes.POINTER(QuantizeParams)]
+    lib.llama_model_quantize.restype = ctypes.c_uint32
+    if hasattr(lib, "llama_backend_init"):
+        lib.llama_backend_init()
+    p = lib.llama_model_quantize_default_params()
+    p.ftype = FTYPES[ftype]
+    p.nthread = nthread
+    rc = lib.llama_model_quantize(inp.encode(), out.encode(), ctypes.byref(p))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize failed with {rc}")
+
+
+# --- minimal GGUF reader -------------------------------------------------------------------
+BLOCK = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 13: (256, 176),
+         14: (256, 210), 30: (1, 2), 6: (32, 22), 7: (32, 24)}
+SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
+          12: "d"}
+
+
+def read_gguf(path):
+    data = open(path, "rb").read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return v[0]
+
+    def string():
+        nonlocal pos
+        n = take("Q")
+        s = data[pos:pos + n].decode("utf-8", "replace")
+        pos += n
+        return s
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("I"), take("Q")
+            return [value(et) for _ in range(n)]
+        return take(SCALAR[t])
+
+    assert data[:4] == b"GGUF", path
+    pos = 4
+    take("I")
+    n_t, n_kv = take("Q"), take("Q")
+    meta = {}
+    for _ in range(n_kv):
+        k = string()
+        meta[k] = (take("I"), None)
+        meta[k] = (meta[k][0], value(meta[k][0]))
+    tensors = []
+    for _ in range(n_t):
+        name = string()
+        nd = take("I")
+        dims = [take("Q") for _ in range(nd)]
+        tt, off = take("I"), take("Q")
+        tensors.append((name, dims, tt, off))
+    align = meta.get("general.alignment", (4, 32))[1]
+    base = (pos + align - 1) // align * align
+    out = []
+    for name, dims, tt, off in tensors:
+        n = 1
+        for d in dims:
+            n *= d
+        bs, bb = BLOCK[tt]
+        size = n // bs * bb
+        out.append((name, dims, tt, data[base + off: base + off + size]))
+    return meta, out
+
+
+def compare(ref_path, got_path):
+    rmeta, rt = read_gguf(ref_path)
+    gmeta, gt = read_gguf(got_path)
+    bad = 0
+    if list(rmeta.keys()) != list(gmeta.keys()):
+        print(f"metadata keys differ:\n  llama.cpp: {list(rmeta.keys())}\n  strata:    {list(gmeta.keys())}")
+        bad += 1
+    for k in rmeta:
+        if k in gmeta and rmeta[k] != gmeta[k]:
+            print(f"metadata {k} differs: llama.cpp {str(rmeta[k])[:80]} strata {str(gmeta[k])[:80]}")
+            bad += 1
+    if [t[:3] for t in rt] != [t[:3] for t in gt]:
+        print("tensor list (order, dims, types) differs")
+        for a, b in zip(rt, gt):
+            if a[:3] != b[:3]:
+                print(f"  llama.cpp {a[:3]}  strata {b[:3]}")
+        bad += 1
+    same = 0
+    for a, b in zip(rt, gt):
+        if a[:3] == b[:3]:
+            if a[3] == b[3]:
+                same += 1
+            else:
+                diff = sum(1 for x, y in zip(a[3], b[3]) if x != y)
+                print(f"tensor {a[0]} ({a[2]}): {diff} of {len(a[3])} bytes differ")
+                bad += 1
+    print(f"compare: {same}/{len(rt)} tensors byte-identical, {bad} problems")
+    return bad == 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--in", dest="inp", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--type", required=True, type=str.upper, choices=sorted(FTYPES))
+    ap.add_argument("--compare")
+    ap.add_argument("--lib-dir")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    lib_dir = a.lib_dir or find_lib_dir()
+    if not lib_dir:
+        print("llama_quantize: libllama not found (node-llama-cpp not installed)", file=sys.stderr)
+        return 2
+    llama_quantize(a.inp, a.out, a.type, lib_dir, a.threads)
+    if a.compare:
+        return 0 if compare(a.out, a.compare) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
