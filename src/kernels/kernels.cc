@@ -14,6 +14,9 @@ namespace {
 using internal::IsaKernels;
 using internal::TypeKernels;
 
+// The x86 files are built only for x86-64 and the NEON file only for aarch64
+// (src/kernels/CMakeLists.txt); other targets have the scalar path alone.
+#if defined(__x86_64__)
 bool CpuHasAvx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("f16c");
@@ -25,10 +28,15 @@ bool CpuHasAvx512() {
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") &&
          __builtin_cpu_supports("avx512bf16");
 }
+#endif
 
 const IsaKernels* Best() {
+#if defined(__x86_64__)
   if (CpuHasAvx512()) return &internal::Avx512Kernels();
   if (CpuHasAvx2()) return &internal::Avx2Kernels();
+#elif defined(__aarch64__)
+  return &internal::NeonKernels();  // NEON is part of ARMv8-A
+#endif
   return &internal::ScalarKernels();
 }
 
@@ -57,6 +65,9 @@ struct MatMulJob {
   bool gemm;  // GEMM accumulation order (internal::UseGemmOrder), else per-row vec_dot
   bool repack;  // llama.cpp's repacked-weight orders (internal::UseRepackOrder) override both
   float* y;  // [n_tok, rows]
+  // GEMM order with prepared activations (tk->prepared_tile): groups of kMaxDotCols tokens.
+  const uint8_t* xg = nullptr;  // [ceil(n_tok / kMaxDotCols), x_group]
+  size_t x_group = 0;
 };
 
 // Y rows [r_begin, r_end) of tokens [t_begin, t_end), one weight row at a time with `dot`:
@@ -86,8 +97,13 @@ void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, int64_t t_begi
         const int nw = static_cast<int>(std::min<int64_t>(kR, r1 - r));
         for (int64_t t = t0; t < t1; t += kC) {
           const int nx = static_cast<int>(std::min<int64_t>(kC, t1 - t));
-          tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.x + t * j.x_row, j.x_row, nx,
-               j.y + t * j.rows + r, ys);
+          if (j.xg != nullptr) {  // t is a multiple of kC: tile = one prepared group
+            tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.xg + t / kC * j.x_group, j.x_group,
+                 nx, j.y + t * j.rows + r, ys);
+          } else {
+            tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.x + t * j.x_row, j.x_row, nx,
+                 j.y + t * j.rows + r, ys);
+          }
         }
       }
     }
@@ -101,7 +117,11 @@ void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
     if (n_gemm > 0) RowsByTiles(j, j.tk->repack_tile, 0, n_gemm, r_begin, r_end);
     RowsByVecDot(j, j.tk->repack_vec_dot, n_gemm, j.n_tok, r_begin, r_end);
   } else if (j.gemm) {
-    RowsByTiles(j, j.tk->vec_dot_tile, 0, j.n_tok, r_begin, r_end);
+    RowsByTiles(j, j.xg != nullptr ? j.tk->prepared_tile : j.tk->vec_dot_tile, 0, j.n_tok,
+                r_begin, r_end);
+  } else if (j.n_tok >= 2 && internal::TileMatchesVecDot(j.tk->weight_type) &&
+             j.tk->vec_dot_tile != nullptr) {
+    RowsByTiles(j, j.tk->vec_dot_tile, 0, j.n_tok, r_begin, r_end);  // same per-entry order
   } else {
     RowsByVecDot(j, j.tk->vec_dot, 0, j.n_tok, r_begin, r_end);
   }
@@ -169,7 +189,12 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   } else {
     job.x_row = RowBytesUnchecked(tk->vec_dot_type, cols);
     const size_t need = job.x_row * static_cast<size_t>(n_tok);
-    if (scratch->size() < need) scratch->resize(need);
+    const bool prepared = job.gemm && !job.repack && tk->prepared_tile != nullptr;
+    const int64_t n_groups = (n_tok + internal::kMaxDotCols - 1) / internal::kMaxDotCols;
+    if (prepared) job.x_group = (tk->tile_x_bytes(cols) + 63) / 64 * 64;
+    // Prepared groups after the rows, 64-byte aligned.
+    const size_t total = prepared ? need + 64 + job.x_group * static_cast<size_t>(n_groups) : need;
+    if (scratch->size() < total) scratch->resize(total);
     QuantizeJob qj{tk, X, cols, scratch->data(), job.x_row};
     if (nth == 1 || n_tok < 2 * nth) {
       for (int64_t t = 0; t < n_tok; ++t) tk->quantize(X + t * cols, qj.dst + t * qj.x_row, cols);
@@ -181,6 +206,16 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
       });
     }
     job.x = scratch->data();
+    if (prepared) {
+      uint8_t* xg = scratch->data() + need;
+      xg += (64 - reinterpret_cast<uintptr_t>(xg) % 64) % 64;
+      job.xg = xg;
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const int64_t t = g * internal::kMaxDotCols;
+        const int nx = static_cast<int>(std::min<int64_t>(internal::kMaxDotCols, n_tok - t));
+        tk->prepare_tile_x(job.x + t * job.x_row, job.x_row, nx, xg + g * job.x_group, cols);
+      }
+    }
   }
 
   // 2. Rows split into one contiguous range per thread.
@@ -223,8 +258,12 @@ const char* ActivePath() { return Active().name; }
 
 std::vector<std::string> SupportedPaths() {
   std::vector<std::string> paths;
+#if defined(__x86_64__)
   if (CpuHasAvx512()) paths.emplace_back("avx512");
   if (CpuHasAvx2()) paths.emplace_back("avx2");
+#elif defined(__aarch64__)
+  paths.emplace_back("neon");
+#endif
   paths.emplace_back("scalar");
   return paths;
 }
@@ -232,8 +271,12 @@ std::vector<std::string> SupportedPaths() {
 bool SetPathForTesting(const char* path) {
   const std::string p = path != nullptr ? path : "";
   const IsaKernels* k = nullptr;
+#if defined(__x86_64__)
   if (p == "avx512" && CpuHasAvx512()) k = &internal::Avx512Kernels();
   if (p == "avx2" && CpuHasAvx2()) k = &internal::Avx2Kernels();
+#elif defined(__aarch64__)
+  if (p == "neon") k = &internal::NeonKernels();
+#endif
   if (p == "scalar") k = &internal::ScalarKernels();
   if (k == nullptr) return false;
   g_active.store(k, std::memory_order_release);

@@ -73,7 +73,7 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);
 
-// Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar").
+// Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar"; "neon" on aarch64).
 const char* ActivePath();
 
 // True when MatMul / VecDot / QuantizeActivationRow support weights of type t
@@ -84,7 +84,7 @@ bool SupportsWeightType(DType t);
 // ---- Testing hooks ------------------------------------------------------------------------
 // Paths this CPU can run, best first; always ends with "scalar".
 std::vector<std::string> SupportedPaths();
-// Routes all dispatched kernels to `path` ("avx512", "avx2", "scalar"). Returns false (and
+// Routes all dispatched kernels to `path` ("avx512", "avx2", "neon", "scalar"). Returns false (and
 // changes nothing) when the path is unknown or this CPU lacks it. Not safe to call while
 // kernels run on other threads.
 bool SetPathForTesting(const char* path);

@@ -27,6 +27,12 @@ using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int nw,
                               size_t x_stride, int nx, float* y, size_t y_stride);
 inline constexpr int kMaxDotRows = 4;
 inline constexpr int kMaxDotCols = 4;
+// Optional prepared activations for the GEMM-order tile: converts nx (1..kMaxDotCols)
+// consecutive rows of vec_dot_type (x_stride bytes apart, n elements each) into one "token
+// group" of tile_x_bytes(n) bytes in a layout private to the ISA table. The conversion must be
+// exact (it only reformats), so results stay those of vec_dot_tile. dst is 64-byte aligned.
+using PrepareTileXFn = void (*)(const void* x, size_t x_stride, int nx, void* dst, int64_t n);
+using TileXBytesFn = size_t (*)(int64_t n);
 
 struct TypeKernels {
   DType weight_type;
@@ -39,6 +45,13 @@ struct TypeKernels {
   // (groups of 4 tokens), repack_vec_dot that of its GEMV (the other tokens).
   VecDotFn repack_vec_dot = nullptr;
   VecDotTileFn repack_tile = nullptr;
+  // Prepared-activation GEMM tile (all three set, or all null = MatMul feeds vec_dot_tile rows
+  // in vec_dot_type). When set, MatMul prepares tokens [4k, 4k + 4) as group k once per call
+  // (prepare_tile_x) and calls prepared_tile with x = one group (x_stride = the group size, nx
+  // = tokens used from its start); every result equals vec_dot_tile's bit for bit.
+  PrepareTileXFn prepare_tile_x = nullptr;
+  TileXBytesFn tile_x_bytes = nullptr;
+  VecDotTileFn prepared_tile = nullptr;
 };
 
 struct IsaKernels {
@@ -70,6 +83,12 @@ inline bool UseGemmOrder(DType w, int64_t rows, int64_t cols, int64_t n_tok) {
 // interleaving 8 rows, and multiplies them with dedicated kernels of their own order (this
 // takes precedence over tinyBLAS and vec_dot). Those kernels run a GEMM over each group of 4
 // tokens and a GEMV over the last n_tok % 4 tokens.
+// Types whose vec_dot_tile computes every (row, token) entry exactly like vec_dot (llama.cpp
+// runs them with vec_dot at every batch size): tiles only save loads and unpacking.
+inline bool TileMatchesVecDot(DType w) {
+  return w == DType::Q4_K || w == DType::Q5_K || w == DType::Q6_K;
+}
+
 inline bool UseRepackOrder(const TypeKernels& t, int64_t rows) {
   return t.repack_vec_dot != nullptr && rows % 8 == 0;
 }
@@ -96,8 +115,15 @@ void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, 
 float DotQ4_KPlain(int64_t n, const void* w, const void* x);
 float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
 float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x);
+// Tile of DotQ4_KRepackGemm results (each entry bit-identical to it), register-tiled.
+void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                        int nx, float* y, size_t ys);
 float DotQ5_KPlain(int64_t n, const void* w, const void* x);
 float DotQ6_KPlain(int64_t n, const void* w, const void* x);
+// Tile of DotQ6_KPlain results (each entry bit-identical to it), weights unpacked once per
+// block for up to 4 tokens.
+void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+              float* y, size_t ys);
 }  // namespace lowbit_avx2
 
 // A VecDotTileFn computing each entry of the tile with `kDot`.
@@ -120,11 +146,11 @@ void PerEntryTile(int64_t n, const void* w, size_t ws, int nw, const void* x, si
   {DType::Q4_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ4_KPlain,   \
    STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KPlain>,                           \
    STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemv,                                                 \
-   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemm>},                     \
+   STRATA_LB_::lowbit_avx2::TileQ4_KRepackGemm},                                               \
   {DType::Q5_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ5_KPlain,   \
    STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ5_KPlain>},                          \
   {DType::Q6_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ6_KPlain,   \
-   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ6_KPlain>}
+   STRATA_LB_::lowbit_avx2::TileQ6_K}
 
 // Null when the ISA table has no entry for `w`.
 inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {
@@ -136,6 +162,7 @@ inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {
 const IsaKernels& ScalarKernels();  // kernels_ref.cc
 const IsaKernels& Avx2Kernels();    // kernels_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
 const IsaKernels& Avx512Kernels();  // kernels_avx512.cc (call only with AVX-512 F/BW/VL/DQ/VNNI)
+const IsaKernels& NeonKernels();    // kernels_neon.cc (aarch64 builds only)
 
 }  // namespace strata::kernels::internal
 

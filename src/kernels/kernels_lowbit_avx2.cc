@@ -263,6 +263,105 @@ float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x) {
   return DotQ4_KRepack<2>(n, w, x);
 }
 
+// The repacked Q4_K GEMM order (DotQ4_KRepackGemm) for a tile of up to 4 rows x 4 tokens.
+// Each weight pair of sub-blocks is unpacked once and used for all 4 tokens, each token's
+// activations once for 2 rows. The per-entry float chains run side by side in the lanes of
+// two vectors (lane 4t + r: token t of the vector's pair, row r), with the twin's steps per
+// lane: acc = fma(pair sum, dw*dx, acc), accm = fma(min pair sum, dmin*dx, accm) for pairs
+// c = 0..3 of every super-block, then acc - accm. The integer sums are exact (and so equal
+// the twin's however they are grouped). Rows >= nw and tokens >= nx repeat row / token 0 and
+// are discarded, so an entry's value does not depend on its position or on nw, nx.
+void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                        int nx, float* y, size_t ys) {
+  const BlockQ4_K* a[4];
+  const BlockQ8_K* b[4];
+  for (int r = 0; r < 4; ++r)
+    a[r] = reinterpret_cast<const BlockQ4_K*>(static_cast<const uint8_t*>(w) +
+                                              (r < nw ? r : 0) * ws);
+  for (int t = 0; t < 4; ++t)
+    b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
+                                              (t < nx ? t : 0) * xs);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+  __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
+  __m256 accm01 = _mm256_setzero_ps(), accm23 = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Scales8 s[4];
+    for (int r = 0; r < 4; ++r) UnpackScales(a[r][i].scales, &s[r]);
+    // dw*dx and dmin*dx per lane 4t + r (one rounding, as the twin's product).
+    const __m128 wd = _mm_cvtph_ps(_mm_setr_epi16(
+        static_cast<int16_t>(a[0][i].d), static_cast<int16_t>(a[1][i].d),
+        static_cast<int16_t>(a[2][i].d), static_cast<int16_t>(a[3][i].d), 0, 0, 0, 0));
+    const __m128 wm = _mm_cvtph_ps(_mm_setr_epi16(
+        static_cast<int16_t>(a[0][i].dmin), static_cast<int16_t>(a[1][i].dmin),
+        static_cast<int16_t>(a[2][i].dmin), static_cast<int16_t>(a[3][i].dmin), 0, 0, 0, 0));
+    const __m256 xd01 = _mm256_set_m128(_mm_set1_ps(b[1][i].d), _mm_set1_ps(b[0][i].d));
+    const __m256 xd23 = _mm256_set_m128(_mm_set1_ps(b[3][i].d), _mm_set1_ps(b[2][i].d));
+    const __m256 wd2 = _mm256_set_m128(wd, wd), wm2 = _mm256_set_m128(wm, wm);
+    const __m256 d01 = _mm256_mul_ps(wd2, xd01), d23 = _mm256_mul_ps(wd2, xd23);
+    const __m256 dm01 = _mm256_mul_ps(wm2, xd01), dm23 = _mm256_mul_ps(wm2, xd23);
+    // Mins: 32-bit unit c of row r's Mins16 is (m[2c], m[2c+1]); transposed so that unit r
+    // of mt[c] is row r's pair c. Activation pair sums likewise per token (unit c of sb).
+    __m128i mt[4];
+    {
+      const __m128i m0 = Mins16(s[0]), m1 = Mins16(s[1]), m2 = Mins16(s[2]), m3 = Mins16(s[3]);
+      const __m128i t01l = _mm_unpacklo_epi32(m0, m1), t01h = _mm_unpackhi_epi32(m0, m1);
+      const __m128i t23l = _mm_unpacklo_epi32(m2, m3), t23h = _mm_unpackhi_epi32(m2, m3);
+      mt[0] = _mm_unpacklo_epi64(t01l, t23l);
+      mt[1] = _mm_unpackhi_epi64(t01l, t23l);
+      mt[2] = _mm_unpacklo_epi64(t01h, t23h);
+      mt[3] = _mm_unpackhi_epi64(t01h, t23h);
+    }
+    const __m256i sb01 = _mm256_set_m128i(SubBlockSums(b[1][i]), SubBlockSums(b[0][i]));
+    const __m256i sb23 = _mm256_set_m128i(SubBlockSums(b[3][i]), SubBlockSums(b[2][i]));
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      // g[t] lane r (low half) + lane 4 + r (high half) = pair c's scaled sum of row r, token t.
+      __m256i g[4];
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const int r0 = 2 * half, r1 = r0 + 1;
+        const __m256i bits0 = Load256(a[r0][i].qs + 32 * c);
+        const __m256i bits1 = Load256(a[r1][i].qs + 32 * c);
+        const __m256i lo0 = _mm256_and_si256(bits0, m4);
+        const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(bits0, 4), m4);
+        const __m256i lo1 = _mm256_and_si256(bits1, m4);
+        const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4);
+        const __m256i sl0 = _mm256_set1_epi16(static_cast<int16_t>(s[r0].sc(2 * c)));
+        const __m256i sh0 = _mm256_set1_epi16(static_cast<int16_t>(s[r0].sc(2 * c + 1)));
+        const __m256i sl1 = _mm256_set1_epi16(static_cast<int16_t>(s[r1].sc(2 * c)));
+        const __m256i sh1 = _mm256_set1_epi16(static_cast<int16_t>(s[r1].sc(2 * c + 1)));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+          const int8_t* xq = b[t][i].qs + 64 * c;
+          const __m256i xl = Load256(xq), xh = Load256(xq + 32);
+          const __m256i v0 = _mm256_add_epi32(ScaledDot4(lo0, xl, sl0), ScaledDot4(hi0, xh, sh0));
+          const __m256i v1 = _mm256_add_epi32(ScaledDot4(lo1, xl, sl1), ScaledDot4(hi1, xh, sh1));
+          const __m256i h = _mm256_hadd_epi32(v0, v1);
+          g[t] = half == 0 ? h : _mm256_hadd_epi32(g[t], h);
+        }
+      }
+      const __m256i s01 = _mm256_add_epi32(_mm256_permute2x128_si256(g[0], g[1], 0x20),
+                                           _mm256_permute2x128_si256(g[0], g[1], 0x31));
+      const __m256i s23 = _mm256_add_epi32(_mm256_permute2x128_si256(g[2], g[3], 0x20),
+                                           _mm256_permute2x128_si256(g[2], g[3], 0x31));
+      const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(c), halves);
+      const __m256i mc = _mm256_broadcastsi128_si256(mt[c]);
+      const __m256i min01 = _mm256_madd_epi16(mc, _mm256_permutevar8x32_epi32(sb01, idx));
+      const __m256i min23 = _mm256_madd_epi16(mc, _mm256_permutevar8x32_epi32(sb23, idx));
+      acc01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s01), d01, acc01);
+      acc23 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s23), d23, acc23);
+      accm01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(min01), dm01, accm01);
+      accm23 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(min23), dm23, accm23);
+    }
+  }
+  float out[16];
+  _mm256_storeu_ps(out, _mm256_sub_ps(acc01, accm01));
+  _mm256_storeu_ps(out + 8, _mm256_sub_ps(acc23, accm23));
+  for (int t = 0; t < nx; ++t)
+    for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
+}
+
 float DotQ6_KPlain(int64_t n, const void* w, const void* xv) {
   const BlockQ6_K* a = static_cast<const BlockQ6_K*>(w);
   const BlockQ8_K* b = static_cast<const BlockQ8_K*>(xv);
@@ -302,6 +401,65 @@ float DotQ6_KPlain(int64_t n, const void* w, const void* xv) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
   return Reduce8(acc);
+}
+
+// DotQ6_KPlain for a tile of weight rows x up to 4 tokens: each row's block is unpacked once
+// and used for the 4 tokens, each entry keeping its own 8 float lanes with the same steps as
+// DotQ6_KPlain (exact integer lane sums, lane = fma(dx*dw, sum, lane), Reduce8). Tokens >= nx
+// repeat token 0 and are discarded.
+void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* xv, size_t xs, int nx,
+              float* y, size_t ys) {
+  const BlockQ8_K* b[4];
+  for (int t = 0; t < 4; ++t)
+    b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(xv) +
+                                              (t < nx ? t : 0) * xs);
+  const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+  const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  for (int r = 0; r < nw; ++r) {
+    const BlockQ6_K* a =
+        reinterpret_cast<const BlockQ6_K*>(static_cast<const uint8_t*>(w) + r * ws);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+      const float dw = Fp16(a[i].d);
+      const __m256i sc16 =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].scales)));
+      __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                         _mm256_setzero_si256()};
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256i l0 = Load256(a[i].ql + 64 * h);
+        const __m256i l1 = Load256(a[i].ql + 64 * h + 32);
+        const __m256i hb = Load256(a[i].qh + 32 * h);
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(l1, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
+        };
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          const __m256i scale = _mm256_shuffle_epi8(
+              _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(4 * h + k)), spread);
+#pragma GCC unroll 4
+          for (int t = 0; t < 4; ++t)
+            sumi[t] = _mm256_add_epi32(
+                sumi[t], ScaledDot4(q[k], Load256(b[t][i].qs + 128 * h + 32 * k), scale));
+        }
+      }
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) {
+        const __m256i bs = Load256(b[t][i].bsums);
+        const __m256i v = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dw), _mm256_cvtepi32_ps(v), acc[t]);
+      }
+    }
+    for (int t = 0; t < nx; ++t) y[t * ys + r] = Reduce8(acc[t]);
+  }
 }
 
 }  // namespace strata::kernels::internal::lowbit_avx2

@@ -436,6 +436,8 @@ api_keys:
           f"access log has JSON lines with the request id ({len(parsed)} lines)")
 
     test_chat_stream_failover(a, work, model, nodes, node_list, gws)
+    test_redis_cache_outage(a, work, node_list, gws)
+    test_slow_clients(a, work, node_list, gws)
 
 
 def chat_texts(events):
@@ -504,6 +506,85 @@ def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
         check(failovers > served.get("failovers_before", 0) and failovers >= (1 if cname == "greedy" else 2),
               f"chat failover ({cname}): the failover happened ({failovers} so far)")
         nodes[victim] = start_node(a.strata, model, ports[victim], victim)
+
+
+def start_redis(port):
+    return subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_redis_cache_outage(a, work, node_list, gws):
+    """Two gateways share a real redis-server; stopping Redis mid-test loses no request."""
+    import shutil
+    if shutil.which("redis-server") is None:
+        check(False, "redis-server is installed (scripts/setup.sh installs it)")
+        return
+    rport = free_port()
+    redis = start_redis(rport)
+    try:
+        check(wait_for(lambda: _alive(rport), 10), "redis-server started")
+        cache = (f"cache: {{redis_url: 'redis://127.0.0.1:{rport}', ttl_s: 60, "
+                 "redis_timeout_ms: 200, redis_retry_ms: 300}")
+        g1 = start_gateway(a.strata, work, "redis1", node_list, HEALTH + cache)
+        g2 = start_gateway(a.strata, work, "redis2", node_list, HEALTH + cache)
+        gws += [g1, g2]
+        for g in (g1, g2):
+            wait_for(lambda: request(g.port, "GET", "/ready")[0] == 200, 10)
+        body = {"prompt": "Redis shared cache", "max_tokens": 8, "temperature": 0}
+        st1, h1, j1 = request(g1.port, "POST", "/v1/completions", body)
+        st2, h2, j2 = request(g2.port, "POST", "/v1/completions", body)
+        check(st1 == 200 and st2 == 200 and h1.get("x-cache") == "MISS" and
+              h2.get("x-cache") == "HIT" and j1["choices"] == j2["choices"],
+              f"Redis cache shared by two gateways ({h1.get('x-cache')}, {h2.get('x-cache')})")
+        redis.kill()
+        redis.wait()
+        results = []
+        t0 = time.time()
+        for i in range(12):
+            b = dict(body, prompt=f"Redis down {i % 4}")
+            st, h, j = request((g1 if i % 2 else g2).port, "POST", "/v1/completions", b)
+            results.append(st == 200 and j["choices"][0]["text"] is not None)
+        dt = time.time() - t0
+        check(all(results), f"Redis stopped mid-test: {sum(results)}/12 requests answered ({dt:.2f}s)")
+        redis = start_redis(rport)
+        check(wait_for(lambda: _alive(rport), 10), "redis-server restarted")
+        time.sleep(0.5)
+        b = dict(body, prompt="Redis back")
+        seen = []
+        ok = wait_for(lambda: seen.append(request(g1.port, "POST", "/v1/completions", b)[1].get("x-cache"))
+                      or seen[-1] == "HIT", 10)
+        check(ok, f"cache recovers when Redis returns ({seen[-3:]})")
+    finally:
+        redis.kill()
+        redis.wait()
+
+
+def test_slow_clients(a, work, node_list, gws):
+    """Slow clients (headers trickled byte by byte, bodies never finished) hold no one else up."""
+    gw = start_gateway(a.strata, work, "slow", node_list, HEALTH)
+    gws.append(gw)
+    wait_for(lambda: request(gw.port, "GET", "/ready")[0] == 200, 10)
+    slow = []
+    for i in range(50):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        slow.append(s)
+    for i in range(50):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(b"GET /hea")
+        slow.append(s)
+    t0 = time.time()
+    oks = 0
+    for i in range(5):
+        st, _, j = request(gw.port, "POST", "/v1/completions",
+                           {"prompt": f"fast client {i}", "max_tokens": 4, "temperature": 0})
+        oks += st == 200
+    dt = time.time() - t0
+    check(oks == 5 and dt < 10, f"100 slow clients connected: other users served ({oks}/5 in {dt:.2f}s)")
+    st, _, j = request(gw.port, "POST", "/v1/completions", b'{"prompt": ', timeout=10)
+    check(st == 400, "truncated JSON body -> 400")
+    for s in slow:
+        s.close()
 
 
 def _alive(port):
