@@ -18,6 +18,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from sse import read_sse  # noqa: E402
+
 FAILS = []
 
 
@@ -59,21 +62,7 @@ def stream(port, path, body, headers=None, on_event=None):
     hdrs = {k.lower(): v for k, v in r.getheaders()}
     if r.status != 200:
         return r.status, hdrs, [json.loads(r.read())], False
-    events, done = [], False
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        line = line.rstrip(b"\r\n")
-        if not line:
-            continue
-        assert line.startswith(b"data: "), line
-        if line[6:] == b"[DONE]":
-            done = True
-            break
-        events.append(json.loads(line[6:]))
-        if on_event:
-            on_event(len(events))
+    events, done = read_sse(r, (lambda evs: on_event(len(evs))) if on_event else None)
     c.close()
     return 200, hdrs, events, done
 
@@ -298,19 +287,7 @@ admission: {max_body_bytes: 64KiB}
               headers={"Content-Type": "application/json"})
     r = c.getresponse()
     served["backend"] = r.getheader("X-Strata-Backend")
-    evs, done = [], False
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        line = line.rstrip(b"\r\n")
-        if not line:
-            continue
-        if line[6:] == b"[DONE]":
-            done = True
-            break
-        evs.append(json.loads(line[6:]))
-        killer(len(evs))
+    evs, done = read_sse(r, lambda evs: killer(len(evs)), strict=False)
     c.close()
     got, want = text_of(evs), text_of(ref)
     check(done and got == want,
@@ -474,21 +451,12 @@ def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
                   headers={"Content-Type": "application/json"})
         r = c.getresponse()
         victim = r.getheader("X-Strata-Backend")
-        evs, done = [], False
-        while True:
-            line = r.readline()
-            if not line:
-                break
-            line = line.rstrip(b"\r\n")
-            if not line:
-                continue
-            if line[6:] == b"[DONE]":
-                done = True
-                break
-            evs.append(json.loads(line[6:]))
+        def kill_at_6(evs):
             if len(evs) == 6 and "killed" not in served:
                 served["killed"] = True
                 nodes[victim].kill()
+
+        evs, done = read_sse(r, kill_at_6, strict=False)
         c.close()
         got = chat_texts(evs)
         check(ref_done and sum(len(t) for t in want) > 50, f"chat failover ({cname}): reference is long")

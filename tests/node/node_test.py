@@ -17,6 +17,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from sse import read_sse  # noqa: E402
+
 FAILS = []
 
 
@@ -92,25 +95,11 @@ class Node:
         r = c.getresponse()
         assert r.status == 200, (r.status, r.read())
         assert r.getheader("Content-Type").startswith("text/event-stream")
-        events, done, buf = [], False, b""
-        while True:
-            line = r.readline()  # http.client undoes the chunked transfer coding
-            if not line:
-                break
-            line = line.rstrip(b"\r\n")
-            if line == b"":
-                continue
-            assert line.startswith(b"data: "), line
-            data = line[6:]
-            if data == b"[DONE]":
-                done = True
-                break
-            events.append(json.loads(data))
-            if stop_after is not None and len(events) >= stop_after:
-                c.sock.shutdown(socket.SHUT_RDWR)
-                r.close()
-                c.close()
-                return events, False
+        stop = (lambda evs: len(evs) >= stop_after) if stop_after is not None else None
+        events, done = read_sse(r, stop)
+        if stop_after is not None and len(events) >= stop_after and not done:
+            c.sock.shutdown(socket.SHUT_RDWR)  # vanish mid-stream
+            r.close()
         c.close()
         return events, done
 

@@ -20,6 +20,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from sse import read_sse  # noqa: E402
+
 FAILS = []
 SECRET = "pipeline-test-secret"
 
@@ -97,27 +100,14 @@ class Node:
                   headers={"Content-Type": "application/json"})
         r = c.getresponse()
         assert r.status == 200, (r.status, r.read())
-        text, events, done, error = "", [], False, None
-        while True:
-            line = r.readline()
-            if not line:
-                break
-            line = line.rstrip(b"\r\n")
-            if not line:
-                continue
-            assert line.startswith(b"data: "), line
-            if line[6:] == b"[DONE]":
-                done = True
-                break
-            ev = json.loads(line[6:])
-            events.append(ev)
+        events, done = read_sse(r, (lambda evs: on_event(len(evs))) if on_event else None)
+        c.close()
+        text, error = "", None
+        for ev in events:
             if "error" in ev:
                 error = ev
             elif ev.get("choices"):
                 text += ev["choices"][0].get("text") or ""
-            if on_event:
-                on_event(len(events))
-        c.close()
         return text, events, done, error
 
     def kill(self):
