@@ -81,8 +81,9 @@ void RowsByVecDot(const MatMulJob& j, internal::VecDotFn dot, int64_t t_begin, i
 }
 
 // The same with `tile`, in register tiles of up to kMaxDotRows weight rows x kMaxDotCols
-// tokens, inside cache tiles of rb rows x tb tokens.
-void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, int64_t t_begin,
+// tokens, inside cache tiles of rb rows x tb tokens; `groups`: the tile reads the prepared
+// token groups j.xg (t_begin a multiple of kMaxDotCols) instead of the rows j.x.
+void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, bool groups, int64_t t_begin,
                  int64_t t_end, int64_t r_begin, int64_t r_end) {
   constexpr int kR = internal::kMaxDotRows;
   constexpr int kC = internal::kMaxDotCols;
@@ -97,7 +98,7 @@ void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, int64_t t_begi
         const int nw = static_cast<int>(std::min<int64_t>(kR, r1 - r));
         for (int64_t t = t0; t < t1; t += kC) {
           const int nx = static_cast<int>(std::min<int64_t>(kC, t1 - t));
-          if (j.xg != nullptr) {  // t is a multiple of kC: tile = one prepared group
+          if (groups) {  // t is a multiple of kC: tile = one prepared group
             tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.xg + t / kC * j.x_group, j.x_group,
                  nx, j.y + t * j.rows + r, ys);
           } else {
@@ -114,14 +115,22 @@ void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, int64_t t_begi
 void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
   if (j.repack) {
     const int64_t n_gemm = internal::RepackGemmTokens(j.n_tok);
-    if (n_gemm > 0) RowsByTiles(j, j.tk->repack_tile, 0, n_gemm, r_begin, r_end);
-    RowsByVecDot(j, j.tk->repack_vec_dot, n_gemm, j.n_tok, r_begin, r_end);
+    const bool groups = j.xg != nullptr;
+    if (n_gemm > 0)
+      RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->repack_tile, groups, 0, n_gemm,
+                  r_begin, r_end);
+    if (j.tk->repack_gemv_tile != nullptr) {
+      RowsByTiles(j, j.tk->repack_gemv_tile, false, n_gemm, j.n_tok, r_begin, r_end);
+    } else {
+      RowsByVecDot(j, j.tk->repack_vec_dot, n_gemm, j.n_tok, r_begin, r_end);
+    }
   } else if (j.gemm) {
-    RowsByTiles(j, j.xg != nullptr ? j.tk->prepared_tile : j.tk->vec_dot_tile, 0, j.n_tok,
+    const bool groups = j.xg != nullptr;
+    RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->vec_dot_tile, groups, 0, j.n_tok,
                 r_begin, r_end);
-  } else if (j.n_tok >= 2 && internal::TileMatchesVecDot(j.tk->weight_type) &&
-             j.tk->vec_dot_tile != nullptr) {
-    RowsByTiles(j, j.tk->vec_dot_tile, 0, j.n_tok, r_begin, r_end);  // same per-entry order
+  } else if ((j.n_tok >= 2 || j.tk->tile_single_token) &&
+             internal::TileMatchesVecDot(j.tk->weight_type) && j.tk->vec_dot_tile != nullptr) {
+    RowsByTiles(j, j.tk->vec_dot_tile, false, 0, j.n_tok, r_begin, r_end);  // per-entry order
   } else {
     RowsByVecDot(j, j.tk->vec_dot, 0, j.n_tok, r_begin, r_end);
   }
@@ -189,8 +198,11 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
   } else {
     job.x_row = RowBytesUnchecked(tk->vec_dot_type, cols);
     const size_t need = job.x_row * static_cast<size_t>(n_tok);
-    const bool prepared = job.gemm && !job.repack && tk->prepared_tile != nullptr;
-    const int64_t n_groups = (n_tok + internal::kMaxDotCols - 1) / internal::kMaxDotCols;
+    // Prepared groups for the tokens of the GEMM tiles: all of them in the GEMM order, the
+    // full groups of 4 in the repacked order (its GEMV takes the rest).
+    const int64_t n_prep = job.repack ? internal::RepackGemmTokens(n_tok) : job.gemm ? n_tok : 0;
+    const bool prepared = n_prep > 0 && tk->prepared_tile != nullptr;
+    const int64_t n_groups = (n_prep + internal::kMaxDotCols - 1) / internal::kMaxDotCols;
     if (prepared) job.x_group = (tk->tile_x_bytes(cols) + 63) / 64 * 64;
     // Prepared groups after the rows, 64-byte aligned.
     const size_t total = prepared ? need + 64 + job.x_group * static_cast<size_t>(n_groups) : need;
@@ -210,10 +222,24 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
       uint8_t* xg = scratch->data() + need;
       xg += (64 - reinterpret_cast<uintptr_t>(xg) % 64) % 64;
       job.xg = xg;
-      for (int64_t g = 0; g < n_groups; ++g) {
-        const int64_t t = g * internal::kMaxDotCols;
-        const int nx = static_cast<int>(std::min<int64_t>(internal::kMaxDotCols, n_tok - t));
-        tk->prepare_tile_x(job.x + t * job.x_row, job.x_row, nx, xg + g * job.x_group, cols);
+      struct PrepareJob {
+        const MatMulJob* j;
+        uint8_t* xg;
+        int64_t n_prep;
+      } pj{&job, xg, n_prep};
+      const PrepareJob* pp = &pj;  // one pointer captured: the std::function does not allocate
+      auto prepare = [pp](int64_t g_begin, int64_t g_end) {
+        const MatMulJob& j = *pp->j;
+        for (int64_t g = g_begin; g < g_end; ++g) {
+          const int64_t t = g * internal::kMaxDotCols;
+          const int nx = static_cast<int>(std::min<int64_t>(internal::kMaxDotCols, pp->n_prep - t));
+          j.tk->prepare_tile_x(j.x + t * j.x_row, j.x_row, nx, pp->xg + g * j.x_group, j.cols);
+        }
+      };
+      if (nth == 1 || n_groups < 2 * nth) {
+        prepare(0, n_groups);
+      } else {
+        pool->ParallelFor(n_groups, prepare);
       }
     }
   }

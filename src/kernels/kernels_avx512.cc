@@ -108,6 +108,59 @@ void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
   }
 }
 
+// Q8_K activations (K-quant types), bit-identical to the scalar QuantizeQ8_K: per 256 values
+// the first value of largest magnitude, iscale = -127 / it, q = min(127, round-half-even(iscale
+// * x)), the 16-element sums and d = 1 / iscale.
+void QuantizeQ8K(const float* x, void* dst, int64_t n) {
+  BlockQ8_K* y = static_cast<BlockQ8_K*>(dst);
+  const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
+  // Group 4m + L sits in lane 4L + m of the reduced sums (see below).
+  const __m512i group_lane =
+      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    __m512 v[16];
+    __m512 amax = _mm512_setzero_ps();
+    for (int j = 0; j < 16; ++j) {
+      v[j] = _mm512_loadu_ps(x + 16 * j);
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(v[j]));
+    }
+    const float am = _mm512_reduce_max_ps(amax);
+    BlockQ8_K& blk = y[b];
+    if (am == 0.0f) {
+      std::memset(&blk, 0, sizeof(blk));
+      continue;
+    }
+    float max = 0.0f;
+    for (int j = 0; j < 16; ++j) {
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(v[j]), _mm512_set1_ps(am), _CMP_EQ_OQ);
+      if (hit != 0) {
+        max = x[16 * j + __builtin_ctz(hit)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m512 is = _mm512_set1_ps(iscale);
+    for (int j = 0; j < 16; ++j) {
+      const __m512i q = _mm512_min_epi32(
+          _mm512_cvt_roundps_epi32(_mm512_mul_ps(is, v[j]),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+          _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs + 16 * j), _mm512_cvtsepi32_epi8(q));
+    }
+    // Sums of 16: four-byte sums (lane e of 128-bit lane L of part k = bytes 64k + 16L + 4e..),
+    // then twice pack to 16 bits + add pairs: lane (L, m) = group 4m + L.
+    __m512i s4[4];
+    for (int k = 0; k < 4; ++k)
+      s4[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones8, _mm512_loadu_si512(blk.qs + 64 * k));
+    const __m512i s8a = _mm512_madd_epi16(_mm512_packs_epi32(s4[0], s4[1]), ones16);
+    const __m512i s8b = _mm512_madd_epi16(_mm512_packs_epi32(s4[2], s4[3]), ones16);
+    const __m512i s16 = _mm512_madd_epi16(_mm512_packs_epi32(s8a, s8b), ones16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk.bsums),
+                        _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(group_lane, s16)));
+    blk.d = 1.0f / iscale;
+  }
+}
+
 // ---- dot products ------------------------------------------------------------------------
 
 struct LoadF32 {
@@ -537,6 +590,8 @@ struct BF16Dot {
 
 using internal::VecDotOne;
 using internal::VecDotTile;
+namespace lb2 = internal::lowbit_avx2;
+namespace lb512 = internal::lowbit_avx512;
 
 const TypeKernels kTypes[] = {
     {DType::F32, DType::F32, nullptr, DotF32Vec, VecDotTile<FloatDot<LoadF32>>},
@@ -544,7 +599,19 @@ const TypeKernels kTypes[] = {
     {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>, nullptr,
      nullptr, Q8PrepareTileX, Q8TileXBytes, Q8PreparedTile},
-    STRATA_LOWBIT_SIMD_TYPES(QuantizeQ8_0),
+    // 4/5/6-bit types: AVX-512 kernels for Q4_K and Q6_K (the types of the _M files), AVX2
+    // ones for Q4_0 and Q5_K.
+    {DType::Q4_0, DType::Q8_0, QuantizeQ8_0, lb2::DotQ4_0Plain,
+     internal::PerEntryTile<lb2::DotQ4_0Plain>, lb2::DotQ4_0Repack,
+     lb2::TileQ4_0Repack},
+    {DType::Q4_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ4_KPlain,
+     internal::PerEntryTile<lb2::DotQ4_KPlain>, lb512::DotQ4_KRepackGemv,
+     lb512::TileQ4_KRepackGemm, lb512::Q4_KPrepareTileX, lb512::Q4_KTileXBytes,
+     lb512::Q4_KPreparedTile, lb512::TileQ4_KRepackGemv},
+    {DType::Q5_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ5_KPlain,
+     internal::PerEntryTile<lb2::DotQ5_KPlain>},
+    {DType::Q6_K, DType::Q8_K, QuantizeQ8K, lb512::DotQ6_KPlain,
+     lb512::TileQ6_K, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, false},
 };
 
 // ---- row kernels -------------------------------------------------------------------------
@@ -646,10 +713,137 @@ inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
   return static_cast<float>(sum);
 }
 
+// NH query heads (1 or 2) that share one KV head, head_dim = 16 * NV: per head the same
+// operations as the generic loop below, arranged so that the V accumulators stay in registers
+// and the two heads' dependency chains overlap. Keys go in chunks: (a) their scores (each K
+// vector converted once for both heads), (b) the scalar online-softmax steps (running max, the
+// exp calls, the sum) recording each key's rescale factor and weight, (c) the V accumulation
+// (each V vector converted once). No call inside (a) or (c), so nothing spills.
+template <int NV, int NH>
+void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16_t* v,
+                         int64_t n_kv, int64_t kv_stride, float scale, float* const* oh) {
+  constexpr int kChunk = 64;
+  alignas(64) float q16[NH][16 * NV];
+  __m512 acc[NH][NV];
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h)
+    for (int i = 0; i < NV; ++i) {
+      _mm512_store_ps(q16[h] + 16 * i, RoundF16(_mm512_loadu_ps(qh[h] + 16 * i)));
+      acc[h][i] = _mm512_setzero_ps();
+    }
+  float mx[NH], sum[NH];
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h) {
+    mx[h] = -INFINITY;
+    sum[h] = 0.0f;
+  }
+  float score[NH][kChunk], rescale[NH][kChunk], weight[NH][kChunk];
+  bool raised[NH][kChunk];
+  for (int64_t j0 = 0; j0 < n_kv; j0 += kChunk) {
+    const int m = static_cast<int>(std::min<int64_t>(kChunk, n_kv - j0));
+    for (int jj = 0; jj < m; ++jj) {
+      const uint16_t* kj = k + (j0 + jj) * kv_stride;
+      if constexpr (NV % 4 != 0) {  // AttnScoreDot's scalar tail: no shared loads
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          score[h][jj] = AttnScoreDot(kj, q16[h], 16 * NV) * scale;
+        continue;
+      }
+      // AttnScoreDot's order for each head: 4 accumulators over the 64-element steps.
+      __m512 a[NH][4];
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h)
+        #pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) a[h][u] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) {
+        const __m512 kv = LoadF16::Load(kj, 16 * i);
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          a[h][i % 4] = _mm512_fmadd_ps(kv, _mm512_load_ps(q16[h] + 16 * i), a[h][i % 4]);
+      }
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        const double d = _mm512_reduce_add_ps(
+            _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][2]), _mm512_add_ps(a[h][1], a[h][3])));
+        score[h][jj] = static_cast<float>(d) * scale;
+      }
+    }
+    for (int jj = 0; jj < m; ++jj) {
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        const float s = score[h][jj];
+        float ms = 1.0f, vs = 1.0f;
+        raised[h][jj] = s > mx[h];
+        if (raised[h][jj]) {
+          ms = std::exp(mx[h] - s);
+          mx[h] = s;
+        } else {
+          vs = std::exp(s - mx[h]);
+        }
+        sum[h] = sum[h] * ms + vs;
+        rescale[h][jj] = ms;
+        weight[h][jj] = vs;
+      }
+    }
+    for (int jj = 0; jj < m; ++jj) {
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        if (raised[h][jj]) {
+          const __m512 vms = _mm512_set1_ps(rescale[h][jj]);
+#pragma GCC unroll 8
+          for (int i = 0; i < NV; ++i) acc[h][i] = RoundF16(_mm512_mul_ps(acc[h][i], vms));
+        }
+      }
+      const uint16_t* vj = v + (j0 + jj) * kv_stride;
+      __m512 vvs[NH];
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) vvs[h] = _mm512_set1_ps(weight[h][jj]);
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) {
+        const __m512 vv = LoadF16::Load(vj, 16 * i);
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          acc[h][i] = RoundF16(_mm512_fmadd_ps(vv, vvs[h], acc[h][i]));
+      }
+    }
+  }
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h) {
+    const __m512 inv = _mm512_set1_ps(sum[h] == 0.0f ? 0.0f : 1.0f / sum[h]);
+    for (int i = 0; i < NV; ++i) _mm512_storeu_ps(oh[h] + 16 * i, _mm512_mul_ps(acc[h][i], inv));
+  }
+}
+
+using AttentionHeadsFn = void (*)(const float* const*, const uint16_t*, const uint16_t*, int64_t,
+                                  int64_t, float, float* const*);
+template <int NH>
+constexpr AttentionHeadsFn kAttentionFixed[] = {
+    AttentionHeadsFixed<1, NH>, AttentionHeadsFixed<2, NH>, AttentionHeadsFixed<3, NH>,
+    AttentionHeadsFixed<4, NH>, AttentionHeadsFixed<5, NH>, AttentionHeadsFixed<6, NH>,
+    AttentionHeadsFixed<7, NH>, AttentionHeadsFixed<8, NH>};
+
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch) {
   (void)scratch;
+  if (head_dim % 16 == 0 && head_dim / 16 >= 1 && head_dim / 16 <= 8) {
+    // Query heads in pairs where two share a KV head.
+    const int group = n_heads / n_kv_heads;
+    const int nv = head_dim / 16 - 1;
+    for (int h = 0; h < n_heads;) {
+      const int64_t col = static_cast<int64_t>(h / group) * head_dim;
+      const int nh = (h % group + 1 < group) ? 2 : 1;
+      const float* qh[2] = {q + static_cast<int64_t>(h) * head_dim,
+                            q + static_cast<int64_t>(h + nh - 1) * head_dim};
+      float* oh[2] = {out + static_cast<int64_t>(h) * head_dim,
+                      out + static_cast<int64_t>(h + nh - 1) * head_dim};
+      (nh == 2 ? kAttentionFixed<2> : kAttentionFixed<1>)[nv](qh, k + col, v + col, n_kv,
+                                                              kv_stride, scale, oh);
+      h += nh;
+    }
+    return;
+  }
   const int group = n_heads / n_kv_heads;
   const int n_vec = (head_dim + 15) / 16;
   const __mmask16 tail = Mask16(head_dim - (n_vec - 1) * 16);

@@ -45,13 +45,20 @@ struct TypeKernels {
   // (groups of 4 tokens), repack_vec_dot that of its GEMV (the other tokens).
   VecDotFn repack_vec_dot = nullptr;
   VecDotTileFn repack_tile = nullptr;
-  // Prepared-activation GEMM tile (all three set, or all null = MatMul feeds vec_dot_tile rows
-  // in vec_dot_type). When set, MatMul prepares tokens [4k, 4k + 4) as group k once per call
+  // Prepared-activation GEMM tile (all three set, or all null = MatMul feeds the tile rows in
+  // vec_dot_type). When set, MatMul prepares tokens [4k, 4k + 4) as group k once per call
   // (prepare_tile_x) and calls prepared_tile with x = one group (x_stride = the group size, nx
-  // = tokens used from its start); every result equals vec_dot_tile's bit for bit.
+  // = tokens used from its start); every result equals bit for bit that of the tile the order
+  // uses: repack_tile when the repacked order applies (UseRepackOrder), else vec_dot_tile.
   PrepareTileXFn prepare_tile_x = nullptr;
   TileXBytesFn tile_x_bytes = nullptr;
   VecDotTileFn prepared_tile = nullptr;
+  // Optional tile of repack_vec_dot results (every entry bit-identical to it): MatMul uses it
+  // for the tokens the repacked GEMV handles (decode) instead of one row at a time.
+  VecDotTileFn repack_gemv_tile = nullptr;
+  // For the types of TileMatchesVecDot: also use vec_dot_tile for a single token (decode),
+  // where the table's tile is faster than its row-at-a-time vec_dot.
+  bool tile_single_token = false;
 };
 
 struct IsaKernels {
@@ -125,6 +132,27 @@ float DotQ6_KPlain(int64_t n, const void* w, const void* x);
 void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
               float* y, size_t ys);
 }  // namespace lowbit_avx2
+
+// AVX-512 (F/BW/VL/DQ/VNNI) versions of the K-quant kernels, bit-identical to the scalar
+// twins (kernels_q4k_gemm_avx512.cc, kernels_q4k_gemv_avx512.cc, kernels_q6k_avx512.cc).
+namespace lowbit_avx512 {
+// Tile of DotQ4_KRepackGemm results (llama.cpp's repacked GEMM order, groups of 4 tokens).
+void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                        int nx, float* y, size_t ys);
+// The same over prepared activations (TypeKernels::prepare_tile_x / tile_x_bytes / prepared_tile).
+void Q4_KPrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n);
+size_t Q4_KTileXBytes(int64_t n);
+void Q4_KPreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                      int nx, float* y, size_t ys);
+// DotQ4_KRepackGemv and a tile of its results (decode).
+float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
+void TileQ4_KRepackGemv(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                        int nx, float* y, size_t ys);
+// DotQ6_KPlain and a tile of its results.
+float DotQ6_KPlain(int64_t n, const void* w, const void* x);
+void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+              float* y, size_t ys);
+}  // namespace lowbit_avx512
 
 // A VecDotTileFn computing each entry of the tile with `kDot`.
 template <VecDotFn kDot>

@@ -379,6 +379,7 @@ struct AttnCase {
 const AttnCase kAttnCases[] = {
     {1, 1, 1, 1},   {2, 1, 5, 3},    {4, 2, 16, 17},  {6, 2, 64, 40},
     {12, 2, 128, 9}, {3, 3, 80, 300}, {4, 4, 33, 2},  {14, 2, 64, 129},
+    {12, 2, 128, 200},  // several key chunks of the fixed-size AVX-512 path
 };
 
 void FillCache(std::mt19937& rng, int64_t n, std::vector<uint16_t>* c) {
@@ -501,6 +502,31 @@ TEST_P(PathTest, QuantizeActivationIsBitExact) {
         }
       }
     }
+  }
+}
+
+// Q8_K activations: the sign of the scale comes from the FIRST value of largest magnitude,
+// so blocks where +m and -m both occur (in either order, in any lane) must match the twin;
+// all-zero blocks too.
+TEST_P(PathTest, Q8KActivationsFirstLargestMagnitude) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> pos(0, 255);
+  const int64_t n = 4 * 256;
+  for (int round = 0; round < 50; ++round) {
+    std::vector<float> x(n);
+    for (float& f : x) f = u(rng);
+    for (int b = 0; b < 3; ++b) {
+      const float m = 1.5f + static_cast<float>(round);
+      x[b * 256 + pos(rng)] = round % 2 == 0 ? m : -m;
+      x[b * 256 + pos(rng)] = round % 2 == 0 ? -m : m;
+    }
+    std::fill(x.begin() + 3 * 256, x.end(), round % 3 == 0 ? -0.0f : 0.0f);
+    const size_t bytes = ActBytes(DType::Q4_K, n);
+    std::vector<uint8_t> got(bytes), want(bytes);
+    QuantizeActivationRow(DType::Q4_K, x.data(), got.data(), n);
+    ref::QuantizeActivationRow(DType::Q4_K, x.data(), want.data(), n);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), bytes), 0) << "round " << round;
   }
 }
 
@@ -678,8 +704,12 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
       const char* name;
       internal::VecDotTileFn fn, want;
     };
+    // repack_gemv_tile: entries of the scalar twin's repack_vec_dot.
+    const internal::VecDotTileFn gemv_want =
+        t == DType::Q4_K ? internal::PerEntryTile<internal::DotQ4_KRepackGemv> : nullptr;
     const Slot slots[] = {{"vec_dot_tile", tk->vec_dot_tile, rk->vec_dot_tile},
-                          {"repack_tile", tk->repack_tile, rk->repack_tile}};
+                          {"repack_tile", tk->repack_tile, rk->repack_tile},
+                          {"repack_gemv_tile", tk->repack_gemv_tile, gemv_want}};
     std::vector<int64_t> sizes = SizesFor(t);
     if (BlockOf(t) != 256) sizes = {32, 64, 96, 256, 1536};
     for (int64_t n : sizes) {
@@ -693,6 +723,15 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
       for (int c = 0; c < kC; ++c) {
         const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
         ref::QuantizeActivationRow(t, xf.data(), x.data() + c * xs, n);
+      }
+      // The single-row function of the repacked GEMV order too.
+      if (tk->repack_vec_dot != nullptr) {
+        ASSERT_NE(rk->repack_vec_dot, nullptr);
+        for (int c = 0; c < kC; ++c)
+          for (int r = 0; r < kR; ++r)
+            ASSERT_EQ(f32_to_bits(tk->repack_vec_dot(n, w.data() + r * ws, x.data() + c * xs)),
+                      f32_to_bits(rk->repack_vec_dot(n, w.data() + r * ws, x.data() + c * xs)))
+                << DTypeName(t) << " repack_vec_dot n=" << n << " row " << r << " token " << c;
       }
       for (const Slot& sl : slots) {
         if (sl.fn == nullptr) continue;
@@ -740,21 +779,38 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
     if (!any) continue;
     ASSERT_TRUE(tk.prepare_tile_x != nullptr && tk.tile_x_bytes != nullptr &&
                 tk.prepared_tile != nullptr) << DTypeName(tk.weight_type);
-    ASSERT_EQ(tk.weight_type, DType::Q8_0) << "extend this test for " << DTypeName(tk.weight_type);
-    const internal::TypeKernels* rk = internal::FindType(internal::ScalarKernels(), DType::Q8_0);
-    for (int64_t n : {32, 64, 96, 320, 1536, 4096 + 32}) {
-      const size_t row = RowBytesUnchecked(DType::Q8_0, n);
-      const size_t ws = row + 2 * (n % 3 + 1), xs = row + 2 * (n % 2);
-      Buffer w(ws * kR, 2), x(xs * kC, 2);
+    const DType t = tk.weight_type;
+    ASSERT_TRUE(t == DType::Q8_0 || t == DType::Q4_K) << "extend this test for " << DTypeName(t);
+    const internal::TypeKernels* rk = internal::FindType(internal::ScalarKernels(), t);
+    // The tile of the order the prepared tile stands for: llama.cpp's repacked GEMM where the
+    // type has one (Q4_K), else the GEMM order of vec_dot_tile.
+    const internal::VecDotTileFn want_tile =
+        tk.repack_tile != nullptr ? rk->repack_tile : rk->vec_dot_tile;
+    const std::vector<int64_t> sizes = t == DType::Q8_0
+                                           ? std::vector<int64_t>{32, 64, 96, 320, 1536, 4096 + 32}
+                                           : std::vector<int64_t>{256, 512, 1536, 4096 + 256};
+    for (int64_t n : sizes) {
+      const size_t row = RowBytesUnchecked(t, n), xrow = ActBytes(t, n);
+      const size_t ws = row + 2 * (n % 3 + 1), xs = xrow + 4 * (n % 2);
+      Buffer w(ws * kR, 2), x(xs * kC, 4);
       for (int r = 0; r < kR; ++r) {
-        MakeWeightRow(rng, DType::Q8_0, n, w.data() + r * ws);
+        MakeWeightRow(rng, t, n, w.data() + r * ws);
+        if (t == DType::Q4_K) {
+          if (r % 2 == 0) ScrambleLevels(rng, t, n, w.data() + r * ws);
+          continue;
+        }
         for (int64_t b = 0; b < n / 32; ++b) {  // extreme weights are legal in files
           BlockQ8_0* wb = reinterpret_cast<BlockQ8_0*>(w.data() + r * ws) + b;
           wb->qs[(b + r) % 32] = (b % 2 == 0) ? -128 : 127;
         }
       }
-      for (int c = 0; c < kC; ++c) {  // raw blocks: any byte, scales of either sign
-        for (int64_t b = 0; b < n / 32; ++b) {
+      for (int c = 0; c < kC; ++c) {
+        if (t == DType::Q4_K) {  // Q8_K rows of random values (quants up to +-127)
+          const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
+          ref::QuantizeActivationRow(t, xf.data(), x.data() + c * xs, n);
+          continue;
+        }
+        for (int64_t b = 0; b < n / 32; ++b) {  // raw blocks: any byte, scales of either sign
           BlockQ8_0* xb = reinterpret_cast<BlockQ8_0*>(x.data() + c * xs) + b;
           for (int k = 0; k < 32; ++k) xb->qs[k] = static_cast<int8_t>(byte(rng));
           const uint16_t d = f32_to_fp16((byte(rng) + 0.5f) / 1000.0f);
@@ -764,7 +820,7 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
       float want[kC][kR];
       for (int c = 0; c < kC; ++c)
         for (int r = 0; r < kR; ++r)
-          rk->vec_dot_tile(n, w.data() + r * ws, ws, 1, x.data() + c * xs, xs, 1, &want[c][r], 1);
+          want_tile(n, w.data() + r * ws, ws, 1, x.data() + c * xs, xs, 1, &want[c][r], 1);
       const size_t gbytes = tk.tile_x_bytes(n);
       ++checked;
       for (int prepared = 1; prepared <= kC; ++prepared) {
@@ -779,7 +835,8 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
                 const float got = y[c * kYs + r];
                 if (c < nx && static_cast<int>(r) < nw) {
                   ASSERT_EQ(f32_to_bits(got), f32_to_bits(want[c][r]))
-                      << "n=" << n << " prepared=" << prepared << " nw=" << nw << " nx=" << nx
+                      << DTypeName(t) << " n=" << n << " prepared=" << prepared << " nw=" << nw
+                      << " nx=" << nx
                       << " entry (" << r << ", " << c << ")";
                 } else {
                   ASSERT_EQ(got, -7.0f) << "wrote outside the tile";
@@ -789,9 +846,9 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
       }
     }
   }
-  // The AVX-512 table prepares Q8_0 activations.
+  // The AVX-512 table prepares Q8_0 and Q4_K activations.
   if (GetParam() == "avx512") {
-    EXPECT_GT(checked, 0);
+    EXPECT_EQ(checked, 10);
   }
 }
 

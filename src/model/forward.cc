@@ -146,19 +146,23 @@ void Forward::Attention(const Batch& b, int l) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int nth = pool_ ? pool_->size() : 1;
   Grow(scores_, static_cast<size_t>(nth) * cache_->n_ctx());
-  // One task per (token, head); each thread owns a scores row.
-  const int64_t tasks = static_cast<int64_t>(n) * c.n_heads;
+  // One task per (token, pair of query heads sharing a KV head): the kernel reads each K / V
+  // row once for both heads. Each thread owns a scores row.
+  const int pairs = (group + 1) / 2;  // per KV head
+  const int64_t per_token = static_cast<int64_t>(c.n_kv_heads) * pairs;
+  const int64_t tasks = static_cast<int64_t>(n) * per_token;
   auto work = [&](int ith, int nthr) {
     float* scratch = scores_.data() + static_cast<size_t>(ith) * cache_->n_ctx();
     for (int64_t task = ith; task < tasks; task += nthr) {
-      const int t = static_cast<int>(task / c.n_heads);
-      const int h = static_cast<int>(task % c.n_heads);
-      const int kvh = h / group;
+      const int t = static_cast<int>(task / per_token);
+      const int kvh = static_cast<int>(task % per_token) / pairs;
+      const int h = kvh * group + 2 * (static_cast<int>(task % per_token) % pairs);
+      const int nh = std::min(2, kvh * group + group - h);
       const int64_t n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
       kernels::Attention(q_.data() + t * QD + static_cast<int64_t>(h) * hd,
                          cache_->K(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd,
                          cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD,
-                         1, 1, hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd,
+                         nh, 1, hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd,
                          scratch);
     }
   };
