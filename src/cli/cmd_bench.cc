@@ -6,9 +6,22 @@
 //          random token); each step computes the logits and feeds back their argmax.
 //   --parallel B: tg runs B sequences together, one token of each per step (the node's
 //          continuous batching); tokens/s is the aggregate over the B sequences.
+//   -d D (--n-depth, llama-bench's depth): before each test the KV cache already holds D
+//          tokens of context (BOS first when the model adds one, then random tokens), so ppP
+//          evaluates P more tokens as one batch at positions D..D+P-1 and tgN runs N steps at
+//          positions D, D+1, ... Tests are then named "pp512 @ d4096". The D tokens are
+//          evaluated once per process, untimed, in batches of up to 512; before every
+//          repetition (warm-up included) each sequence is truncated back to its first D
+//          positions (KvCache::set_length: the rows beyond are simply overwritten), and with
+//          --parallel the other sequences get a copy of sequence 0's D positions. The context
+//          is sized D + max(P, N).
+//   --depth-eval E (0 < E < D; NOT llama-bench semantics, off by default): evaluate only the
+//          first E depth tokens and fill positions E..D-1 by repeating those K/V rows. The
+//          timed tests then attend over D positions of realistic values (the attention work
+//          does not depend on them) without the untimed O(D^2) fill; used for 16k depths.
 //   Each test runs once as a warm-up (tg: one step), then --reps times; the cache is cleared
-//   before every repetition. Reported: mean ± sample stddev of tokens/s over the repetitions
-//   (as llama-bench), plus the median and the raw samples in --json.
+//   (or truncated to D) before every repetition. Reported: mean ± sample stddev of tokens/s
+//   over the repetitions (as llama-bench), plus the median and the raw samples in --json.
 //   Effective generation bandwidth = bytes of weights one token reads (every layer's
 //   weights, final norm and output head, one embedding row) × tokens/s.
 //
@@ -42,6 +55,8 @@ struct BenchArgs {
   int threads = 0;
   int reps = 5;
   int parallel = 1;  // sequences decoding together in tg (aggregate tokens/s)
+  int n_depth = 0;   // tokens already in the KV cache before each test (llama-bench -d)
+  int depth_eval = 0;  // >0: evaluate only this many depth tokens, repeat their K/V rows
   bool json = false;
   bool memory_bandwidth = false;
   int membw_mib = 1024;
@@ -103,37 +118,77 @@ class EngineBench {
   EngineBench(Engine* e, uint32_t seed)
       : e_(e), fwd_(e->model(), &e->cache(), &e->pool()), rng_(seed) {}
 
-  // One pp repetition: seconds for the forward over n random tokens into an empty cache.
+  // Untimed: evaluates `depth` tokens (BOS first when the model adds one, then random ones)
+  // into sequence 0 in batches of up to `chunk`, then copies them to sequences 1..n_seq-1.
+  // Every later repetition starts from these positions (see ResetToDepth).
+  // With 0 < n_eval < depth only the first n_eval tokens are evaluated and their K/V rows are
+  // repeated up to `depth` (a timing shortcut, see --depth-eval).
+  Status FillDepth(int depth, int chunk, int n_eval = 0) {
+    depth_ = depth;
+    const int n_real = n_eval > 0 && n_eval < depth ? n_eval : depth;  // tokens evaluated
+    e_->cache().Clear(0);
+    const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
+    std::uniform_int_distribution<int32_t> tok(0, n_vocab - 1);
+    for (int p = 0; p < n_real; p += chunk) {
+      batch_.Clear();
+      const int end = std::min(n_real, p + chunk);
+      for (int i = p; i < end; ++i) {
+        const bool bos = i == 0 && e_->tokenizer().add_bos() && e_->tokenizer().bos() >= 0;
+        batch_.Add(bos ? e_->tokenizer().bos() : tok(rng_), i, 0, false);
+      }
+      STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
+    }
+    KvCache& kv = e_->cache();
+    const size_t row = static_cast<size_t>(kv.kv_dim());  // f16 elements per position
+    for (int p = n_real; p < depth_; p += n_real) {
+      const size_t n = static_cast<size_t>(std::min(n_real, depth_ - p));
+      for (int l = 0; l < kv.n_layers(); ++l) {
+        std::memcpy(kv.K(l, 0) + p * row, kv.K(l, 0), n * row * sizeof(uint16_t));
+        std::memcpy(kv.V(l, 0) + p * row, kv.V(l, 0), n * row * sizeof(uint16_t));
+      }
+    }
+    kv.set_length(0, depth_);
+    for (int s = 1; s < kv.n_seq(); ++s) kv.CopyPrefix(0, s, depth_);
+    return Status::Ok();
+  }
+
+  // Truncates sequence `seq` back to the depth context: positions >= depth_ are dropped (their
+  // rows are overwritten by the next forward). With depth 0 this clears the sequence.
+  void ResetToDepth(int seq) { e_->cache().set_length(seq, depth_); }
+
+  // One pp repetition: seconds for the forward over n random tokens after the depth context.
   Result<double> Prompt(int n) {
     const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
     std::uniform_int_distribution<int32_t> tok(0, n_vocab - 1);
-    e_->cache().Clear(0);
+    ResetToDepth(0);
     batch_.Clear();
     for (int i = 0; i < n; ++i) {
-      const bool bos = i == 0 && e_->tokenizer().add_bos() && e_->tokenizer().bos() >= 0;
-      batch_.Add(bos ? e_->tokenizer().bos() : tok(rng_), i, 0, i == n - 1);
+      const bool bos =
+          depth_ == 0 && i == 0 && e_->tokenizer().add_bos() && e_->tokenizer().bos() >= 0;
+      batch_.Add(bos ? e_->tokenizer().bos() : tok(rng_), depth_ + i, 0, i == n - 1);
     }
     Timer t;
     STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
     return t.ElapsedMs() / 1e3;
   }
 
-  // One tg repetition: seconds for n steps from empty caches; each step evaluates one token of
-  // each of `parallel` sequences (forward + argmax per sequence).
+  // One tg repetition: seconds for n steps after the depth context (empty caches when it is
+  // 0); each step evaluates one token of each of `parallel` sequences (forward + argmax per
+  // sequence).
   Result<double> Generate(int n, int parallel) {
     const int32_t n_vocab = static_cast<int32_t>(e_->model().config().n_vocab);
     const Tokenizer& tk = e_->tokenizer();
     std::vector<int32_t> token(static_cast<size_t>(parallel));
     for (int s = 0; s < parallel; ++s) {
-      token[s] = tk.add_bos() && tk.bos() >= 0 && s == 0
+      token[s] = depth_ == 0 && tk.add_bos() && tk.bos() >= 0 && s == 0
                      ? tk.bos()
                      : std::uniform_int_distribution<int32_t>(0, n_vocab - 1)(rng_);
-      e_->cache().Clear(s);
+      ResetToDepth(s);
     }
     Timer t;
     for (int i = 0; i < n; ++i) {
       batch_.Clear();
-      for (int s = 0; s < parallel; ++s) batch_.Add(token[s], i, s, true);
+      for (int s = 0; s < parallel; ++s) batch_.Add(token[s], depth_ + i, s, true);
       STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
       for (int s = 0; s < parallel; ++s) {
         const auto row = logits_.begin() + static_cast<ptrdiff_t>(s) * n_vocab;
@@ -149,7 +204,20 @@ class EngineBench {
   std::mt19937 rng_;
   Batch batch_;
   std::vector<float> logits_;
+  int depth_ = 0;
 };
+
+// Resident set size of this process in bytes (VmRSS), or 0 when /proc is unavailable.
+uint64_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+  std::fclose(f);
+  return static_cast<uint64_t>(kb) * 1024;
+}
 
 // Streaming read bandwidth: each pass sums every 64-bit word of `mib` MiB, split in contiguous
 // slices over the pool's threads. Returns GB/s (1e9 bytes) of each pass.
@@ -194,6 +262,7 @@ int Bench(const BenchArgs& a) {
   if (a.model.empty() && !a.memory_bandwidth)
     return Fail("bench: give --model (engine speed) and/or --memory-bandwidth");
   if (a.n_prompt < 0 || a.n_gen < 0) return Fail("bench: -p and -n must be >= 0");
+  if (a.n_depth < 0 || a.depth_eval < 0) return Fail("bench: -d and --depth-eval must be >= 0");
   if (a.reps < 1) return Fail("bench: --reps must be >= 1");
   if (a.parallel < 1 || a.parallel > 256) return Fail("bench: --parallel must be in 1..256");
   if (a.membw_mib < 1 || a.membw_passes < 1)
@@ -203,9 +272,12 @@ int Bench(const BenchArgs& a) {
   if (!a.model.empty()) {
     EngineOptions eo;
     eo.model_path = a.model;
-    eo.n_ctx = std::max(1, std::max(a.n_prompt, a.n_gen));
+    constexpr int kDepthChunk = 512;  // tokens per forward while filling the depth context
+    if (a.n_depth > (1 << 30) - std::max(a.n_prompt, a.n_gen))
+      return Fail("bench: -d plus max(-p, -n) is too large");
+    eo.n_ctx = std::max(1, a.n_depth + std::max(a.n_prompt, a.n_gen));
     eo.threads = a.threads;
-    eo.n_batch = std::max({1, a.n_prompt, a.parallel});
+    eo.n_batch = std::max({1, a.n_prompt, a.parallel, a.n_depth > 0 ? kDepthChunk : 0});
     eo.n_seq = a.parallel;
     auto loaded = Engine::Load(eo);
     if (!loaded.ok()) return Fail(loaded.status().message());
@@ -220,9 +292,28 @@ int Bench(const BenchArgs& a) {
     out["weight_bytes"] = e.model().bound_weight_bytes();
     out["threads"] = e.pool().size();
     out["reps"] = a.reps;
+    out["n_depth"] = a.n_depth;
+    out["n_ctx"] = e.cache().n_ctx();
+    // F16 K and V rows of every layer: bytes one cached position takes.
+    const uint64_t kv_per_token =
+        static_cast<uint64_t>(e.cache().n_layers()) * 2 * e.cache().kv_dim() * sizeof(uint16_t);
+    out["kv_bytes_per_token"] = kv_per_token;
+    out["kv_cache_reserved_bytes"] = e.cache().bytes();
     if (!a.json)
-      std::printf("model %s (%s, %d layers), %d threads, %d reps\n", a.model.c_str(),
-                  c.arch_name.c_str(), c.n_layers, e.pool().size(), a.reps);
+      std::printf("model %s (%s, %d layers), %d threads, %d reps%s\n", a.model.c_str(),
+                  c.arch_name.c_str(), c.n_layers, e.pool().size(), a.reps,
+                  a.n_depth > 0 ? (", depth " + std::to_string(a.n_depth)).c_str() : "");
+    const std::string at_depth = a.n_depth > 0 ? " @ d" + std::to_string(a.n_depth) : "";
+    if (a.n_depth > 0 && (a.n_prompt > 0 || a.n_gen > 0)) {
+      Timer fill;
+      if (auto s = eb.FillDepth(a.n_depth, kDepthChunk, a.depth_eval); !s.ok())
+        return Fail(s.message());
+      out["depth_fill_s"] = fill.ElapsedMs() / 1e3;
+      if (a.depth_eval > 0 && a.depth_eval < a.n_depth) out["depth_eval"] = a.depth_eval;
+      if (!a.json)
+        std::printf("depth context: %d tokens (%d evaluated) in %.1f s (untimed)\n", a.n_depth,
+                    out.contains("depth_eval") ? a.depth_eval : a.n_depth, fill.ElapsedMs() / 1e3);
+    }
 
     if (a.n_prompt > 0) {
       if (auto w = eb.Prompt(a.n_prompt); !w.ok()) return Fail(w.status().message());  // warm-up
@@ -234,8 +325,9 @@ int Bench(const BenchArgs& a) {
       }
       const Stats st = Summarize(ts);
       nlohmann::json j = StatsJson(st);
-      j["test"] = "pp" + std::to_string(a.n_prompt);
+      j["test"] = "pp" + std::to_string(a.n_prompt) + at_depth;
       j["n_tokens"] = a.n_prompt;
+      j["n_depth"] = a.n_depth;
       out["pp"] = j;
     }
     if (a.n_gen > 0) {
@@ -250,8 +342,9 @@ int Bench(const BenchArgs& a) {
       const Stats st = Summarize(ts);
       nlohmann::json j = StatsJson(st);
       j["test"] = "tg" + std::to_string(a.n_gen) +
-                  (a.parallel > 1 ? "x" + std::to_string(a.parallel) : "");
+                  (a.parallel > 1 ? "x" + std::to_string(a.parallel) : "") + at_depth;
       j["n_tokens"] = a.n_gen;
+      j["n_depth"] = a.n_depth;
       j["parallel"] = a.parallel;
       j["weight_bytes_per_token"] = wbytes;
       // Weights are read once per step, whatever the number of sequences in it.
@@ -259,21 +352,34 @@ int Bench(const BenchArgs& a) {
       j["effective_gbs_median"] = st.median / a.parallel * static_cast<double>(wbytes) / 1e9;
       out["tg"] = j;
     }
+    // Positions in use at the end: the depth context plus the longer test.
+    out["kv_cache_used_bytes"] =
+        kv_per_token * static_cast<uint64_t>(a.n_depth + std::max(a.n_prompt, a.n_gen)) *
+        static_cast<uint64_t>(a.parallel);
+    out["rss_bytes"] = ResidentBytes();
     if (!a.json) {
-      std::printf("| %-8s | %10s | %8s | %10s | %10s |\n", "test", "t/s mean", "stddev",
+      const int w = a.n_depth > 0 ? 20 : 8;
+      std::printf("| %-*s | %10s | %8s | %10s | %10s |\n", w, "test", "t/s mean", "stddev",
                   "t/s median", "eff. GB/s");
-      std::printf("|----------|------------|----------|------------|------------|\n");
+      std::printf("|%s|------------|----------|------------|------------|\n",
+                  std::string(static_cast<size_t>(w) + 2, '-').c_str());
       for (const char* k : {"pp", "tg"}) {
         if (!out.contains(k)) continue;
         const auto& j = out[k];
         char bw[32] = "";
         if (j.contains("effective_gbs"))
           std::snprintf(bw, sizeof bw, "%.2f", j["effective_gbs"].get<double>());
-        std::printf("| %-8s | %10.2f | %8.2f | %10.2f | %10s |\n",
+        std::printf("| %-*s | %10.2f | %8.2f | %10.2f | %10s |\n", w,
                     j["test"].get<std::string>().c_str(), j["mean"].get<double>(),
                     j["stddev"].get<double>(), j["median"].get<double>(), bw);
       }
       std::printf("weights read per generated token: %.1f MB\n", static_cast<double>(wbytes) / 1e6);
+      if (a.n_depth > 0)
+        std::printf("KV cache: %.1f MiB in use (%.1f KiB per position, F16), process RSS %.1f "
+                    "MiB\n",
+                    out["kv_cache_used_bytes"].get<double>() / (1 << 20),
+                    static_cast<double>(kv_per_token) / 1024,
+                    out["rss_bytes"].get<double>() / (1 << 20));
     }
   }
 
@@ -309,6 +415,14 @@ Runner AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads,-t", args->threads, "threads (0: all cores)")->capture_default_str();
   cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")
+      ->capture_default_str();
+  cmd->add_option("-d,--n-depth", args->n_depth,
+                  "tokens already in the KV cache before each test (llama-bench's depth; filled "
+                  "once, untimed)")
+      ->capture_default_str();
+  cmd->add_option("--depth-eval", args->depth_eval,
+                  "evaluate only this many depth tokens and repeat their K/V rows up to -d "
+                  "(timing shortcut, not llama-bench semantics; 0: evaluate all)")
       ->capture_default_str();
   cmd->add_option("--parallel", args->parallel,
                   "tg: sequences decoding together, one token each per step (aggregate t/s)")
