@@ -280,6 +280,29 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
                      scratch);
 }
 
+int64_t AttentionTiledScratch(int head_dim) {
+  // V accumulators [64, head_dim], scores [64, 64], K tile transposed [head_dim, 64], V tile
+  // [64, head_dim], plus alignment slack.
+  return 3 * 64 * static_cast<int64_t>(head_dim) + 64 * 64 + 16;
+}
+
+bool HasTiledAttention(int head_dim) {
+  return Active().attention_tiled != nullptr && head_dim % 16 == 0 && head_dim >= 16 &&
+         head_dim <= 128;
+}
+
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch) {
+  if (HasTiledAttention(head_dim)) {
+    Active().attention_tiled(q, q_stride, n_vis, n_q, k, v, kv_stride, head_dim, scale, out,
+                             out_stride, scratch);
+  } else {
+    ref::AttentionTiled(q, q_stride, n_vis, n_q, k, v, kv_stride, head_dim, scale, out,
+                        out_stride, scratch);
+  }
+}
+
 const char* ActivePath() { return Active().name; }
 
 std::vector<std::string> SupportedPaths() {

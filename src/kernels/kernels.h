@@ -73,6 +73,28 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);
 
+// Prompt attention in the order of llama.cpp's tiled CPU flash attention, which llama.cpp runs
+// instead of Attention's per-query order when a batch has at least kTiledAttentionMinBatch
+// tokens. For n_q query rows of ONE head (1 <= n_q <= kTiledAttentionRows), row i seeing keys
+// 0..n_vis[i]-1: keys in tiles of 64 from position 0; per tile q.k in f32 (q not rounded), a
+// sequential fma over the head dimension, times scale; the tile maximum updates the running
+// max (rescale by expf), the weights use llama.cpp's polynomial exp with their sum per 16
+// lanes added in double; values accumulate in f32, a sequential fma over the tile's keys;
+// finally times 1/(sum of weights). Each row's result depends only on its own q and n_vis.
+//   q:   [n_q, q_stride] f32 (this head's slice of each row)
+//   k,v: [*, kv_stride] f16, starting at this head's KV column
+//   out: [n_q, out_stride] f32
+//   scratch: AttentionTiledScratch(head_dim) floats, 64-byte aligned
+constexpr int kTiledAttentionMinBatch = 64;
+constexpr int kTiledAttentionRows = 64;
+int64_t AttentionTiledScratch(int head_dim);
+// False when the active path has no fast tiled kernel (the caller then uses Attention; results
+// differ from llama.cpp's in the last bits for large batches, as they do on such CPUs anyway).
+bool HasTiledAttention(int head_dim);
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch);
+
 // Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar"; "neon" on aarch64).
 const char* ActivePath();
 
@@ -105,6 +127,9 @@ float SiluPoly(float g);
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch);
 }  // namespace ref
 
 }  // namespace strata::kernels

@@ -888,6 +888,158 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
   }
 }
 
+// kernels::AttentionTiled (the order of ref::AttentionTiled, llama.cpp's tiled flash
+// attention) for up to 64 query rows of one head, head_dim = 16 * NV. Per key tile: the K tile
+// converted and transposed once (keys along the vector lanes), scores as register-tiled
+// 4 rows x 64 keys fma chains over the head dimension, the per-row softmax steps, then values
+// as 4 rows x 64 dims fma chains over the tile's keys into the f32 accumulators.
+template <int NV>
+void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                         const uint16_t* k, const uint16_t* v, int64_t kv_stride, float scale,
+                         float* out, int64_t out_stride, float* scratch) {
+  constexpr int kTile = 64, kHd = 16 * NV;
+  float* base = scratch + (16 - reinterpret_cast<uintptr_t>(scratch) / 4 % 16) % 16;
+  float* acc = base;                    // [64, kHd] value accumulators
+  float* kq = acc + kTile * kHd;        // [64, 64] scores, then weights
+  float* kt = kq + kTile * kTile;       // [kHd, 64] K tile, transposed
+  float* vt = kt + kHd * kTile;         // [64, kHd] V tile
+  float m[kTile], sum[kTile];
+  bool live[kTile];
+  int32_t max_vis = 0;
+  for (int i = 0; i < n_q; ++i) {
+    m[i] = -INFINITY;
+    sum[i] = 0.0f;
+    max_vis = std::max(max_vis, n_vis[i]);
+    for (int d = 0; d < kHd; d += 16) _mm512_store_ps(acc + i * kHd + d, _mm512_setzero_ps());
+  }
+  const int n_q4 = (n_q + 3) / 4 * 4;  // rows padded to groups of 4 (padding rows unused)
+  for (int64_t ic = 0; ic < max_vis; ic += kTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kTile, max_vis - ic));
+    for (int t = 0; t < kTile; ++t) {
+      if (t < n) {
+        const uint16_t* kr = k + (ic + t) * kv_stride;
+        const uint16_t* vr = v + (ic + t) * kv_stride;
+        for (int d = 0; d < kHd; d += 16) {
+          alignas(64) float tmp[16];
+          _mm512_store_ps(tmp, LoadF16::Load(kr, d));
+          for (int e = 0; e < 16; ++e) kt[(d + e) * kTile + t] = tmp[e];
+          _mm512_store_ps(vt + t * kHd + d, LoadF16::Load(vr, d));
+        }
+      } else {
+        for (int d = 0; d < kHd; ++d) kt[d * kTile + t] = 0.0f;
+        for (int d = 0; d < kHd; d += 16) _mm512_store_ps(vt + t * kHd + d, _mm512_setzero_ps());
+      }
+    }
+    // Scores of 4 rows at a time: per (row, key) a sequential fma chain over d.
+    for (int i0 = 0; i0 < n_q4; i0 += 4) {
+      __m512 s[4][4];
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) s[a][c] = _mm512_setzero_ps();
+      const float* qr[4];
+      for (int a = 0; a < 4; ++a) qr[a] = q + std::min(i0 + a, n_q - 1) * q_stride;
+      for (int d = 0; d < kHd; ++d) {
+        const float* kd = kt + d * kTile;
+        const __m512 k0 = _mm512_load_ps(kd), k1 = _mm512_load_ps(kd + 16);
+        const __m512 k2 = _mm512_load_ps(kd + 32), k3 = _mm512_load_ps(kd + 48);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a) {
+          const __m512 qa = _mm512_set1_ps(qr[a][d]);
+          s[a][0] = _mm512_fmadd_ps(k0, qa, s[a][0]);
+          s[a][1] = _mm512_fmadd_ps(k1, qa, s[a][1]);
+          s[a][2] = _mm512_fmadd_ps(k2, qa, s[a][2]);
+          s[a][3] = _mm512_fmadd_ps(k3, qa, s[a][3]);
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        if (i0 + a >= n_q) break;
+        // Keys >= n_vis of this row are masked: -inf, the others + the mask's 0.
+        const int64_t vis = std::min<int64_t>(kTile, std::max<int64_t>(0, n_vis[i0 + a] - ic));
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __mmask16 ok = Mask16(std::min<int64_t>(16, std::max<int64_t>(0, vis - 16 * c)));
+          const __m512 x = _mm512_add_ps(_mm512_mul_ps(s[a][c], sc), zero);
+          _mm512_store_ps(kq + (i0 + a) * kTile + 16 * c,
+                          _mm512_mask_blend_ps(ok, _mm512_set1_ps(-INFINITY), x));
+        }
+      }
+    }
+    // Per row: running max, rescale, weights (polynomial exp) and their sum.
+    for (int i = 0; i < n_q; ++i) {
+      float* row = kq + i * kTile;
+      const __m512 r0 = _mm512_load_ps(row), r1 = _mm512_load_ps(row + 16);
+      const __m512 r2 = _mm512_load_ps(row + 32), r3 = _mm512_load_ps(row + 48);
+      const float tile_max =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(r0, r1), _mm512_max_ps(r2, r3)));
+      live[i] = tile_max != -INFINITY;
+      if (!live[i]) {
+        for (int c = 0; c < kTile; c += 16) _mm512_store_ps(row + c, _mm512_setzero_ps());
+        continue;
+      }
+      const float m_new = std::fmax(m[i], tile_max);
+      if (m_new > m[i]) {
+        const float ms = std::exp(m[i] - m_new);
+        const __m512 vms = _mm512_set1_ps(ms);
+        for (int d = 0; d < kHd; d += 16)
+          _mm512_store_ps(acc + i * kHd + d, _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), vms));
+        sum[i] *= ms;
+      }
+      m[i] = m_new;
+      const __m512 mv = _mm512_set1_ps(m_new);
+      double tile_sum = 0.0;
+      for (int c = 0; c < kTile; c += 16) {
+        const __m512 w = ExpPoly(_mm512_sub_ps(_mm512_load_ps(row + c), mv));
+        _mm512_store_ps(row + c, w);
+        tile_sum += static_cast<double>(_mm512_reduce_add_ps(w));
+      }
+      sum[i] = static_cast<float>(static_cast<double>(sum[i]) + tile_sum);
+    }
+    // Values of 4 rows x 64 dims at a time: per (row, dim) a sequential fma chain over keys.
+    for (int i0 = 0; i0 < n_q; i0 += 4) {
+      const int na = std::min(4, n_q - i0);
+      for (int d0 = 0; d0 < kHd; d0 += 64) {
+        const int nd = std::min(4, (kHd - d0) / 16);
+        __m512 o[4][4];
+        for (int a = 0; a < na; ++a)
+          for (int c = 0; c < nd; ++c) o[a][c] = _mm512_load_ps(acc + (i0 + a) * kHd + d0 + 16 * c);
+        for (int t = 0; t < n; ++t) {
+          const float* vr = vt + t * kHd + d0;
+          __m512 vv[4];
+          for (int c = 0; c < nd; ++c) vv[c] = _mm512_load_ps(vr + 16 * c);
+          for (int a = 0; a < na; ++a) {
+            const __m512 w = _mm512_set1_ps(kq[(i0 + a) * kTile + t]);
+            for (int c = 0; c < nd; ++c) o[a][c] = _mm512_fmadd_ps(vv[c], w, o[a][c]);
+          }
+        }
+        for (int a = 0; a < na; ++a)
+          for (int c = 0; c < nd; ++c) _mm512_store_ps(acc + (i0 + a) * kHd + d0 + 16 * c, o[a][c]);
+      }
+    }
+  }
+  for (int i = 0; i < n_q; ++i) {
+    const __m512 inv = _mm512_set1_ps(sum[i] == 0.0f ? 0.0f : 1.0f / sum[i]);
+    for (int d = 0; d < kHd; d += 16)
+      _mm512_storeu_ps(out + i * out_stride + d, _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), inv));
+  }
+  (void)live;
+}
+
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch) {
+  using Fn = void (*)(const float*, int64_t, const int32_t*, int, const uint16_t*,
+                      const uint16_t*, int64_t, float, float*, int64_t, float*);
+  static constexpr Fn kFixed[] = {AttentionTiledFixed<1>, AttentionTiledFixed<2>,
+                                  AttentionTiledFixed<3>, AttentionTiledFixed<4>,
+                                  AttentionTiledFixed<5>, AttentionTiledFixed<6>,
+                                  AttentionTiledFixed<7>, AttentionTiledFixed<8>};
+  kFixed[head_dim / 16 - 1](q, q_stride, n_vis, n_q, k, v, kv_stride, scale, out, out_stride,
+                            scratch);
+}
+
 }  // namespace
 }  // namespace avx512
 
@@ -896,7 +1048,7 @@ namespace internal {
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels k = {
       "avx512", avx512::kTypes, static_cast<int>(std::size(avx512::kTypes)), avx512::RmsNorm, avx512::Softmax,
-      avx512::SiluMul, avx512::Add, avx512::Attention,
+      avx512::SiluMul, avx512::Add, avx512::Attention, avx512::AttentionTiled,
   };
   return k;
 }

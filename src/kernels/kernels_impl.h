@@ -72,6 +72,11 @@ struct IsaKernels {
   void (*attention)(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                     int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                     float* out, float* scratch);
+  // kernels::AttentionTiled for head_dim a multiple of 16 up to 128; null: none on this path.
+  void (*attention_tiled)(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                          const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                          float scale, float* out, int64_t out_stride,
+                          float* scratch) = nullptr;
 };
 
 // Which accumulation order a matmul uses, as llama.cpp decides it: its GEMM (llamafile's

@@ -1,5 +1,6 @@
 // Scalar reference kernels. These define each kernel's result; the SIMD paths are tested
 // against them. They are also the "scalar" dispatch path.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iterator>
@@ -366,6 +367,56 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
     float* oh = out + static_cast<int64_t>(h) * head_dim;
     for (int d = 0; d < head_dim; ++d) oh[d] = acc[d] * inv;
+  }
+}
+
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch) {
+  (void)scratch;
+  constexpr int kTile = 64;
+  float acc[kMaxHeadDim];
+  for (int i = 0; i < n_q; ++i) {
+    const float* qi = q + i * q_stride;
+    float m = -INFINITY, sum = 0.0f;
+    for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
+    for (int64_t ic = 0; ic < n_vis[i]; ic += kTile) {
+      const int n = static_cast<int>(std::min<int64_t>(kTile, n_vis[i] - ic));
+      float kq[kTile];
+      float tile_max = -INFINITY;
+      for (int t = 0; t < kTile; ++t) {
+        if (t < n) {
+          const uint16_t* kt = k + (ic + t) * kv_stride;
+          float dot = 0.0f;
+          for (int d = 0; d < head_dim; ++d) dot = std::fma(fp16_to_f32(kt[d]), qi[d], dot);
+          kq[t] = dot * scale + 0.0f;  // + the causal mask's 0
+        } else {
+          kq[t] = -INFINITY;
+        }
+        tile_max = tile_max > kq[t] ? tile_max : kq[t];
+      }
+      if (tile_max == -INFINITY) continue;
+      const float m_new = std::fmax(m, tile_max);
+      if (m_new > m) {
+        const float ms = std::exp(m - m_new);
+        for (int d = 0; d < head_dim; ++d) acc[d] *= ms;
+        sum *= ms;
+      }
+      m = m_new;
+      double tile_sum = 0.0;
+      for (int c = 0; c < kTile; c += 16) {
+        for (int t = c; t < c + 16; ++t) kq[t] = ExpPoly(kq[t] - m_new);
+        tile_sum += static_cast<double>(Reduce16(kq + c));
+      }
+      sum = static_cast<float>(static_cast<double>(sum) + tile_sum);
+      for (int d = 0; d < head_dim; ++d) {
+        float a = acc[d];
+        for (int t = 0; t < n; ++t) a = std::fma(fp16_to_f32(v[(ic + t) * kv_stride + d]), kq[t], a);
+        acc[d] = a;
+      }
+    }
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+    for (int d = 0; d < head_dim; ++d) out[i * out_stride + d] = acc[d] * inv;
   }
 }
 

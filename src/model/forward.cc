@@ -145,6 +145,10 @@ void Forward::Attention(const Batch& b, int l) {
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int nth = pool_ ? pool_->size() : 1;
+  if (n >= kernels::kTiledAttentionMinBatch && kernels::HasTiledAttention(hd)) {
+    AttentionTiled(b, l);
+    return;
+  }
   Grow(scores_, static_cast<size_t>(nth) * cache_->n_ctx());
   // One task per (token, pair of query heads sharing a KV head): the kernel reads each K / V
   // row once for both heads. Each thread owns a scores row.
@@ -164,6 +168,48 @@ void Forward::Attention(const Batch& b, int l) {
                          cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD,
                          nh, 1, hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd,
                          scratch);
+    }
+  };
+  if (pool_) pool_->Run(work);
+  else work(0, 1);
+}
+
+// Batches of >= 64 tokens, as llama.cpp: its tiled attention order (kernels::AttentionTiled).
+// Each row's result depends only on its own query and visible keys, so rows are grouped
+// freely: runs of consecutive rows of one sequence, up to kTiledAttentionRows per chunk; one
+// task per (chunk, head).
+void Forward::AttentionTiled(const Batch& b, int l) {
+  const ModelConfig& c = model_.config();
+  const int n = b.size();
+  const int64_t QD = c.q_dim(), KVD = c.kv_dim();
+  const int hd = c.head_dim;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int nth = pool_ ? pool_->size() : 1;
+  const int64_t per_thread = kernels::AttentionTiledScratch(hd);
+  if (scores_.size() < static_cast<size_t>(nth * per_thread)) scores_.resize(nth * per_thread);
+  if (n_vis_.size() < static_cast<size_t>(n)) n_vis_.resize(n);
+  chunks_.clear();
+  for (int t = 0; t < n; ++t) {
+    n_vis_[t] = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
+    if (t == 0 || b.seq[t] != b.seq[t - 1] || t - chunks_.back() == kernels::kTiledAttentionRows)
+      chunks_.push_back(t);
+  }
+  chunks_.push_back(n);
+  const int64_t n_chunks = static_cast<int64_t>(chunks_.size()) - 1;
+  const int64_t tasks = n_chunks * c.n_heads;
+  auto work = [&](int ith, int nthr) {
+    float* scratch = scores_.data() + static_cast<size_t>(ith) * per_thread;
+    for (int64_t task = ith; task < tasks; task += nthr) {
+      const int64_t ch = task / c.n_heads;
+      const int h = static_cast<int>(task % c.n_heads);
+      const int t0 = chunks_[ch], rows = chunks_[ch + 1] - t0;
+      const int64_t col = static_cast<int64_t>(h / group) * hd;
+      kernels::AttentionTiled(q_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD,
+                              n_vis_.data() + t0, rows, cache_->K(l, b.seq[t0]) + col,
+                              cache_->V(l, b.seq[t0]) + col, KVD, hd, scale,
+                              attn_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD,
+                              scratch);
     }
   };
   if (pool_) pool_->Run(work);

@@ -45,6 +45,7 @@ class Forward {
  private:
   Status Validate(const Batch& batch) const;
   void Attention(const Batch& batch, int il);
+  void AttentionTiled(const Batch& batch, int il);  // batches of >= 64 tokens
 
   const Model& model_;
   KvCache* cache_;
@@ -52,7 +53,9 @@ class Forward {
 
   // Scratch reused between calls (grown, never shrunk).
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
-  std::vector<float> scores_;      // [n_threads, n_ctx]
+  std::vector<float> scores_;      // [n_threads, n_ctx] (or the tiled kernel's scratch)
+  std::vector<int32_t> n_vis_;     // [n] visible keys per batch row (tiled attention)
+  std::vector<int32_t> chunks_;    // [n_chunks + 1] row starts of the tiled attention's chunks
   std::vector<uint8_t> mm_scratch_;
 };
 

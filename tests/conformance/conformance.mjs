@@ -42,6 +42,13 @@ const prompts = [
   "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
   "   leading spaces,\t\ttabs,\n\n\nnewlines   and    runs      of whitespace   ",
   "Numbers 1234567890 3.14159 and mixed Ünïcödé ß Ωμέγα Привет",
+  // Over 64 tokens: both engines then evaluate the prompt with their tiled attention order.
+  "A long prompt, so that the prompt batch holds more than sixty-four tokens: the river " +
+    "winds through the valley past the old mill, the stone bridge and the orchard, where " +
+    "apples, pears and plums ripen in late summer. Farmers bring their carts to the market " +
+    "square on Saturdays; children chase pigeons between the stalls, and the baker sells " +
+    "bread, pretzels and cinnamon rolls until noon. In the evening the bells ring twice, " +
+    "lanterns are lit along the quay, and boats return with nets full of silver fish.",
 ];
 
 function run(cmd, argv, opts = {}) {
