@@ -888,6 +888,32 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
   }
 }
 
+// acc[a][0..16*ND) += sum over keys t of w[a][t] * v[t][0..16*ND) for 4 rows a, a sequential
+// fma chain over t per element (w rows of 64, v and acc rows of hd floats).
+template <int ND>
+inline void TiledValueBlock(const float* w, const float* v, int n, int hd, float* acc) {
+  __m512 o[4][ND];
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) o[a][c] = _mm512_load_ps(acc + a * hd + 16 * c);
+  for (int t = 0; t < n; ++t) {
+    __m512 vv[ND];
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) vv[c] = _mm512_load_ps(v + t * hd + 16 * c);
+#pragma GCC unroll 4
+    for (int a = 0; a < 4; ++a) {
+      const __m512 wa = _mm512_set1_ps(w[a * 64 + t]);
+#pragma GCC unroll 4
+      for (int c = 0; c < ND; ++c) o[a][c] = _mm512_fmadd_ps(vv[c], wa, o[a][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) _mm512_store_ps(acc + a * hd + 16 * c, o[a][c]);
+}
+
 // kernels::AttentionTiled (the order of ref::AttentionTiled, llama.cpp's tiled flash
 // attention) for up to 64 query rows of one head, head_dim = 16 * NV. Per key tile: the K tile
 // converted and transposed once (keys along the vector lanes), scores as register-tiled
@@ -906,13 +932,15 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
   float m[kTile], sum[kTile];
   bool live[kTile];
   int32_t max_vis = 0;
-  for (int i = 0; i < n_q; ++i) {
-    m[i] = -INFINITY;
-    sum[i] = 0.0f;
-    max_vis = std::max(max_vis, n_vis[i]);
+  const int n_q4 = (n_q + 3) / 4 * 4;  // rows padded to groups of 4 (padding rows unused)
+  for (int i = 0; i < n_q4; ++i) {
+    if (i < n_q) {
+      m[i] = -INFINITY;
+      sum[i] = 0.0f;
+      max_vis = std::max(max_vis, n_vis[i]);
+    }
     for (int d = 0; d < kHd; d += 16) _mm512_store_ps(acc + i * kHd + d, _mm512_setzero_ps());
   }
-  const int n_q4 = (n_q + 3) / 4 * 4;  // rows padded to groups of 4 (padding rows unused)
   for (int64_t ic = 0; ic < max_vis; ic += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, max_vis - ic));
     for (int t = 0; t < kTile; ++t) {
@@ -997,26 +1025,16 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
       }
       sum[i] = static_cast<float>(static_cast<double>(sum[i]) + tile_sum);
     }
-    // Values of 4 rows x 64 dims at a time: per (row, dim) a sequential fma chain over keys.
-    for (int i0 = 0; i0 < n_q; i0 += 4) {
-      const int na = std::min(4, n_q - i0);
-      for (int d0 = 0; d0 < kHd; d0 += 64) {
-        const int nd = std::min(4, (kHd - d0) / 16);
-        __m512 o[4][4];
-        for (int a = 0; a < na; ++a)
-          for (int c = 0; c < nd; ++c) o[a][c] = _mm512_load_ps(acc + (i0 + a) * kHd + d0 + 16 * c);
-        for (int t = 0; t < n; ++t) {
-          const float* vr = vt + t * kHd + d0;
-          __m512 vv[4];
-          for (int c = 0; c < nd; ++c) vv[c] = _mm512_load_ps(vr + 16 * c);
-          for (int a = 0; a < na; ++a) {
-            const __m512 w = _mm512_set1_ps(kq[(i0 + a) * kTile + t]);
-            for (int c = 0; c < nd; ++c) o[a][c] = _mm512_fmadd_ps(vv[c], w, o[a][c]);
-          }
-        }
-        for (int a = 0; a < na; ++a)
-          for (int c = 0; c < nd; ++c) _mm512_store_ps(acc + (i0 + a) * kHd + d0 + 16 * c, o[a][c]);
-      }
+    // Values of 4 rows x up to 64 dims at a time: per (row, dim) a sequential fma chain over
+    // the keys. Rows n_q..n_q4-1 are padding (zero weights, never stored out).
+    for (int i = n_q; i < n_q4; ++i)
+      for (int c = 0; c < kTile; c += 16) _mm512_store_ps(kq + i * kTile + c, _mm512_setzero_ps());
+    for (int i0 = 0; i0 < n_q4; i0 += 4) {
+      for (int d0 = 0; d0 + 64 <= kHd; d0 += 64)
+        TiledValueBlock<4>(kq + i0 * kTile, vt + d0, n, kHd, acc + i0 * kHd + d0);
+      if constexpr (NV % 4 != 0)
+        TiledValueBlock<NV % 4>(kq + i0 * kTile, vt + kHd - 16 * (NV % 4), n, kHd,
+                                acc + i0 * kHd + kHd - 16 * (NV % 4));
     }
   }
   for (int i = 0; i < n_q; ++i) {
