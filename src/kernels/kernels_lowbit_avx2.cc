@@ -362,10 +362,29 @@ void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void*
     for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
 }
 
+namespace {
+
+// The 6-bit levels (0..63) of half h (128 elements) of a Q6_K block: q[k] = elements
+// 128h + 32k .. +31, from the low nibbles (k < 2) or high nibbles of ql and 2 bits of qh.
+inline void Q6Levels(const BlockQ6_K& a, int h, __m256i* q) {
+  const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+  const __m256i l0 = Load256(a.ql + 64 * h);
+  const __m256i l1 = Load256(a.ql + 64 * h + 32);
+  const __m256i hb = Load256(a.qh + 32 * h);
+  q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+}
+
+}  // namespace
+
 float DotQ6_KPlain(int64_t n, const void* w, const void* xv) {
   const BlockQ6_K* a = static_cast<const BlockQ6_K*>(w);
   const BlockQ8_K* b = static_cast<const BlockQ8_K*>(xv);
-  const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const float d = b[i].d * Fp16(a[i].d);
@@ -377,18 +396,8 @@ float DotQ6_KPlain(int64_t n, const void* w, const void* xv) {
                                             2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
     __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
-      const __m256i l0 = Load256(a[i].ql + 64 * h);
-      const __m256i l1 = Load256(a[i].ql + 64 * h + 32);
-      const __m256i hb = Load256(a[i].qh + 32 * h);
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(l1, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
-      };
+      __m256i q[4];
+      Q6Levels(a[i], h, q);
       for (int k = 0; k < 4; ++k) {
         // int16 lanes 0..7: sc[8h + 2k], lanes 8..15: sc[8h + 2k + 1].
         const __m256i scale = _mm256_shuffle_epi8(
@@ -413,7 +422,6 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* xv, size_
   for (int t = 0; t < 4; ++t)
     b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(xv) +
                                               (t < nx ? t : 0) * xs);
-  const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
   const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
   for (int r = 0; r < nw; ++r) {
@@ -429,18 +437,8 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* xv, size_
                          _mm256_setzero_si256()};
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
-        const __m256i l0 = Load256(a[i].ql + 64 * h);
-        const __m256i l1 = Load256(a[i].ql + 64 * h + 32);
-        const __m256i hb = Load256(a[i].qh + 32 * h);
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
-            _mm256_or_si256(_mm256_and_si256(l1, m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
-        };
+        __m256i q[4];
+        Q6Levels(a[i], h, q);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
           const __m256i scale = _mm256_shuffle_epi8(

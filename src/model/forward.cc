@@ -137,14 +137,22 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
   return Status::Ok();
 }
 
+Forward::AttentionShape Forward::AttentionShapeOf() const {
+  const ModelConfig& c = model_.config();
+  AttentionShape s;
+  s.QD = c.q_dim();
+  s.KVD = c.kv_dim();
+  s.hd = c.head_dim;
+  s.group = c.n_heads / c.n_kv_heads;
+  s.scale = 1.0f / std::sqrt(static_cast<float>(s.hd));
+  s.nth = pool_ ? pool_->size() : 1;
+  return s;
+}
+
 void Forward::Attention(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
-  const int64_t QD = c.q_dim(), KVD = c.kv_dim();
-  const int hd = c.head_dim;
-  const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int nth = pool_ ? pool_->size() : 1;
+  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
   if (n >= kernels::kTiledAttentionMinBatch && kernels::HasTiledAttention(hd)) {
     AttentionTiled(b, l);
     return;
@@ -181,11 +189,7 @@ void Forward::Attention(const Batch& b, int l) {
 void Forward::AttentionTiled(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
-  const int64_t QD = c.q_dim(), KVD = c.kv_dim();
-  const int hd = c.head_dim;
-  const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int nth = pool_ ? pool_->size() : 1;
+  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
   const int64_t per_thread = kernels::AttentionTiledScratch(hd);
   if (scores_.size() < static_cast<size_t>(nth * per_thread)) scores_.resize(nth * per_thread);
   if (n_vis_.size() < static_cast<size_t>(n)) n_vis_.resize(n);

@@ -46,6 +46,15 @@ class Forward {
   Status Validate(const Batch& batch) const;
   void Attention(const Batch& batch, int il);
   void AttentionTiled(const Batch& batch, int il);  // batches of >= 64 tokens
+  // What both attention paths derive from the config: q / kv row sizes, head size, query heads
+  // per KV head, 1/sqrt(head_dim), threads.
+  struct AttentionShape {
+    int64_t QD, KVD;
+    int hd, group;
+    float scale;
+    int nth;
+  };
+  AttentionShape AttentionShapeOf() const;
 
   const Model& model_;
   KvCache* cache_;
