@@ -471,7 +471,7 @@ void Q8PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
 // operations cost half a 512-bit one on Zen 4, and no row pairs need packing). Per block and
 // row: the weight bytes, the offset correction -128 * (sums of 4 weights) and the scale
 // products dw * dx for the 4 tokens (one 128-bit multiply, kept in memory so that the fma
-// takes each as a broadcast operand).
+// takes each as a broadcast operand; see below).
 template <int NR, int NX>
 void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, float* y,
                    size_t ys) {
@@ -487,24 +487,38 @@ void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, fl
   for (int r = 0; r < NR; ++r)
     #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
-  alignas(64) float p[NR * kGroup];
+  // The scale products dw * dx of block b are computed one block ahead, into the other half of
+  // a double buffer: the fma's broadcast loads then read stores that have long retired. Loading
+  // them right after the 128-bit stores (store-to-load forwarding into broadcasts) took about
+  // a third of the tile's time.
+  alignas(64) float pb[2][NR * kGroup];
+  auto scales = [&](int64_t blk, float* dst) {
+    const __m128 dx = _mm_load_ps(xd + blk * kGroup);
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const __m128 dw = _mm_cvtph_ps(_mm_set1_epi16(static_cast<short>(wr[r][blk].d)));
+      _mm_store_ps(dst + r * kGroup, _mm_mul_ps(dw, dx));
+    }
+  };
+  scales(0, pb[0]);
   // Software prefetch of the next tile's weight rows (MatMul's next call: NR * ws bytes on,
   // contiguous), linearly at the pace this tile consumes its own NR rows. With few tokens the
   // loop streams weights from DRAM, and NR interleaved row streams alone get about half the
   // bandwidth of one sequential stream (measured: 2x on a 4-token, 63 MB matrix).
   const char* next = reinterpret_cast<const char*>(w) + NR * ws;
-  const size_t step = NR * ws / static_cast<size_t>(nb);
+  constexpr size_t kStep = NR * sizeof(BlockQ8_0);  // at most 3 cache lines per block
   for (int64_t b = 0; b < nb; ++b) {
-    for (size_t off = (b * step) & ~size_t{63}; off < (b + 1) * step; off += 64)
-      _mm_prefetch(next + off, _MM_HINT_T0);
-    const __m128 dx = _mm_load_ps(xd + b * kGroup);
+    const char* pf = next + b * kStep;
+    _mm_prefetch(pf, _MM_HINT_T0);
+    if constexpr (kStep > 64) _mm_prefetch(pf + 64, _MM_HINT_T0);
+    if constexpr (kStep > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
+    const float* p = pb[b & 1];
+    if (b + 1 < nb) scales(b + 1, pb[(b + 1) & 1]);
     __m256i wv[NR], corr[NR];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[r][b].qs));
       corr[r] = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, k128, wv[r]));
-      const __m128 dw = _mm_cvtph_ps(_mm_set1_epi16(static_cast<short>(wr[r][b].d)));
-      _mm_store_ps(p + r * kGroup, _mm_mul_ps(dw, dx));
     }
     #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
