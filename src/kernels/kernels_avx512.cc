@@ -11,6 +11,7 @@
 #include "base/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
+#include "kernels/x86_reduce.h"
 
 namespace strata::kernels {
 namespace avx512 {
@@ -286,12 +287,7 @@ float DotBF16Vec(int64_t n, const void* w, const void* x) {
   return static_cast<float>(sum);
 }
 
-inline float Reduce8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using x86::Reduce8;
 
 // Q8_0 x Q8_0 for NR weight rows x NX tokens: per block, |w| (unsigned) . (x with w's sign) via
 // VNNI vpdpbusd gives 8 exact int32 lanes of 4 products each; each (row, token) accumulator

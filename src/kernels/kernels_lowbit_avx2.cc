@@ -12,16 +12,12 @@
 
 #include "base/fp16.h"
 #include "kernels/kernels_impl.h"
+#include "kernels/x86_reduce.h"
 
 namespace strata::kernels::internal::lowbit_avx2 {
 namespace {
 
-inline float Reduce8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using x86::Reduce8;
 
 inline int32_t HsumI32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86_reduce.h"
 #include "tensor/dtype.h"
 
 namespace strata::kernels::internal::lowbit_avx512 {
@@ -32,13 +33,7 @@ namespace {
 
 inline float Fp16(uint16_t h) { return _cvtsh_ss(h); }
 
-// The twin's final reduction of the 8 float lanes.
-inline float Reduce8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using x86::Reduce8;  // the twin's final reduction of the 8 float lanes
 
 // Constants of the level / scale unpack.
 struct Q6Consts {
