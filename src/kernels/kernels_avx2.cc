@@ -177,15 +177,18 @@ float FinishLanes(__m256 lo, __m256 hi, const void* w, const void* x, int64_t i,
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m256 lo[NX], hi[NX];
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256 w0 = L::Load(w, i), w1 = L::Load(w, i + 8);
+    #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       lo[t] = _mm256_fmadd_ps(w0, L::Load(x + t * xs, i), lo[t]);
       hi[t] = _mm256_fmadd_ps(w1, L::Load(x + t * xs, i + 8), hi[t]);
     }
   }
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = FinishLanes<L>(lo[t], hi[t], w, x + t * xs, i, n);
 }
 
@@ -195,6 +198,7 @@ template <int NX>
 void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   __m256 lo[NX], hi[NX];
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   auto odd = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)); };
   auto even = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); };
@@ -203,6 +207,7 @@ void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) 
     const uint16_t* wp = static_cast<const uint16_t*>(w) + i;
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16));
+    #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       const uint16_t* xp = reinterpret_cast<const uint16_t*>(x + t * xs) + i;
       const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
@@ -211,6 +216,7 @@ void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) 
       hi[t] = _mm256_fmadd_ps(even(w1), even(x1), _mm256_fmadd_ps(odd(w1), odd(x1), hi[t]));
     }
   }
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) {
     if (i >= n) {
       out[t] = Reduce16(lo[t], hi[t]);
@@ -308,22 +314,28 @@ struct Q8Dot {
                   float* out) {
     const int64_t nb = n / kQK;
     const __m256i ones = _mm256_set1_epi16(1);
+    // Fully unrolled (the pragmas): with loops left, acc[][] would live in memory.
     __m256 acc[NR][NX];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xv[NX];
       float dx[NX];
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
         xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
         dx[t] = _cvtsh_ss(xb->d);
       }
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + b;
         const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs));
         const __m256i aw = _mm256_sign_epi8(wv, wv);
         const float dw = _cvtsh_ss(wb->d);
+#pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const __m256i sx = _mm256_sign_epi8(xv[t], wv);
           const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
@@ -331,7 +343,9 @@ struct Q8Dot {
         }
       }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) out[t * NR + r] = HSum(acc[r][t]);
   }
 };

@@ -201,18 +201,22 @@ struct LoadBF16 {
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m512 acc[NX];
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 wv = L::Load(w, i);
+    #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) acc[t] = _mm512_fmadd_ps(wv, L::Load(x + t * xs, i), acc[t]);
   }
   if (i < n) {
     const __mmask16 m = Mask16(n - i);
     const __m512 wv = L::LoadMasked(w, i, m);
+    #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t)
       acc[t] = _mm512_fmadd_ps(wv, L::LoadMasked(x + t * xs, i, m), acc[t]);
   }
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
@@ -229,12 +233,15 @@ struct DotBF16Pairs {
 template <int NX>
 void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m512 acc[NX];
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 32) {
     const __m512bh wv = DotBF16Pairs::Load(w, i, n);
+    #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t)
       acc[t] = _mm512_dpbf16_ps(acc[t], wv, DotBF16Pairs::Load(x + t * xs, i, n));
   }
+  #pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
@@ -307,28 +314,35 @@ struct Q8Dot {
     }
     const __m256i zero = _mm256_setzero_si256();
     __m256 acc[NR][NX];
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+      #pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xv[NX];
       float dx[NX];
+      #pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
         xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
         dx[t] = _cvtsh_ss(xb->d);
       }
+      #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + b;
         const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs));
         const __m256i aw = _mm256_sign_epi8(wv, wv);
         const float dw = _cvtsh_ss(wb->d);
+        #pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const __m256i s = _mm256_dpbusd_epi32(zero, aw, _mm256_sign_epi8(xv[t], wv));
           acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(s), acc[r][t]);
         }
       }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+      #pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) out[t * NR + r] = Reduce8(acc[r][t]);
   }
 

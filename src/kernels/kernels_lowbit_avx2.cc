@@ -136,6 +136,7 @@ float DotKPlain(int64_t n, const void* w, const void* xv) {
     const uint8_t* qh = nullptr;
     if constexpr (kFiveBit) qh = a[i].qh;
     __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4  // constant shift counts in KPairLanes
     for (int c = 0; c < 4; ++c)
       sumi = _mm256_add_epi32(sumi, KPairLanes<kFiveBit>(a[i].qs, qh, b[i].qs, c, s));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -205,8 +206,10 @@ struct Q4_0RepackDot {
     float acc[NR][NX] = {};
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {  // four block sums at once, then four chain steps
+      #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ4_0* a = reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i;
+        #pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + i;
           const __m256i h01 = _mm256_hadd_epi32(Q4_0Lanes(a[0], b[0]), Q4_0Lanes(a[1], b[1]));
@@ -216,20 +219,25 @@ struct Q4_0RepackDot {
               _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
           float fs[4];
           _mm_storeu_ps(fs, f);
+          #pragma GCC unroll 4
           for (int k = 0; k < 4; ++k)
             acc[r][t] = std::fma(fs[k], Fp16(a[k].d) * Fp16(b[k].d), acc[r][t]);
         }
       }
     }
     for (; i < nb; ++i)
+      #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r)
+        #pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const BlockQ4_0& a = reinterpret_cast<const BlockQ4_0*>(w + r * ws)[i];
           const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + t * xs)[i];
           acc[r][t] = std::fma(static_cast<float>(HsumI32(Q4_0Lanes(a, b))),
                                Fp16(a.d) * Fp16(b.d), acc[r][t]);
         }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+      #pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) out[t * NR + r] = acc[r][t];
   }
 };
