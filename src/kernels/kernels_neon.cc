@@ -113,12 +113,16 @@ struct Q8Dot {
   static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
                   float* out) {
     float32x4_t lo[NR][NX], hi[NR][NX];
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
+      #pragma GCC unroll 4
       for (int i = 0; i < NX; ++i) lo[r][i] = hi[r][i] = vdupq_n_f32(0.0f);
     for (int64_t blk = 0; blk < n / kQK; ++blk) {
+      #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* a = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + blk;
         const float da = ScaleOf(a);
+        #pragma GCC unroll 4
         for (int i = 0; i < NX; ++i) {
           const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(x + i * xs) + blk;
           const float32x4_t d = vdupq_n_f32(da * ScaleOf(b));
@@ -129,7 +133,9 @@ struct Q8Dot {
         }
       }
     }
+    #pragma GCC unroll 4
     for (int i = 0; i < NX; ++i)
+      #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) out[i * NR + r] = Reduce8(lo[r][i], hi[r][i]);
   }
 };
