@@ -623,11 +623,11 @@ const TypeKernels kTypes[] = {
     {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
     {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>, nullptr,
      nullptr, Q8PrepareTileX, Q8TileXBytes, Q8PreparedTile},
-    // 4/5/6-bit types: AVX-512 kernels for Q4_K and Q6_K (the types of the _M files), AVX2
-    // ones for Q4_0 and Q5_K.
+    // 4/5/6-bit types: AVX-512 kernels for Q4_K and Q6_K (the types of the _M files) and the
+    // repacked Q4_0 order, AVX2 ones for plain Q4_0 (rows not a multiple of 8) and Q5_K.
     {DType::Q4_0, DType::Q8_0, QuantizeQ8_0, lb2::DotQ4_0Plain,
-     internal::PerEntryTile<lb2::DotQ4_0Plain>, lb2::DotQ4_0Repack,
-     lb2::TileQ4_0Repack},
+     internal::PerEntryTile<lb2::DotQ4_0Plain>, lb512::DotQ4_0Repack,
+     lb512::TileQ4_0Repack, nullptr, nullptr, nullptr, lb512::TileQ4_0Repack},
     {DType::Q4_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ4_KPlain,
      internal::PerEntryTile<lb2::DotQ4_KPlain>, lb512::DotQ4_KRepackGemv,
      lb512::TileQ4_KRepackGemm, lb512::Q4_KPrepareTileX, lb512::Q4_KTileXBytes,

@@ -138,9 +138,15 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t
               float* y, size_t ys);
 }  // namespace lowbit_avx2
 
-// AVX-512 (F/BW/VL/DQ/VNNI) versions of the K-quant kernels, bit-identical to the scalar
-// twins (kernels_q4k_gemm_avx512.cc, kernels_q4k_gemv_avx512.cc, kernels_q6k_avx512.cc).
+// AVX-512 (F/BW/VL/DQ/VNNI) versions of the low-bit kernels, bit-identical to the scalar
+// twins (kernels_q4_0_avx512.cc, kernels_q4k_gemm_avx512.cc, kernels_q4k_gemv_avx512.cc,
+// kernels_q6k_avx512.cc).
 namespace lowbit_avx512 {
+// DotQ4_0Repack (llama.cpp's repacked Q4_0 order) and a tile of its results, for its GEMM and
+// GEMV alike (kernels_q4_0_avx512.cc).
+float DotQ4_0Repack(int64_t n, const void* w, const void* x);
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                    int nx, float* y, size_t ys);
 // Tile of DotQ4_KRepackGemm results (llama.cpp's repacked GEMM order, groups of 4 tokens).
 void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                         int nx, float* y, size_t ys);

@@ -706,7 +706,9 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
     };
     // repack_gemv_tile: entries of the scalar twin's repack_vec_dot.
     const internal::VecDotTileFn gemv_want =
-        t == DType::Q4_K ? internal::PerEntryTile<internal::DotQ4_KRepackGemv> : nullptr;
+        t == DType::Q4_K   ? internal::PerEntryTile<internal::DotQ4_KRepackGemv>
+        : t == DType::Q4_0 ? internal::PerEntryTile<internal::DotQ4_0Repack>
+                           : nullptr;
     const Slot slots[] = {{"vec_dot_tile", tk->vec_dot_tile, rk->vec_dot_tile},
                           {"repack_tile", tk->repack_tile, rk->repack_tile},
                           {"repack_gemv_tile", tk->repack_gemv_tile, gemv_want}};

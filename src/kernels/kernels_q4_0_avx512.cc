@@ -1,0 +1,162 @@
+// AVX-512 (VL + VNNI, 256-bit operations) version of llama.cpp's repacked Q4_0 order (scalar
+// twin and the order: DotQ4_0Repack in kernels_lowbit_ref.cc): per (row, token) one float
+// chain, acc = fma(S, dw * dx, acc) block after block, where S is the exact integer dot
+// product of the block's 32 levels (nibble - 8) with the 32 activation quants.
+//
+// S is exact in int32 whatever the grouping, so the kernel computes it as vectors and keeps
+// only the float chain per (row, token) as the twin does, one (row, token) per float lane:
+//   - levels unpacked to 32 unsigned nibbles, in the activation's element order;
+//   - vpdpbusd (nibble x activation) starting from -8 * (sums of 4 activations) gives 8 int32
+//     lanes that add up to S;
+//   - the 8-lane vectors of 8 (row, token) pairs are reduced together by a transposing tree of
+//     int16 packs + vpmaddwd (vphaddd's layout, cheaper; exact, see PairSums) and one
+//     cross-half add, which leaves pair p's S in lane p;
+//   - one vcvtdq2ps, one multiply dw * dx per lane and one fma per lane and block.
+// Tiles of up to 4 rows x 4 tokens: two 8-lane groups (tokens {0, 1} and {2, 3}) of (token,
+// row) pairs, lane 4 * (token % 2) + row; one token: a 4-lane group.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/kernels_impl.h"
+#include "tensor/dtype.h"
+
+namespace strata::kernels::internal::lowbit_avx512 {
+namespace {
+
+constexpr int kBlock = 32;
+
+// The 32 levels of a Q4_0 block as unsigned nibbles: bytes 0..15 = low nibbles (elements
+// 0..15), bytes 16..31 = high nibbles (elements 16..31).
+inline __m256i Nibbles(const BlockQ4_0& b) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// -8 * (sum of each 4 consecutive activation quants): the start of the vpdpbusd sums, so that
+// they add up to sum((nibble - 8) * x).
+inline __m256i Offset(__m256i x) {
+  return _mm256_sub_epi32(_mm256_setzero_si256(),
+                          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), x));
+}
+
+// Adjacent-lane sums of a and b, laid out as vphaddd's [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5,
+// a6+a7, b4+b5, b6+b7], by packing to int16 and one vpmaddwd. Exact while the packed lanes
+// fit int16: the trees below pack sums of at most 8 products (nibble - 8) * x, at most
+// 8 * 8 * 128 in magnitude; the last step (32 products) adds int32 lanes.
+inline __m256i PairSums(__m256i a, __m256i b) {
+  return _mm256_madd_epi16(_mm256_packs_epi32(a, b), _mm256_set1_epi16(1));
+}
+
+// Lane p = sum of the 8 int32 lanes of v[p], p = 0..7.
+inline __m256i Totals8(const __m256i v[8]) {
+  const __m256i h01 = PairSums(v[0], v[1]), h23 = PairSums(v[2], v[3]);
+  const __m256i h45 = PairSums(v[4], v[5]), h67 = PairSums(v[6], v[7]);
+  // g0 = [v0 v1 v2 v3 (elements 0..3) | v0 v1 v2 v3 (elements 4..7)], g1 likewise for v4..v7.
+  const __m256i g0 = PairSums(h01, h23), g1 = PairSums(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20),
+                          _mm256_permute2x128_si256(g0, g1, 0x31));
+}
+
+// Lane p = sum of the 8 int32 lanes of v[p], p = 0..3.
+inline __m128i Totals4(const __m256i v[4]) {
+  const __m256i g = PairSums(PairSums(v[0], v[1]), PairSums(v[2], v[3]));
+  return _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256(g, 1));
+}
+
+// NX tokens (1..4) x 4 rows; rows >= nw and tokens >= nx repeat row / token 0 (results dropped).
+template <int NX>
+void Run(int64_t nb, const BlockQ4_0* const w[4], const BlockQ8_0* const x[4], int nw,
+         float* y, size_t ys, const char* prefetch, size_t prefetch_step) {
+  constexpr int kGroups = NX == 1 ? 1 : 2;
+  __m256 acc[kGroups];
+  __m128 acc1 = _mm_setzero_ps();
+  for (int g = 0; g < kGroups; ++g) acc[g] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (size_t off = 0; off < prefetch_step; off += 64)
+      _mm_prefetch(prefetch + b * prefetch_step + off, _MM_HINT_T0);
+    __m256i wq[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) wq[r] = Nibbles(w[r][b]);
+    // dw of the 4 rows, as floats in lanes 0..3.
+    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
+        static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d),
+        static_cast<short>(w[2][b].d), static_cast<short>(w[3][b].d), 0, 0, 0, 0));
+    if constexpr (NX == 1) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0][b].qs));
+      const __m256i off = Offset(xv);
+      __m256i s[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) s[r] = _mm256_dpbusd_epi32(off, wq[r], xv);
+      const __m128 d = _mm_mul_ps(dw, _mm_set1_ps(_cvtsh_ss(x[0][b].d)));
+      acc1 = _mm_fmadd_ps(_mm_cvtepi32_ps(Totals4(s)), d, acc1);
+    } else {
+      const __m256 dw2 = _mm256_set_m128(dw, dw);
+#pragma GCC unroll 2
+      for (int g = 0; g < kGroups; ++g) {
+        __m256i s[8];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const BlockQ8_0& xb = x[2 * g + h][b];
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+          const __m256i off = Offset(xv);
+#pragma GCC unroll 4
+          for (int r = 0; r < 4; ++r) s[4 * h + r] = _mm256_dpbusd_epi32(off, wq[r], xv);
+        }
+        const __m256 dx = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(x[2 * g + 1][b].d)),
+                                          _mm_set1_ps(_cvtsh_ss(x[2 * g][b].d)));
+        acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Totals8(s)), _mm256_mul_ps(dw2, dx), acc[g]);
+      }
+    }
+  }
+  alignas(32) float out[16];
+  if constexpr (NX == 1) {
+    _mm_store_ps(out, acc1);
+  } else {
+    for (int g = 0; g < kGroups; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
+  }
+  for (int t = 0; t < NX; ++t)
+    for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
+}
+
+}  // namespace
+
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                    int nx, float* y, size_t ys) {
+  const BlockQ4_0* wr[4];
+  const BlockQ8_0* xr[4];
+  for (int r = 0; r < 4; ++r)
+    wr[r] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) +
+                                               (r < nw ? r : 0) * ws);
+  for (int t = 0; t < 4; ++t)
+    xr[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) +
+                                               (t < nx ? t : 0) * xs);
+  const int64_t nb = n / kBlock;
+  // Software prefetch of the next tile's rows (MatMul's next call, nw * ws bytes on), at the
+  // pace this tile consumes its own: few tokens stream the weights from DRAM, and 4 interleaved
+  // row streams alone get less bandwidth than one sequential stream.
+  const char* next = static_cast<const char*>(w) + nw * ws;
+  const size_t step = static_cast<size_t>(nw) * sizeof(BlockQ4_0);
+  switch (nx) {
+    case 1:
+      Run<1>(nb, wr, xr, nw, y, ys, next, step);
+      break;
+    case 2:
+      Run<2>(nb, wr, xr, nw, y, ys, next, step);
+      break;
+    case 3:
+      Run<3>(nb, wr, xr, nw, y, ys, next, step);
+      break;
+    default:
+      Run<4>(nb, wr, xr, nw, y, ys, next, step);
+  }
+}
+
+float DotQ4_0Repack(int64_t n, const void* w, const void* x) {
+  float y = 0.0f;
+  TileQ4_0Repack(n, w, 0, 1, x, 0, 1, &y, 1);
+  return y;
+}
+
+}  // namespace strata::kernels::internal::lowbit_avx512
