@@ -59,6 +59,9 @@ struct TypeKernels {
   // For the types of TileMatchesVecDot: also use vec_dot_tile for a single token (decode),
   // where the table's tile is faster than its row-at-a-time vec_dot.
   bool tile_single_token = false;
+  // The prepared tile computes the repacked order only: MatMul uses it for UseRepackOrder
+  // matrices and feeds vec_dot_tile the rows otherwise.
+  bool prepared_repack_only = false;
 };
 
 struct IsaKernels {
@@ -147,6 +150,11 @@ namespace lowbit_avx512 {
 float DotQ4_0Repack(int64_t n, const void* w, const void* x);
 void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                     int nx, float* y, size_t ys);
+// The same tile over prepared activations (prepared_repack_only: the repacked order only).
+void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n);
+size_t Q4_0TileXBytes(int64_t n);
+void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                      int nx, float* y, size_t ys);
 // Tile of DotQ4_KRepackGemm results (llama.cpp's repacked GEMM order, groups of 4 tokens).
 void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                         int nx, float* y, size_t ys);

@@ -17,6 +17,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/kernels_impl.h"
 #include "tensor/dtype.h"
@@ -151,6 +153,98 @@ void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, 
     default:
       Run<4>(nb, wr, xr, nw, y, ys, next, step);
   }
+}
+
+// ---- GEMM over prepared activations -------------------------------------------------------
+// A prepared group of 4 tokens, per block of 32 elements (kPrepBytes):
+//   [8 k][4 t] int32  the activation quants as dwords: dword k = elements 4k..4k+3 of token t
+//   [4 t]      int32  -8 * (sum of the token's 32 quants)
+//   [4 t]      float  the token's scale, converted exactly from fp16
+// (absent tokens: zeros). Lane 4r + t of a zmm holds (row r, token t): with row r's quant
+// bytes in 128-bit lane r, its nibbles' dword k is broadcast within the lane by one vpshufd
+// and the 4 tokens' dword k is one 128-bit broadcast, so 8 vpdpbusd give the 16 block sums S
+// directly, with no horizontal reduction.
+constexpr size_t kPrepBytes = 8 * 16 + 16 + 16;
+
+size_t Q4_0TileXBytes(int64_t n) { return static_cast<size_t>(n / kBlock) * kPrepBytes; }
+
+void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / kBlock; ++b, out += kPrepBytes) {
+    int32_t* q = reinterpret_cast<int32_t*>(out);
+    int32_t* offs = q + 32;
+    float* d = reinterpret_cast<float*>(offs + 4);
+    for (int t = 0; t < 4; ++t) {
+      if (t >= nx) {
+        for (int k = 0; k < 8; ++k) q[4 * k + t] = 0;
+        offs[t] = 0;
+        d[t] = 0.0f;
+        continue;
+      }
+      const BlockQ8_0& xb =
+          reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) + t * xs)[b];
+      int32_t sum = 0;
+      for (int k = 0; k < 8; ++k) {
+        int32_t v;
+        std::memcpy(&v, xb.qs + 4 * k, 4);
+        q[4 * k + t] = v;
+        for (int e = 0; e < 4; ++e) sum += xb.qs[4 * k + e];
+      }
+      offs[t] = -8 * sum;
+      d[t] = _cvtsh_ss(xb.d);
+    }
+  }
+}
+
+void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
+                      int nx, float* y, size_t ys) {
+  (void)xs;  // one group
+  const BlockQ4_0* wr[4];
+  for (int r = 0; r < 4; ++r)
+    wr[r] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) +
+                                               (r < nw ? r : 0) * ws);
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const uint8_t* g = static_cast<const uint8_t*>(x);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / kBlock; ++b, g += kPrepBytes) {
+    // 128-bit lane r = the 16 quant bytes of row r; low nibbles = elements 0..15 (dwords
+    // k = 0..3), high nibbles = elements 16..31 (dwords 4..7).
+    const auto qs = [&](int r) {
+      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr[r][b].qs));
+    };
+    __m512i q = _mm512_castsi128_si512(qs(0));
+    q = _mm512_inserti32x4(q, qs(1), 1);
+    q = _mm512_inserti32x4(q, qs(2), 2);
+    q = _mm512_inserti32x4(q, qs(3), 3);
+    const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    __m512i s = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(g + 128)));
+    // Dword k of every row broadcast within its lane (vpshufd), times the 4 tokens' dword k.
+    const auto step = [&](__m512i lanes, int k, auto imm) {
+      s = _mm512_dpbusd_epi32(
+          s, _mm512_shuffle_epi32(lanes, static_cast<_MM_PERM_ENUM>(decltype(imm)::value)),
+          _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(g + 16 * k))));
+    };
+    step(lo, 0, std::integral_constant<int, 0x00>{});
+    step(lo, 1, std::integral_constant<int, 0x55>{});
+    step(lo, 2, std::integral_constant<int, 0xAA>{});
+    step(lo, 3, std::integral_constant<int, 0xFF>{});
+    step(hi, 4, std::integral_constant<int, 0x00>{});
+    step(hi, 5, std::integral_constant<int, 0x55>{});
+    step(hi, 6, std::integral_constant<int, 0xAA>{});
+    step(hi, 7, std::integral_constant<int, 0xFF>{});
+    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
+        static_cast<short>(wr[0][b].d), static_cast<short>(wr[1][b].d),
+        static_cast<short>(wr[2][b].d), static_cast<short>(wr[3][b].d), 0, 0, 0, 0));
+    const __m512 scale = _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(dw)),
+                                       _mm512_broadcast_f32x4(_mm_load_ps(
+                                           reinterpret_cast<const float*>(g + 144))));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
+  }
+  alignas(64) float out[16];
+  _mm512_store_ps(out, acc);
+  for (int t = 0; t < nx; ++t)
+    for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * r + t];
 }
 
 float DotQ4_0Repack(int64_t n, const void* w, const void* x) {

@@ -782,13 +782,14 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
     ASSERT_TRUE(tk.prepare_tile_x != nullptr && tk.tile_x_bytes != nullptr &&
                 tk.prepared_tile != nullptr) << DTypeName(tk.weight_type);
     const DType t = tk.weight_type;
-    ASSERT_TRUE(t == DType::Q8_0 || t == DType::Q4_K) << "extend this test for " << DTypeName(t);
+    ASSERT_TRUE(t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q4_0)
+        << "extend this test for " << DTypeName(t);
     const internal::TypeKernels* rk = internal::FindType(internal::ScalarKernels(), t);
     // The tile of the order the prepared tile stands for: llama.cpp's repacked GEMM where the
-    // type has one (Q4_K), else the GEMM order of vec_dot_tile.
+    // type has one (Q4_K, Q4_0), else the GEMM order of vec_dot_tile.
     const internal::VecDotTileFn want_tile =
         tk.repack_tile != nullptr ? rk->repack_tile : rk->vec_dot_tile;
-    const std::vector<int64_t> sizes = t == DType::Q8_0
+    const std::vector<int64_t> sizes = t != DType::Q4_K
                                            ? std::vector<int64_t>{32, 64, 96, 320, 1536, 4096 + 32}
                                            : std::vector<int64_t>{256, 512, 1536, 4096 + 256};
     for (int64_t n : sizes) {
@@ -801,6 +802,7 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
           if (r % 2 == 0) ScrambleLevels(rng, t, n, w.data() + r * ws);
           continue;
         }
+        if (t == DType::Q4_0) continue;  // every nibble is a legal level
         for (int64_t b = 0; b < n / 32; ++b) {  // extreme weights are legal in files
           BlockQ8_0* wb = reinterpret_cast<BlockQ8_0*>(w.data() + r * ws) + b;
           wb->qs[(b + r) % 32] = (b % 2 == 0) ? -128 : 127;
@@ -848,9 +850,9 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
       }
     }
   }
-  // The AVX-512 table prepares Q8_0 and Q4_K activations.
+  // The AVX-512 table prepares Q8_0, Q4_K and Q4_0 activations.
   if (GetParam() == "avx512") {
-    EXPECT_EQ(checked, 10);
+    EXPECT_EQ(checked, 16);
   }
 }
 
