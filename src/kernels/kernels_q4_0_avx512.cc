@@ -218,11 +218,15 @@ void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x
     q = _mm512_inserti32x4(q, qs(2), 2);
     q = _mm512_inserti32x4(q, qs(3), 3);
     const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    __m512i s = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(g + 128)));
+    // Four independent vpdpbusd chains (dwords k = j, j + 4 share chain j), added at the end:
+    // one chain of 8 would wait on the instruction's latency at every step.
+    __m512i sk[4] = {
+        _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(g + 128))),
+        _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
     // Dword k of every row broadcast within its lane (vpshufd), times the 4 tokens' dword k.
     const auto step = [&](__m512i lanes, int k, auto imm) {
-      s = _mm512_dpbusd_epi32(
-          s, _mm512_shuffle_epi32(lanes, static_cast<_MM_PERM_ENUM>(decltype(imm)::value)),
+      sk[k % 4] = _mm512_dpbusd_epi32(
+          sk[k % 4], _mm512_shuffle_epi32(lanes, static_cast<_MM_PERM_ENUM>(decltype(imm)::value)),
           _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(g + 16 * k))));
     };
     step(lo, 0, std::integral_constant<int, 0x00>{});
@@ -233,6 +237,7 @@ void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x
     step(hi, 5, std::integral_constant<int, 0x55>{});
     step(hi, 6, std::integral_constant<int, 0xAA>{});
     step(hi, 7, std::integral_constant<int, 0xFF>{});
+    const __m512i s = _mm512_add_epi32(_mm512_add_epi32(sk[0], sk[1]), _mm512_add_epi32(sk[2], sk[3]));
     const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
         static_cast<short>(wr[0][b].d), static_cast<short>(wr[1][b].d),
         static_cast<short>(wr[2][b].d), static_cast<short>(wr[3][b].d), 0, 0, 0, 0));
