@@ -201,8 +201,9 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
     // Prepared groups for the tokens of the GEMM tiles: all of them in the GEMM order, the
     // full groups of 4 in the repacked order (its GEMV takes the rest).
     const int64_t n_prep = job.repack ? internal::RepackGemmTokens(n_tok) : job.gemm ? n_tok : 0;
+    // (The prepared tile has the repacked order for types that have one: see TypeKernels.)
     const bool prepared = n_prep > 0 && tk->prepared_tile != nullptr &&
-                          (job.repack || !tk->prepared_repack_only);
+                          (job.repack || tk->repack_vec_dot == nullptr);
     const int64_t n_groups = (n_prep + internal::kMaxDotCols - 1) / internal::kMaxDotCols;
     if (prepared) job.x_group = (tk->tile_x_bytes(cols) + 63) / 64 * 64;
     // Prepared groups after the rows, 64-byte aligned.

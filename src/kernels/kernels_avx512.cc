@@ -628,7 +628,7 @@ const TypeKernels kTypes[] = {
     {DType::Q4_0, DType::Q8_0, QuantizeQ8_0, lb2::DotQ4_0Plain,
      internal::PerEntryTile<lb2::DotQ4_0Plain>, lb512::DotQ4_0Repack,
      lb512::TileQ4_0Repack, lb512::Q4_0PrepareTileX, lb512::Q4_0TileXBytes,
-     lb512::Q4_0PreparedTile, lb512::TileQ4_0Repack, false, /*prepared_repack_only=*/true},
+     lb512::Q4_0PreparedTile, lb512::TileQ4_0Repack},
     {DType::Q4_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ4_KPlain,
      internal::PerEntryTile<lb2::DotQ4_KPlain>, lb512::DotQ4_KRepackGemv,
      lb512::TileQ4_KRepackGemm, lb512::Q4_KPrepareTileX, lb512::Q4_KTileXBytes,

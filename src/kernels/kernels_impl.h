@@ -48,8 +48,9 @@ struct TypeKernels {
   // Prepared-activation GEMM tile (all three set, or all null = MatMul feeds the tile rows in
   // vec_dot_type). When set, MatMul prepares tokens [4k, 4k + 4) as group k once per call
   // (prepare_tile_x) and calls prepared_tile with x = one group (x_stride = the group size, nx
-  // = tokens used from its start); every result equals bit for bit that of the tile the order
-  // uses: repack_tile when the repacked order applies (UseRepackOrder), else vec_dot_tile.
+  // = tokens used from its start). It computes one order, bit for bit: that of repack_tile for
+  // the types llama.cpp repacks (repack_vec_dot set), else vec_dot_tile's GEMM order; MatMul
+  // uses it only where that order applies and feeds the other tile the rows otherwise.
   PrepareTileXFn prepare_tile_x = nullptr;
   TileXBytesFn tile_x_bytes = nullptr;
   VecDotTileFn prepared_tile = nullptr;
@@ -59,9 +60,6 @@ struct TypeKernels {
   // For the types of TileMatchesVecDot: also use vec_dot_tile for a single token (decode),
   // where the table's tile is faster than its row-at-a-time vec_dot.
   bool tile_single_token = false;
-  // The prepared tile computes the repacked order only: MatMul uses it for UseRepackOrder
-  // matrices and feeds vec_dot_tile the rows otherwise.
-  bool prepared_repack_only = false;
 };
 
 struct IsaKernels {
@@ -150,7 +148,7 @@ namespace lowbit_avx512 {
 float DotQ4_0Repack(int64_t n, const void* w, const void* x);
 void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                     int nx, float* y, size_t ys);
-// The same tile over prepared activations (prepared_repack_only: the repacked order only).
+// The repacked GEMM order over prepared activations.
 void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n);
 size_t Q4_0TileXBytes(int64_t n);
 void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,

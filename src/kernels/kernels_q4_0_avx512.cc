@@ -1,19 +1,20 @@
-// AVX-512 (VL + VNNI, 256-bit operations) version of llama.cpp's repacked Q4_0 order (scalar
-// twin and the order: DotQ4_0Repack in kernels_lowbit_ref.cc): per (row, token) one float
-// chain, acc = fma(S, dw * dx, acc) block after block, where S is the exact integer dot
-// product of the block's 32 levels (nibble - 8) with the 32 activation quants.
+// AVX-512 (VL + VNNI) version of llama.cpp's repacked Q4_0 order (scalar twin and the order:
+// DotQ4_0Repack in kernels_lowbit_ref.cc): per (row, token) one float chain,
+// acc = fma(S, dw * dx, acc) block after block, where S is the exact integer dot product of
+// the block's 32 levels (nibble - 8) with the 32 activation quants. S is exact in int32
+// whatever the grouping, so both kernels compute it as vectors and keep only the float chain
+// per (row, token) as the twin does, one (row, token) per float lane.
 //
-// S is exact in int32 whatever the grouping, so the kernel computes it as vectors and keeps
-// only the float chain per (row, token) as the twin does, one (row, token) per float lane:
+// GEMV tile (decode, and the last n_tok % 4 tokens), 4 rows x up to 4 tokens:
 //   - levels unpacked to 32 unsigned nibbles, in the activation's element order;
 //   - vpdpbusd (nibble x activation) starting from -8 * (sums of 4 activations) gives 8 int32
-//     lanes that add up to S;
-//   - the 8-lane vectors of 8 (row, token) pairs are reduced together by a transposing tree of
-//     int16 packs + vpmaddwd (vphaddd's layout, cheaper; exact, see PairSums) and one
-//     cross-half add, which leaves pair p's S in lane p;
-//   - one vcvtdq2ps, one multiply dw * dx per lane and one fma per lane and block.
-// Tiles of up to 4 rows x 4 tokens: two 8-lane groups (tokens {0, 1} and {2, 3}) of (token,
-// row) pairs, lane 4 * (token % 2) + row; one token: a 4-lane group.
+//     lanes per (row, token) that add up to S;
+//   - the 8-lane vectors of 4 or 8 (row, token) pairs are reduced together by a transposing
+//     tree of int16 packs + vpmaddwd (vphaddd's layout, cheaper; exact, see PairSums) and one
+//     cross-half add, which leaves pair p's S in lane p; then one vcvtdq2ps, dw * dx and one
+//     fma per lane. One token: a 4-lane group; more: 8-lane groups of tokens {0, 1}, {2, 3},
+//     lane 4 * (token % 2) + row.
+// GEMM tile (groups of 4 tokens): see Q4_0PreparedTile.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -46,7 +47,7 @@ inline __m256i Offset(__m256i x) {
 // Adjacent-lane sums of a and b, laid out as vphaddd's [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5,
 // a6+a7, b4+b5, b6+b7], by packing to int16 and one vpmaddwd. Exact while the packed lanes
 // fit int16: the trees below pack sums of at most 8 products (nibble - 8) * x, at most
-// 8 * 8 * 128 in magnitude; the last step (32 products) adds int32 lanes.
+// 8 * 8 * 128 in magnitude; their last step (32 products) adds int32 lanes.
 inline __m256i PairSums(__m256i a, __m256i b) {
   return _mm256_madd_epi16(_mm256_packs_epi32(a, b), _mm256_set1_epi16(1));
 }
@@ -67,24 +68,38 @@ inline __m128i Totals4(const __m256i v[4]) {
   return _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256(g, 1));
 }
 
-// NX tokens (1..4) x 4 rows; rows >= nw and tokens >= nx repeat row / token 0 (results dropped).
+// The 4 weight rows of a tile; rows >= nw repeat row 0 (their results are dropped).
+struct Rows4 {
+  const BlockQ4_0* r[4];
+  Rows4(const void* w, size_t ws, int nw) {
+    for (int i = 0; i < 4; ++i)
+      r[i] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) +
+                                                (i < nw ? i : 0) * ws);
+  }
+  // dw of block b of the 4 rows, as floats in lanes 0..3.
+  __m128 Scales(int64_t b) const {
+    return _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(r[0][b].d), static_cast<short>(r[1][b].d),
+                                       static_cast<short>(r[2][b].d), static_cast<short>(r[3][b].d),
+                                       0, 0, 0, 0));
+  }
+};
+
+// NX tokens (1..4) x 4 rows, the weights read once for all of them; tokens >= nx repeat
+// token 0 (results dropped). out[4t + r] = the twin's chain for (row r, token t).
 template <int NX>
-void Run(int64_t nb, const BlockQ4_0* const w[4], const BlockQ8_0* const x[4], int nw,
-         float* y, size_t ys, const char* prefetch, size_t prefetch_step) {
-  constexpr int kGroups = NX == 1 ? 1 : 2;
+void Gemv(int64_t nb, const Rows4& w, const BlockQ8_0* const x[4], float out[16],
+          const char* prefetch, size_t prefetch_step) {
+  constexpr int kGroups = NX == 1 ? 1 : 2;  // 8-lane groups: tokens {0, 1} and {2, 3}
   __m256 acc[kGroups];
-  __m128 acc1 = _mm_setzero_ps();
+  __m128 acc1 = _mm_setzero_ps();  // NX == 1: one 4-lane group
   for (int g = 0; g < kGroups; ++g) acc[g] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     for (size_t off = 0; off < prefetch_step; off += 64)
       _mm_prefetch(prefetch + b * prefetch_step + off, _MM_HINT_T0);
     __m256i wq[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) wq[r] = Nibbles(w[r][b]);
-    // dw of the 4 rows, as floats in lanes 0..3.
-    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
-        static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d),
-        static_cast<short>(w[2][b].d), static_cast<short>(w[3][b].d), 0, 0, 0, 0));
+    for (int r = 0; r < 4; ++r) wq[r] = Nibbles(w.r[r][b]);
+    const __m128 dw = w.Scales(b);
     if constexpr (NX == 1) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0][b].qs));
       const __m256i off = Offset(xv);
@@ -97,7 +112,7 @@ void Run(int64_t nb, const BlockQ4_0* const w[4], const BlockQ8_0* const x[4], i
       const __m256 dw2 = _mm256_set_m128(dw, dw);
 #pragma GCC unroll 2
       for (int g = 0; g < kGroups; ++g) {
-        __m256i s[8];
+        __m256i s[8];  // lane 4h + r: (token 2g + h, row r)
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
           const BlockQ8_0& xb = x[2 * g + h][b];
@@ -112,47 +127,46 @@ void Run(int64_t nb, const BlockQ4_0* const w[4], const BlockQ8_0* const x[4], i
       }
     }
   }
-  alignas(32) float out[16];
   if constexpr (NX == 1) {
-    _mm_store_ps(out, acc1);
+    _mm_storeu_ps(out, acc1);
   } else {
-    for (int g = 0; g < kGroups; ++g) _mm256_store_ps(out + 8 * g, acc[g]);
+    for (int g = 0; g < kGroups; ++g) _mm256_storeu_ps(out + 8 * g, acc[g]);
   }
-  for (int t = 0; t < NX; ++t)
-    for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
 }
 
 }  // namespace
 
+// MatMul gives this tile the repacked GEMV's tokens (decode, and the last n_tok % 4 tokens of
+// a batch); full groups of 4 go to Q4_0PreparedTile.
 void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                     int nx, float* y, size_t ys) {
-  const BlockQ4_0* wr[4];
+  const Rows4 rows(w, ws, nw);
   const BlockQ8_0* xr[4];
-  for (int r = 0; r < 4; ++r)
-    wr[r] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) +
-                                               (r < nw ? r : 0) * ws);
   for (int t = 0; t < 4; ++t)
     xr[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) +
                                                (t < nx ? t : 0) * xs);
-  const int64_t nb = n / kBlock;
   // Software prefetch of the next tile's rows (MatMul's next call, nw * ws bytes on), at the
   // pace this tile consumes its own: few tokens stream the weights from DRAM, and 4 interleaved
   // row streams alone get less bandwidth than one sequential stream.
   const char* next = static_cast<const char*>(w) + nw * ws;
   const size_t step = static_cast<size_t>(nw) * sizeof(BlockQ4_0);
+  const int64_t nb = n / kBlock;
+  float out[16];
   switch (nx) {
     case 1:
-      Run<1>(nb, wr, xr, nw, y, ys, next, step);
+      Gemv<1>(nb, rows, xr, out, next, step);
       break;
     case 2:
-      Run<2>(nb, wr, xr, nw, y, ys, next, step);
+      Gemv<2>(nb, rows, xr, out, next, step);
       break;
     case 3:
-      Run<3>(nb, wr, xr, nw, y, ys, next, step);
+      Gemv<3>(nb, rows, xr, out, next, step);
       break;
     default:
-      Run<4>(nb, wr, xr, nw, y, ys, next, step);
+      Gemv<4>(nb, rows, xr, out, next, step);
   }
+  for (int t = 0; t < nx; ++t)
+    for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
 }
 
 // ---- GEMM over prepared activations -------------------------------------------------------
@@ -199,10 +213,7 @@ void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
 void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                       int nx, float* y, size_t ys) {
   (void)xs;  // one group
-  const BlockQ4_0* wr[4];
-  for (int r = 0; r < 4; ++r)
-    wr[r] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) +
-                                               (r < nw ? r : 0) * ws);
+  const Rows4 rows(w, ws, nw);
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const uint8_t* g = static_cast<const uint8_t*>(x);
@@ -211,7 +222,7 @@ void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x
     // 128-bit lane r = the 16 quant bytes of row r; low nibbles = elements 0..15 (dwords
     // k = 0..3), high nibbles = elements 16..31 (dwords 4..7).
     const auto qs = [&](int r) {
-      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr[r][b].qs));
+      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows.r[r][b].qs));
     };
     __m512i q = _mm512_castsi128_si512(qs(0));
     q = _mm512_inserti32x4(q, qs(1), 1);
@@ -238,10 +249,8 @@ void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x
     step(hi, 6, std::integral_constant<int, 0xAA>{});
     step(hi, 7, std::integral_constant<int, 0xFF>{});
     const __m512i s = _mm512_add_epi32(_mm512_add_epi32(sk[0], sk[1]), _mm512_add_epi32(sk[2], sk[3]));
-    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
-        static_cast<short>(wr[0][b].d), static_cast<short>(wr[1][b].d),
-        static_cast<short>(wr[2][b].d), static_cast<short>(wr[3][b].d), 0, 0, 0, 0));
-    const __m512 scale = _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(dw)),
+    const __m512 scale = _mm512_mul_ps(
+        _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(rows.Scales(b))),
                                        _mm512_broadcast_f32x4(_mm_load_ps(
                                            reinterpret_cast<const float*>(g + 144))));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
