@@ -152,6 +152,18 @@ Runner AddNodeCommand(CLI::App& app) {
       ->check(CLI::Range(0.1, 1e6))->capture_default_str();
   sub->add_option("--body-limit", o->body_limit, "Largest request body in bytes (beyond: 413)")
       ->capture_default_str();
+  sub->add_option("--read-timeout", o->request_read_timeout_s,
+                  "Seconds to read one whole request, headers and body (slow clients: closed)")
+      ->check(CLI::Range(0.1, 1e6))->capture_default_str();
+  sub->add_option("--max-connections", o->max_connections,
+                  "Open client connections (0: unlimited; beyond: an idle one is closed, else 503)")
+      ->check(CLI::Range(0, 1 << 24))->capture_default_str();
+  sub->add_option("--max-connections-per-client", o->max_connections_per_client,
+                  "Open connections per client address (0: unlimited)")
+      ->check(CLI::Range(0, 1 << 24))->capture_default_str();
+  sub->add_option("--admin-key", o->admin_key,
+                  "Require 'Authorization: Bearer KEY' for /metrics (default: $STRATA_ADMIN_KEY)")
+      ->envname("STRATA_ADMIN_KEY");
   // Pipeline mode (docs/pipeline.md).
   a->layers_opt = sub->add_option("--layers", a->layers,
                   "Pipeline mode: serve only layers A-B (inclusive, e.g. 0-13); the stage with "

@@ -6,11 +6,20 @@
 #include <set>
 #include <sstream>
 
+#include <openssl/sha.h>
 #include <yaml-cpp/yaml.h>
 
 namespace strata::cluster {
 
 namespace {
+
+// A log name for a key without one: "key-" and 8 hex digits of its SHA-256 (never a prefix
+// of the key itself).
+std::string DefaultKeyName(const std::string& key) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), d);
+  return StrFormat("key-%02x%02x%02x%02x", d[0], d[1], d[2], d[3]);
+}
 
 // Reads one YAML document into the structs. yaml-cpp throws: everything runs inside a try in
 // ParseClusterConfig; the readers below report errors by returning a Status.
@@ -165,7 +174,9 @@ class Reader {
     STRATA_RETURN_IF_ERROR(Keys(n, w,
                                 {"listen", "tls_cert", "tls_key", "threads", "routing", "health",
                                  "circuit_breaker", "retry", "admission", "api_keys", "cache",
-                                 "backends", "access_log"}));
+                                 "backends", "access_log", "max_connections",
+                                 "max_connections_per_client", "idle_timeout_ms",
+                                 "request_read_timeout_ms", "admin_key"}));
     if (const YAML::Node l = n["listen"]) {
       const std::string text = l.IsScalar() ? l.Scalar() : std::string();
       const size_t colon = text.rfind(':');
@@ -193,6 +204,13 @@ class Reader {
       return Err(n, w, "tls_cert and tls_key must be given together");
     STRATA_RETURN_IF_ERROR(Int(n, "threads", w, 1, 256, &g->threads));
     STRATA_RETURN_IF_ERROR(Bool(n, "access_log", w, &g->access_log));
+    STRATA_RETURN_IF_ERROR(Int(n, "max_connections", w, 0, 10000000, &g->max_connections));
+    STRATA_RETURN_IF_ERROR(
+        Int(n, "max_connections_per_client", w, 0, 10000000, &g->max_connections_per_client));
+    STRATA_RETURN_IF_ERROR(Int(n, "idle_timeout_ms", w, 100, 86400000, &g->idle_timeout_ms));
+    STRATA_RETURN_IF_ERROR(
+        Int(n, "request_read_timeout_ms", w, 100, 86400000, &g->request_read_timeout_ms));
+    STRATA_RETURN_IF_ERROR(Str(n, "admin_key", w, &g->admin_key));
 
     if (const YAML::Node r = n["routing"]) {
       const std::string rw = "gateway.routing";
@@ -277,7 +295,7 @@ class Reader {
         STRATA_RETURN_IF_ERROR(Str(k, "key", kw, &s.key));
         if (s.key.empty()) return Err(k, kw, "'key' is required");
         if (!seen.insert(s.key).second) return Err(k, kw, "duplicate key");
-        s.name = s.key.substr(0, std::min<size_t>(4, s.key.size())) + "...";
+        s.name = DefaultKeyName(s.key);
         STRATA_RETURN_IF_ERROR(Str(k, "name", kw, &s.name));
         STRATA_RETURN_IF_ERROR(
             Int(k, "requests_per_minute", kw, 0, int64_t{1} << 40, &s.requests_per_minute));

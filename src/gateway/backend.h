@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "cluster/config.h"
-#include "gateway/metrics.h"
+#include "http/prom.h"
 
 namespace strata::gateway {
 
 using Clock = std::chrono::steady_clock;
+using ::strata::http::Histogram;
 
 enum class HealthState { kUnknown, kHealthy, kLoading, kUnhealthy };
 enum class CircuitState { kClosed, kOpen, kHalfOpen };

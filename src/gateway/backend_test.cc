@@ -155,18 +155,5 @@ TEST(BackendPool, HealthThresholds) {
   EXPECT_EQ(p.Pick("", {1, 2}), 0);
 }
 
-TEST(Histogram, CumulativeBuckets) {
-  Histogram h({0.1, 1});
-  h.Observe(0.05);
-  h.Observe(0.5);
-  h.Observe(5);
-  std::string out;
-  h.Render("x", "b=\"1\"", &out);
-  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"0.1\"} 1\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"1\"} 2\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_bucket{b=\"1\",le=\"+Inf\"} 3\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_count{b=\"1\"} 3\n"), std::string::npos) << out;
-}
-
 }  // namespace
 }  // namespace strata::gateway

@@ -1,6 +1,7 @@
-// Internals of the gateway shared by server.cc (listener, sessions, local endpoints, health
-// probes, metrics) and proxy.cc (upstream exchanges, streaming, retries, failover).
-// Not a public interface.
+// Internals of the gateway shared by server.cc (startup, TLS, replies, health probes),
+// handle.cc (a request's steps), endpoints.cc (local endpoints), metrics.cc (metrics, access
+// log) and proxy.cc (upstream exchanges, streaming, retries, failover). The transport is the
+// HTTP core of src/http. Not a public interface.
 #pragma once
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/config.h"
+#include "http/server.h"
 #include "gateway/admission.h"
 #include "gateway/backend.h"
 #include "gateway/cache.h"
@@ -34,17 +36,10 @@ using tcp = net::ip::tcp;
 template <typename T>
 using Task = net::awaitable<T>;
 using Request = http::request<http::string_body>;
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using Headers = ::strata::http::Headers;
 
-// The client side of a connection, plain or TLS, behind one interface.
-class ClientStream {
- public:
-  virtual ~ClientStream() = default;
-  virtual Task<bool> Write(http::response<http::string_body>& res) = 0;
-  virtual Task<bool> WriteHeader(http::response_serializer<http::empty_body>& sr) = 0;
-  virtual Task<bool> WriteChunk(std::string_view data) = 0;  // one HTTP chunk
-  virtual Task<bool> WriteLastChunk() = 0;
-};
+// The client side of a connection, plain or TLS, behind one interface (src/http).
+using ClientStream = ::strata::http::Stream;
 
 // What one request did, for the access log and the metrics.
 struct RequestLog {
@@ -57,12 +52,7 @@ struct RequestLog {
 };
 
 // A complete response to send.
-struct Reply {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json";
-  Headers headers;
-};
+using Reply = ::strata::http::Reply;
 // An error reply with the OpenAI envelope (401 adds WWW-Authenticate).
 Reply ErrorReply(int status, const std::string& message, const std::string& type,
                  const std::string& code = "", Headers headers = {});
@@ -75,17 +65,36 @@ struct ProxyResult {
   std::string content_type;
 };
 
-class Gateway {
+// One request on its way through Gateway::Handle's steps (handle.cc).
+struct Call {
+  explicit Call(const Request& r) : req(r) {}
+  const Request& req;
+  RequestLog log;
+  Clock::time_point t0 = Clock::now();
+  bool is_gen = false, is_models = false, stream = false;
+  const cluster::ApiKeySpec* key = nullptr;
+  nlohmann::json body;
+  KeyLimits limits;
+  int64_t estimate = 0;  // tokens charged up front
+  std::string cache_key;
+  // Slots held until the request ends.
+  std::shared_ptr<void> key_slot, admission_slot;
+};
+
+class Gateway : public ::strata::http::Handler {
  public:
   explicit Gateway(const cluster::ClusterConfig& config);
   Status Run();
 
+  // ::strata::http::Handler (handle.cc).
+  std::optional<Reply> OnHeaders(const Request& req, const ClientStream& s) override;
+  Task<bool> OnRequest(ClientStream& s, Request& req) override;
+  Reply OnTransportError(int status, const std::string& message, const Request* req) override;
+
  private:
   // server.cc
-  Task<void> Accept(tcp::acceptor& acceptor);
-  template <typename Stream>
-  Task<void> Session(Stream stream, bool tls);
-  Task<bool> Handle(ClientStream& s, Request& req);
+  Status LoadTls();  // (re)loads gateway.tls_cert / tls_key into the listener
+  void ReloadOnHangup();
   // (GCC 12 miscompiles string literals converted inside co_await expressions: replies are
   // built into locals first.)
   Task<bool> Send(ClientStream& s, const Request& req, Reply r, RequestLog* log);
@@ -93,6 +102,25 @@ class Gateway {
   Task<bool> SendError(ClientStream& s, const Request& req, Reply r, RequestLog* log);
   Task<void> ProbeLoop(int backend);
   Task<void> Probe(int backend);
+
+  // handle.cc: the steps of a request. Each check returns the error reply that ends it.
+  Task<bool> Handle(ClientStream& s, Request& req);
+  void Begin(Call& c);
+  std::optional<Reply> Route(Call& c) const;
+  std::optional<Reply> Authenticate(Call& c) const;
+  std::optional<Reply> Parse(Call& c) const;
+  std::optional<Reply> Limit(Call& c);
+  Task<std::optional<Reply>> Admit(Call& c);
+  std::optional<Reply> CacheLookup(Call& c);
+  Task<bool> Proxy(ClientStream& s, Call& c);
+  bool Finish(Call& c, bool keep);  // access log and counters of a served request
+
+  // endpoints.cc: /health, /ready, /metrics, /api/cluster.
+  static bool IsLocal(const std::string& path);
+  Task<bool> Local(ClientStream& s, Call& c);
+  bool AdminAllowed(const Request& req) const;
+
+  // metrics.cc
   std::string RenderMetrics();
   nlohmann::json ClusterJson();
   void AccessLog(const RequestLog& log, double ms);
@@ -118,7 +146,6 @@ class Gateway {
 
   cluster::ClusterConfig config_;
   net::io_context ioc_;
-  std::unique_ptr<ssl::context> tls_;
   std::unique_ptr<BackendPool> pool_;
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<ResponseCache> cache_;
@@ -129,8 +156,10 @@ class Gateway {
   std::map<std::pair<std::string, int>, uint64_t> http_counts_;  // (path, status) -> n
   std::atomic<uint64_t> retries_{0}, failovers_{0}, rejected_{0};
   std::atomic<uint64_t> next_id_{1};
-  std::atomic<int> connections_{0};
   int64_t started_ = 0;
+  std::string admin_key_;  // "": /metrics and /api/cluster are open
+  std::unique_ptr<::strata::http::Server> http_;
+  std::unique_ptr<net::signal_set> hangup_;
 };
 
 // The OpenAI error envelope {"error": {"message", "type", "code"}}.

@@ -6,6 +6,7 @@
 
 #include "base/mmap.h"
 #include "base/timer.h"
+#include "http/prom.h"
 #include "node/server_impl.h"
 
 namespace strata::node {
@@ -14,19 +15,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string_view PathOf(std::string_view target) {
-  const size_t q = target.find('?');
-  return q == std::string_view::npos ? target : target.substr(0, q);
-}
-
-// Constant-time comparison of the presented key with the configured one.
-bool KeyMatches(std::string_view given, const std::string& key) {
-  unsigned diff = given.size() == key.size() ? 0u : 1u;
-  for (size_t i = 0; i < key.size(); ++i)
-    diff |= static_cast<unsigned>(static_cast<unsigned char>(key[i]) ^
-                                  static_cast<unsigned char>(i < given.size() ? given[i] : 0));
-  return diff == 0;
-}
+using ::strata::http::BearerToken;
+using ::strata::http::PathOf;
 
 ApiError MakeError(int status, std::string message, std::string type, std::string code = "") {
   ApiError e;
@@ -35,15 +25,6 @@ ApiError MakeError(int status, std::string message, std::string type, std::strin
   e.type = std::move(type);
   e.code = std::move(code);
   return e;
-}
-
-// The key of "Authorization: Bearer <key>" ("" when absent).
-std::string_view BearerToken(const Request& req) {
-  const auto auth = req[http::field::authorization];
-  const std::string_view a(auth.data(), auth.size());
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
-  return a.substr(kPrefix.size());
 }
 
 std::string OpenAiFinish(const std::string& reason) {
@@ -76,9 +57,7 @@ Result<std::vector<int32_t>> Server::ChatTokens(const std::vector<ChatMessage>& 
   return ids;
 }
 
-Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf) {
-  // (GCC 12 miscompiles string literals converted inside co_await expressions: errors are
-  // built into locals first.)
+std::optional<ApiError> Server::CheckHeaders(const Request& req) const {
   const std::string_view path = PathOf(std::string_view(req.target().data(), req.target().size()));
   const bool get = req.method() == http::verb::get;
   const bool post = req.method() == http::verb::post;
@@ -87,15 +66,52 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
                      path == "/v1/chat/completions";
   const bool want_post =
       path == "/inference" || path == "/v1/completions" || path == "/v1/chat/completions";
+  if (!known) return MakeError(404, "not found: " + std::string(path), "not_found_error");
+  if ((want_post && !post) || (!want_post && !get))
+    return MakeError(405, want_post ? "use POST" : "use GET", "invalid_request_error");
+  // /metrics takes the admin key when one is set, else the API key.
+  const std::string& key = path == "/metrics" && !o_.admin_key.empty() ? o_.admin_key : o_.api_key;
+  if (path != "/health" && !key.empty() &&
+      !::strata::http::SecretEquals(BearerToken(req), key))
+    return MakeError(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
+  return std::nullopt;
+}
+
+std::optional<::strata::http::Reply> Server::OnHeaders(const Request& req, const ClientStream&) {
+  // Route and key are checked before the body is read: a request without a valid key never
+  // gets its body buffered.
+  auto err = CheckHeaders(req);
+  if (!err || err->status != 401) return std::nullopt;  // the others are answered after it
+  metrics_.CountHttp(err->status);
+  const bool plain = PathOf(std::string_view(req.target().data(), req.target().size())) == "/inference";
+  return ErrorReply(*err, plain);
+}
+
+::strata::http::Reply Server::OnTransportError(int status, const std::string& message,
+                                               const Request*) {
+  metrics_.CountHttp(status);
+  ApiError e;
+  e.status = status;
+  e.message = message;
+  if (status == 503) e.type = "unavailable_error";
+  ::strata::http::Reply r;
+  r.status = status;
+  r.body = ErrorJson(e);
+  return r;
+}
+
+Task<bool> Server::OnRequest(ClientStream& s, Request& req) {
+  co_return co_await Handle(s, req, &s.buffer());
+}
+
+Task<bool> Server::Handle(ClientStream& s, const Request& req, beast::flat_buffer* buf) {
+  // (GCC 12 miscompiles string literals converted inside co_await expressions: errors are
+  // built into locals first.)
+  const std::string_view path = PathOf(std::string_view(req.target().data(), req.target().size()));
   ApiError err;
   bool failed = true;
-  if (!known) {
-    err = MakeError(404, "not found: " + std::string(path), "not_found_error");
-  } else if ((want_post && !post) || (!want_post && !get)) {
-    err = MakeError(405, want_post ? "use POST" : "use GET", "invalid_request_error");
-  } else if (path != "/health" && !o_.api_key.empty() &&
-             !KeyMatches(BearerToken(req), o_.api_key)) {
-    err = MakeError(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
+  if (auto e = CheckHeaders(req)) {
+    err = std::move(*e);
   } else if (path != "/health" && path != "/metrics" && !ready()) {
     err = MakeError(503, "the model is loading", "unavailable_error");
   } else if (path != "/health" && path != "/metrics" && is_stage()) {
@@ -115,6 +131,12 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
     if (sched) st = sched_->stats();
     std::string body = metrics_.Render(sched ? &st : nullptr, o_.model_path);
     if (ready()) body += PipelineMetrics();
+    ::strata::http::PromMetric("strata_http_connections", "gauge", "Open client connections.",
+                               http_ ? http_->connections() : 0, &body);
+    ::strata::http::PromMetric("strata_http_connections_refused_total", "counter",
+                               "Connections refused over the connection caps.",
+                               http_ ? static_cast<double>(http_->rejected_connections()) : 0,
+                               &body);
     co_return co_await Send(s, req.version(), req.keep_alive(), 200, std::move(body),
                             "text/plain; version=0.0.4; charset=utf-8");
   }
@@ -139,7 +161,7 @@ Task<bool> Server::Handle(beast::tcp_stream& s, const Request& req, beast::flat_
   co_return co_await Generate(s, req, buf, ep);
 }
 
-Task<bool> Server::Health(beast::tcp_stream& s, const Request& req) {
+Task<bool> Server::Health(ClientStream& s, const Request& req) {
   const bool ok = ready();
   json j;
   j["status"] = ok ? "healthy" : state_.load() == kFailed ? "error" : "loading";
@@ -175,7 +197,7 @@ Task<bool> Server::Health(beast::tcp_stream& s, const Request& req) {
                           "application/json", headers);
 }
 
-Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                             Endpoint ep) {
   const bool plain = ep == Endpoint::kInference;  // the plan's call: {"error": "..."}
   GenRequest g;
@@ -334,7 +356,7 @@ Task<bool> Server::Generate(beast::tcp_stream& s, const Request& req, beast::fla
                           headers);
 }
 
-Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                           const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
                           bool in_reasoning) {
   const bool chat = g.endpoint == Endpoint::kChat;
@@ -352,10 +374,7 @@ Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_
   res.keep_alive(req.keep_alive());
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
-  beast::error_code ec;
-  s.expires_after(std::chrono::seconds(60));
-  co_await http::async_write_header(s, sr, net::redirect_error(net::use_awaitable, ec));
-  bool broken = static_cast<bool>(ec);
+  bool broken = !co_await s.WriteHeader(sr);
 
   std::string out;
   // With return_token_ids, the ids sampled since the last event that carried text: they go
@@ -459,17 +478,10 @@ Task<bool> Server::Stream(beast::tcp_stream& s, const Request& req, beast::flat_
       out += kSseDone;
     }
     if (out.empty()) continue;
-    s.expires_after(std::chrono::seconds(60));
-    co_await net::async_write(s, http::make_chunk(net::buffer(out)),
-                              net::redirect_error(net::use_awaitable, ec));
+    if (!co_await s.WriteChunk(out)) broken = true;
     out.clear();
-    if (ec) broken = true;
   }
-  if (!broken) {
-    co_await net::async_write(s, http::make_chunk_last(),
-                              net::redirect_error(net::use_awaitable, ec));
-    if (ec) broken = true;
-  }
+  if (!broken && !co_await s.WriteLastChunk()) broken = true;
   if (broken && pipe->request) pipe->request->Cancel();
   co_await StopWatch(&s.socket(), pipe.get(), buf);
   metrics_.CountHttp(200);

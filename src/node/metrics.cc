@@ -3,43 +3,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include <cmath>
-
 #include "base/mmap.h"
 #include "base/status.h"
 
 namespace strata::node {
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
-
-void Histogram::Observe(double v) {
-  size_t i = 0;
-  while (i < bounds_.size() && v > bounds_[i]) ++i;
-  counts_[i]++;
-  sum_ += v;
-  count_++;
-}
-
-namespace {
-std::string Num(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  return StrFormat("%.9g", v);
-}
-}  // namespace
-
-void Histogram::Render(const std::string& name, const std::string& help, std::string* out) const {
-  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
-  uint64_t cum = 0;
-  for (size_t i = 0; i < bounds_.size(); ++i) {
-    cum += counts_[i];
-    *out += name + "_bucket{le=\"" + Num(bounds_[i]) + "\"} " + std::to_string(cum) + "\n";
-  }
-  cum += counts_.back();
-  *out += name + "_bucket{le=\"+Inf\"} " + std::to_string(cum) + "\n";
-  *out += name + "_sum " + Num(sum_) + "\n";
-  *out += name + "_count " + std::to_string(count_) + "\n";
-}
+using ::strata::http::PromHeader;
+using ::strata::http::PromMetric;
 
 Metrics::Metrics()
     : ttft_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
@@ -69,60 +39,44 @@ double ProcessCpuSeconds() {
          1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-namespace {
-void Metric(std::string* out, const std::string& name, const char* type, const std::string& help,
-            double value) {
-  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-  *out += name + " " + Num(value) + "\n";
-}
-}  // namespace
-
 std::string Metrics::Render(const SchedulerStats* st, const std::string& model_path) const {
   std::string out;
   const SchedulerStats s = st ? *st : SchedulerStats{};
-  Metric(&out, "strata_requests_running", "gauge", "Requests holding a sequence slot.", s.running);
-  Metric(&out, "strata_requests_waiting", "gauge", "Requests queued for a slot.", s.waiting);
-  Metric(&out, "strata_slots_total", "gauge", "Sequence slots (--parallel).", s.slots_total);
-  Metric(&out, "strata_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.",
-         static_cast<double>(s.prompt_tokens));
-  Metric(&out, "strata_prompt_tokens_cached_total", "counter",
-         "Prompt tokens whose KV came from the prompt cache.",
-         static_cast<double>(s.cached_tokens));
-  Metric(&out, "strata_generation_tokens_total", "counter", "Generated (sampled) tokens.",
-         static_cast<double>(s.generated_tokens));
-  Metric(&out, "strata_evaluated_tokens_total", "counter", "Tokens run through the model.",
-         static_cast<double>(s.evaluated_tokens));
-  Metric(&out, "strata_batch_steps_total", "counter", "Batched forward steps.",
-         static_cast<double>(s.steps));
-  Metric(&out, "strata_requests_finished_total", "counter", "Requests finished (any reason).",
-         static_cast<double>(s.requests_done));
-  Metric(&out, "strata_kv_cache_used_tokens", "gauge", "KV cache positions in use.", s.kv_used);
-  Metric(&out, "strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.",
-         s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
+  auto metric = [&out](const char* name, const char* type, const char* help, double value) {
+    PromMetric(name, type, help, value, &out);
+  };
+  metric("strata_requests_running", "gauge", "Requests holding a sequence slot.", s.running);
+  metric("strata_requests_waiting", "gauge", "Requests queued for a slot.", s.waiting);
+  metric("strata_slots_total", "gauge", "Sequence slots (--parallel).", s.slots_total);
+  metric("strata_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", static_cast<double>(s.prompt_tokens));
+  metric("strata_prompt_tokens_cached_total", "counter", "Prompt tokens whose KV came from the prompt cache.", static_cast<double>(s.cached_tokens));
+  metric("strata_generation_tokens_total", "counter", "Generated (sampled) tokens.", static_cast<double>(s.generated_tokens));
+  metric("strata_evaluated_tokens_total", "counter", "Tokens run through the model.", static_cast<double>(s.evaluated_tokens));
+  metric("strata_batch_steps_total", "counter", "Batched forward steps.", static_cast<double>(s.steps));
+  metric("strata_requests_finished_total", "counter", "Requests finished (any reason).", static_cast<double>(s.requests_done));
+  metric("strata_kv_cache_used_tokens", "gauge", "KV cache positions in use.", s.kv_used);
+  metric("strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.", s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Metric(&out, "strata_requests_rejected_total", "counter",
-           "Requests refused with 503 because the wait queue was full.",
-           static_cast<double>(rejected_));
+    metric("strata_requests_rejected_total", "counter", "Requests refused with 503 because the wait queue was full.", static_cast<double>(rejected_));
     out += "# HELP strata_http_responses_total HTTP responses by status code.\n"
            "# TYPE strata_http_responses_total counter\n";
     for (const auto& [code, n] : http_)
       out += "strata_http_responses_total{code=\"" + std::to_string(code) + "\"} " +
              std::to_string(n) + "\n";
-    ttft_.Render("strata_time_to_first_token_seconds",
-                 "Time from request arrival to the first generated token.", &out);
-    itl_.Render("strata_inter_token_latency_seconds", "Time between generated tokens.", &out);
+    PromHeader("strata_time_to_first_token_seconds", "histogram",
+               "Time from request arrival to the first generated token.", &out);
+    ttft_.Render("strata_time_to_first_token_seconds", "", &out);
+    PromHeader("strata_inter_token_latency_seconds", "histogram",
+               "Time between generated tokens.", &out);
+    itl_.Render("strata_inter_token_latency_seconds", "", &out);
   }
-  Metric(&out, "process_cpu_seconds_total", "counter", "User and system CPU time.",
-         ProcessCpuSeconds());
-  Metric(&out, "process_resident_memory_bytes", "gauge", "Resident set size.",
-         static_cast<double>(CurrentRssBytes()));
+  metric("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessCpuSeconds());
+  metric("process_resident_memory_bytes", "gauge", "Resident set size.", static_cast<double>(CurrentRssBytes()));
   struct stat sb {};
   if (!model_path.empty() && stat(model_path.c_str(), &sb) == 0) {
-    Metric(&out, "strata_model_file_bytes", "gauge", "Size of the model file.",
-           static_cast<double>(sb.st_size));
-    Metric(&out, "strata_model_disk_usage_bytes", "gauge", "Disk blocks used by the model file.",
-           static_cast<double>(sb.st_blocks) * 512.0);
+    metric("strata_model_file_bytes", "gauge", "Size of the model file.", static_cast<double>(sb.st_size));
+    metric("strata_model_disk_usage_bytes", "gauge", "Disk blocks used by the model file.", static_cast<double>(sb.st_blocks) * 512.0);
   }
   return out;
 }

@@ -9,23 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "http/prom.h"
 #include "runtime/scheduler.h"
 
 namespace strata::node {
-
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> bounds);  // upper bounds, ascending
-  void Observe(double v);
-  // Appends "<name>_bucket{le=..}", "_sum" and "_count" lines (cumulative buckets).
-  void Render(const std::string& name, const std::string& help, std::string* out) const;
-
- private:
-  std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;  // [bounds + 1]: the last is +Inf
-  double sum_ = 0;
-  uint64_t count_ = 0;
-};
 
 class Metrics {
  public:
@@ -40,7 +27,7 @@ class Metrics {
 
  private:
   mutable std::mutex mu_;
-  Histogram ttft_, itl_;
+  ::strata::http::Histogram ttft_, itl_;
   std::map<int, uint64_t> http_;
   uint64_t rejected_ = 0;
 };

@@ -1,7 +1,5 @@
-// Transport of the node: listener, per-connection coroutine (read with limits and idle
-// timeout, dispatch, write), disconnect watching, model loading and process lifetime.
-#include <sys/resource.h>
-
+// Transport of the node over the HTTP core (src/http): responses, disconnect watching with
+// bounded pipelining, model loading and process lifetime.
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -175,37 +173,28 @@ Status Server::LoadPipeline() {
 }
 
 Status Server::Run() {
-  // Many concurrent connections need descriptors: take the hard limit.
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-  beast::error_code ec;
-  const auto addr = net::ip::make_address(o_.host, ec);
-  if (ec) return Errorf("invalid --host '%s': %s", o_.host.c_str(), ec.message().c_str());
-  tcp::acceptor acceptor(ioc_);
-  const tcp::endpoint ep(addr, static_cast<unsigned short>(o_.port));
-  acceptor.open(ep.protocol(), ec);
-  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(ep, ec);
-  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec)
-    return Errorf("cannot listen on %s:%d: %s", o_.host.c_str(), o_.port, ec.message().c_str());
+  ::strata::http::RaiseFileLimit();  // many concurrent connections need descriptors
+  ::strata::http::ServerOptions so;
+  so.name = "strata node";
+  so.host = o_.host;
+  so.port = o_.port;
+  so.server_header = "strata";
+  ::strata::http::Limits& l = so.limits;
+  l.body_bytes = o_.body_limit;
+  l.idle = std::chrono::milliseconds(static_cast<int64_t>(o_.idle_timeout_s * 1000));
+  l.request_read =
+      std::chrono::milliseconds(static_cast<int64_t>(o_.request_read_timeout_s * 1000));
+  l.max_connections = o_.max_connections;
+  l.max_connections_per_client = o_.max_connections_per_client;
+  l.drain_bytes = 256u << 20;
+  http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
+  if (Status st = http_->Listen(); !st.ok()) return st;
   std::fprintf(stderr, "strata node: listening on http://%s:%u (loading %s)\n", o_.host.c_str(),
-               acceptor.local_endpoint().port(), o_.model_path.c_str());
-
-  net::signal_set signals(ioc_, SIGINT, SIGTERM);
-  signals.async_wait([this](const beast::error_code&, int) { ioc_.stop(); });
-  std::signal(SIGPIPE, SIG_IGN);
-
-  net::co_spawn(ioc_, Accept(acceptor), net::detached);
+               http_->port(), o_.model_path.c_str());
+  http_->StopOnSignals(std::chrono::seconds(10));
+  http_->Start();
   loader_ = std::thread([this] { Load(); });
-
-  std::vector<std::thread> io;
-  for (int i = 1; i < std::max(1, o_.http_threads); ++i) io.emplace_back([this] { ioc_.run(); });
-  ioc_.run();
-  for (auto& t : io) t.join();
+  ::strata::http::RunThreads(ioc_, o_.http_threads);
   if (loader_.joinable()) loader_.join();
   // Finish the requests still running (their callbacks post to the stopped loop, harmlessly).
   if (sched_) sched_->Stop();
@@ -215,25 +204,7 @@ Status Server::Run() {
   return Status::Ok();
 }
 
-Task<void> Server::Accept(tcp::acceptor& acceptor) {
-  for (;;) {
-    tcp::socket socket(net::make_strand(ioc_));
-    beast::error_code ec;
-    co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
-    if (ec) {
-      if (!acceptor.is_open()) co_return;
-      // Out of descriptors or similar: back off briefly instead of spinning.
-      net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(50));
-      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), ec);
-    auto ex = socket.get_executor();
-    net::co_spawn(ex, Session(std::move(socket)), net::detached);
-  }
-}
-
-Task<bool> Server::Send(beast::tcp_stream& s, unsigned version, bool keep_alive, int status,
+Task<bool> Server::Send(ClientStream& s, unsigned version, bool keep_alive, int status,
                         std::string body, const char* content_type,
                         const std::vector<std::pair<std::string, std::string>>& headers) {
   http::response<http::string_body> res{static_cast<http::status>(status), version};
@@ -243,76 +214,25 @@ Task<bool> Server::Send(beast::tcp_stream& s, unsigned version, bool keep_alive,
   res.keep_alive(keep_alive);
   res.body() = std::move(body);
   res.prepare_payload();
-  s.expires_after(std::chrono::seconds(60));
-  beast::error_code ec;
-  co_await http::async_write(s, res, net::redirect_error(net::use_awaitable, ec));
+  const bool ok = co_await s.Write(res);
   metrics_.CountHttp(status);
-  co_return !ec && keep_alive;
+  co_return ok && keep_alive;
 }
 
-Task<bool> Server::SendError(beast::tcp_stream& s, const Request& req, const ApiError& e,
+::strata::http::Reply ErrorReply(const ApiError& e, bool plain) {
+  ::strata::http::Reply r;
+  r.status = e.status;
+  if (e.status == 503) r.headers.emplace_back("Retry-After", "1");
+  if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  r.body = plain ? Dump(nlohmann::json{{"error", e.message}}) : ErrorJson(e);
+  return r;
+}
+
+Task<bool> Server::SendError(ClientStream& s, const Request& req, const ApiError& e,
                              bool plain) {
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (e.status == 503) headers.emplace_back("Retry-After", "1");
-  if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  const std::string body =
-      plain ? Dump(nlohmann::json{{"error", e.message}}) : ErrorJson(e);
-  co_return co_await Send(s, req.version(), req.keep_alive() && e.status < 500, e.status, body,
-                          "application/json", headers);
-}
-
-Task<void> Server::Session(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buf;
-  try {
-    for (;;) {
-      http::request_parser<http::string_body> parser;
-      parser.body_limit(o_.body_limit);
-      parser.header_limit(64 * 1024);
-      stream.expires_after(std::chrono::milliseconds(static_cast<int64_t>(o_.idle_timeout_s * 1000)));
-      beast::error_code ec;
-      co_await http::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
-      if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-          ec == net::error::eof || ec == net::error::connection_reset ||
-          ec == net::error::operation_aborted)
-        break;
-      if (ec) {
-        ApiError e;
-        if (ec == http::error::body_limit) {
-          e.status = 413;
-          e.message = StrFormat("request body exceeds the limit of %zu bytes", o_.body_limit);
-        } else if (ec == http::error::header_limit) {
-          e.status = 431;
-          e.message = "request headers too large";
-        } else {
-          e.status = 400;
-          e.message = "malformed HTTP request: " + ec.message();
-        }
-        co_await Send(stream, 11, false, e.status, ErrorJson(e));
-        // Let the client read the answer: stop sending, then discard what it still sends
-        // for a moment instead of resetting the connection under it.
-        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-        stream.expires_after(std::chrono::seconds(2));
-        size_t drained = 0;
-        while (drained < (256u << 20)) {
-          std::array<char, 65536> sink;
-          const size_t n = co_await stream.async_read_some(
-              net::buffer(sink), net::redirect_error(net::use_awaitable, ec));
-          if (ec) break;
-          drained += n;
-        }
-        break;
-      }
-      const Request& req = parser.get();
-      const bool keep = co_await Handle(stream, req, &buf);
-      if (!keep) break;
-    }
-  } catch (const std::exception& e) {
-    STRATA_LOG(LogLevel::kWarn, "connection ended by an exception: %s", e.what());
-  }
-  beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream.socket().close(ec);
+  ::strata::http::Reply r = ErrorReply(e, plain);
+  co_return co_await Send(s, req.version(), req.keep_alive() && e.status < 500, e.status,
+                          std::move(r.body), "application/json", r.headers);
 }
 
 void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
@@ -321,14 +241,21 @@ void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
   socket->async_read_some(
       net::buffer(p->peek),
       [this, socket, pipe = std::move(pipe)](const beast::error_code& ec, size_t n) mutable {
-        if (!ec) {
+        if (!ec && pipe->pipelined.size() + n <= o_.pipelined_limit) {
           // A pipelined next request: keep its bytes, keep watching.
           pipe->pipelined.append(pipe->peek.data(), n);
           StartWatch(socket, std::move(pipe));
           return;
         }
+        // Gone, or sending more than the pipelining limit while the request runs: cancel
+        // it and close the connection.
         pipe->watching = false;
         if (ec != net::error::operation_aborted) {
+          if (!ec) {  // over the limit: nothing more goes out on this connection
+            pipe->pipelined.clear();
+            beast::error_code ignore;
+            socket->shutdown(tcp::socket::shutdown_both, ignore);
+          }
           pipe->disconnected = true;
           if (pipe->request) pipe->request->Cancel();
         }

@@ -19,10 +19,15 @@ struct NodeOptions {
   int threads = 0;               // compute threads (0: all cores)
   int n_batch = 512;             // tokens per forward step
   std::string api_key;           // "": no authentication
+  std::string admin_key;         // "": /metrics takes api_key; else it needs this key
   std::string reasoning_format = "deepseek";  // or "none"
   int max_queue = 64;            // requests waiting for a slot; beyond: 503
   double request_timeout_s = 600;  // per generation
-  double idle_timeout_s = 30;    // reading a request (idle keep-alive connections included)
+  double idle_timeout_s = 30;    // waiting for a request (idle keep-alive connections)
+  double request_read_timeout_s = 30;  // reading one whole request (headers and body)
+  int max_connections = 1024;    // open client connections (0: unlimited)
+  int max_connections_per_client = 256;  // per client address (0: unlimited)
+  size_t pipelined_limit = 1u << 20;  // bytes a client may send ahead while a request runs
   size_t body_limit = 8u << 20;  // bytes; larger bodies get 413
   int http_threads = 2;          // event loop threads
 

@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "http/server.h"
 #include "node/api.h"
 #include "node/metrics.h"
 #include "node/server.h"
@@ -63,36 +64,49 @@ struct Pipe : std::enable_shared_from_this<Pipe> {
 
   // Disconnect watcher (connection strand only).
   std::array<char, 4096> peek{};
-  std::string pipelined;   // bytes of a next request that arrived meanwhile
+  std::string pipelined;   // bytes of a next request that arrived meanwhile (bounded)
   bool watching = false;
-  bool disconnected = false;
+  bool disconnected = false;  // gone, or sent more than the pipelining limit
 };
 
-class Server {
+using ClientStream = ::strata::http::Stream;
+
+// An API error as a reply: the OpenAI envelope, or {"error": "..."} when plain (/inference);
+// 401 adds WWW-Authenticate, 503 Retry-After.
+::strata::http::Reply ErrorReply(const ApiError& e, bool plain);
+
+class Server : public ::strata::http::Handler {
  public:
   explicit Server(const NodeOptions& o);
-  ~Server();
+  ~Server() override;
   Status Run();
+
+  // ::strata::http::Handler (handlers.cc).
+  std::optional<::strata::http::Reply> OnHeaders(const Request& req,
+                                                 const ClientStream& s) override;
+  Task<bool> OnRequest(ClientStream& s, Request& req) override;
+  ::strata::http::Reply OnTransportError(int status, const std::string& message,
+                                         const Request* req) override;
 
  private:
   // Transport (server.cc).
-  Task<void> Accept(tcp::acceptor& acceptor);
-  Task<void> Session(tcp::socket socket);
   // Sends one complete response; returns whether the connection stays open.
-  Task<bool> Send(beast::tcp_stream& s, unsigned version, bool keep_alive, int status,
+  Task<bool> Send(ClientStream& s, unsigned version, bool keep_alive, int status,
                   std::string body, const char* content_type = "application/json",
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
-  Task<bool> SendError(beast::tcp_stream& s, const Request& req, const ApiError& e,
+  Task<bool> SendError(ClientStream& s, const Request& req, const ApiError& e,
                        bool plain = false);
   void StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe);
   Task<void> StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer* buf);
 
   // Endpoints (handlers.cc). Each returns whether the connection stays open.
-  Task<bool> Handle(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf);
-  Task<bool> Health(beast::tcp_stream& s, const Request& req);
-  Task<bool> Generate(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+  // The checks that need only the headers (route, method, key): an error or none.
+  std::optional<ApiError> CheckHeaders(const Request& req) const;
+  Task<bool> Handle(ClientStream& s, const Request& req, beast::flat_buffer* buf);
+  Task<bool> Health(ClientStream& s, const Request& req);
+  Task<bool> Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                       Endpoint ep);
-  Task<bool> Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
+  Task<bool> Stream(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                     const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
                     bool in_reasoning);
   bool ModelMatches(const std::string& name) const;
@@ -109,6 +123,7 @@ class Server {
 
   NodeOptions o_;
   net::io_context ioc_;
+  std::unique_ptr<::strata::http::Server> http_;  // before ioc_ in destruction
   std::atomic<int> state_{kLoading};
   std::string load_error_;
   std::unique_ptr<Engine> engine_;            // single node

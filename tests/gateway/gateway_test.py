@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from sse import read_sse  # noqa: E402
+import front_door  # noqa: E402
 
 FAILS = []
 
@@ -415,6 +416,7 @@ api_keys:
     test_chat_stream_failover(a, work, model, nodes, node_list, gws)
     test_redis_cache_outage(a, work, node_list, gws)
     test_slow_clients(a, work, node_list, gws)
+    test_front_door(a, work, node_list, gws)
 
 
 def chat_texts(events):
@@ -553,6 +555,48 @@ def test_slow_clients(a, work, node_list, gws):
     check(st == 400, "truncated JSON body -> 400")
     for s in slow:
         s.close()
+
+
+def test_front_door(a, work, node_list, gws):
+    """Authentication before the body, the admin key, connection caps, the read deadline."""
+    fd = start_gateway(a.strata, work, "frontdoor", node_list, HEALTH + """
+admin_key: adm-secret
+max_connections: 64
+max_connections_per_client: 8
+request_read_timeout_ms: 1000
+api_keys:
+  - {key: sk-front-door-key}
+""")
+    gws.append(fd)
+    p = fd.port
+    auth = {"Authorization": "Bearer sk-front-door-key"}
+    st, dt = front_door.announce_body(p, "/v1/completions")
+    check(st == 401 and dt < 3, f"no key, 8 MiB announced, no body sent -> 401 after the headers ({st}, {dt:.2f}s)")
+    st, dt = front_door.announce_body(p, "/v1/completions", headers="Authorization: Bearer nope\r\n")
+    check(st == 401, f"bad key, body never sent -> 401 ({st})")
+    st, _, j = request(p, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, auth)
+    check(st == 200, f"a valid key still gets through ({st})")
+    # Admin surface.
+    check(request(p, "GET", "/metrics")[0] == 401, "/metrics without the admin key -> 401")
+    check(request(p, "GET", "/api/cluster", headers=auth)[0] == 401, "/api/cluster with an API key (not admin) -> 401")
+    st, _, m = request(p, "GET", "/metrics", headers={"Authorization": "Bearer adm-secret"})
+    check(st == 200 and "strata_gateway_connections" in m["_raw"], "/metrics with the admin key -> 200")
+    check(request(p, "GET", "/health")[0] == 200, "/health stays open with an admin key")
+    # A slow client cannot hold a connection past the read deadline.
+    closed = front_door.slow_headers(p, interval=0.1, limit_s=6)
+    check(closed is not None and closed < 3, f"trickled headers closed at the read deadline ({closed})")
+    # Idle connections over the caps do not lock out a real request.
+    socks = front_door.idle_flood(p, 200)
+    try:
+        time.sleep(0.3)
+        st, _, _ = request(p, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, auth)
+        check(st == 200, f"a request gets through while {len(socks)} idle connections are open ({st})")
+    finally:
+        front_door.close_all(socks)
+    check(request(p, "GET", "/health")[0] == 200, "gateway alive after the idle flood")
+    log = fd.output()
+    check('"key":"key-' in log and "sk-f" not in log,
+          "a key without a name is logged as key-<hash>, never a prefix of the key")
 
 
 def _alive(port):

@@ -18,6 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import front_door  # noqa: E402
 from sse import read_sse  # noqa: E402
 
 FAILS = []
@@ -150,9 +151,11 @@ def main():
     finally:
         node.stop()
     node2 = Node(a.strata, model, "--parallel", "1", "--ctx", "2048", "--max-queue", "0",
-                 "--api-key", "sekrit", "--reasoning-format", "none")
+                 "--api-key", "sekrit", "--reasoning-format", "none", "--admin-key", "adm-secret",
+                 "--max-connections-per-client", "8", "--read-timeout", "1")
     try:
         run_admission_checks(node2)
+        run_front_door_checks(node2)
     finally:
         node2.stop()
     print(f"{time.time() - t0:.1f} s")
@@ -408,6 +411,57 @@ def run_admission_checks(node):
             break
         time.sleep(0.02)
     check(ok, "slot frees after the client left")
+
+
+def run_front_door_checks(node):
+    """Authentication before the body, the admin key, connection caps, the read deadline and
+    the bound on bytes pipelined during a generation (node started with --api-key sekrit,
+    --admin-key adm-secret, --max-connections-per-client 8, --read-timeout 1, one slot)."""
+    auth = {"Authorization": "Bearer sekrit"}
+    st, dt = front_door.announce_body(node.port, "/v1/completions")
+    check(st == 401 and dt < 3, f"no key, 8 MiB announced, no body sent -> 401 after the headers ({st}, {dt:.2f}s)")
+    st, _, _ = node.request("GET", "/metrics", headers=auth)
+    check(st == 401, "/metrics with the API key but not the admin key -> 401")
+    st, _, m = node.request("GET", "/metrics", headers={"Authorization": "Bearer adm-secret"})
+    check(st == 200 and "strata_http_connections" in m.get("_raw", ""), "/metrics with the admin key -> 200")
+    closed = front_door.slow_headers(node.port, interval=0.1, limit_s=6)
+    check(closed is not None and closed < 3, f"trickled headers closed at the read deadline ({closed})")
+    socks = front_door.idle_flood(node.port, 200)
+    try:
+        time.sleep(0.3)
+        st, j = node.post("/v1/completions", {"prompt": "x", "max_tokens": 2}, auth)
+        check(st == 200, f"a request gets through while {len(socks)} idle connections are open ({st})")
+    finally:
+        front_door.close_all(socks)
+    # A client sending more than 1 MiB ahead while its request runs is cut off.
+    body = json.dumps({"prompt": "Tell", "max_tokens": 1500, "temperature": 0, "stream": True})
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+    got = s.recv(4096)
+    try:
+        s.sendall(b"x" * (2 << 20))
+    except OSError:
+        pass
+    data = got
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    s.close()
+    check(b" 200 " in got and b"[DONE]" not in data, "over 1 MiB pipelined during a stream: cancelled and closed")
+    ok = False
+    for _ in range(100):
+        st, j = node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
+        if st == 200:
+            ok = True
+            break
+        time.sleep(0.05)
+    check(ok, "the slot frees after the pipelining cut")
 
 
 def generate(node, path, body, stream):
