@@ -63,17 +63,17 @@ Status Gateway::Run() {
     if (!c.ok()) return c.status().With("gateway.cache");
     cache_ = std::move(c).value();
   }
-  ::strata::http::ServerOptions so;
-  so.name = "strata gateway";
-  so.host = g.listen_host;
-  so.port = g.listen_port;
-  so.server_header = "strata-gateway";
-  ::strata::http::Limits& l = so.limits;
-  l.body_bytes = static_cast<uint64_t>(g.admission.max_body_bytes);
-  l.idle = std::chrono::milliseconds(g.idle_timeout_ms);
-  l.request_read = std::chrono::milliseconds(g.request_read_timeout_ms);
-  l.max_connections = g.max_connections;
-  l.max_connections_per_client = g.max_connections_per_client;
+  ::strata::http::Limits limits;
+  limits.body_bytes = static_cast<uint64_t>(g.admission.max_body_bytes);
+  limits.idle = std::chrono::milliseconds(g.idle_timeout_ms);
+  limits.request_read = std::chrono::milliseconds(g.request_read_timeout_ms);
+  limits.max_connections = g.max_connections;
+  limits.max_connections_per_client = g.max_connections_per_client;
+  const ::strata::http::ServerOptions so{.name = "strata gateway",
+                                         .host = g.listen_host,
+                                         .port = g.listen_port,
+                                         .server_header = "strata-gateway",
+                                         .limits = limits};
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (!g.tls_cert.empty()) STRATA_RETURN_IF_ERROR(LoadTls().With("gateway"));
   STRATA_RETURN_IF_ERROR(http_->Listen());

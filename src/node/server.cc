@@ -174,19 +174,14 @@ Status Server::LoadPipeline() {
 
 Status Server::Run() {
   ::strata::http::RaiseFileLimit();  // many concurrent connections need descriptors
-  ::strata::http::ServerOptions so;
-  so.name = "strata node";
-  so.host = o_.host;
-  so.port = o_.port;
-  so.server_header = "strata";
-  ::strata::http::Limits& l = so.limits;
-  l.body_bytes = o_.body_limit;
-  l.idle = std::chrono::milliseconds(static_cast<int64_t>(o_.idle_timeout_s * 1000));
-  l.request_read =
-      std::chrono::milliseconds(static_cast<int64_t>(o_.request_read_timeout_s * 1000));
-  l.max_connections = o_.max_connections;
-  l.max_connections_per_client = o_.max_connections_per_client;
-  l.drain_bytes = 256u << 20;
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  ::strata::http::ServerOptions so{.name = "strata node", .host = o_.host, .port = o_.port};
+  so.limits.body_bytes = o_.body_limit;
+  so.limits.drain_bytes = 256u << 20;
+  so.limits.idle = ms(o_.idle_timeout_s);
+  so.limits.request_read = ms(o_.request_read_timeout_s);
+  so.limits.max_connections = o_.max_connections;
+  so.limits.max_connections_per_client = o_.max_connections_per_client;
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (Status st = http_->Listen(); !st.ok()) return st;
   std::fprintf(stderr, "strata node: listening on http://%s:%u (loading %s)\n", o_.host.c_str(),
