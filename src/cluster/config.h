@@ -123,8 +123,8 @@ struct GatewayConfig {
   std::vector<std::string> backends;  // node names; filled with the default when absent
   bool access_log = true;
   // Client connections (the HTTP core, src/http).
-  int max_connections = 1024;            // open at once (0: unlimited)
-  int max_connections_per_client = 256;  // per client address (0: unlimited)
+  int max_connections = 2048;            // open at once (0: unlimited)
+  int max_connections_per_client = 512;  // per client address (0: unlimited)
   int idle_timeout_ms = 30000;           // keep-alive: waiting for a request
   int request_read_timeout_ms = 30000;   // reading one whole request (headers and body)
   std::string admin_key;  // "": /metrics and /api/cluster open (STRATA_ADMIN_KEY also sets it)

@@ -53,8 +53,8 @@ struct Limits {
   std::chrono::milliseconds idle{30000};          // waiting for a request's first byte
   std::chrono::milliseconds request_read{30000};  // reading one whole request (headers + body)
   std::chrono::milliseconds write{60000};         // each write
-  int max_connections = 1024;            // open client connections (0: unlimited)
-  int max_connections_per_client = 256;  // per remote address (0: unlimited)
+  int max_connections = 2048;            // open client connections (0: unlimited)
+  int max_connections_per_client = 512;  // per remote address (0: unlimited)
   uint64_t drain_bytes = 64u << 20;      // read and discarded after an early reject
   std::chrono::milliseconds drain{2000};
 };

@@ -25,8 +25,8 @@ struct NodeOptions {
   double request_timeout_s = 600;  // per generation
   double idle_timeout_s = 30;    // waiting for a request (idle keep-alive connections)
   double request_read_timeout_s = 30;  // reading one whole request (headers and body)
-  int max_connections = 1024;    // open client connections (0: unlimited)
-  int max_connections_per_client = 256;  // per client address (0: unlimited)
+  int max_connections = 2048;    // open client connections (0: unlimited)
+  int max_connections_per_client = 512;  // per client address (0: unlimited)
   size_t pipelined_limit = 1u << 20;  // bytes a client may send ahead while a request runs
   size_t body_limit = 8u << 20;  // bytes; larger bodies get 413
   int http_threads = 2;          // event loop threads
