@@ -390,6 +390,34 @@ api_keys:
     check(r.returncode == 0 and r.stdout.rstrip().endswith("data: [DONE]"), "TLS streaming through curl")
     r = subprocess.run(["curl", "-sS", f"https://127.0.0.1:{tls.port}/health"], capture_output=True, text=True)
     check(r.returncode != 0, "curl without the CA refuses the self-signed certificate")
+    # SIGHUP reloads the certificate; a broken pair keeps the previous one.
+    cert2, key2 = os.path.join(work, "cert2.pem"), os.path.join(work, "key2.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key2,
+                    "-out", cert2, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    with open(cert2) as f:
+        new_cert = f.read()
+    with open(key2) as f:
+        new_key = f.read()
+    with open(cert, "w") as f:
+        f.write(new_cert)
+    with open(key, "w") as f:
+        f.write(new_key)
+    tls.proc.send_signal(signal.SIGHUP)
+    ok = wait_for(lambda: subprocess.run(["curl", "-sS", "--cacert", cert2, f"https://127.0.0.1:{tls.port}/health"],
+                                         capture_output=True).returncode == 0, 5)
+    check(ok, "SIGHUP: new connections get the reloaded certificate")
+    with open(key, "w") as f:
+        f.write("not a key\n")
+    tls.proc.send_signal(signal.SIGHUP)
+    check(wait_for(lambda: "TLS reload failed" in tls.output(), 5), "SIGHUP with a broken key: the failure is logged")
+    r = subprocess.run(["curl", "-sS", "--cacert", cert2, f"https://127.0.0.1:{tls.port}/health"],
+                       capture_output=True, text=True)
+    check(r.returncode == 0 and '"ok"' in r.stdout, "after a failed reload the previous certificate still serves")
+    r = subprocess.run(["curl", "-sS", "--cacert", cert2, "--tlsv1.2", "--tls-max", "1.2", "--ciphers",
+                        "AES128-SHA", f"https://127.0.0.1:{tls.port}/health"], capture_output=True, text=True)
+    check(r.returncode != 0, "TLS 1.2 without ECDHE/AEAD (AES128-SHA) is refused")
 
     # All backends dead -> 503 envelope within the configured timeout.
     dead = start_gateway(a.strata, work, "dead", [("d0", free_port()), ("d1", free_port())],
