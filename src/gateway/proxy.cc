@@ -5,6 +5,7 @@
 #include <random>
 
 #include "gateway/gateway_impl.h"
+#include "http/json_guard.h"
 
 namespace strata::gateway {
 
@@ -250,7 +251,8 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     std::string ctype(res[http::field::content_type]);
     if (ctype.empty()) ctype = "application/json";
     if (status == 200 && body) {
-      json j = json::parse(rbody, nullptr, false);
+      auto parsed = ::strata::http::ParseJsonLimited(rbody);
+      json j = parsed.ok() ? std::move(parsed).value() : json();
       if (j.is_object()) {
         if (path == "/api/inference") {
           j["node"] = info.name;

@@ -13,6 +13,8 @@
 
 #include "gateway/gateway.h"
 #include "gateway/gateway_impl.h"
+#include "gateway/validate.h"
+#include "http/json_guard.h"
 
 namespace strata::gateway {
 
@@ -411,19 +413,26 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
   // The body.
   json body;
   if (is_gen) {
-    body = json::parse(req.body(), nullptr, false);
-    if (body.is_discarded())
-      {
-      Reply e_ = ErrorReply(400, "the request body is not valid JSON",
-                                   "invalid_request_error", "");
+    // Depth and size limits first: nothing recurses over a value that did not pass them.
+    ::strata::http::JsonRefusal why{};
+    auto parsed = ::strata::http::ParseJsonLimited(req.body(), {}, &why);
+    if (!parsed.ok()) {
+      Reply e_ = ErrorReply(400, "request body: " + parsed.status().message(),
+                            "invalid_request_error", ::strata::http::JsonRefusalCode(why));
       co_return co_await SendError(s, req, std::move(e_), &log);
     }
+    body = std::move(parsed).value();
     if (!body.is_object())
       {
       Reply e_ = ErrorReply(400, "the request body must be a JSON object",
                                    "invalid_request_error", "");
       co_return co_await SendError(s, req, std::move(e_), &log);
     }
+    if (auto bad = ValidateGatewayBody(path, body)) {
+      Reply e_ = ErrorReply(bad->status, bad->message, "invalid_request_error", bad->code);
+      co_return co_await SendError(s, req, std::move(e_), &log);
+    }
+    DropNullFields(&body);
     if (path == "/api/inference" &&
         (!body.contains("prompt") || !body["prompt"].is_string() ||
          body["prompt"].get<std::string>().empty()))

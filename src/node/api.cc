@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "http/json_guard.h"
+
 namespace strata::node {
 
 using nlohmann::json;
@@ -154,14 +156,30 @@ bool ParseStop(const json& obj, std::vector<std::string>* out, ApiError* err) {
 bool ParseGenRequest(Endpoint endpoint, std::string_view body, GenRequest* out, ApiError* err) {
   GenRequest r;
   r.endpoint = endpoint;
-  // nlohmann rejects invalid UTF-8 inside strings as a parse error.
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    *err = BadRequest("the request body is not valid JSON (or not valid UTF-8)");
+  // Depth and size limits while parsing (nothing recursive touches a deeper value); nlohmann
+  // rejects invalid UTF-8 inside strings as a parse error.
+  http::JsonRefusal why{};
+  auto parsed = http::ParseJsonLimited(body, http::JsonLimits{}, &why);
+  if (!parsed.ok()) {
+    *err = BadRequest(why == http::JsonRefusal::kInvalid
+                          ? "the request body is not valid JSON (or not valid UTF-8): " +
+                                parsed.status().message()
+                          : "request body: " + parsed.status().message());
+    err->code = http::JsonRefusalCode(why);
     return false;
   }
+  json j = std::move(parsed).value();
   if (!j.is_object()) {
     *err = BadRequest("the request body must be a JSON object");
+    return false;
+  }
+  // Every field's type and range, by the rules the gateway applies too.
+  const http::GenKind kind = endpoint == Endpoint::kInference     ? http::GenKind::kInference
+                             : endpoint == Endpoint::kCompletions ? http::GenKind::kCompletions
+                                                                  : http::GenKind::kChat;
+  if (auto bad = http::CheckGenerationBody(kind, j)) {
+    *err = BadRequest(bad->message);
+    err->code = bad->code;
     return false;
   }
   try {

@@ -415,6 +415,7 @@ api_keys:
     test_chat_stream_failover(a, work, model, nodes, node_list, gws)
     test_redis_cache_outage(a, work, node_list, gws)
     test_slow_clients(a, work, node_list, gws)
+    test_hostile_bodies(a, work, nodes, node_list, gws)
 
 
 def chat_texts(events):
@@ -553,6 +554,73 @@ def test_slow_clients(a, work, node_list, gws):
     check(st == 400, "truncated JSON body -> 400")
     for s in slow:
         s.close()
+
+
+def test_hostile_bodies(a, work, nodes, node_list, gws):
+    """Deep nesting and wrong field types: a 400 envelope, never a crash or a reset."""
+    gw = start_gateway(a.strata, work, "hostile", node_list, HEALTH)
+    gws.append(gw)
+    wait_for(lambda: request(gw.port, "GET", "/ready")[0] == 200, 10)
+    gp = gw.port
+
+    def refused(st, j, code=None):
+        e = j.get("error") if isinstance(j, dict) else None
+        return (st == 400 and isinstance(e, dict) and e.get("message") and
+                e.get("type") == "invalid_request_error" and (code is None or e.get("code") == code))
+
+    n = 100000  # about 200 KB: the body that used to overflow the gateway's stack
+    for what, inner in (("arrays", "[" * n + "]" * n), ("objects", '{"a":' * n + "1" + "}" * n)):
+        body = ('{"prompt":"x","a":' + inner + "}").encode()
+        t0 = time.time()
+        st, _, j = request(gp, "POST", "/v1/completions", body, timeout=30)
+        check(refused(st, j, "json_too_deep") and time.time() - t0 < 5,
+              f"{n} nested {what} -> 400 json_too_deep ({st})")
+    st, _, j = request(gp, "POST", "/v1/chat/completions",
+                       ('{"messages":' + "[" * 65 + "]" * 65 + "}").encode())
+    check(refused(st, j, "json_too_deep"), "65 levels in messages -> 400")
+    cases = [
+        ("/v1/completions", {"prompt": "x", "stream": "yes"}, "stream"),
+        ("/v1/completions", {"prompt": "x", "stream": 1}, "stream"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+         "stream"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": "5"}, "max_tokens"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": -1}, "max_tokens"),
+        ("/v1/completions", {"prompt": "x", "temperature": "hot"}, "temperature"),
+        ("/v1/completions", {"prompt": "x", "temperature": 1e300}, "temperature"),
+        ("/v1/completions", {"prompt": "x", "top_p": 7}, "top_p"),
+        ("/v1/completions", {"prompt": "x", "model": 5}, "model"),
+        ("/v1/completions", {"prompt": "x", "return_token_ids": "yes"}, "return_token_ids"),
+        ("/v1/completions", {"prompt": "x", "continue_token_ids": [-1]}, "continue_token_ids"),
+        ("/v1/completions", {"prompt": "x", "stream_options": {"include_usage": "y"}},
+         "include_usage"),
+        ("/v1/chat/completions", {"messages": [{"role": 3, "content": "x"}]}, "role"),
+        ("/api/inference", {"prompt": "x", "max_length": "many"}, "max_length"),
+    ]
+    for path, body, field in cases:
+        st, _, j = request(gp, "POST", path, body, timeout=30)
+        check(refused(st, j) and field in j["error"]["message"],
+              f"{path} {json.dumps(body)[:60]} -> 400 naming '{field}' ({st})")
+    st, _, j = request(gp, "POST", "/v1/completions", b'{"prompt":"x","t":1e999}')
+    check(refused(st, j, "invalid_json"), "number beyond double -> 400 invalid_json")
+    # null fields are absent, as at the nodes.
+    st, _, j = request(gp, "POST", "/v1/completions",
+                       {"prompt": "x", "max_tokens": 2, "temperature": 0, "stream": None,
+                        "model": None, "return_token_ids": None})
+    check(st == 200 and j.get("object") == "text_completion", f"null fields accepted ({st})")
+    # Straight at a node too (the node parses with the same limits).
+    live = [(nm, p) for nm, p in node_list if nodes[nm].proc.poll() is None]
+    np_ = live[0][1]
+    st, _, j = request(np_, "POST", "/v1/completions",
+                       ('{"prompt":"x","a":' + "[" * n + "]" * n + "}").encode(), timeout=30)
+    check(refused(st, j, "json_too_deep"), f"node: {n} nested arrays -> 400 ({st})")
+    st, _, j = request(np_, "POST", "/v1/completions", {"prompt": "x", "stream": "yes"})
+    check(refused(st, j) and "stream" in j["error"]["message"], "node: stream 'yes' -> 400")
+    # Both still up, and a normal request answers as before.
+    check(gw.proc.poll() is None and all(nodes[nm].proc.poll() is None for nm, _ in live),
+          "gateway and nodes still running after hostile bodies")
+    st, _, j = request(gp, "POST", "/v1/completions",
+                       {"prompt": "after", "max_tokens": 3, "temperature": 0})
+    check(st == 200 and j["usage"]["completion_tokens"] == 3, "normal request after hostile bodies")
 
 
 def _alive(port):
