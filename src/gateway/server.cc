@@ -12,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "gateway/gateway.h"
+#include "gateway/accounting.h"
 #include "gateway/gateway_impl.h"
 #include "gateway/validate.h"
 #include "http/json_guard.h"
@@ -543,9 +544,8 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
                             &log);
   }
   if (key) {
-    int64_t used = estimate;
-    if (log.prompt_tokens >= 0 || log.completion_tokens >= 0)
-      used = std::max<int64_t>(0, log.prompt_tokens) + std::max<int64_t>(0, log.completion_tokens);
+    const int64_t used = BilledTokens(body, req.body().size(), log.prompt_tokens,
+                                      log.completion_tokens, estimate);
     limiter_.Settle(key->key, limits, estimate, used);
   }
   co_return finish(r.keep_alive);

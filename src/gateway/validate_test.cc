@@ -130,3 +130,32 @@ TEST(GatewayValidate, NoFieldReadAfterwardsCanThrow) {
 
 }  // namespace
 }  // namespace strata::gateway
+
+#include "gateway/accounting.h"
+
+namespace strata::gateway {
+namespace {
+
+TEST(GatewayAccounting, BillsRealUsageAndContinuedIds) {
+  const nlohmann::json plain = {{"prompt", "x"}};
+  // Usage known: prompt + completion, whatever max_tokens said (or did not say).
+  EXPECT_EQ(BilledTokens(plain, 100, 10, 500, 281), 510);
+  // Ids the client continues from count as prompt tokens.
+  const nlohmann::json cont = {{"prompt", "x"}, {"continue_token_ids", {1, 2, 3, 4}}};
+  EXPECT_EQ(BilledTokens(cont, 100, 10, 5, 300), 19);
+  // Only the completion known (a cut stream): the prompt is estimated from the body.
+  EXPECT_EQ(BilledTokens(plain, 400, -1, 7, 300), 107);
+  // Nothing known: the reservation stands.
+  EXPECT_EQ(BilledTokens(plain, 400, -1, -1, 300), 300);
+}
+
+TEST(GatewayAccounting, ClientUsageWish) {
+  using nlohmann::json;
+  EXPECT_FALSE(ClientWantsStreamUsage(json{{"stream", true}}));
+  EXPECT_FALSE(ClientWantsStreamUsage(json{{"stream_options", {{"include_usage", false}}}}));
+  EXPECT_FALSE(ClientWantsStreamUsage(json{{"stream_options", nullptr}}));
+  EXPECT_TRUE(ClientWantsStreamUsage(json{{"stream_options", {{"include_usage", true}}}}));
+}
+
+}  // namespace
+}  // namespace strata::gateway

@@ -196,22 +196,24 @@ Err CheckMessages(const json& body) {
   const json* msgs = Field(body, "messages");
   if (!msgs || !msgs->is_array() || msgs->empty())
     return TypeError("messages", "'messages' must be a non-empty array");
-  for (const json& m : *msgs) {
-    if (!m.is_object()) return TypeError("messages", "each message must be an object");
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    auto bad = [i](const char* what) {
+      return TypeError("messages", StrFormat("messages[%zu]: %s", i, what));
+    };
+    if (!m.is_object()) return bad("each message must be an object");
     const json* role = Field(m, "role");
-    if (role && !role->is_string()) return TypeError("messages", "'role' must be a string");
+    if (role && !role->is_string()) return bad("'role' must be a string");
     if (!role || role->get_ref<const std::string&>().empty())
-      return TypeError("messages", "each message needs a 'role'");
+      return bad("each message needs a 'role'");
     const json* c = Field(m, "content");
     if (!c || c->is_string()) continue;
-    if (!c->is_array())
-      return TypeError("messages", "'content' must be a string or an array of text parts");
+    if (!c->is_array()) return bad("'content' must be a string or an array of text parts");
     for (const json& part : *c) {
       const json* type = part.is_object() ? Field(part, "type") : nullptr;
       const json* text = part.is_object() ? Field(part, "text") : nullptr;
       if (!type || *type != "text" || !text || !text->is_string())
-        return TypeError("messages",
-                         "message content parts must be {\"type\": \"text\", \"text\": string}");
+        return bad("'content' parts must be {\"type\": \"text\", \"text\": string}");
     }
   }
   return {};
