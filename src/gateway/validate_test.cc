@@ -92,7 +92,8 @@ TEST(GatewayValidate, RefusesOutOfRangeValues) {
       R"({"prompt":"x","continue_token_ids":[4294967296]})",
       R"({"prompt":[1,-2]})",                   R"({"prompt":""})",
       R"({"prompt":[]})",                       R"({})",
-      R"({"prompt":"x","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})",
+      R"({"prompt":"x","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o",
+          "p","q"]})",
   };
   for (const char* b : bad) {
     auto e = V("/v1/completions", b);

@@ -235,7 +235,8 @@ Err CheckPrompt(GenKind kind, const json& body) {
     if (p->size() > kMaxTokenIds) return ValueError("prompt", "'prompt' has too many token ids");
     for (const json& t : *p)
       if (!t.is_number_integer())
-        return TypeError("prompt", "'prompt' must be a string, one string in an array, or token ids");
+        return TypeError("prompt",
+                         "'prompt' must be a string, one string in an array, or token ids");
     return CheckTokenIds(*p, "prompt");
   }
   if (p) return TypeError("prompt", "'prompt' must be a string");
