@@ -251,9 +251,15 @@ admission: {max_body_bytes: 64KiB}
           f"cache MISS then HIT with the same body ({h1.get('x-cache')}, {h2.get('x-cache')})")
     _, h3, _ = request(gp, "POST", "/v1/completions", {"prompt": "no", "max_tokens": 3, "temperature": 0.9})
     check("x-cache" not in h3, "non-deterministic request bypasses the cache")
-    _, _, e1 = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
-    _, h4, _ = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
-    check(h4.get("x-cache") == "MISS", "errors are not cached")
+    # (an id outside the vocabulary passes the gateway's checks; the node answers 400)
+    bad = {"prompt": "cache err", "max_tokens": 3, "temperature": 0, "continue_token_ids": [10 ** 7]}
+    st_e, _, e1 = request(gp, "POST", "/v1/completions", bad)
+    _, h4, _ = request(gp, "POST", "/v1/completions", bad)
+    check(st_e == 400 and h4.get("x-cache") == "MISS", f"errors are not cached ({st_e})")
+    _, h5, e5 = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5,
+                                                        "temperature": 0})
+    check("x-cache" not in h5 and "max_tokens" in e5["error"]["message"],
+          "a body the gateway refuses never reaches the cache")
 
     # Least outstanding: concurrent long streams spread over distinct backends.
     seen = []
@@ -621,6 +627,23 @@ def test_hostile_bodies(a, work, nodes, node_list, gws):
     st, _, j = request(gp, "POST", "/v1/completions",
                        {"prompt": "after", "max_tokens": 3, "temperature": 0})
     check(st == 200 and j["usage"]["completion_tokens"] == 3, "normal request after hostile bodies")
+
+    # Token accounting: a stream's real usage is known to the gateway (it asks the node), and
+    # the client sees the usage chunk only when it asked for it.
+    sb = {"prompt": "count me", "max_tokens": 7, "temperature": 0, "stream": True}
+    st, h, evs, done = stream(gp, "/v1/completions", sb, {"X-Request-Id": "usage-plain"})
+    check(st == 200 and done and evs and all("usage" not in e for e in evs),
+          "stream without include_usage: no usage in any event")
+    st, h, evs2, done = stream(gp, "/v1/completions",
+                               dict(sb, stream_options={"include_usage": True}))
+    check(st == 200 and done and evs2[-1]["choices"] == [] and
+          evs2[-1]["usage"]["completion_tokens"] == 7 and text_of(evs2) == text_of(evs),
+          "stream with include_usage: usage chunk passed on")
+    time.sleep(0.2)
+    logged = [json.loads(l) for l in gw.output().splitlines()
+              if l.startswith("{") and "usage-plain" in l]
+    check(logged and logged[-1].get("completion_tokens") == 7,
+          f"stream without include_usage billed its real completion tokens ({logged[-1:]})")
 
 
 def _alive(port):
