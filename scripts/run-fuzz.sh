@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) into build-fuzz/ and fuzzes the GGUF
-# reader for a bounded time from a seed corpus generated at run time.
+# reader for a bounded time from a seed corpus generated at run time, then the request-body
+# validation of the node and of the gateway (tests/fuzz/seeds/request, tests/fuzz/request.dict).
 #
 #   scripts/run-fuzz.sh [SECONDS]        (default 60)
 #
 # Environment: STRATA_FUZZ_BUILD (build dir, default <repo>/build-fuzz), STRATA_FUZZ_JOBS
 # (ninja -j, default 2), STRATA_FUZZ_TOKENIZER_SECONDS (also run tokenizer_fuzz for that long
-# when it was built; default 0 = skip).
+# when it was built; default 0 = skip), STRATA_FUZZ_REQUEST_SECONDS (time for each of
+# node_request_fuzz and gateway_request_fuzz; default: SECONDS; 0 = skip).
 # Exit status: 0 when no crash was found; non-zero when the build fails or the fuzzer finds a
 # crash, leak, timeout or OOM (the reproducer is left in $BUILD/fuzz-artifacts/).
 set -euo pipefail
@@ -20,6 +22,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${STRATA_FUZZ_BUILD:-$ROOT/build-fuzz}"
 JOBS="${STRATA_FUZZ_JOBS:-2}"
 TOK_SECONDS="${STRATA_FUZZ_TOKENIZER_SECONDS:-0}"
+REQ_SECONDS="${STRATA_FUZZ_REQUEST_SECONDS:-$SECONDS_TO_RUN}"
 
 command -v clang++ >/dev/null || { echo "run-fuzz: clang++ not found (run scripts/setup.sh)" >&2; exit 2; }
 
@@ -62,6 +65,14 @@ if [[ "$status" -eq 0 && "$TOK_SECONDS" -gt 0 && -f "$ROOT/tests/fuzz/tokenizer_
   run_fuzzer "$BUILD/tests/fuzz/tokenizer_fuzz" "$TOK_SECONDS" "$BUILD/fuzz-corpus/tokenizer" \
     || status=$?
 fi
+
+for target in node_request_fuzz gateway_request_fuzz; do
+  [[ "$status" -eq 0 && "$REQ_SECONDS" -gt 0 ]] || break
+  ninja -C "$BUILD" -j"$JOBS" "$target"
+  mkdir -p "$BUILD/fuzz-corpus/$target"
+  run_fuzzer "$BUILD/tests/fuzz/$target" "$REQ_SECONDS" -dict="$ROOT/tests/fuzz/request.dict" \
+    "$BUILD/fuzz-corpus/$target" "$ROOT/tests/fuzz/seeds/request" || status=$?
+done
 
 if [[ "$status" -ne 0 ]]; then
   echo "run-fuzz: FAILED (exit $status); reproducers:" >&2

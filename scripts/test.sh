@@ -26,7 +26,9 @@ fi
 
 FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}"
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
-  echo "== fuzzing the GGUF reader (${FUZZ_SECONDS}s) and the tokenizers"
-  STRATA_FUZZ_TOKENIZER_SECONDS="${STRATA_FUZZ_TOKENIZER_SECONDS:-30}" bash scripts/run-fuzz.sh "$FUZZ_SECONDS"
+  echo "== fuzzing the GGUF reader (${FUZZ_SECONDS}s), the tokenizers and the request bodies"
+  STRATA_FUZZ_TOKENIZER_SECONDS="${STRATA_FUZZ_TOKENIZER_SECONDS:-30}" \
+  STRATA_FUZZ_REQUEST_SECONDS="${STRATA_FUZZ_REQUEST_SECONDS:-20}" \
+    bash scripts/run-fuzz.sh "$FUZZ_SECONDS"
 fi
 echo "== all tests passed"

@@ -144,6 +144,9 @@ Runner AddNodeCommand(CLI::App& app) {
   sub->add_option("--reasoning-format", o->reasoning_format,
                   "deepseek: <think> text goes to reasoning_content; none: left in content")
       ->check(CLI::IsMember({"deepseek", "none"}))->capture_default_str();
+  sub->add_flag("--parse-special-in-content", o->parse_special_in_content,
+                "Chat: tokenize special-token texts inside message contents as special tokens "
+                "(off: contents are plain text, so a user cannot forge turn markers)");
   sub->add_option("--max-queue", o->max_queue, "Requests that may wait for a slot (beyond: 503)")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   sub->add_option("--timeout", o->request_timeout_s, "Per-request generation timeout, seconds (0: none)")

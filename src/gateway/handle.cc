@@ -2,7 +2,10 @@
 // cache, proxy — and the HTTP core's hooks (authentication before the body is read).
 #include <cmath>
 
+#include "gateway/accounting.h"
 #include "gateway/gateway_impl.h"
+#include "gateway/validate.h"
+#include "http/json_guard.h"
 
 namespace strata::gateway {
 
@@ -143,11 +146,18 @@ std::optional<Reply> Gateway::Authenticate(Call& c) const {
 
 std::optional<Reply> Gateway::Parse(Call& c) const {
   if (!c.is_gen) return std::nullopt;
-  c.body = json::parse(c.req.body(), nullptr, false);
-  if (c.body.is_discarded())
-    return ErrorReply(400, "the request body is not valid JSON", "invalid_request_error");
+  // Depth and size limits first: nothing recurses over a value that did not pass them.
+  ::strata::http::JsonRefusal why{};
+  auto parsed = ::strata::http::ParseJsonLimited(c.req.body(), {}, &why);
+  if (!parsed.ok())
+    return ErrorReply(400, "request body: " + parsed.status().message(), "invalid_request_error",
+                      ::strata::http::JsonRefusalCode(why));
+  c.body = std::move(parsed).value();
   if (!c.body.is_object())
     return ErrorReply(400, "the request body must be a JSON object", "invalid_request_error");
+  if (auto bad = ValidateGatewayBody(c.log.path, c.body))
+    return ErrorReply(bad->status, bad->message, "invalid_request_error", bad->code);
+  DropNullFields(&c.body);
   const json& b = c.body;
   if (c.log.path == "/api/inference" &&
       (!b.contains("prompt") || !b["prompt"].is_string() || b["prompt"].get<std::string>().empty()))
@@ -238,10 +248,8 @@ Task<bool> Gateway::Proxy(ClientStream& s, Call& c) {
                             c.cache_key, &c.log);
   }
   if (c.key) {
-    int64_t used = c.estimate;
-    if (c.log.prompt_tokens >= 0 || c.log.completion_tokens >= 0)
-      used = std::max<int64_t>(0, c.log.prompt_tokens) +
-             std::max<int64_t>(0, c.log.completion_tokens);
+    const int64_t used = BilledTokens(c.body, c.req.body().size(), c.log.prompt_tokens,
+                                      c.log.completion_tokens, c.estimate);
     limiter_.Settle(c.key->key, c.limits, c.estimate, used);
   }
   co_return r.keep_alive;

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <random>
 
+#include "gateway/accounting.h"
 #include "gateway/gateway_impl.h"
+#include "http/json_guard.h"
 
 namespace strata::gateway {
 
@@ -77,6 +79,7 @@ struct StreamState {
   bool finished = false;  // a finish_reason was seen
   bool done = false;      // data: [DONE] was seen
   bool error_event = false;
+  bool strip_usage = false;  // the client did not ask for usage: only the gateway reads it
   // After a failover: the continuation's events are rewritten to the first stream's identity.
   bool rewrite = false;
   int64_t generated_before = 0;  // tokens generated before the latest failover
@@ -166,6 +169,11 @@ struct StreamState {
       prompt_tokens = u.value("prompt_tokens", int64_t{-1});
       completion_tokens = u.value("completion_tokens", int64_t{-1});
     }
+    if (strip_usage && j.contains("usage")) {
+      if (j.contains("choices") && j["choices"].is_array() && j["choices"].empty()) return {};
+      j.erase("usage");  // "usage": null on every chunk
+      modified = true;
+    }
     if (!modified) return std::string(ev);
     return "data: " + DumpJson(j) + "\n\n";
   }
@@ -250,7 +258,8 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     std::string ctype(res[http::field::content_type]);
     if (ctype.empty()) ctype = "application/json";
     if (status == 200 && body) {
-      json j = json::parse(rbody, nullptr, false);
+      auto parsed = ::strata::http::ParseJsonLimited(rbody);
+      json j = parsed.ok() ? std::move(parsed).value() : json();
       if (j.is_object()) {
         if (path == "/api/inference") {
           j["node"] = info.name;
@@ -298,7 +307,12 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
   for (const char* f : {"max_tokens", "max_completion_tokens"})
     if (body.contains(f) && body[f].is_number_integer()) max_tokens = body[f].get<int64_t>();
 
-  json cur = body;
+  // Billing needs the real usage: the node is always asked for it, and the usage chunk is
+  // stripped from the stream when the client did not ask for it.
+  json upstream = body;
+  upstream["stream_options"]["include_usage"] = true;
+  st.strip_usage = !ClientWantsStreamUsage(body);
+  json cur = upstream;
   cur["return_token_ids"] = true;  // nodes that support continuation report token ids
   std::vector<int> tried;
   std::string last_error = "no healthy backend";
@@ -451,7 +465,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       ended = true;
       break;
     }
-    cur = body;
+    cur = upstream;
     cur["return_token_ids"] = true;
     if (log->failovers > g.retry.max_attempts) {
       last_error = "too many failovers";
@@ -494,7 +508,8 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     CachePut(cache_key, 200, out.content_type, out.body);
   if (!client_gone && header_sent) client_gone = !co_await s.WriteLastChunk();
   log->prompt_tokens = st.prompt_tokens;
-  log->completion_tokens = st.completion_tokens;
+  // Without a usage chunk (broken or cut stream), what was generated is counted.
+  log->completion_tokens = st.completion_tokens >= 0 ? st.completion_tokens : st.generated();
   out.keep_alive = !client_gone && req.keep_alive();
   co_return out;
 }

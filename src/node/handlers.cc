@@ -44,11 +44,14 @@ Result<std::vector<int32_t>> Server::ChatTokens(const std::vector<ChatMessage>& 
                                                 bool* in_reasoning) const {
   const Tokenizer& tok = *tok_;
   const std::string bos = tok.bos() >= 0 ? tok.Text(tok.bos()) : std::string();
-  STRATA_ASSIGN_OR_RETURN(std::string text, RenderChat(template_, messages, true, bos));
+  STRATA_ASSIGN_OR_RETURN(ChatRender r, RenderChatWithSpans(template_, messages, true, bos));
+  const std::string& text = r.text;
   // The templates write BOS themselves: add it only when the rendered text lacks it, so the
-  // prompt has exactly one.
+  // prompt has exactly one. Message contents are plain text unless configured otherwise.
   const bool has_bos = !bos.empty() && text.rfind(bos, 0) == 0;
-  std::vector<int32_t> ids = tok_->Encode(text, !has_bos, true);
+  std::vector<int32_t> ids = o_.parse_special_in_content
+                                 ? tok_->Encode(text, !has_bos, true)
+                                 : tok_->EncodeWithPlainSpans(text, !has_bos, r.contents);
   if (tok.bos() >= 0 && ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos())
     ids.erase(ids.begin());
   size_t end = text.find_last_not_of(" \t\r\n");

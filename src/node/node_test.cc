@@ -62,6 +62,86 @@ TEST(Api, RejectsBadInput) {
   EXPECT_EQ(g.prompt_ids, (std::vector<int32_t>{1, 2, 3}));
 }
 
+TEST(Api, RefusesDeepNestingWhileParsing) {
+  GenRequest g;
+  ApiError e;
+  // The attack body of issue 11: 100,000 nested arrays in an extra field.
+  const std::string deep = R"({"prompt":"x","a":)" + std::string(100000, '[') +
+                           std::string(100000, ']') + "}";
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kCompletions, deep, &g, &e));
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.code, "json_too_deep");
+  EXPECT_NE(e.message.find("deeper than 64"), std::string::npos) << e.message;
+  std::string objs = R"({"prompt":"x","a":)";
+  for (int i = 0; i < 100; ++i) objs += R"({"b":)";
+  objs += "1" + std::string(100, '}') + "}";
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kCompletions, objs, &g, &e));
+  EXPECT_EQ(e.code, "json_too_deep");
+  // 64 levels in all (the body is level 1) are fine.
+  const std::string ok = R"({"prompt":"x","a":)" + std::string(63, '[') + std::string(63, ']') +
+                         "}";
+  EXPECT_TRUE(ParseGenRequest(Endpoint::kCompletions, ok, &g, &e)) << e.message;
+  EXPECT_FALSE(ParseGenRequest(Endpoint::kCompletions, "{\"prompt\": ", &g, &e));
+  EXPECT_EQ(e.code, "invalid_json");
+}
+
+TEST(Api, RefusesEachFieldByName) {
+  struct Case {
+    Endpoint ep;
+    const char* body;
+    const char* field;
+  } cases[] = {
+      {Endpoint::kCompletions, R"({"prompt":"x","stream":"yes"})", "'stream'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","stream_options":{"include_usage":"y"}})",
+       "include_usage"},
+      {Endpoint::kCompletions, R"({"prompt":"x","stream_options":[]})", "stream_options"},
+      {Endpoint::kCompletions, R"({"prompt":"x","max_tokens":"5"})", "'max_tokens'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","max_tokens":100000000})", "'max_tokens'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","max_completion_tokens":-3})",
+       "'max_completion_tokens'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","temperature":-1})", "'temperature'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","temperature":101})", "'temperature'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","temperature":-1e300})", "'temperature'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","top_p":1.01})", "'top_p'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","top_k":"3"})", "'top_k'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","min_p":-0.5})", "'min_p'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","seed":"1"})", "'seed'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","frequency_penalty":9})", "'frequency_penalty'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","presence_penalty":[]})", "'presence_penalty'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","model":1})", "'model'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","n":"1"})", "'n'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","return_token_ids":1})", "'return_token_ids'"},
+      {Endpoint::kCompletions, R"({"prompt":"x","continue_token_ids":[-1]})",
+       "continue_token_ids"},
+      {Endpoint::kCompletions, R"({"prompt":"x","continue_token_ids":[1.5]})",
+       "continue_token_ids"},
+      {Endpoint::kCompletions, R"({"prompt":"x","continue_token_ids":{}})", "continue_token_ids"},
+      {Endpoint::kChat, R"({"messages":[{"role":"user","content":{}}]})", "'content'"},
+      {Endpoint::kChat, R"({"messages":[{"role":["user"],"content":"x"}]})", "'role'"},
+      {Endpoint::kChat, R"({"messages":{"role":"user"}})", "'messages'"},
+      {Endpoint::kInference, R"({"prompt":"x","max_length":"9"})", "'max_length'"},
+  };
+  for (const Case& c : cases) {
+    GenRequest g;
+    ApiError e;
+    EXPECT_FALSE(ParseGenRequest(c.ep, c.body, &g, &e)) << c.body;
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.type, "invalid_request_error");
+    EXPECT_NE(e.message.find(c.field), std::string::npos) << c.body << " -> " << e.message;
+    EXPECT_TRUE(e.code == "invalid_type" || e.code == "invalid_value") << e.code;
+  }
+  // Null counts as absent; /inference does not read the OpenAI streaming fields.
+  GenRequest g;
+  ApiError e;
+  ASSERT_TRUE(ParseGenRequest(Endpoint::kCompletions,
+                              R"({"prompt":"x","stream":null,"temperature":null,"model":null})",
+                              &g, &e))
+      << e.message;
+  EXPECT_FALSE(g.stream);
+  ASSERT_TRUE(ParseGenRequest(Endpoint::kInference, R"({"prompt":"x","stream":"yes"})", &g, &e))
+      << e.message;
+}
+
 TEST(Api, ErrorEnvelope) {
   ApiError e;
   e.status = 401;

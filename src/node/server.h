@@ -21,6 +21,10 @@ struct NodeOptions {
   std::string api_key;           // "": no authentication
   std::string admin_key;         // "": /metrics takes api_key; else it needs this key
   std::string reasoning_format = "deepseek";  // or "none"
+  // Chat: special-token texts inside message contents become those tokens (a user can then
+  // write turn markers such as "<｜Assistant｜>"). Off: contents are plain text, only the
+  // template's own markers are special.
+  bool parse_special_in_content = false;
   int max_queue = 64;            // requests waiting for a slot; beyond: 503
   double request_timeout_s = 600;  // per generation
   double idle_timeout_s = 30;    // waiting for a request (idle keep-alive connections)

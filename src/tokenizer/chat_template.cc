@@ -97,37 +97,45 @@ Status CheckRoles(const std::vector<ChatMessage>& messages) {
   return Status::Ok();
 }
 
+// Appends a message's content, recording its span.
+void AddContent(ChatRender* r, std::string_view content) {
+  if (content.empty()) return;
+  r->contents.push_back(TextSpan{r->text.size(), r->text.size() + content.size()});
+  r->text += content;
+}
+
 // DeepSeek-R1: BOS, then the last system message's content, then
 // <｜User｜>text / <｜Assistant｜>answer<｜end▁of▁sentence｜>; an assistant turn keeps only
 // what follows its last </think>. The generation prompt opens the reasoning block.
-std::string RenderDeepSeekR1(const std::vector<ChatMessage>& messages, bool add_gen,
-                             const std::string& bos) {
-  std::string system;
+void RenderDeepSeekR1(const std::vector<ChatMessage>& messages, bool add_gen,
+                      const std::string& bos, ChatRender* r) {
+  std::string_view system;
   for (const ChatMessage& m : messages) {
     if (m.role == "system") system = m.content;
   }
-  std::string out = bos + system;
+  std::string& out = r->text;
+  out = bos;
+  AddContent(r, system);
   for (const ChatMessage& m : messages) {
     if (m.role == "user") {
       out += "<｜User｜>";
-      out += m.content;
+      AddContent(r, m.content);
     } else if (m.role == "assistant") {
       std::string_view content = m.content;
       const size_t pos = content.rfind("</think>");
       if (pos != std::string_view::npos) content.remove_prefix(pos + 8);
       out += "<｜Assistant｜>";
-      out += content;
+      AddContent(r, content);
       out += "<｜end▁of▁sentence｜>";
     }
   }
   if (add_gen) out += "<｜Assistant｜><think>\n";
-  return out;
 }
 
 // Llama 3.1: BOS, a system header carrying the knowledge/today dates and the (trimmed)
 // leading system message, then one header block per remaining message, content trimmed.
-Result<std::string> RenderLlama3(const std::vector<ChatMessage>& messages, bool add_gen,
-                                 const std::string& bos) {
+Status RenderLlama3(const std::vector<ChatMessage>& messages, bool add_gen,
+                    const std::string& bos, ChatRender* r) {
   if (messages.empty()) {
     return Status::Error("llama3 chat template: the conversation has no messages");
   }
@@ -137,33 +145,34 @@ Result<std::string> RenderLlama3(const std::vector<ChatMessage>& messages, bool 
     system = PyTrim(messages[0].content);
     first = 1;
   }
-  std::string out = bos;
+  std::string& out = r->text;
+  out = bos;
   out += "<|start_header_id|>system<|end_header_id|>\n\n";
   out += "Cutting Knowledge Date: December 2023\n";
   out += "Today Date: ";
   out += kLlama3DateString;
   out += "\n\n";
-  out += system;
+  AddContent(r, system);
   out += "<|eot_id|>";
   for (size_t i = first; i < messages.size(); ++i) {
     out += "<|start_header_id|>";
     out += messages[i].role;
     out += "<|end_header_id|>\n\n";
-    out += PyTrim(messages[i].content);
+    AddContent(r, PyTrim(messages[i].content));
     out += "<|eot_id|>";
   }
   if (add_gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  return Status::Ok();
 }
 
 // ChatML: <|im_start|>role\ncontent<|im_end|>\n per message, a default system prompt
 // first when the conversation does not open with one.
-Result<std::string> RenderChatML(const ChatTemplateInfo& info,
-                                 const std::vector<ChatMessage>& messages, bool add_gen) {
+Status RenderChatML(const ChatTemplateInfo& info, const std::vector<ChatMessage>& messages,
+                    bool add_gen, ChatRender* r) {
   if (messages.empty() && !info.allows_empty) {
     return Status::Error("chatml chat template: the conversation has no messages");
   }
-  std::string out;
+  std::string& out = r->text;
   if (!messages.empty() && messages[0].role != "system" && !info.default_system.empty()) {
     out += "<|im_start|>system\n";
     out += info.default_system;
@@ -173,11 +182,11 @@ Result<std::string> RenderChatML(const ChatTemplateInfo& info,
     out += "<|im_start|>";
     out += m.role;
     out += "\n";
-    out += m.content;
+    AddContent(r, m.content);
     out += "<|im_end|>\n";
   }
   if (add_gen) out += "<|im_start|>assistant\n";
-  return out;
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,19 +332,31 @@ Result<ChatFamily> DetectChatFamily(const std::string& jinja_template) {
   return info->family;
 }
 
+Result<ChatRender> RenderChatWithSpans(const ChatTemplateInfo& info,
+                                       const std::vector<ChatMessage>& messages,
+                                       bool add_generation_prompt, const std::string& bos_text) {
+  STRATA_RETURN_IF_ERROR(CheckRoles(messages));
+  ChatRender r;
+  switch (info.family) {
+    case ChatFamily::kDeepSeekR1:
+      RenderDeepSeekR1(messages, add_generation_prompt, bos_text, &r);
+      return r;
+    case ChatFamily::kLlama3:
+      STRATA_RETURN_IF_ERROR(RenderLlama3(messages, add_generation_prompt, bos_text, &r));
+      return r;
+    case ChatFamily::kChatML:
+      STRATA_RETURN_IF_ERROR(RenderChatML(info, messages, add_generation_prompt, &r));
+      return r;
+  }
+  return Status::Error("RenderChat: invalid chat family");
+}
+
 Result<std::string> RenderChat(const ChatTemplateInfo& info,
                                const std::vector<ChatMessage>& messages,
                                bool add_generation_prompt, const std::string& bos_text) {
-  STRATA_RETURN_IF_ERROR(CheckRoles(messages));
-  switch (info.family) {
-    case ChatFamily::kDeepSeekR1:
-      return RenderDeepSeekR1(messages, add_generation_prompt, bos_text);
-    case ChatFamily::kLlama3:
-      return RenderLlama3(messages, add_generation_prompt, bos_text);
-    case ChatFamily::kChatML:
-      return RenderChatML(info, messages, add_generation_prompt);
-  }
-  return Status::Error("RenderChat: invalid chat family");
+  STRATA_ASSIGN_OR_RETURN(ChatRender r,
+                          RenderChatWithSpans(info, messages, add_generation_prompt, bos_text));
+  return std::move(r.text);
 }
 
 Result<std::string> RenderChat(ChatFamily family, const std::vector<ChatMessage>& messages,

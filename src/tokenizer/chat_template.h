@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "tokenizer/tokenizer.h"
 
 namespace strata {
 
@@ -52,5 +53,17 @@ Result<std::string> RenderChat(ChatFamily family, const std::vector<ChatMessage>
 Result<std::string> RenderChat(const ChatTemplateInfo& info,
                                const std::vector<ChatMessage>& messages,
                                bool add_generation_prompt, const std::string& bos_text);
+
+// A rendered conversation and where the messages' contents lie in it, so that the contents
+// can be tokenized without special-token parsing (Tokenizer::EncodeWithPlainSpans) while the
+// template's own markers stay special.
+struct ChatRender {
+  std::string text;
+  std::vector<TextSpan> contents;  // sorted, not overlapping
+};
+// RenderChat, with the content spans. RenderChat(...) equals RenderChatWithSpans(...).text.
+Result<ChatRender> RenderChatWithSpans(const ChatTemplateInfo& info,
+                                       const std::vector<ChatMessage>& messages,
+                                       bool add_generation_prompt, const std::string& bos_text);
 
 }  // namespace strata

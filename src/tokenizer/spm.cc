@@ -17,8 +17,8 @@ class SpmTokenizer final : public Tokenizer {
  public:
   Status Load(const gguf::File& file);
 
-  std::vector<int32_t> Encode(std::string_view text, bool add_special,
-                              bool parse_special) const override;
+  std::vector<int32_t> EncodeFragments(const std::vector<Fragment>& frags,
+                                       bool add_special) const override;
   std::string TokenToPiece(int32_t id, bool special) const override {
     return CachedPiece(id, special);
   }
@@ -104,14 +104,16 @@ Status SpmTokenizer::Load(const gguf::File& file) {
   return Status::Ok();
 }
 
-std::vector<int32_t> SpmTokenizer::Encode(std::string_view text, bool add_special,
-                                          bool parse_special) const {
+std::vector<int32_t> SpmTokenizer::EncodeFragments(const std::vector<Fragment>& frags,
+                                                   bool add_special) const {
   std::vector<int32_t> out;
-  out.reserve(text.size() / 3 + 4);
+  size_t bytes = 0;
+  for (const Fragment& f : frags) bytes += f.text.size();
+  out.reserve(bytes / 3 + 4);
   if (add_special && add_bos_) out.push_back(bos_);
   bool prev_special = true;  // the start of the input counts as following a special token
   std::string buf;
-  for (const Fragment& f : Partition(text, parse_special)) {
+  for (const Fragment& f : frags) {
     if (f.token >= 0) {
       out.push_back(f.token);
       prev_special = true;

@@ -261,6 +261,41 @@ std::vector<Tokenizer::Fragment> Tokenizer::Partition(std::string_view text,
   return frags;
 }
 
+std::vector<int32_t> Tokenizer::EncodeWithPlainSpans(std::string_view text, bool add_special,
+                                                     const std::vector<TextSpan>& plain) const {
+  std::vector<Fragment> frags;
+  // Raw text is kept as views into `text`: adjacent raw pieces are joined again, so that the
+  // pre-tokenizer sees the same words as for the whole text.
+  auto add_raw = [&](std::string_view piece) {
+    if (piece.empty()) return;
+    if (!frags.empty() && frags.back().token < 0 &&
+        frags.back().text.data() + frags.back().text.size() == piece.data()) {
+      frags.back().text = std::string_view(frags.back().text.data(),
+                                           frags.back().text.size() + piece.size());
+      return;
+    }
+    frags.push_back(Fragment{-1, piece});
+  };
+  auto add_template = [&](std::string_view piece) {
+    for (const Fragment& f : Partition(piece, /*parse_special=*/true)) {
+      if (f.token >= 0)
+        frags.push_back(f);
+      else
+        add_raw(f.text);
+    }
+  };
+  size_t pos = 0;
+  for (const TextSpan& span : plain) {
+    const size_t b = std::min(std::max(span.begin, pos), text.size());
+    const size_t e = std::min(std::max(span.end, b), text.size());
+    add_template(text.substr(pos, b - pos));
+    add_raw(text.substr(b, e - b));
+    pos = e;
+  }
+  add_template(text.substr(pos));
+  return EncodeFragments(frags, add_special);
+}
+
 std::string Tokenizer::CachedPiece(int32_t id, bool special) const {
   if (id < 0 || id >= n_vocab() || static_cast<size_t>(id) >= pieces_.size()) return {};
   const TokenType t = types_[static_cast<size_t>(id)];

@@ -25,6 +25,12 @@ enum class TokenType : int32_t {
   kByte = 6,
 };
 
+// A byte range [begin, end) of a text.
+struct TextSpan {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
@@ -35,8 +41,16 @@ class Tokenizer {
   //   append EOS when tokenizer.ggml.add_eos_token says so.
   // parse_special: text of control / user-defined tokens (e.g. "<｜User｜>") becomes that
   //   token; otherwise it is tokenized as plain text.
-  virtual std::vector<int32_t> Encode(std::string_view text, bool add_special,
-                                      bool parse_special) const = 0;
+  std::vector<int32_t> Encode(std::string_view text, bool add_special,
+                              bool parse_special) const {
+    return EncodeFragments(Partition(text, parse_special), add_special);
+  }
+  // Encode with parse_special, except inside the byte ranges `plain` of text (sorted, not
+  // overlapping), where no special or user-defined token is recognised: chat message
+  // contents, so that a user cannot write a turn marker such as "<｜Assistant｜>". Text that
+  // contains no token text inside `plain` encodes exactly as Encode(text, add_special, true).
+  std::vector<int32_t> EncodeWithPlainSpans(std::string_view text, bool add_special,
+                                            const std::vector<TextSpan>& plain) const;
 
   // The bytes a token stands for (byte-level decoding applied, "▁" -> " ", <0xXX> -> byte).
   // Control tokens give their text only when `special` is true.
@@ -82,6 +96,9 @@ class Tokenizer {
   // Splits text on the texts of user-defined tokens (always) and control/unknown tokens
   // (when parse_special), longest token first, like llama.cpp's tokenizer_st_partition.
   std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
+  // The fragments, in order, encoded (BOS/EOS added per add_special).
+  virtual std::vector<int32_t> EncodeFragments(const std::vector<Fragment>& frags,
+                                               bool add_special) const = 0;
   // The cached piece of a valid id, honouring `special` for control/unknown tokens.
   std::string CachedPiece(int32_t id, bool special) const;
 

@@ -252,9 +252,15 @@ admission: {max_body_bytes: 64KiB}
           f"cache MISS then HIT with the same body ({h1.get('x-cache')}, {h2.get('x-cache')})")
     _, h3, _ = request(gp, "POST", "/v1/completions", {"prompt": "no", "max_tokens": 3, "temperature": 0.9})
     check("x-cache" not in h3, "non-deterministic request bypasses the cache")
-    _, _, e1 = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
-    _, h4, _ = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5, "temperature": 0})
-    check(h4.get("x-cache") == "MISS", "errors are not cached")
+    # (an id outside the vocabulary passes the gateway's checks; the node answers 400)
+    bad = {"prompt": "cache err", "max_tokens": 3, "temperature": 0, "continue_token_ids": [10 ** 7]}
+    st_e, _, e1 = request(gp, "POST", "/v1/completions", bad)
+    _, h4, _ = request(gp, "POST", "/v1/completions", bad)
+    check(st_e == 400 and h4.get("x-cache") == "MISS", f"errors are not cached ({st_e})")
+    _, h5, e5 = request(gp, "POST", "/v1/completions", {"prompt": "cache err", "max_tokens": -5,
+                                                        "temperature": 0})
+    check("x-cache" not in h5 and "max_tokens" in e5["error"]["message"],
+          "a body the gateway refuses never reaches the cache")
 
     # Least outstanding: concurrent long streams spread over distinct backends.
     seen = []
@@ -445,6 +451,7 @@ api_keys:
     test_redis_cache_outage(a, work, node_list, gws)
     test_slow_clients(a, work, node_list, gws)
     test_front_door(a, work, node_list, gws)
+    test_hostile_bodies(a, work, nodes, node_list, gws)
 
 
 def chat_texts(events):
@@ -625,6 +632,90 @@ api_keys:
     log = fd.output()
     check('"key":"key-' in log and "sk-f" not in log,
           "a key without a name is logged as key-<hash>, never a prefix of the key")
+
+
+def test_hostile_bodies(a, work, nodes, node_list, gws):
+    """Deep nesting and wrong field types: a 400 envelope, never a crash or a reset."""
+    gw = start_gateway(a.strata, work, "hostile", node_list, HEALTH)
+    gws.append(gw)
+    wait_for(lambda: request(gw.port, "GET", "/ready")[0] == 200, 10)
+    gp = gw.port
+
+    def refused(st, j, code=None):
+        e = j.get("error") if isinstance(j, dict) else None
+        return (st == 400 and isinstance(e, dict) and e.get("message") and
+                e.get("type") == "invalid_request_error" and (code is None or e.get("code") == code))
+
+    n = 100000  # about 200 KB: the body that used to overflow the gateway's stack
+    for what, inner in (("arrays", "[" * n + "]" * n), ("objects", '{"a":' * n + "1" + "}" * n)):
+        body = ('{"prompt":"x","a":' + inner + "}").encode()
+        t0 = time.time()
+        st, _, j = request(gp, "POST", "/v1/completions", body, timeout=30)
+        check(refused(st, j, "json_too_deep") and time.time() - t0 < 5,
+              f"{n} nested {what} -> 400 json_too_deep ({st})")
+    st, _, j = request(gp, "POST", "/v1/chat/completions",
+                       ('{"messages":' + "[" * 65 + "]" * 65 + "}").encode())
+    check(refused(st, j, "json_too_deep"), "65 levels in messages -> 400")
+    cases = [
+        ("/v1/completions", {"prompt": "x", "stream": "yes"}, "stream"),
+        ("/v1/completions", {"prompt": "x", "stream": 1}, "stream"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+         "stream"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": "5"}, "max_tokens"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": -1}, "max_tokens"),
+        ("/v1/completions", {"prompt": "x", "temperature": "hot"}, "temperature"),
+        ("/v1/completions", {"prompt": "x", "temperature": 1e300}, "temperature"),
+        ("/v1/completions", {"prompt": "x", "top_p": 7}, "top_p"),
+        ("/v1/completions", {"prompt": "x", "model": 5}, "model"),
+        ("/v1/completions", {"prompt": "x", "return_token_ids": "yes"}, "return_token_ids"),
+        ("/v1/completions", {"prompt": "x", "continue_token_ids": [-1]}, "continue_token_ids"),
+        ("/v1/completions", {"prompt": "x", "stream_options": {"include_usage": "y"}},
+         "include_usage"),
+        ("/v1/chat/completions", {"messages": [{"role": 3, "content": "x"}]}, "role"),
+        ("/api/inference", {"prompt": "x", "max_length": "many"}, "max_length"),
+    ]
+    for path, body, field in cases:
+        st, _, j = request(gp, "POST", path, body, timeout=30)
+        check(refused(st, j) and field in j["error"]["message"],
+              f"{path} {json.dumps(body)[:60]} -> 400 naming '{field}' ({st})")
+    st, _, j = request(gp, "POST", "/v1/completions", b'{"prompt":"x","t":1e999}')
+    check(refused(st, j, "invalid_json"), "number beyond double -> 400 invalid_json")
+    # null fields are absent, as at the nodes.
+    st, _, j = request(gp, "POST", "/v1/completions",
+                       {"prompt": "x", "max_tokens": 2, "temperature": 0, "stream": None,
+                        "model": None, "return_token_ids": None})
+    check(st == 200 and j.get("object") == "text_completion", f"null fields accepted ({st})")
+    # Straight at a node too (the node parses with the same limits).
+    live = [(nm, p) for nm, p in node_list if nodes[nm].proc.poll() is None]
+    np_ = live[0][1]
+    st, _, j = request(np_, "POST", "/v1/completions",
+                       ('{"prompt":"x","a":' + "[" * n + "]" * n + "}").encode(), timeout=30)
+    check(refused(st, j, "json_too_deep"), f"node: {n} nested arrays -> 400 ({st})")
+    st, _, j = request(np_, "POST", "/v1/completions", {"prompt": "x", "stream": "yes"})
+    check(refused(st, j) and "stream" in j["error"]["message"], "node: stream 'yes' -> 400")
+    # Both still up, and a normal request answers as before.
+    check(gw.proc.poll() is None and all(nodes[nm].proc.poll() is None for nm, _ in live),
+          "gateway and nodes still running after hostile bodies")
+    st, _, j = request(gp, "POST", "/v1/completions",
+                       {"prompt": "after", "max_tokens": 3, "temperature": 0})
+    check(st == 200 and j["usage"]["completion_tokens"] == 3, "normal request after hostile bodies")
+
+    # Token accounting: a stream's real usage is known to the gateway (it asks the node), and
+    # the client sees the usage chunk only when it asked for it.
+    sb = {"prompt": "count me", "max_tokens": 7, "temperature": 0, "stream": True}
+    st, h, evs, done = stream(gp, "/v1/completions", sb, {"X-Request-Id": "usage-plain"})
+    check(st == 200 and done and evs and all("usage" not in e for e in evs),
+          "stream without include_usage: no usage in any event")
+    st, h, evs2, done = stream(gp, "/v1/completions",
+                               dict(sb, stream_options={"include_usage": True}))
+    check(st == 200 and done and evs2[-1]["choices"] == [] and
+          evs2[-1]["usage"]["completion_tokens"] == 7 and text_of(evs2) == text_of(evs),
+          "stream with include_usage: usage chunk passed on")
+    time.sleep(0.2)
+    logged = [json.loads(l) for l in gw.output().splitlines()
+              if l.startswith("{") and "usage-plain" in l]
+    check(logged and logged[-1].get("completion_tokens") == 7,
+          f"stream without include_usage billed its real completion tokens ({logged[-1:]})")
 
 
 def _alive(port):
