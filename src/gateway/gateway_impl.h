@@ -95,6 +95,7 @@ class Gateway {
   Task<void> Probe(int backend);
   std::string RenderMetrics();
   nlohmann::json ClusterJson();
+  std::string FailoverMetrics() const;  // strata_gateway_failovers_by_cause_total (proxy.cc)
   void AccessLog(const RequestLog& log, double ms);
   void CountRequest(const std::string& path, int status);
 
@@ -128,6 +129,8 @@ class Gateway {
   std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, uint64_t> http_counts_;  // (path, status) -> n
   std::atomic<uint64_t> retries_{0}, failovers_{0}, rejected_{0};
+  // failovers_ by cause (proxy.cc, FailoverMetrics).
+  std::atomic<uint64_t> failovers_stream_broken_{0}, failovers_error_event_{0};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int> connections_{0};
   int64_t started_ = 0;

@@ -588,8 +588,9 @@ json Gateway::ClusterJson() {
                         {"url", StrFormat("http://%s:%d", v.info.host.c_str(), v.info.port)},
                         {"state", HealthName(v.health)},
                         {"circuit", CircuitName(v.circuit)},
-                        {"mode", v.info.mode},
+                        {"mode", v.stages.empty() ? v.info.mode : "pipeline"},
                         {"layers", v.info.layers},
+                        {"stages", StagesJson(v.stages)},
                         {"outstanding", v.outstanding},
                         {"load", {{"slots_busy", v.slots_busy},
                                   {"slots_total", v.slots_total},
@@ -666,6 +667,7 @@ std::string Gateway::RenderMetrics() {
       static_cast<unsigned long long>(retries_.load()),
       static_cast<unsigned long long>(failovers_.load()),
       static_cast<unsigned long long>(rejected_.load()));
+  o += FailoverMetrics();
   if (cache_) {
     const CacheStats st = cache_->stats();
     const double total = static_cast<double>(st.hits + st.misses);
@@ -734,10 +736,13 @@ Task<void> Gateway::Probe(int backend) {
   auto num = [&](const char* k) {
     return j.is_object() && j.contains(k) && j[k].is_number_integer() ? j[k].get<int>() : 0;
   };
-  const bool ok = res.result_int() == 200 && status == "healthy";
+  // A pipeline head whose next stage is down takes no new request (its streams go on).
+  const bool ok = res.result_int() == 200 && status == "healthy" && !PipelineDown(j);
+  pool_->ProbeStages(backend, StagesFromHealth(j));
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
-                     ok ? "" : StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
+                     ok ? "" : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),
+                                         PipelineDown(j) ? " (pipeline stage down)" : ""));
   beast::error_code ignore;
   up.socket().shutdown(tcp::socket::shutdown_both, ignore);
 }

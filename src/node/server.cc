@@ -114,6 +114,7 @@ void Server::Load() {
       ho.n_ctx = o_.ctx;
       ho.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
       ho.depth = o_.micro_batches;
+      ho.grace_ms = o_.stage_grace_ms;
       auto h = ::strata::net::PipelineHead::Start(*model_, ho);
       if (!h.ok()) {
         load_error_ = h.status().message();

@@ -90,6 +90,7 @@ class Server {
   // Endpoints (handlers.cc). Each returns whether the connection stays open.
   Task<bool> Handle(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf);
   Task<bool> Health(beast::tcp_stream& s, const Request& req);
+  void HeadChain(nlohmann::json* j) const;  // the head's /health view of its pipeline
   Task<bool> Generate(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
                       Endpoint ep);
   Task<bool> Stream(beast::tcp_stream& s, const Request& req, beast::flat_buffer* buf,
