@@ -103,9 +103,18 @@ void PipelineHead::FailStep(uint64_t id, Status st, bool stale) {
       stats_.outages++;
     }
     last_failure_ = now;
-    r.retry = opts_.grace_ms > 0 && now < outage_since_ + std::chrono::milliseconds(opts_.grace_ms);
+    r.retry = opts_.grace_ms > 0 && !interrupted_ &&
+              now < outage_since_ + std::chrono::milliseconds(opts_.grace_ms);
   }
   Finish(std::move(r));
+}
+
+void PipelineHead::Interrupt() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    interrupted_ = true;
+  }
+  cv_.notify_all();
 }
 
 bool PipelineHead::WaitForPipeline() {
@@ -124,6 +133,7 @@ bool PipelineHead::WaitForPipeline() {
     // A connected link during an outage: try again, but not in a tight loop when a later
     // stage keeps failing the steps at once.
     if (connected && now >= last_failure_ + std::chrono::milliseconds(100)) return true;
+    if (interrupted_) return connected;
     if (now >= outage_since_ + std::chrono::milliseconds(opts_.grace_ms)) return connected;
     cv_.wait_for(lock, std::chrono::milliseconds(20));
   }

@@ -63,6 +63,9 @@ class PipelineHead : public StepBackend {
   void Submit(Step step) override;
   StepResult Next() override;
 
+  // The node is stopping: stop waiting for a failed stage (steps fail at once, no replay).
+  void Interrupt();
+
   PipelineHeadStats stats() const;
   StageLink& link() { return *link_; }
 
@@ -87,6 +90,7 @@ class PipelineHead : public StepBackend {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  bool interrupted_ = false;
   std::deque<Step> queue_;                 // submitted, not yet computed
   std::deque<uint64_t> order_;             // submitted, not yet returned by Next()
   std::map<uint64_t, StepResult> done_;    // results waiting for Next()

@@ -50,6 +50,7 @@ Server::Server(const NodeOptions& o) : o_(o) {
 
 Server::~Server() {
   if (loader_.joinable()) loader_.join();
+  if (head_) head_->Interrupt();  // no waiting for a failed stage while stopping
   if (sched_) sched_->Stop();
   if (stage_) stage_->Stop();
 }
@@ -209,6 +210,7 @@ Status Server::Run() {
   for (auto& t : io) t.join();
   if (loader_.joinable()) loader_.join();
   // Finish the requests still running (their callbacks post to the stopped loop, harmlessly).
+  if (head_) head_->Interrupt();  // no waiting for a failed stage while stopping
   if (sched_) sched_->Stop();
   if (stage_) stage_->Stop();
   if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");

@@ -389,6 +389,20 @@ def test_replay_restart(strata, model, refs):
         st, _, j = request(pipe.port, "POST", COMPL, dict(b, max_tokens=40))
         check(st == 200 and j["choices"][0]["text"] == refs["completions"][1][:len(j["choices"][0]["text"])],
               "after the restart the pipeline serves identical output")
+        # A head stopped while it waits for a dead stage does not wait out the grace period.
+        pipe.tail.kill()
+        t = threading.Thread(target=lambda: stream(pipe.port, COMPL, CASES[2][2]))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        pipe.head.proc.terminate()
+        try:
+            rc = pipe.head.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        dt = time.time() - t0
+        t.join()
+        check(rc == 0 and dt < grace, f"a head stopped during an outage exits at once (exit {rc}, {dt:.2f} s)")
     finally:
         pipe.stop()
 
