@@ -22,7 +22,7 @@ struct NodeArgs {
   // Options given on the command line (they override the config file).
   CLI::Option *model = nullptr, *host = nullptr, *port = nullptr, *parallel = nullptr,
               *ctx = nullptr, *threads = nullptr, *stage_port = nullptr, *secret = nullptr,
-              *layers_opt = nullptr, *next_opt = nullptr;
+              *layers_opt = nullptr, *next_opt = nullptr, *grace = nullptr;
 };
 
 bool Given(const CLI::Option* opt) { return opt != nullptr && opt->count() > 0; }
@@ -95,6 +95,7 @@ Status ApplyConfig(NodeArgs& a) {
   if (!Given(a.threads)) o.threads = self->threads;
   if (!Given(a.parallel)) o.parallel = self->parallel;
   if (!Given(a.ctx)) o.ctx = self->ctx;
+  if (!Given(a.grace)) o.stage_grace_ms = self->stage_grace_ms;
   if (!Given(a.secret) && !c.cluster.secret.empty()) o.cluster_secret = c.cluster.secret;
   const bool in_pipeline = !self->next.empty() || c.ModeOf(*self) == "stage";
   if (!Given(a.next_opt) && !self->next.empty()) {
@@ -182,6 +183,10 @@ Runner AddNodeCommand(CLI::App& app) {
   sub->add_option("--micro-batches", o->micro_batches,
                   "Pipeline head: micro-batches (steps) in flight through the pipeline")
       ->check(CLI::Range(1, 64))->capture_default_str();
+  a->grace = sub->add_option("--stage-grace-ms", o->stage_grace_ms,
+                  "Pipeline head: a stage that dies and is back within this many ms loses no "
+                  "request (replayed into the re-formed pipeline); 0: requests fail at once")
+      ->check(CLI::Range(0, 3600000))->capture_default_str();
   return [a, o] {
     if (!a->config.empty()) {
       const Status st = ApplyConfig(*a);

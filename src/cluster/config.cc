@@ -135,7 +135,7 @@ class Reader {
   Status Node(const YAML::Node& n, const std::string& where, NodeSpec* s) const {
     STRATA_RETURN_IF_ERROR(Keys(n, where,
                                 {"name", "host", "port", "stage_port", "layers", "next", "memory",
-                                 "speed", "threads", "parallel", "ctx"}));
+                                 "speed", "threads", "parallel", "ctx", "stage_grace_ms"}));
     s->line = n.Mark().line + 1;
     STRATA_RETURN_IF_ERROR(Str(n, "name", where, &s->name));
     if (s->name.empty()) return Err(n, where, "'name' is required");
@@ -166,6 +166,7 @@ class Reader {
     STRATA_RETURN_IF_ERROR(Num(n, "speed", where, 1e-6, 1e6, &s->speed));
     STRATA_RETURN_IF_ERROR(Int(n, "threads", where, 0, 4096, &s->threads));
     STRATA_RETURN_IF_ERROR(Int(n, "parallel", where, 1, 4096, &s->parallel));
+    STRATA_RETURN_IF_ERROR(Int(n, "stage_grace_ms", where, 0, 3600000, &s->stage_grace_ms));
     return Int(n, "ctx", where, 8, 1 << 24, &s->ctx);
   }
 

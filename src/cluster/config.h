@@ -35,6 +35,8 @@ struct NodeSpec {
   int threads = 0;        // compute threads (0: all cores)
   int parallel = 4;       // sequence slots
   int ctx = 4096;         // KV positions per slot
+  // Pipeline head: a stage back within this long loses no request (replayed); 0: fail at once.
+  int stage_grace_ms = 10000;
   int line = 0;           // 1-based line of the entry in the file
 };
 

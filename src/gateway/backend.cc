@@ -222,6 +222,34 @@ int BackendPool::HealthyCount(Clock::time_point now) {
   return n;
 }
 
+void BackendPool::ProbeStages(int i, std::vector<StageView> stages) {
+  std::lock_guard<std::mutex> lock(mu_);
+  b_[static_cast<size_t>(i)].view.stages = std::move(stages);
+}
+
+std::vector<StageView> StagesFromHealth(const nlohmann::json& health) {
+  std::vector<StageView> out;
+  if (!health.is_object() || !health.contains("stages") || !health["stages"].is_array()) return out;
+  auto str = [](const nlohmann::json& o, const char* k) {
+    return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string();
+  };
+  for (const nlohmann::json& s : health["stages"])
+    if (s.is_object()) out.push_back(StageView{str(s, "layers"), str(s, "addr"), str(s, "state")});
+  return out;
+}
+
+bool PipelineDown(const nlohmann::json& health) {
+  return health.is_object() && health.contains("next_connected") &&
+         health["next_connected"].is_boolean() && !health["next_connected"].get<bool>();
+}
+
+nlohmann::json StagesJson(const std::vector<StageView>& stages) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const StageView& s : stages)
+    a.push_back({{"layers", s.layers}, {"addr", s.addr}, {"state", s.state}});
+  return a;
+}
+
 std::vector<BackendView> BackendPool::Snapshot() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<BackendView> out;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cluster/config.h"
 #include "http/prom.h"
 
@@ -30,6 +32,13 @@ struct BackendInfo {
   std::string layers = "auto";
 };
 
+// One stage of a pipeline backend, as its head's /health reports it.
+struct StageView {
+  std::string layers;  // "A-B"
+  std::string addr;    // host:port ("" when the head does not know it)
+  std::string state;   // up | down | unknown
+};
+
 // A snapshot of one backend for /api/cluster and /metrics.
 struct BackendView {
   BackendInfo info;
@@ -41,6 +50,7 @@ struct BackendView {
   double probe_ms = 0;                                // last probe round trip
   uint64_t requests = 0, errors = 0;
   std::string last_error;
+  std::vector<StageView> stages;  // a pipeline head's chain (empty for a replica)
   Histogram latency{Histogram::LatencyBuckets()}, ttft{Histogram::LatencyBuckets()};
 };
 
@@ -73,6 +83,9 @@ class BackendPool {
   void ProbeResult(int i, bool ok, bool loading, double probe_ms, int slots_busy,
                    int slots_total, int waiting, const std::string& error);
 
+  // A pipeline head's stages from its latest /health.
+  void ProbeStages(int i, std::vector<StageView> stages);
+
   int HealthyCount(Clock::time_point now = Clock::now());
   std::vector<BackendView> Snapshot();
 
@@ -96,6 +109,13 @@ class BackendPool {
   std::mt19937_64 rng_{0x5eed};
   std::vector<std::pair<uint64_t, int>> ring_;  // (hash point, backend), sorted
 };
+
+// A node's /health answer: the stages a pipeline head reports (empty for a replica), and
+// whether the pipeline behind a head is broken (a stage down: no new request should go there).
+std::vector<StageView> StagesFromHealth(const nlohmann::json& health);
+bool PipelineDown(const nlohmann::json& health);
+// /api/cluster's "stages": [{layers, addr, state}].
+nlohmann::json StagesJson(const std::vector<StageView>& stages);
 
 // 64-bit FNV-1a with a final mix: stable across runs and machines.
 uint64_t StableHash(std::string_view s);

@@ -155,5 +155,30 @@ TEST(BackendPool, HealthThresholds) {
   EXPECT_EQ(p.Pick("", {1, 2}), 0);
 }
 
+TEST(Pipeline, StagesAndStateFromHealth) {
+  const auto health = nlohmann::json::parse(R"({"status": "healthy", "role": "head",
+      "next_connected": false, "pipeline_state": "down",
+      "stages": [{"layers": "0-13", "addr": "10.0.0.1:8080", "state": "up"},
+                 {"layers": "14-27", "addr": "10.0.0.2:9100", "state": "down"}, 7]})");
+  const std::vector<StageView> st = StagesFromHealth(health);
+  ASSERT_EQ(st.size(), 2u);  // the malformed entry is skipped
+  EXPECT_EQ(st[1].layers, "14-27");
+  EXPECT_EQ(st[1].addr, "10.0.0.2:9100");
+  EXPECT_EQ(st[1].state, "down");
+  EXPECT_TRUE(PipelineDown(health));
+  EXPECT_FALSE(PipelineDown(nlohmann::json::parse(R"({"status": "healthy"})")));
+  EXPECT_FALSE(PipelineDown(nlohmann::json::parse(R"({"next_connected": true})")));
+  EXPECT_TRUE(StagesFromHealth(nlohmann::json::parse(R"({"stages": "x"})")).empty());
+  const nlohmann::json j = StagesJson(st);
+  EXPECT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["addr"], "10.0.0.1:8080");
+
+  auto pool = MakePoolPtr(cluster::RoutingPolicy::kRoundRobin);
+  pool->ProbeStages(1, st);
+  const std::vector<BackendView> v = pool->Snapshot();
+  EXPECT_TRUE(v[0].stages.empty());
+  EXPECT_EQ(v[1].stages.size(), 2u);
+}
+
 }  // namespace
 }  // namespace strata::gateway

@@ -123,6 +123,7 @@ class Gateway : public ::strata::http::Handler {
   // metrics.cc
   std::string RenderMetrics();
   nlohmann::json ClusterJson();
+  std::string FailoverMetrics() const;  // strata_gateway_failovers_by_cause_total (proxy.cc)
   void AccessLog(const RequestLog& log, double ms);
   void CountRequest(const std::string& path, int status);
 
@@ -155,6 +156,8 @@ class Gateway : public ::strata::http::Handler {
   std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, uint64_t> http_counts_;  // (path, status) -> n
   std::atomic<uint64_t> retries_{0}, failovers_{0}, rejected_{0};
+  // failovers_ by cause (proxy.cc, FailoverMetrics).
+  std::atomic<uint64_t> failovers_stream_broken_{0}, failovers_error_event_{0};
   std::atomic<uint64_t> next_id_{1};
   int64_t started_ = 0;
   std::string admin_key_;  // "": /metrics and /api/cluster are open

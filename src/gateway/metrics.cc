@@ -46,8 +46,9 @@ json Gateway::ClusterJson() {
                         {"url", StrFormat("http://%s:%d", v.info.host.c_str(), v.info.port)},
                         {"state", HealthName(v.health)},
                         {"circuit", CircuitName(v.circuit)},
-                        {"mode", v.info.mode},
+                        {"mode", v.stages.empty() ? v.info.mode : "pipeline"},
                         {"layers", v.info.layers},
+                        {"stages", StagesJson(v.stages)},
                         {"outstanding", v.outstanding},
                         {"load", {{"slots_busy", v.slots_busy},
                                   {"slots_total", v.slots_total},
@@ -128,6 +129,7 @@ std::string Gateway::RenderMetrics() {
       static_cast<unsigned long long>(retries_.load()),
       static_cast<unsigned long long>(failovers_.load()),
       static_cast<unsigned long long>(rejected_.load()));
+  o += FailoverMetrics();
   if (cache_) {
     const CacheStats st = cache_->stats();
     const double total = static_cast<double>(st.hits + st.misses);

@@ -64,6 +64,20 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
+// A node's error (the "error" object of an event or a JSON answer) that another node may not
+// have: a failure of the node or its pipeline ("pipeline_stage_failed", "stage_unavailable",
+// "server_stopping", "internal_error", or without a code a server_error/unavailable_error),
+// not a request error (invalid_request_error and other 4xx-like codes).
+bool RetryableError(const json& e) {
+  if (!e.is_object()) return false;
+  const std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
+  const std::string type = e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : "";
+  if (!code.empty())
+    return code == "pipeline_stage_failed" || code == "stage_unavailable" ||
+           code == "server_stopping" || code == "internal_error";
+  return type == "server_error" || type == "unavailable_error";
+}
+
 // Follows an SSE stream event by event: what was generated so far (for a continuation), the
 // stream's identity (so a continuation keeps it), and the rewriting of a continuation's events.
 struct StreamState {
@@ -80,6 +94,11 @@ struct StreamState {
   bool done = false;      // data: [DONE] was seen
   bool error_event = false;
   bool strip_usage = false;  // the client did not ask for usage: only the gateway reads it
+  // The node ended the stream with an error event that is its own failure (or its
+  // pipeline's), not the request's: the event and the rest of that stream are not forwarded,
+  // and the stream is continued elsewhere like a broken one.
+  bool retry_error = false;
+  std::string retry_message;
   // After a failover: the continuation's events are rewritten to the first stream's identity.
   bool rewrite = false;
   int64_t generated_before = 0;  // tokens generated before the latest failover
@@ -105,6 +124,7 @@ struct StreamState {
   }
 
   std::string Event(std::string_view ev) {
+    if (retry_error) return {};  // what follows the swallowed error event ([DONE])
     if (ev.rfind("data: ", 0) != 0) return std::string(ev);
     std::string_view data = ev.substr(6, ev.size() - 8);
     if (data == "[DONE]") {
@@ -114,7 +134,14 @@ struct StreamState {
     json j = json::parse(data, nullptr, false);
     if (!j.is_object()) return std::string(ev);
     bool modified = false;
-    if (j.contains("error")) error_event = true;
+    if (j.contains("error")) {
+      if (RetryableError(j["error"])) {
+        retry_error = true;
+        retry_message = j["error"].is_object() ? j["error"].value("message", "") : "";
+        return {};
+      }
+      error_event = true;
+    }
     if (!have_id && j.contains("id") && j["id"].is_string()) {
       id = j["id"].get<std::string>();
       created = j.value("created", int64_t{0});
@@ -427,7 +454,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       pool_->Release(b, Outcome::kNeutral, -1, -1, "");
       break;
     }
-    if (upstream_ok || st.done) {
+    if ((upstream_ok || st.done) && !st.retry_error) {
       pool_->Release(b, Outcome::kSuccess, Seconds(t0), -1, "");
       if (!st.done) {  // the node ended without [DONE]: close the stream properly
         const std::string tail = "data: [DONE]\n\n";
@@ -437,10 +464,13 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       ended = true;
       break;
     }
-    // The backend broke mid-stream.
-    last_error = info.name + ": stream broken: " + ec.message();
+    // The backend broke mid-stream, or ended the stream with a failure of its own.
+    last_error = st.retry_error ? info.name + ": error event: " + st.retry_message
+                                : info.name + ": stream broken: " + ec.message();
     pool_->Release(b, Outcome::kFailure, -1, -1, last_error);
     ++failovers_;
+    ++(st.retry_error ? failovers_error_event_ : failovers_stream_broken_);
+    st.retry_error = false;
     ++log->failovers;
     if (st.finished) {  // all text was delivered: only the end marker is missing
       const std::string tail = "data: [DONE]\n\n";
@@ -473,6 +503,8 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     }
     if (!st.token_ids.empty()) {
       cur["continue_token_ids"] = st.token_ids;  // exact: the node appends these ids
+    } else if (done_tokens == 0) {
+      // Nothing generated was forwarded yet: the original request starts over.
     } else if (text_prompt) {
       cur["prompt"] = prompt + st.text;
     } else {
@@ -512,6 +544,18 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
   log->completion_tokens = st.completion_tokens >= 0 ? st.completion_tokens : st.generated();
   out.keep_alive = !client_gone && req.keep_alive();
   co_return out;
+}
+
+std::string Gateway::FailoverMetrics() const {
+  return StrFormat(
+      "# HELP strata_gateway_failovers_by_cause_total Streams continued on another backend, by "
+      "cause: the node's connection broke (stream_broken) or the node ended the stream with an "
+      "error event of its own (error_event: a failed pipeline stage, a stopping node).\n"
+      "# TYPE strata_gateway_failovers_by_cause_total counter\n"
+      "strata_gateway_failovers_by_cause_total{cause=\"stream_broken\"} %llu\n"
+      "strata_gateway_failovers_by_cause_total{cause=\"error_event\"} %llu\n",
+      static_cast<unsigned long long>(failovers_stream_broken_.load()),
+      static_cast<unsigned long long>(failovers_error_event_.load()));
 }
 
 }  // namespace strata::gateway

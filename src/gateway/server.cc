@@ -234,10 +234,13 @@ Task<void> Gateway::Probe(int backend) {
   auto num = [&](const char* k) {
     return j.is_object() && j.contains(k) && j[k].is_number_integer() ? j[k].get<int>() : 0;
   };
-  const bool ok = res.result_int() == 200 && status == "healthy";
+  // A pipeline head whose next stage is down takes no new request (its streams go on).
+  const bool ok = res.result_int() == 200 && status == "healthy" && !PipelineDown(j);
+  pool_->ProbeStages(backend, StagesFromHealth(j));
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
-                     ok ? "" : StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
+                     ok ? "" : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),
+                                         PipelineDown(j) ? " (pipeline stage down)" : ""));
   beast::error_code ignore;
   up.socket().shutdown(tcp::socket::shutdown_both, ignore);
 }

@@ -80,6 +80,7 @@ void PipelineHead::Finish(StepResult r) {
     std::lock_guard<std::mutex> lock(mu_);
     if (r.status.ok()) {
       stats_.steps++;
+      outage_since_ = {};
     } else {
       stats_.failed_steps++;
     }
@@ -88,11 +89,62 @@ void PipelineHead::Finish(StepResult r) {
   cv_.notify_all();
 }
 
+void PipelineHead::FailStep(uint64_t id, Status st, bool stale) {
+  StepResult r;
+  r.id = id;
+  r.status = std::move(st);
+  r.stale = stale;
+  r.pipeline = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (outage_since_ == std::chrono::steady_clock::time_point{}) {
+      outage_since_ = now;
+      stats_.outages++;
+    }
+    last_failure_ = now;
+    r.retry = opts_.grace_ms > 0 && !interrupted_ &&
+              now < outage_since_ + std::chrono::milliseconds(opts_.grace_ms);
+  }
+  Finish(std::move(r));
+}
+
+void PipelineHead::Interrupt() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    interrupted_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool PipelineHead::WaitForPipeline() {
+  using Clock = std::chrono::steady_clock;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (stop_) return false;
+    const bool connected = link_->connected();
+    const auto now = Clock::now();
+    if (outage_since_ == Clock::time_point{}) {
+      if (connected) return true;
+      // The link broke with no step in flight: the outage starts now.
+      outage_since_ = last_failure_ = now;
+      stats_.outages++;
+    }
+    // A connected link during an outage: try again, but not in a tight loop when a later
+    // stage keeps failing the steps at once.
+    if (connected && now >= last_failure_ + std::chrono::milliseconds(100)) return true;
+    if (interrupted_) return connected;
+    if (now >= outage_since_ + std::chrono::milliseconds(opts_.grace_ms)) return connected;
+    cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+}
+
 PipelineHeadStats PipelineHead::stats() const {
   PipelineHeadStats s;
   {
     std::lock_guard<std::mutex> lock(mu_);
     s = stats_;
+    s.degraded = outage_since_ != std::chrono::steady_clock::time_point{};
   }
   s.link = link_->stats();
   return s;
@@ -110,14 +162,15 @@ void PipelineHead::Worker() {
       queue_.pop_front();
     }
     const uint64_t id = step.id;
-    // Fail fast while the next stage is away: no point computing for a dead link.
-    if (!link_->connected()) {
+    // Fail fast while the next stage is away (after waiting for it within the grace period):
+    // no point computing for a dead link.
+    const bool ready = opts_.grace_ms > 0 ? WaitForPipeline() : link_->connected();
+    if (!ready || !link_->connected()) {
       const LinkStats ls = link_->stats();
-      StepResult r;
-      r.id = id;
-      r.status = Errorf("the pipeline is unavailable: %s is down (%s); reconnecting",
-                        link_->where().c_str(), ls.last_error.c_str());
-      Finish(std::move(r));
+      FailStep(id,
+               Errorf("the pipeline is unavailable: %s is down (%s); reconnecting",
+                      link_->where().c_str(), ls.last_error.c_str()),
+               false);
       continue;
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -150,11 +203,14 @@ void PipelineHead::Worker() {
     m.copies = std::move(step.copies);
     m.samples = std::move(step.samples);
     link_->SendForward(m, [this, id](LinkReply reply) {
+      if (!reply.status.ok() && reply.code != ErrorCode::kRequest) {
+        FailStep(id, reply.status, reply.code == ErrorCode::kStale);
+        return;
+      }
       StepResult r;
       r.id = id;
       if (!reply.status.ok()) {
         r.status = reply.status;
-        r.stale = reply.code == ErrorCode::kStale;
       } else if (reply.result.kind != ResultKind::kTokenIds) {
         r.status = Status::Error("the last stage did not return token ids");
       } else {

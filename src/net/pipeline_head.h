@@ -2,8 +2,10 @@
 // locally on a compute thread, sends the hidden states of each step to the next stage over a
 // StageLink and gets the tail's sampled token ids back. Several steps (micro-batches) are in
 // flight at once: while later stages work on one, the head computes the next. When the link
-// fails, the steps in flight fail at once with a clear error and later steps fail until the
-// link has reconnected by itself.
+// fails, the steps in flight fail at once; within the grace period they fail as "retry" (the
+// scheduler replays their sequences) and later steps wait for the link to come back, so a
+// stage restarted in time costs a pause, not the requests. Past it, steps fail until the link
+// has reconnected by itself.
 #pragma once
 
 #include <condition_variable>
@@ -34,11 +36,16 @@ struct PipelineHeadOptions {
   int n_ctx = 4096;
   int threads = 1;
   int depth = 4;               // micro-batches in flight
+  // A failed stage that is back within this long loses no request (they are replayed into
+  // the re-formed pipeline); 0: steps fail as soon as the pipeline does.
+  int grace_ms = 10000;
 };
 
 struct PipelineHeadStats {
   uint64_t steps = 0, failed_steps = 0;
   uint64_t tokens = 0;           // tokens through the head's layers
+  uint64_t outages = 0;          // times the pipeline failed after working
+  bool degraded = false;         // failing now (waiting for a stage to come back)
   double compute_seconds = 0;    // the head's forward passes
   LinkStats link;
 };
@@ -56,6 +63,9 @@ class PipelineHead : public StepBackend {
   void Submit(Step step) override;
   StepResult Next() override;
 
+  // The node is stopping: stop waiting for a failed stage (steps fail at once, no replay).
+  void Interrupt();
+
   PipelineHeadStats stats() const;
   StageLink& link() { return *link_; }
 
@@ -63,6 +73,12 @@ class PipelineHead : public StepBackend {
   PipelineHead(const Model& model, const PipelineHeadOptions& opts);
   void Worker();
   void Finish(StepResult r);
+  // A step failed because of the pipeline: starts (or continues) an outage and marks it for a
+  // replay when the grace period allows.
+  void FailStep(uint64_t id, Status st, bool stale);
+  // Before a step: while the pipeline is failing, waits (at most until the outage's grace
+  // period ends) for the next stage to be connected. False: give up on the step.
+  bool WaitForPipeline();
 
   const Model& model_;
   PipelineHeadOptions opts_;
@@ -74,10 +90,14 @@ class PipelineHead : public StepBackend {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  bool interrupted_ = false;
   std::deque<Step> queue_;                 // submitted, not yet computed
   std::deque<uint64_t> order_;             // submitted, not yet returned by Next()
   std::map<uint64_t, StepResult> done_;    // results waiting for Next()
   PipelineHeadStats stats_;
+  // The current outage: since the first failed step (zero while the pipeline works) and the
+  // latest failure.
+  std::chrono::steady_clock::time_point outage_since_{}, last_failure_{};
   std::thread worker_;
 };
 

@@ -31,6 +31,16 @@ std::string OpenAiFinish(const std::string& reason) {
   return reason == "stop" ? "stop" : "length";  // length, timeout, context
 }
 
+// The error of a generation that ended with finish_reason "error" or "cancelled": a failure of
+// this node (or its pipeline: 502 "pipeline_stage_failed"), never of the request, so the
+// code tells a gateway that another node may serve it.
+ApiError GenerationError(const SchedUpdate& u) {
+  if (u.finish_reason == "cancelled")
+    return MakeError(503, "the server is stopping", "unavailable_error", "server_stopping");
+  const std::string code = u.error_code.empty() ? "internal_error" : u.error_code;
+  return MakeError(code == "pipeline_stage_failed" ? 502 : 500, u.error, "server_error", code);
+}
+
 }  // namespace
 
 bool Server::ModelMatches(const std::string& name) const {
@@ -190,7 +200,10 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
     j["role"] = o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail";
     j["first_layer"] = o_.first_layer;
     j["last_layer"] = o_.last_layer;
-    if (ok && head_) j["next_connected"] = head_->link().connected();
+    if (ok && head_) {
+      j["next_connected"] = head_->link().connected();
+      HeadChain(&j);
+    }
     ::strata::net::LinkStats ls;
     if (ok && stage_ && stage_->next_stats(&ls)) j["next_connected"] = ls.connected;
   }
@@ -198,6 +211,35 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
   if (!ok) headers.emplace_back("Retry-After", "1");
   co_return co_await Send(s, req.version(), req.keep_alive(), ok ? 200 : 503, Dump(j),
                           "application/json", headers);
+}
+
+// The head's view of its pipeline: "pipeline_state" (ok, recovering: a stage failed and the
+// head waits for it within the grace period, down) and "stages" [{layers, addr, state}]: this
+// head, the next stage and, when the next stage does not end the model, the rest behind it.
+void Server::HeadChain(json* j) const {
+  const ::strata::net::PipelineHeadStats hs = head_->stats();
+  const bool up = hs.link.connected;
+  (*j)["pipeline_state"] = !up ? "down" : hs.degraded ? "recovering" : "ok";
+  json stages = json::array();
+  stages.push_back({{"layers", StrFormat("%d-%d", o_.first_layer, o_.last_layer)},
+                    {"addr", StrFormat("%s:%d", o_.host.c_str(), o_.port)},
+                    {"state", "up"}});
+  const ::strata::net::StageInfo peer = head_->link().peer();
+  const std::string next_addr = StrFormat("%s:%d", o_.next_host.c_str(), o_.next_port);
+  if (peer.last > peer.first) {
+    stages.push_back({{"layers", StrFormat("%u-%u", peer.first, peer.last - 1)},
+                      {"addr", next_addr},
+                      {"state", up ? "up" : "down"}});
+    if (peer.last < peer.n_layers)
+      stages.push_back({{"layers", StrFormat("%u-%u", peer.last, peer.n_layers - 1)},
+                        {"addr", ""},
+                        {"state", up ? "unknown" : "down"}});
+  } else {  // never connected: its range is not known yet
+    stages.push_back({{"layers", StrFormat("%d-", o_.last_layer + 1)},
+                      {"addr", next_addr},
+                      {"state", "down"}});
+  }
+  (*j)["stages"] = std::move(stages);
 }
 
 Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
@@ -316,12 +358,8 @@ Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buf
   }
   co_await StopWatch(&s.socket(), pipe.get(), buf);
   if (pipe->disconnected) co_return false;
-  if (last.finish_reason == "error") {
-    err = MakeError(500, last.error, "server_error");
-    co_return co_await SendError(s, req, err, plain);
-  }
-  if (last.finish_reason == "cancelled") {
-    err = MakeError(503, "the server is stopping", "unavailable_error");
+  if (last.finish_reason == "error" || last.finish_reason == "cancelled") {
+    err = GenerationError(last);
     co_return co_await SendError(s, req, err, plain);
   }
   Usage usage{last.n_prompt, last.n_generated};
@@ -468,11 +506,7 @@ Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffe
       if (!u.done) continue;
       done = true;
       if (failed) {
-        json e = json::parse(ErrorJson(
-            MakeError(u.finish_reason == "error" ? 500 : 503,
-                      u.finish_reason == "error" ? u.error : "the server is stopping",
-                      u.finish_reason == "error" ? "server_error" : "unavailable_error")));
-        out += SseEvent(e);
+        out += SseEvent(json::parse(ErrorJson(GenerationError(u))));
       } else {
         emit_finish(u.text, OpenAiFinish(u.finish_reason));
         if (g.include_usage)

@@ -54,6 +54,23 @@ std::string Server::PipelineMetrics() const {
     compute = s.compute_seconds;
     Gauge(&out, "strata_stage_steps_failed_total", "counter", "Pipeline steps that failed.",
           static_cast<double>(s.failed_steps));
+    Gauge(&out, "strata_pipeline_outages_total", "counter",
+          "Times the pipeline failed under requests (a stage died or became unreachable).",
+          static_cast<double>(s.outages));
+    Gauge(&out, "strata_pipeline_recovering", "gauge",
+          "1 while the head waits for a failed stage to come back (within the grace period).",
+          s.degraded ? 1 : 0);
+    if (sched_ != nullptr) {
+      const SchedulerStats ss = sched_->stats();
+      Gauge(&out, "strata_pipeline_replays_total", "counter",
+            "Sequences replayed (prompt and generated ids) into a re-formed pipeline.",
+            static_cast<double>(ss.replays));
+      Gauge(&out, "strata_pipeline_replayed_tokens_total", "counter",
+            "Tokens re-evaluated by the replays.", static_cast<double>(ss.replayed_tokens));
+      Gauge(&out, "strata_pipeline_replay_seconds_total", "counter",
+            "Time from a sequence's failure to its next token after the replay, summed.",
+            ss.replay_seconds);
+    }
     LinkMetrics(&out, s.link, tokens);
   } else if (stage_ != nullptr) {
     const ::strata::net::StageStats s = stage_->stats();

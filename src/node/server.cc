@@ -48,6 +48,7 @@ Server::Server(const NodeOptions& o) : o_(o) {
 
 Server::~Server() {
   if (loader_.joinable()) loader_.join();
+  if (head_) head_->Interrupt();  // no waiting for a failed stage while stopping
   if (sched_) sched_->Stop();
   if (stage_) stage_->Stop();
 }
@@ -112,6 +113,7 @@ void Server::Load() {
       ho.n_ctx = o_.ctx;
       ho.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
       ho.depth = o_.micro_batches;
+      ho.grace_ms = o_.stage_grace_ms;
       auto h = ::strata::net::PipelineHead::Start(*model_, ho);
       if (!h.ok()) {
         load_error_ = h.status().message();
@@ -192,6 +194,7 @@ Status Server::Run() {
   ::strata::http::RunThreads(ioc_, o_.http_threads);
   if (loader_.joinable()) loader_.join();
   // Finish the requests still running (their callbacks post to the stopped loop, harmlessly).
+  if (head_) head_->Interrupt();  // no waiting for a failed stage while stopping
   if (sched_) sched_->Stop();
   if (stage_) stage_->Stop();
   if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");

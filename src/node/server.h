@@ -45,6 +45,9 @@ struct NodeOptions {
   std::string cluster_secret;
   std::string activations = "f32";  // or "q8": activations between stages
   int micro_batches = 4;            // head: steps in flight through the pipeline
+  // Head: a stage that dies and is back within this long loses no request (they are replayed
+  // into the re-formed pipeline); past it they fail. 0: fail as soon as the pipeline does.
+  int stage_grace_ms = 10000;
 };
 
 // Listens, loads the model in the background (GET /health answers 503 "loading" meanwhile)

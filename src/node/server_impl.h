@@ -104,6 +104,7 @@ class Server : public ::strata::http::Handler {
   std::optional<ApiError> CheckHeaders(const Request& req) const;
   Task<bool> Handle(ClientStream& s, const Request& req, beast::flat_buffer* buf);
   Task<bool> Health(ClientStream& s, const Request& req);
+  void HeadChain(nlohmann::json* j) const;  // the head's /health view of its pipeline
   Task<bool> Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                       Endpoint ep);
   Task<bool> Stream(ClientStream& s, const Request& req, beast::flat_buffer* buf,

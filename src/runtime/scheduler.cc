@@ -178,6 +178,11 @@ int Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
   s.continued_text.clear();
   s.need_reset = true;  // the backend's sampler for this slot starts over with the prompt
   s.restarts = 0;
+  s.feed = prompt;
+  s.n_own = prompt.size() - static_cast<size_t>(req->params_.n_continued);
+  s.n_skip = req->params_.n_continued;
+  s.generated.clear();
+  s.replay_since = {};
   s.decoder = std::make_unique<StreamDecoder>(tok_);
   s.last_used = ++use_clock_;
   s.req = std::move(req);
@@ -246,11 +251,13 @@ bool Scheduler::TakeText(Slot& s, const std::vector<std::string>& stop, bool fin
   return false;
 }
 
-void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& error) {
+void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& error,
+                       const std::string& error_code) {
   SchedUpdate u;
   u.done = true;
   u.finish_reason = reason;
   u.error = error;
+  u.error_code = error_code;
   u.n_prompt = PromptTokens(s.req->params_);
   u.n_cached = s.n_cached;
   u.n_generated = s.n_generated;
@@ -272,6 +279,9 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
   s.req.reset();
   s.decoder.reset();
   s.held.clear();
+  s.feed.clear();
+  s.generated.clear();
+  s.replay_since = {};
   s.pending = -1;
   s.last_used = ++use_clock_;
   {
@@ -287,9 +297,15 @@ void Scheduler::OnToken(Slot& s, int32_t id) {
   const Tokenizer& tok = tok_;
   const SchedRequestParams& p = s.req->params_;
   s.n_generated++;
+  s.generated.push_back(id);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.generated_tokens++;
+    if (s.replay_since != std::chrono::steady_clock::time_point{}) {
+      stats_.replay_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - s.replay_since).count();
+      s.replay_since = {};
+    }
   }
   SchedUpdate u;
   u.token = id;
@@ -405,8 +421,7 @@ void Scheduler::Loop() {
       } else if (s.req->params_.deadline != std::chrono::steady_clock::time_point{} &&
                  now >= s.req->params_.deadline) {
         Finish(s, "timeout");
-      } else if (s.req->params_.max_tokens <= 0 &&
-                 s.n_prompt_done == s.req->params_.prompt.size()) {
+      } else if (s.req->params_.max_tokens <= 0 && s.n_prompt_done == s.feed.size()) {
         Finish(s, "length");
       }
     }
@@ -432,9 +447,8 @@ bool Scheduler::SubmitStep(int max_seqs) {
     if (s.need_reset) {
       sp.reset = true;
       sp.params = s.req->params_.sampler;
-      sp.accept = s.req->params_.prompt;
-      if (s.req->params_.n_continued > 0)
-        sp.accept.push_back(SkipSamplesEntry(s.req->params_.n_continued));
+      sp.accept = s.feed;
+      if (s.n_skip > 0) sp.accept.push_back(SkipSamplesEntry(s.n_skip));
       s.need_reset = false;
     }
     return sp;
@@ -453,14 +467,14 @@ bool Scheduler::SubmitStep(int max_seqs) {
   for (int i = 0; i < n_slots() && budget > 0 && static_cast<int>(f.slots.size()) < max_seqs; ++i) {
     Slot& s = slots_[static_cast<size_t>(i)];
     if (!s.req || s.in_flight || s.pending >= 0) continue;
-    const std::vector<int32_t>& prompt = s.req->params_.prompt;
+    const std::vector<int32_t>& prompt = s.feed;
     const size_t left = prompt.size() - s.n_prompt_done;
     if (left == 0) continue;
     size_t m = std::min(left, static_cast<size_t>(budget));
     // Continued tokens were generated one per step: evaluate them the same way (a prompt
     // chunk's rows can round differently from single-token steps, and a seeded continuation
     // must see the undisturbed run's exact logits).
-    const size_t own = prompt.size() - static_cast<size_t>(s.req->params_.n_continued);
+    const size_t own = s.n_own;
     if (s.n_prompt_done >= own) {
       m = 1;
     } else {
@@ -514,6 +528,10 @@ void Scheduler::Complete(const StepResult& r) {
       s.tokens.clear();
       s.copies.clear();
       if (!s.req) continue;
+      if (r.retry && !s.req->cancelled()) {
+        StartReplay(s);
+        continue;
+      }
       if (r.stale && s.n_generated == 0 && s.restarts < 2 && !s.req->cancelled()) {
         // Nothing was sent to the client yet: run the prompt again from position 0.
         s.restarts++;
@@ -525,7 +543,7 @@ void Scheduler::Complete(const StepResult& r) {
         stats_.reprefills++;
         continue;
       }
-      Finish(s, "error", st.message());
+      Finish(s, "error", st.message(), r.pipeline ? "pipeline_stage_failed" : "internal_error");
     }
     return;
   }
@@ -549,6 +567,25 @@ void Scheduler::Complete(const StepResult& r) {
     if (!s.req) continue;
     OnToken(s, r.tokens[k]);
   }
+}
+
+void Scheduler::StartReplay(Slot& s) {
+  // The generated ids (the pending one included) become part of what is evaluated: the
+  // sampler is reset with all of them accepted and skips their draws, so the next token is
+  // the undisturbed run's. Text and stop-string state stay as they are: nothing is re-sent.
+  const SchedRequestParams& p = s.req->params_;
+  s.feed = p.prompt;
+  s.feed.insert(s.feed.end(), s.generated.begin(), s.generated.end());
+  s.n_own = p.prompt.size() - static_cast<size_t>(p.n_continued);
+  s.n_skip = p.n_continued + static_cast<int>(s.generated.size());
+  s.n_prompt_done = 0;
+  s.pending = -1;
+  s.need_reset = true;
+  if (s.replay_since == std::chrono::steady_clock::time_point{})
+    s.replay_since = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.replays++;
+  stats_.replayed_tokens += s.feed.size();
 }
 
 void Scheduler::UpdateGauges() {

@@ -67,6 +67,10 @@ struct SchedUpdate {
   // the context is full), "cancelled", "timeout" or "error" (see `error`).
   std::string finish_reason;
   std::string error;
+  // When finish_reason is "error": a machine-readable code. "pipeline_stage_failed" (a stage
+  // of the pipeline died and did not come back in time) and "internal_error" are failures of
+  // the node, not of the request: another node may serve it.
+  std::string error_code;
 };
 
 // Handle of a submitted request; Cancel() may be called from any thread. The loop notices
@@ -106,6 +110,9 @@ struct SchedulerStats {
   uint64_t steps = 0;           // model steps (micro-batches) completed
   uint64_t step_errors = 0;     // steps that failed
   uint64_t reprefills = 0;      // requests re-run from position 0 after a stage lost its KV
+  uint64_t replays = 0;         // sequences replayed into a re-formed pipeline (prompt + output)
+  uint64_t replayed_tokens = 0;  // tokens re-evaluated by those replays
+  double replay_seconds = 0;    // from a sequence's failure to its next token, summed
   uint64_t requests_done = 0;
 };
 
@@ -151,6 +158,15 @@ class Scheduler {
     bool in_flight = false;             // part of a submitted step
     bool need_reset = false;            // the next sampled row starts the request's sampler
     int restarts = 0;                   // re-prefills after a stage lost its KV
+    // What to evaluate before the next sample: the prompt, or after a failure of the pipeline
+    // the prompt plus every id generated so far (a replay). The first n_own tokens may be
+    // evaluated in chunks; the rest one per step, as they were generated. After a reset the
+    // sampler skips n_skip samples (continued and replayed ids).
+    std::vector<int32_t> feed;
+    size_t n_own = 0;
+    int n_skip = 0;
+    std::vector<int32_t> generated;     // ids sampled for the request, in order
+    std::chrono::steady_clock::time_point replay_since{};  // set while a replay runs
     std::vector<KvCopy> copies;         // KV copies to send with the slot's next step
     std::unique_ptr<StreamDecoder> decoder;
     std::string held;                   // text held back (could start a stop string)
@@ -165,7 +181,10 @@ class Scheduler {
   void UpdateGauges();  // kv_used into stats_
   int Admit(std::shared_ptr<SchedRequest> req);  // into a free slot (one exists); its index
   int PickSlot(const std::vector<int32_t>& prompt, int* common) const;
-  void Finish(Slot& s, const std::string& reason, const std::string& error = {});
+  void Finish(Slot& s, const std::string& reason, const std::string& error = {},
+              const std::string& error_code = {});
+  // The pipeline failed under slot s: re-run its prompt and generated ids from position 0.
+  void StartReplay(Slot& s);
   // Sends a request's final update and releases its callback (see scheduler.cc).
   static void DeliverFinal(SchedRequest& r, const SchedUpdate& u);
   // Runs the continued tokens of the request just admitted into s through the decoder and

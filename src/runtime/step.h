@@ -52,6 +52,11 @@ struct StepResult {
   // The failure means some stage lacks KV positions the batch continues (it restarted and
   // lost its cache): re-running the affected sequences from position 0 fixes it.
   bool stale = false;
+  // The failure is the pipeline's (a stage died, or is unreachable), not the request's.
+  bool pipeline = false;
+  // The pipeline may come back within the backend's grace period: re-running the affected
+  // sequences from position 0 with what they generated so far continues them unchanged.
+  bool retry = false;
   std::vector<int32_t> tokens;  // one sampled id per flagged token
 };
 

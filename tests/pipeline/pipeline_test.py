@@ -255,7 +255,9 @@ def main():
         mid = Node(a.strata, model, "--layers", "2-3", "--stage-port", str(mid_port),
                    "--next", f"127.0.0.1:{tail_port}")
         nodes.append(mid)
-        head = Node(a.strata, model, "--layers", "0-1", "--next", f"127.0.0.1:{mid_port}")
+        # Grace 0: requests fail as soon as a stage does (no replay; see tests/failover).
+        head = Node(a.strata, model, "--layers", "0-1", "--next", f"127.0.0.1:{mid_port}",
+                    "--stage-grace-ms", "0")
         nodes.append(head)
         check_pipeline("3 stages", head, ref)
 
