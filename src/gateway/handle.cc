@@ -175,7 +175,8 @@ std::optional<Reply> Gateway::Limit(Call& c) {
   if (c.is_gen) {
     int64_t max_tokens = 256;
     for (const char* f : {"max_tokens", "max_completion_tokens", "max_length"})
-      if (c.body.contains(f) && c.body[f].is_number_integer()) max_tokens = c.body[f].get<int64_t>();
+      if (c.body.contains(f) && c.body[f].is_number_integer())
+        max_tokens = c.body[f].get<int64_t>();
     c.estimate = static_cast<int64_t>(c.req.body().size() / 4) + std::max<int64_t>(0, max_tokens);
   }
   const RateDecision d = limiter_.Acquire(key.key, c.limits, c.estimate);

@@ -107,7 +107,8 @@ void Gateway::ReloadOnHangup() {
     if (st.ok())
       std::fprintf(stderr, "strata gateway: TLS certificate and key reloaded\n");
     else
-      std::fprintf(stderr, "strata gateway: TLS reload failed, keeping the previous certificate: %s\n",
+      std::fprintf(stderr,
+                   "strata gateway: TLS reload failed, keeping the previous certificate: %s\n",
                    st.message().c_str());
     ReloadOnHangup();
   });

@@ -7,6 +7,7 @@
 
 #include "http/prom.h"
 #include "http/server.h"
+#include "http/tls.h"
 
 namespace strata::http {
 namespace {
@@ -48,6 +49,13 @@ TEST(Prom, HistogramIsCumulative) {
   PromMetric("z", "gauge", "A gauge.", 0.25, &m);
   EXPECT_EQ(m, "# HELP z A gauge.\n# TYPE z gauge\nz 0.25\n");
   EXPECT_EQ(PromEscape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
+
+TEST(Tls, MissingFilesAreNamed) {
+  auto ctx = MakeServerTls("/nonexistent/cert.pem", "/nonexistent/key.pem");
+  ASSERT_FALSE(ctx.ok());
+  EXPECT_NE(ctx.status().message().find("/nonexistent/cert.pem"), std::string::npos)
+      << ctx.status().message();
 }
 
 // Answers 200 "ok:<body>"; rejects requests without "X-Key: k" after their headers (401).

@@ -96,7 +96,8 @@ std::optional<::strata::http::Reply> Server::OnHeaders(const Request& req, const
   auto err = CheckHeaders(req);
   if (!err || err->status != 401) return std::nullopt;  // the others are answered after it
   metrics_.CountHttp(err->status);
-  const bool plain = PathOf(std::string_view(req.target().data(), req.target().size())) == "/inference";
+  const std::string_view target(req.target().data(), req.target().size());
+  const bool plain = PathOf(target) == "/inference";
   return ErrorReply(*err, plain);
 }
 

@@ -48,17 +48,27 @@ std::string Metrics::Render(const SchedulerStats* st, const std::string& model_p
   metric("strata_requests_running", "gauge", "Requests holding a sequence slot.", s.running);
   metric("strata_requests_waiting", "gauge", "Requests queued for a slot.", s.waiting);
   metric("strata_slots_total", "gauge", "Sequence slots (--parallel).", s.slots_total);
-  metric("strata_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", static_cast<double>(s.prompt_tokens));
-  metric("strata_prompt_tokens_cached_total", "counter", "Prompt tokens whose KV came from the prompt cache.", static_cast<double>(s.cached_tokens));
-  metric("strata_generation_tokens_total", "counter", "Generated (sampled) tokens.", static_cast<double>(s.generated_tokens));
-  metric("strata_evaluated_tokens_total", "counter", "Tokens run through the model.", static_cast<double>(s.evaluated_tokens));
-  metric("strata_batch_steps_total", "counter", "Batched forward steps.", static_cast<double>(s.steps));
-  metric("strata_requests_finished_total", "counter", "Requests finished (any reason).", static_cast<double>(s.requests_done));
+  metric("strata_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.",
+         static_cast<double>(s.prompt_tokens));
+  metric("strata_prompt_tokens_cached_total", "counter",
+         "Prompt tokens whose KV came from the prompt cache.",
+         static_cast<double>(s.cached_tokens));
+  metric("strata_generation_tokens_total", "counter", "Generated (sampled) tokens.",
+         static_cast<double>(s.generated_tokens));
+  metric("strata_evaluated_tokens_total", "counter", "Tokens run through the model.",
+         static_cast<double>(s.evaluated_tokens));
+  metric("strata_batch_steps_total", "counter", "Batched forward steps.",
+         static_cast<double>(s.steps));
+  metric("strata_requests_finished_total", "counter", "Requests finished (any reason).",
+         static_cast<double>(s.requests_done));
   metric("strata_kv_cache_used_tokens", "gauge", "KV cache positions in use.", s.kv_used);
-  metric("strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.", s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
+  metric("strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.",
+         s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    metric("strata_requests_rejected_total", "counter", "Requests refused with 503 because the wait queue was full.", static_cast<double>(rejected_));
+    metric("strata_requests_rejected_total", "counter",
+           "Requests refused with 503 because the wait queue was full.",
+           static_cast<double>(rejected_));
     out += "# HELP strata_http_responses_total HTTP responses by status code.\n"
            "# TYPE strata_http_responses_total counter\n";
     for (const auto& [code, n] : http_)
@@ -72,11 +82,14 @@ std::string Metrics::Render(const SchedulerStats* st, const std::string& model_p
     itl_.Render("strata_inter_token_latency_seconds", "", &out);
   }
   metric("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessCpuSeconds());
-  metric("process_resident_memory_bytes", "gauge", "Resident set size.", static_cast<double>(CurrentRssBytes()));
+  metric("process_resident_memory_bytes", "gauge", "Resident set size.",
+         static_cast<double>(CurrentRssBytes()));
   struct stat sb {};
   if (!model_path.empty() && stat(model_path.c_str(), &sb) == 0) {
-    metric("strata_model_file_bytes", "gauge", "Size of the model file.", static_cast<double>(sb.st_size));
-    metric("strata_model_disk_usage_bytes", "gauge", "Disk blocks used by the model file.", static_cast<double>(sb.st_blocks) * 512.0);
+    metric("strata_model_file_bytes", "gauge", "Size of the model file.",
+           static_cast<double>(sb.st_size));
+    metric("strata_model_disk_usage_bytes", "gauge", "Disk blocks used by the model file.",
+           static_cast<double>(sb.st_blocks) * 512.0);
   }
   return out;
 }
