@@ -23,6 +23,7 @@
 #include "gateway/backend.h"
 #include "gateway/cache.h"
 #include "gateway/ratelimit.h"
+#include "gateway/upstream_pool.h"
 
 namespace strata::gateway {
 
@@ -44,6 +45,11 @@ class ClientStream {
   virtual Task<bool> WriteHeader(http::response_serializer<http::empty_body>& sr) = 0;
   virtual Task<bool> WriteChunk(std::string_view data) = 0;  // one HTTP chunk
   virtual Task<bool> WriteLastChunk() = 0;
+  // Watches the connection while a request is proxied and nothing is read from or written to
+  // it: `on_close` runs (on the connection's executor) if the client closes or resets it. The
+  // watch ends when the returned object is destroyed. Implemented on the TCP socket beneath
+  // (plain or TLS alike) by WatchForClose (upstream_pool.h).
+  virtual std::unique_ptr<ClientWatch> Watch(std::function<void()> on_close) = 0;
 };
 
 // What one request did, for the access log and the metrics.
@@ -120,6 +126,7 @@ class Gateway {
   net::io_context ioc_;
   std::unique_ptr<ssl::context> tls_;
   std::unique_ptr<BackendPool> pool_;
+  std::unique_ptr<UpstreamPool> upstream_;  // keep-alive connections to the backends
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<ResponseCache> cache_;
   RateLimiter limiter_;

@@ -50,6 +50,9 @@ class ClientStreamImpl : public ClientStream {
                               net::redirect_error(net::use_awaitable, ec));
     co_return !ec;
   }
+  std::unique_ptr<ClientWatch> Watch(std::function<void()> on_close) override {
+    return WatchForClose(beast::get_lowest_layer(s_).socket(), std::move(on_close));
+  }
 
  private:
   Stream& s_;
@@ -109,6 +112,9 @@ Gateway::Gateway(const cluster::ClusterConfig& config) : config_(config) {
   }
   const auto& g = config_.gateway;
   pool_ = std::make_unique<BackendPool>(std::move(infos), g.routing, g.health, g.circuit);
+  upstream_ = std::make_unique<UpstreamPool>(
+      pool_->size(), UpstreamPool::Options{g.upstream.max_idle_per_backend,
+                                           g.upstream.idle_timeout_ms});
   admission_ = std::make_unique<Admission>(g.admission.max_concurrent, g.admission.max_queue,
                                            std::chrono::milliseconds(g.admission.queue_timeout_ms));
 }
@@ -127,6 +133,8 @@ Status Gateway::Run() {
     co.max_bytes = static_cast<size_t>(g.cache.max_bytes);
     co.ttl_s = g.cache.ttl_s;
     co.redis_url = g.cache.redis_url;
+    co.redis_password = g.cache.redis_password;
+    co.hmac_key = g.cache.hmac_key;
     co.redis_prefix = g.cache.redis_prefix;
     co.redis_timeout_ms = g.cache.redis_timeout_ms;
     co.redis_retry_ms = g.cache.redis_retry_ms;
@@ -507,7 +515,9 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
   // The response cache.
   std::string cache_key;
   if (cache_ && is_gen && IsDeterministic(body, 0.8)) {
-    cache_key = CacheKey(path, body);
+    // Per tenant unless the key shares; per served model (configured path and name).
+    cache_key = CacheKey(path, body, key && !key->shared_cache ? key->key : std::string(),
+                         config_.model.path + "|" + config_.model.name);
     if (auto hit = cache_->Get(cache_key)) {
       log.cache = "HIT";
       Reply r;
@@ -545,6 +555,7 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
 void Gateway::CachePut(const std::string& key, int status, const std::string& content_type,
                        const std::string& body) {
   if (!cache_ || key.empty() || status < 200 || status >= 300) return;
+  if (!CacheableContentType(content_type)) return;
   CachedResponse c;
   c.status = status;
   c.content_type = content_type;
@@ -666,6 +677,14 @@ std::string Gateway::RenderMetrics() {
       static_cast<unsigned long long>(retries_.load()),
       static_cast<unsigned long long>(failovers_.load()),
       static_cast<unsigned long long>(rejected_.load()));
+  o += StrFormat(
+      "# HELP strata_gateway_upstream_idle_connections Idle keep-alive connections to backends.\n"
+      "# TYPE strata_gateway_upstream_idle_connections gauge\n"
+      "strata_gateway_upstream_idle_connections %zu\n"
+      "# HELP strata_gateway_upstream_reused_total Requests sent on a pooled connection.\n"
+      "# TYPE strata_gateway_upstream_reused_total counter\n"
+      "strata_gateway_upstream_reused_total %llu\n",
+      upstream_->idle_total(), static_cast<unsigned long long>(upstream_->reused()));
   if (cache_) {
     const CacheStats st = cache_->stats();
     const double total = static_cast<double>(st.hits + st.misses);
@@ -690,6 +709,7 @@ Task<void> Gateway::ProbeLoop(int backend) {
   net::steady_timer timer(co_await net::this_coro::executor);
   for (;;) {
     co_await Probe(backend);
+    if (backend == 0) upstream_->Expire();
     timer.expires_after(std::chrono::milliseconds(config_.gateway.health.interval_ms));
     beast::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
@@ -718,6 +738,8 @@ Task<void> Gateway::Probe(int backend) {
   if (!ec) {
     Request req{http::verb::get, "/health", 11};
     req.set(http::field::host, info.host);
+    if (!config_.gateway.node_api_key.empty())
+      req.set(http::field::authorization, "Bearer " + config_.gateway.node_api_key);
     req.keep_alive(false);
     co_await http::async_write(up, req, net::redirect_error(net::use_awaitable, ec));
   }
@@ -726,6 +748,7 @@ Task<void> Gateway::Probe(int backend) {
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (ec) {
     pool_->ProbeResult(backend, false, false, ms, 0, 0, 0, "probe: " + ec.message());
+    if (!LocalResourceError(ec)) upstream_->Drop(backend);
     co_return;
   }
   const json j = json::parse(res.body(), nullptr, false);
@@ -735,6 +758,7 @@ Task<void> Gateway::Probe(int backend) {
     return j.is_object() && j.contains(k) && j[k].is_number_integer() ? j[k].get<int>() : 0;
   };
   const bool ok = res.result_int() == 200 && status == "healthy";
+  if (!ok) upstream_->Drop(backend);
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
                      ok ? "" : StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
