@@ -533,13 +533,13 @@ namespace {
 std::string HexHmac(const std::string& key, std::string_view redis_key, std::string_view value) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC_CTX* ctx = HMAC_CTX_new();
-  HMAC_Init_ex(ctx, key.data(), static_cast<int>(key.size()), EVP_sha256(), nullptr);
-  HMAC_Update(ctx, reinterpret_cast<const unsigned char*>(redis_key.data()), redis_key.size());
-  HMAC_Update(ctx, reinterpret_cast<const unsigned char*>("\n"), 1);
-  HMAC_Update(ctx, reinterpret_cast<const unsigned char*>(value.data()), value.size());
-  HMAC_Final(ctx, md, &len);
-  HMAC_CTX_free(ctx);
+  std::string msg;
+  msg.reserve(redis_key.size() + 1 + value.size());
+  msg.append(redis_key.data(), redis_key.size());
+  msg += '\n';
+  msg.append(value.data(), value.size());
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), md, &len);
   static const char kHex[] = "0123456789abcdef";
   std::string hex;
   for (unsigned int i = 0; i < len; ++i) {

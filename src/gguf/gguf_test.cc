@@ -785,7 +785,7 @@ TEST(GgufHostile, SparseFileWithHugeCounts) {
     const char* error;
   };
   Raw strings;
-  strings.Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(1ull << 31);
+  strings.Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(1ull << 30);
   Raw kvs;
   kvs.Header(0, 1ull << 30);
   Raw tensors;
