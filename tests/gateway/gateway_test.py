@@ -536,8 +536,11 @@ def test_redis_cache_outage(a, work, node_list, gws):
     redis = start_redis(rport)
     try:
         check(wait_for(lambda: _alive(rport), 10), "redis-server started")
+        # The gateways share the key sealing the Redis entries (else each uses its own).
+        with open(os.path.join(work, "cache.key"), "w") as f:
+            f.write("cache-hmac-key-0123456789abcdef\n")
         cache = (f"cache: {{redis_url: 'redis://127.0.0.1:{rport}', ttl_s: 60, "
-                 "redis_timeout_ms: 200, redis_retry_ms: 300}")
+                 "redis_timeout_ms: 200, redis_retry_ms: 300, hmac_key_file: cache.key}")
         g1 = start_gateway(a.strata, work, "redis1", node_list, HEALTH + cache)
         g2 = start_gateway(a.strata, work, "redis2", node_list, HEALTH + cache)
         gws += [g1, g2]
