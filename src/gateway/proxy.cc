@@ -383,7 +383,7 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     h.emplace_back("X-Strata-Backend", info.name);
     out.status = status;
     out.content_type = ctype;
-    CachePut(cache_key, status, ctype, rbody);
+    co_await CachePut(cache_key, status, ctype, rbody);
     Reply reply{status, std::move(rbody), ctype, std::move(h)};
     out.keep_alive = co_await Send(s, req, std::move(reply), log);
     co_return out;
@@ -616,7 +616,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     client_gone = !co_await s.WriteChunk(tail);
   }
   if (ended && st.done && !st.error_event && log->failovers == 0 && !client_gone)
-    CachePut(cache_key, 200, out.content_type, out.body);
+    co_await CachePut(cache_key, 200, out.content_type, out.body);
   if (!client_gone && header_sent) client_gone = !co_await s.WriteLastChunk();
   log->prompt_tokens = st.prompt_tokens;
   log->completion_tokens = st.completion_tokens;

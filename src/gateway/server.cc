@@ -141,6 +141,7 @@ Status Gateway::Run() {
     auto c = MakeResponseCache(co);
     if (!c.ok()) return c.status().With("gateway.cache");
     cache_ = std::move(c).value();
+    if (cache_->backend() == "redis") cache_io_ = std::make_unique<net::thread_pool>(2);
   }
   if (!g.tls_cert.empty()) {
     tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
@@ -518,7 +519,7 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
     // Per tenant unless the key shares; per served model (configured path and name).
     cache_key = CacheKey(path, body, key && !key->shared_cache ? key->key : std::string(),
                          config_.model.path + "|" + config_.model.name);
-    if (auto hit = cache_->Get(cache_key)) {
+    if (auto hit = co_await CacheGet(cache_key)) {
       log.cache = "HIT";
       Reply r;
       r.status = hit->status;
@@ -552,15 +553,39 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
   co_return finish(r.keep_alive);
 }
 
-void Gateway::CachePut(const std::string& key, int status, const std::string& content_type,
-                       const std::string& body) {
-  if (!cache_ || key.empty() || status < 200 || status >= 300) return;
-  if (!CacheableContentType(content_type)) return;
+namespace {
+// Coroutines run on the cache's thread pool (free functions with by-value parameters: GCC 12
+// mishandles lambda coroutines with captures).
+Task<void> PutOn(ResponseCache* cache, std::string key, CachedResponse c) {
+  cache->Put(key, c);
+  co_return;
+}
+Task<std::optional<CachedResponse>> GetOn(ResponseCache* cache, std::string key) {
+  co_return cache->Get(key);
+}
+}  // namespace
+
+Task<void> Gateway::CachePut(const std::string& key, int status, const std::string& content_type,
+                             const std::string& body) {
+  if (!cache_ || key.empty() || status < 200 || status >= 300) co_return;
+  if (!CacheableContentType(content_type)) co_return;
   CachedResponse c;
   c.status = status;
   c.content_type = content_type;
   c.body = body;
-  cache_->Put(key, c);
+  if (!cache_io_) {
+    cache_->Put(key, c);
+    co_return;
+  }
+  co_await net::co_spawn(cache_io_->get_executor(), PutOn(cache_.get(), key, std::move(c)),
+                         net::use_awaitable);
+}
+
+Task<std::optional<CachedResponse>> Gateway::CacheGet(const std::string& key) {
+  if (!cache_io_) co_return cache_->Get(key);
+  std::optional<CachedResponse> r = co_await net::co_spawn(
+      cache_io_->get_executor(), GetOn(cache_.get(), key), net::use_awaitable);
+  co_return r;
 }
 
 // ---- observability ----
