@@ -3,7 +3,7 @@
 # `strata gateway` (threads, RSS, descriptors sampled from /proc), and the latency the gateway
 # adds over calling the node directly (interleaved sequential requests, median difference).
 #
-#   bench/gateway_bench.sh [STRATA_BIN] [N_STREAMS] [N_PAIRS]
+#   bench/gateway_bench.sh [STRATA_BIN] [N_STREAMS] [N_PAIRS]     (N_STREAMS 0: latency only)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STRATA="${1:-$ROOT/build/strata}"
@@ -34,9 +34,11 @@ GW_PID=$!
 wait_http "http://127.0.0.1:$NODE_PORT/health"
 wait_http "http://127.0.0.1:$GW_PORT/ready"
 
-echo "== $N concurrent streaming requests through the gateway"
-python3 "$ROOT/bench/gateway_load.py" stream --url "http://127.0.0.1:$GW_PORT" -n "$N" \
-  --max-tokens 4 --pid "$GW_PID" --unique
+if [ "$N" -gt 0 ]; then  # N_STREAMS 0: only the added latency
+  echo "== $N concurrent streaming requests through the gateway"
+  python3 "$ROOT/bench/gateway_load.py" stream --url "http://127.0.0.1:$GW_PORT" -n "$N" \
+    --max-tokens 4 --pid "$GW_PID" --unique
+fi
 echo "== latency added by the gateway: $PAIRS interleaved pairs (gateway vs node)"
 python3 "$ROOT/bench/gateway_load.py" overhead --url-a "http://127.0.0.1:$GW_PORT" \
   --url-b "http://127.0.0.1:$NODE_PORT" -m "$PAIRS"

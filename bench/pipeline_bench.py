@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 
-SECRET = "pipeline-bench-secret"
+SECRET = "pipeline-bench-secret-0123456789abcdef"  # >= 32 bytes
 PROMPTS = [
     "Explain how a suspension bridge carries its load.",
     "Write a short poem about copper lanterns at night.",
@@ -146,14 +146,15 @@ class Stage:
                "--parallel", str(args.parallel), "--threads", str(args.threads),
                "--ctx", str(args.ctx)]
         if not (first == 0 and last == args.n_layers - 1):
-            cmd += ["--layers", f"{first}-{last}", "--cluster-secret", SECRET,
-                    "--activations", activations]
+            cmd += ["--layers", f"{first}-{last}", "--activations", activations]
         if self.stage_port:
             cmd += ["--stage-port", str(self.stage_port)]
         if next_port:
             cmd += ["--next", f"127.0.0.1:{next_port}"]
         self.layers = f"{first}-{last}"
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        # The secret from the environment, not the command line (visible in ps).
+        env = dict(os.environ, STRATA_CLUSTER_SECRET=SECRET)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout=600):
         t0 = time.time()

@@ -19,6 +19,7 @@ struct NodeArgs {
   node::NodeOptions o;
   std::string layers, next;
   std::string config, name;
+  std::string api_key_file, secret_file;
   // Options given on the command line (they override the config file).
   CLI::Option *model = nullptr, *host = nullptr, *port = nullptr, *parallel = nullptr,
               *ctx = nullptr, *threads = nullptr, *stage_port = nullptr, *secret = nullptr,
@@ -96,7 +97,8 @@ Status ApplyConfig(NodeArgs& a) {
   if (!Given(a.parallel)) o.parallel = self->parallel;
   if (!Given(a.ctx)) o.ctx = self->ctx;
   if (!Given(a.grace)) o.stage_grace_ms = self->stage_grace_ms;
-  if (!Given(a.secret) && !c.cluster.secret.empty()) o.cluster_secret = c.cluster.secret;
+  if (!Given(a.secret) && a.secret_file.empty() && !c.cluster.secret.empty())
+    o.cluster_secret = c.cluster.secret;
   const bool in_pipeline = !self->next.empty() || c.ModeOf(*self) == "stage";
   if (!Given(a.next_opt) && !self->next.empty()) {
     const cluster::NodeSpec* next = c.FindNode(self->next);
@@ -141,7 +143,10 @@ Runner AddNodeCommand(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   sub->add_option("--batch", o->n_batch, "Tokens per forward step")
       ->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY'");
+  sub->add_option("--api-key", o->api_key,
+                  "Require 'Authorization: Bearer KEY' (visible in ps: prefer --api-key-file "
+                  "or $STRATA_API_KEY)");
+  sub->add_option("--api-key-file", a->api_key_file, "Read the --api-key from this file");
   sub->add_option("--reasoning-format", o->reasoning_format,
                   "deepseek: <think> text goes to reasoning_content; none: left in content")
       ->check(CLI::IsMember({"deepseek", "none"}))->capture_default_str();
@@ -177,7 +182,10 @@ Runner AddNodeCommand(CLI::App& app) {
                   "Pipeline mode: port on which a stage after the head listens for its upstream")
       ->check(CLI::Range(1, 65535));
   a->secret = sub->add_option("--cluster-secret", o->cluster_secret,
-                  "Pipeline mode: shared secret of the stages (default: $STRATA_CLUSTER_SECRET)");
+                  "Pipeline mode: shared secret of the stages, >= 32 bytes (visible in ps: prefer "
+                  "--cluster-secret-file or $STRATA_CLUSTER_SECRET)");
+  sub->add_option("--cluster-secret-file", a->secret_file,
+                  "Pipeline mode: read the cluster secret from this file");
   sub->add_option("--activations", o->activations, "Pipeline mode: activations between stages")
       ->check(CLI::IsMember({"f32", "q8"}))->capture_default_str();
   sub->add_option("--micro-batches", o->micro_batches,
@@ -216,9 +224,17 @@ Runner AddNodeCommand(CLI::App& app) {
       o->next_port = port;
       if (o->first_layer < 0) return Fail("--next needs --layers");
     }
-    if (o->cluster_secret.empty()) {
-      if (const char* env = std::getenv("STRATA_CLUSTER_SECRET")) o->cluster_secret = env;
-    }
+    // Secrets: the option, else its file, else the environment.
+    auto key = cluster::ResolveSecret(o->api_key, a->api_key_file, "STRATA_API_KEY",
+                                      "--api-key-file");
+    if (!key.ok()) return Fail(key.status().message());
+    o->api_key = key.value();
+    auto secret = cluster::ResolveSecret(o->cluster_secret, a->secret_file,
+                                         "STRATA_CLUSTER_SECRET", "--cluster-secret-file");
+    if (!secret.ok()) return Fail(secret.status().message());
+    o->cluster_secret = secret.value();
+    const Status sst = cluster::CheckClusterSecret(o->cluster_secret, "--cluster-secret");
+    if (!sst.ok()) return Fail(sst.message());
     const Status st = node::RunNode(*o);
     return st.ok() ? 0 : Fail(st.message());
   };

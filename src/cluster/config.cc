@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -177,7 +179,8 @@ class Reader {
                                  "circuit_breaker", "retry", "admission", "api_keys", "cache",
                                  "backends", "access_log", "max_connections",
                                  "max_connections_per_client", "idle_timeout_ms",
-                                 "request_read_timeout_ms", "admin_key"}));
+                                 "request_read_timeout_ms", "admin_key", "node_api_key",
+                                 "node_api_key_file", "upstream"}));
     if (const YAML::Node l = n["listen"]) {
       const std::string text = l.IsScalar() ? l.Scalar() : std::string();
       const size_t colon = text.rfind(':');
@@ -212,6 +215,16 @@ class Reader {
     STRATA_RETURN_IF_ERROR(
         Int(n, "request_read_timeout_ms", w, 100, 86400000, &g->request_read_timeout_ms));
     STRATA_RETURN_IF_ERROR(Str(n, "admin_key", w, &g->admin_key));
+    STRATA_RETURN_IF_ERROR(Str(n, "node_api_key", w, &g->node_api_key));
+    STRATA_RETURN_IF_ERROR(Str(n, "node_api_key_file", w, &g->node_api_key_file));
+    if (const YAML::Node u = n["upstream"]) {
+      const std::string uw = "gateway.upstream";
+      STRATA_RETURN_IF_ERROR(Keys(u, uw, {"max_idle_per_backend", "idle_timeout_ms"}));
+      STRATA_RETURN_IF_ERROR(
+          Int(u, "max_idle_per_backend", uw, 0, 100000, &g->upstream.max_idle_per_backend));
+      STRATA_RETURN_IF_ERROR(
+          Int(u, "idle_timeout_ms", uw, 1, 3600000, &g->upstream.idle_timeout_ms));
+    }
 
     if (const YAML::Node r = n["routing"]) {
       const std::string rw = "gateway.routing";
@@ -290,7 +303,7 @@ class Reader {
         const std::string kw = StrFormat("gateway.api_keys[%zu]", i);
         STRATA_RETURN_IF_ERROR(Keys(k, kw,
                                     {"key", "name", "requests_per_minute", "tokens_per_minute",
-                                     "max_concurrent"}));
+                                     "max_concurrent", "shared_cache"}));
         ApiKeySpec s;
         s.line = k.Mark().line + 1;
         STRATA_RETURN_IF_ERROR(Str(k, "key", kw, &s.key));
@@ -303,6 +316,7 @@ class Reader {
         STRATA_RETURN_IF_ERROR(
             Int(k, "tokens_per_minute", kw, 0, int64_t{1} << 50, &s.tokens_per_minute));
         STRATA_RETURN_IF_ERROR(Int(k, "max_concurrent", kw, 0, 10000000, &s.max_concurrent));
+        STRATA_RETURN_IF_ERROR(Bool(k, "shared_cache", kw, &s.shared_cache));
         g->api_keys.push_back(std::move(s));
       }
     }
@@ -310,7 +324,8 @@ class Reader {
       const std::string cw = "gateway.cache";
       STRATA_RETURN_IF_ERROR(Keys(c, cw,
                                   {"enabled", "max_entries", "max_bytes", "ttl_s", "redis_url",
-                                   "redis_prefix", "redis_timeout_ms", "redis_retry_ms"}));
+                                   "redis_prefix", "redis_timeout_ms", "redis_retry_ms",
+                                   "redis_password_file", "hmac_key_file"}));
       CacheConfig& cc = g->cache;
       cc.enabled = true;  // a cache section turns it on unless it says otherwise
       STRATA_RETURN_IF_ERROR(Bool(c, "enabled", cw, &cc.enabled));
@@ -318,6 +333,8 @@ class Reader {
       STRATA_RETURN_IF_ERROR(Bytes(c, "max_bytes", cw, &cc.max_bytes));
       STRATA_RETURN_IF_ERROR(Int(c, "ttl_s", cw, 1, 100000000, &cc.ttl_s));
       STRATA_RETURN_IF_ERROR(Str(c, "redis_url", cw, &cc.redis_url));
+      STRATA_RETURN_IF_ERROR(Str(c, "redis_password_file", cw, &cc.redis_password_file));
+      STRATA_RETURN_IF_ERROR(Str(c, "hmac_key_file", cw, &cc.hmac_key_file));
       STRATA_RETURN_IF_ERROR(Str(c, "redis_prefix", cw, &cc.redis_prefix));
       STRATA_RETURN_IF_ERROR(Int(c, "redis_timeout_ms", cw, 1, 600000, &cc.redis_timeout_ms));
       STRATA_RETURN_IF_ERROR(Int(c, "redis_retry_ms", cw, 0, 3600000, &cc.redis_retry_ms));
@@ -338,8 +355,13 @@ class Reader {
     STRATA_RETURN_IF_ERROR(Keys(root, "top level", {"model", "cluster", "nodes", "gateway"}));
     if (const YAML::Node m = root["model"]) STRATA_RETURN_IF_ERROR(Model(m, &c->model));
     if (const YAML::Node cl = root["cluster"]) {
-      STRATA_RETURN_IF_ERROR(Keys(cl, "cluster", {"secret"}));
+      STRATA_RETURN_IF_ERROR(Keys(cl, "cluster", {"secret", "secret_file"}));
       STRATA_RETURN_IF_ERROR(Str(cl, "secret", "cluster", &c->cluster.secret));
+      STRATA_RETURN_IF_ERROR(Str(cl, "secret_file", "cluster", &c->cluster.secret_file));
+      if (!c->cluster.secret.empty()) {
+        const Status st = CheckClusterSecret(c->cluster.secret, "cluster.secret");
+        if (!st.ok()) return Err(cl["secret"], "cluster.secret", st.message());
+      }
     }
     const YAML::Node nodes = root["nodes"];
     if (!nodes) return Errorf("%s: 'nodes' is required (the list of compute nodes)", source_.c_str());
@@ -478,12 +500,82 @@ Result<ClusterConfig> ParseClusterConfig(std::string_view text, const std::strin
   return c;
 }
 
+Status CheckClusterSecret(const std::string& secret, const std::string& where) {
+  if (secret.empty() || secret.size() >= kMinClusterSecretBytes) return Status::Ok();
+  return Errorf("%s: the cluster secret is %zu bytes; at least %zu are required "
+                "(generate one with: openssl rand -hex 32)",
+                where.c_str(), secret.size(), kMinClusterSecretBytes);
+}
+
+Result<std::string> ResolveSecret(const std::string& value, const std::string& file,
+                                  const char* env_var, const std::string& what) {
+  if (!value.empty()) return value;
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Errorf("%s: cannot read the file %s", what.c_str(), file.c_str());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string s = ss.str();
+    const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
+    while (!s.empty() && space(s.back())) s.pop_back();
+    size_t b = 0;
+    while (b < s.size() && space(s[b])) ++b;
+    s.erase(0, b);
+    if (s.empty()) return Errorf("%s: the file %s is empty", what.c_str(), file.c_str());
+    return s;
+  }
+  if (env_var != nullptr) {
+    if (const char* e = std::getenv(env_var)) return std::string(e);
+  }
+  return std::string();
+}
+
 Result<ClusterConfig> LoadClusterConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Errorf("cannot read %s", path.c_str());
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseClusterConfig(ss.str(), path);
+  auto parsed = ParseClusterConfig(ss.str(), path);
+  if (!parsed.ok()) return parsed;
+  ClusterConfig c = std::move(parsed).value();
+  // Secret files are relative to the config file's directory.
+  const auto rel = [&](const std::string& f) {
+    if (f.empty()) return f;
+    std::filesystem::path p(f);
+    if (p.is_relative()) p = std::filesystem::path(path).parent_path() / p;
+    return p.string();
+  };
+  STRATA_ASSIGN_OR_RETURN(c.cluster.secret, ResolveSecret(c.cluster.secret,
+                                                          rel(c.cluster.secret_file), nullptr,
+                                                          path + ": cluster.secret_file"));
+  STRATA_RETURN_IF_ERROR(CheckClusterSecret(c.cluster.secret, path + ": cluster.secret_file"));
+  STRATA_ASSIGN_OR_RETURN(
+      c.gateway.node_api_key,
+      ResolveSecret(c.gateway.node_api_key, rel(c.gateway.node_api_key_file),
+                    "STRATA_NODE_API_KEY", path + ": gateway.node_api_key_file"));
+  // TLS paths from the environment when the file names none.
+  if (c.gateway.tls_cert.empty() && c.gateway.tls_key.empty()) {
+    const char* cert = std::getenv("STRATA_TLS_CERT");
+    const char* key = std::getenv("STRATA_TLS_KEY");
+    if ((cert && *cert) != (key && *key))
+      return Errorf("%s: set both STRATA_TLS_CERT and STRATA_TLS_KEY, or neither", path.c_str());
+    if (cert && *cert) {
+      c.gateway.tls_cert = cert;
+      c.gateway.tls_key = key;
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      c.gateway.cache.redis_password,
+      ResolveSecret("", rel(c.gateway.cache.redis_password_file), "STRATA_REDIS_PASSWORD",
+                    path + ": gateway.cache.redis_password_file"));
+  STRATA_ASSIGN_OR_RETURN(
+      c.gateway.cache.hmac_key,
+      ResolveSecret("", rel(c.gateway.cache.hmac_key_file), "STRATA_CACHE_HMAC_KEY",
+                    path + ": gateway.cache.hmac_key_file"));
+  c.cluster.secret_file = rel(c.cluster.secret_file);
+  c.gateway.node_api_key_file = rel(c.gateway.node_api_key_file);
+  c.gateway.cache.redis_password_file = rel(c.gateway.cache.redis_password_file);
+  return c;
 }
 
 }  // namespace strata::cluster

@@ -42,7 +42,21 @@ struct NodeSpec {
 
 struct ClusterSection {
   std::string secret;  // shared secret of the stage protocol ("": none)
+  // A file holding the secret (used when `secret` is empty; relative to the config file's
+  // directory). Else $STRATA_CLUSTER_SECRET, read by `strata node`.
+  std::string secret_file;
 };
+
+// The shortest cluster secret accepted (bytes).
+inline constexpr size_t kMinClusterSecretBytes = 32;
+// Ok when `secret` is empty (none) or long enough; else an error saying how to make one.
+Status CheckClusterSecret(const std::string& secret, const std::string& where);
+
+// A secret given by value, by file or by environment variable, in that order of precedence
+// (the file's content is trimmed of surrounding whitespace). "" when none is set; an error
+// when the file cannot be read or is empty.
+Result<std::string> ResolveSecret(const std::string& value, const std::string& file,
+                                  const char* env_var, const std::string& what);
 
 enum class RoutingPolicy { kRoundRobin, kLeastOutstanding, kPowerOfTwo, kAffinity };
 const char* RoutingPolicyName(RoutingPolicy p);
@@ -95,6 +109,7 @@ struct ApiKeySpec {
   int64_t requests_per_minute = 0;  // 0: unlimited
   int64_t tokens_per_minute = 0;
   int max_concurrent = 0;
+  bool shared_cache = false;  // share cached answers with the other keys (default: its own)
   int line = 0;
 };
 
@@ -108,12 +123,28 @@ struct CacheConfig {
   std::string redis_prefix = "strata:cache:";
   int redis_timeout_ms = 200;
   int redis_retry_ms = 2000;
+  // The Redis password when the URL has none: from this file, else $STRATA_REDIS_PASSWORD.
+  std::string redis_password_file;
+  std::string redis_password;  // resolved by LoadClusterConfig (file, else env), not a key
+  // The key sealing Redis entries (HMAC-SHA256), shared by the gateways of a cluster: from
+  // hmac_key_file, else $STRATA_CACHE_HMAC_KEY (resolved into hmac_key by LoadClusterConfig).
+  std::string hmac_key_file, hmac_key;
+};
+
+// Keep-alive connections from the gateway to each backend.
+struct UpstreamConfig {
+  int max_idle_per_backend = 32;  // idle connections kept per backend (0: none)
+  int idle_timeout_ms = 15000;    // closed after this long idle (below the node's 30 s)
 };
 
 struct GatewayConfig {
   std::string listen_host = "0.0.0.0";
   int listen_port = 8000;
-  std::string tls_cert, tls_key;  // both or neither
+  std::string tls_cert, tls_key;  // both or neither ($STRATA_TLS_CERT / $STRATA_TLS_KEY)
+  // Sent to the nodes as "Authorization: Bearer KEY" (requests and health probes), for nodes
+  // started with --api-key. Else from node_api_key_file, else $STRATA_NODE_API_KEY.
+  std::string node_api_key, node_api_key_file;
+  UpstreamConfig upstream;
   int threads = 2;                // event loop threads
   RoutingConfig routing;
   HealthConfig health;

@@ -1,6 +1,10 @@
 #include "cluster/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 
 namespace strata::cluster {
 namespace {
@@ -9,7 +13,7 @@ constexpr const char* kFull = R"(model:
   path: /models/r1-1.5b.gguf
   name: r1
 cluster:
-  secret: s3cret
+  secret: s3cret-s3cret-s3cret-s3cret-s3cret
 nodes:
   - name: a
     host: 10.0.0.1
@@ -49,7 +53,7 @@ TEST(ClusterConfig, ParsesEverySection) {
   const ClusterConfig& c = r.value();
   EXPECT_EQ(c.model.path, "/models/r1-1.5b.gguf");
   EXPECT_EQ(c.model.name, "r1");
-  EXPECT_EQ(c.cluster.secret, "s3cret");
+  EXPECT_EQ(c.cluster.secret, "s3cret-s3cret-s3cret-s3cret-s3cret");
   ASSERT_EQ(c.nodes.size(), 3u);
   EXPECT_EQ(c.nodes[0].host, "10.0.0.1");
   EXPECT_EQ(c.nodes[0].memory, int64_t{8} << 30);
@@ -155,6 +159,62 @@ TEST(ClusterConfig, LoadMissingFile) {
   auto r = LoadClusterConfig("/nonexistent/cluster.yaml");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("/nonexistent/cluster.yaml"), std::string::npos);
+}
+
+TEST(ClusterConfig, ShortClusterSecretIsRefused) {
+  auto r = ParseClusterConfig("cluster: {secret: change-me}\nnodes: [{name: a, port: 1}]\n", "c.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("openssl rand -hex 32"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("c.yaml:1"), std::string::npos) << r.status().message();
+  EXPECT_TRUE(CheckClusterSecret("", "x").ok());
+  EXPECT_TRUE(CheckClusterSecret(std::string(32, 'k'), "x").ok());
+  EXPECT_FALSE(CheckClusterSecret(std::string(31, 'k'), "x").ok());
+}
+
+// Secrets come from files (relative to the config file) or the environment.
+TEST(ClusterConfig, SecretsFromFilesAndEnvironment) {
+  const std::string dir = testing::TempDir() + "/strata_cfg_" + std::to_string(::getpid());
+  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+  };
+  write("cluster.key", "  0123456789abcdef0123456789abcdef\n");
+  write("node.key", "node-key\n");
+  write("redis.pass", "hunter2\n");
+  write("c.yaml",
+        "cluster: {secret_file: cluster.key}\nnodes: [{name: a, port: 1}]\n"
+        "gateway:\n  node_api_key_file: node.key\n  upstream: {max_idle_per_backend: 4, "
+        "idle_timeout_ms: 500}\n  cache: {redis_url: 'redis://127.0.0.1:1', "
+        "redis_password_file: redis.pass}\n");
+  auto r = LoadClusterConfig(dir + "/c.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->cluster.secret, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(r->gateway.node_api_key, "node-key");
+  EXPECT_EQ(r->gateway.cache.redis_password, "hunter2");
+  EXPECT_EQ(r->gateway.upstream.max_idle_per_backend, 4);
+  EXPECT_EQ(r->gateway.upstream.idle_timeout_ms, 500);
+
+  // A short secret in a file is refused too; a missing file is an error naming it.
+  write("short.key", "abc\n");
+  write("s.yaml", "cluster: {secret_file: short.key}\nnodes: [{name: a, port: 1}]\n");
+  auto s = LoadClusterConfig(dir + "/s.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("openssl rand"), std::string::npos);
+  write("m.yaml", "gateway: {node_api_key_file: nope.key}\nnodes: [{name: a, port: 1}]\n");
+  auto m = LoadClusterConfig(dir + "/m.yaml");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("nope.key"), std::string::npos);
+
+  // The environment, when neither value nor file is given.
+  write("e.yaml", "nodes: [{name: a, port: 1}]\n");
+  ::setenv("STRATA_NODE_API_KEY", "from-env", 1);
+  auto e = LoadClusterConfig(dir + "/e.yaml");
+  ::unsetenv("STRATA_NODE_API_KEY");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  EXPECT_EQ(e->gateway.node_api_key, "from-env");
+  auto v = ResolveSecret("value", dir + "/node.key", "PATH", "x");
+  EXPECT_EQ(v.value(), "value");
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // connection pool that degrades to "no cache" while Redis is unreachable.
 #include "gateway/cache.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -10,6 +13,7 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <condition_variable>
 #include <list>
 #include <mutex>
@@ -139,7 +143,15 @@ using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 class RedisCache final : public ResponseCache {
  public:
   RedisCache(const CacheOptions& o, RedisEndpoint ep)
-      : opts_(o), ep_(std::move(ep)), pool_max_(std::max(1, o.redis_pool)) {
+      : opts_(o), ep_(std::move(ep)), pool_max_(std::max(1, o.redis_pool)), hmac_key_(o.hmac_key) {
+    if (hmac_key_.empty()) {
+      unsigned char k[32];
+      RAND_bytes(k, sizeof k);
+      hmac_key_.assign(reinterpret_cast<const char*>(k), sizeof k);
+      std::fprintf(stderr, "strata gateway: warning: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
+                           "not set: Redis entries are sealed with a per-process key (other "
+                           "gateways cannot share them)\n");
+    }
     // Connect once now so that stats say at once whether Redis is there.
     Conn c = Acquire();
     if (c.ctx) Release(c);
@@ -158,8 +170,9 @@ class RedisCache final : public ResponseCache {
       return std::nullopt;
     }
     if (r->type == REDIS_REPLY_STRING) {
-      auto v = DecodeCachedResponse(std::string_view(r->str, r->len));
-      if (v) {
+      const auto opened = OpenCacheValue(hmac_key_, k, std::string_view(r->str, r->len));
+      auto v = opened ? DecodeCachedResponse(*opened) : std::nullopt;
+      if (v && v->status >= 200 && v->status < 300 && CacheableContentType(v->content_type)) {
         hits_++;
         return v;
       }
@@ -173,7 +186,8 @@ class RedisCache final : public ResponseCache {
 
   void Put(const std::string& key, const CachedResponse& response) override {
     const std::string k = opts_.redis_prefix + key;
-    const std::string v = EncodeCachedResponse(response);
+    if (!CacheableContentType(response.content_type)) return;
+    const std::string v = SealCacheValue(hmac_key_, k, EncodeCachedResponse(response));
     const std::string ttl = std::to_string(opts_.ttl_s);
     Reply r = Command([&](redisContext* c) {
       if (opts_.ttl_s > 0)
@@ -379,6 +393,7 @@ class RedisCache final : public ResponseCache {
   const CacheOptions opts_;
   const RedisEndpoint ep_;
   const int pool_max_;
+  std::string hmac_key_;  // seals the stored values (set once in the constructor)
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -433,6 +448,7 @@ Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opt
         MakeMemoryCache(opts, [] { return CacheClock::now(); }));
   auto ep = ParseRedisUrl(opts.redis_url);
   if (!ep.ok()) return ep.status().With("cache");
+  if (ep->password.empty()) ep->password = opts.redis_password;
   if (opts.redis_timeout_ms <= 0) return Status::Error("cache: redis_timeout_ms must be > 0");
   return std::unique_ptr<ResponseCache>(std::make_unique<RedisCache>(opts, std::move(*ep)));
 }
@@ -508,6 +524,49 @@ std::optional<CachedResponse> DecodeCachedResponse(std::string_view v) {
   return r;
 }
 
+bool CacheableContentType(std::string_view t) {
+  return t == "application/json" || t == "text/event-stream" ||
+         t == "application/json; charset=utf-8";
+}
+
+namespace {
+std::string HexHmac(const std::string& key, std::string_view redis_key, std::string_view value) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  std::string msg;
+  msg.reserve(redis_key.size() + 1 + value.size());
+  msg.append(redis_key.data(), redis_key.size());
+  msg += '\n';
+  msg.append(value.data(), value.size());
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), md, &len);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[md[i] >> 4];
+    hex += kHex[md[i] & 15];
+  }
+  return hex;
+}
+}  // namespace
+
+std::string SealCacheValue(const std::string& hmac_key, std::string_view redis_key,
+                           std::string_view value) {
+  std::string out = HexHmac(hmac_key, redis_key, value);
+  out.append(value.data(), value.size());
+  return out;
+}
+
+std::optional<std::string_view> OpenCacheValue(const std::string& hmac_key,
+                                               std::string_view redis_key,
+                                               std::string_view sealed) {
+  if (sealed.size() < 64) return std::nullopt;
+  const std::string_view value = sealed.substr(64);
+  const std::string want = HexHmac(hmac_key, redis_key, value);
+  if (CRYPTO_memcmp(want.data(), sealed.data(), 64) != 0) return std::nullopt;
+  return value;
+}
+
 bool IsDeterministic(const nlohmann::json& body, double default_temperature) {
   if (!body.is_object()) return false;
   if (auto s = body.find("seed"); s != body.end() && s->is_number_integer()) return true;
@@ -519,11 +578,18 @@ bool IsDeterministic(const nlohmann::json& body, double default_temperature) {
   return t <= 0.0;
 }
 
-std::string CacheKey(const std::string& path, const nlohmann::json& body) {
+std::string CacheKey(const std::string& path, const nlohmann::json& body,
+                     const std::string& tenant, const std::string& model_fingerprint) {
   json b = Canonical(body);
   if (b.is_object()) b.erase("user");
-  // nlohmann::json objects are ordered maps: dump() writes keys sorted at every level.
-  const std::string text = path + "\n" + b.dump(-1, ' ', false, json::error_handler_t::replace);
+  // nlohmann::json objects are ordered maps: dump() writes keys sorted at every level. The
+  // tenant and the fingerprint are JSON strings: no separator can be forged inside them.
+  // (Without both: the original "<path>\n<body>" text, whose body starts with '{', not '"'.)
+  auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
+  std::string text = path + "\n";
+  if (!tenant.empty() || !model_fingerprint.empty())
+    text += dump(json(tenant)) + "\n" + dump(json(model_fingerprint)) + "\n";
+  text += dump(b);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);

@@ -34,7 +34,22 @@ struct CacheOptions {
   int redis_timeout_ms = 200;       // connect / command timeout
   int redis_retry_ms = 2000;        // after a failure, Redis is skipped this long
   int redis_pool = 4;               // Redis connections at most (callers beyond wait <= timeout)
+  std::string redis_password;       // AUTH password when the URL has none (from a file / env)
+  // Redis: entries are sealed with HMAC-SHA256 under this key (shared by the gateways of a
+  // cluster); entries failing the check are misses. Empty: a random key per process (a
+  // warning: gateways then cannot share entries).
+  std::string hmac_key;
 };
+
+// The content types a cached answer may have (the gateway's own): anything else stored or
+// read back is refused, so a cache writer cannot inject arbitrary headers.
+bool CacheableContentType(std::string_view content_type);
+
+// Seals / opens a Redis value: hex HMAC-SHA256(key, redis key || '\n' || value) || value.
+std::string SealCacheValue(const std::string& hmac_key, std::string_view redis_key,
+                           std::string_view value);
+std::optional<std::string_view> OpenCacheValue(const std::string& hmac_key,
+                                               std::string_view redis_key, std::string_view sealed);
 
 struct CacheStats {
   uint64_t hits = 0, misses = 0, puts = 0, evictions = 0;
@@ -84,7 +99,10 @@ bool IsDeterministic(const nlohmann::json& body, double default_temperature);
 
 // Stable key of a request: endpoint path + model + the body with its keys sorted and fields
 // that do not change the output removed ("user", "stream_options" is kept since it changes
-// the stream). A hex SHA-256.
-std::string CacheKey(const std::string& path, const nlohmann::json& body);
+// the stream). A hex SHA-256. `tenant` isolates callers (the API key's name; "" for shared
+// keys and no authentication); `model_fingerprint` the served model (its entries must not
+// outlive a model change).
+std::string CacheKey(const std::string& path, const nlohmann::json& body,
+                     const std::string& tenant = "", const std::string& model_fingerprint = "");
 
 }  // namespace strata::gateway

@@ -208,6 +208,23 @@ TEST(CacheKey, CanonicalAndSha256) {
   EXPECT_EQ(CacheKey(path, e), "47fa286b59ca71829ef582cd185ce79841719148d4e1c557bb959cfecc5e8a0b");
 }
 
+TEST(CacheKey, TenantAndModelIsolate) {
+  const std::string path = "/v1/completions";
+  const json a = json::parse(R"({"prompt":"hi","temperature":0})");
+  const std::string shared = CacheKey(path, a);
+  EXPECT_NE(shared, CacheKey(path, a, "key-a"));
+  EXPECT_NE(CacheKey(path, a, "key-a"), CacheKey(path, a, "key-b"));
+  EXPECT_EQ(CacheKey(path, a, "key-a", "m1"), CacheKey(path, a, "key-a", "m1"));
+  EXPECT_NE(CacheKey(path, a, "key-a", "m1"), CacheKey(path, a, "key-a", "m2"));
+  EXPECT_NE(CacheKey(path, a, "", "m1"), shared);
+  // A separator inside the tenant cannot make it collide with another tenant + model.
+  EXPECT_NE(CacheKey(path, a, "x\n\"m\"", ""), CacheKey(path, a, "x", "m"));
+  EXPECT_TRUE(CacheableContentType("application/json"));
+  EXPECT_TRUE(CacheableContentType("text/event-stream"));
+  EXPECT_FALSE(CacheableContentType("text/html"));
+  EXPECT_FALSE(CacheableContentType("application/json\r\nX-Injected: 1"));
+}
+
 TEST(CacheKey, IsDeterministic) {
   EXPECT_TRUE(IsDeterministic(json{{"temperature", 0}}, 1.0));
   EXPECT_TRUE(IsDeterministic(json{{"temperature", 0.0}}, 1.0));
@@ -404,6 +421,7 @@ class RedisCacheTest : public ::testing::Test {
     opts_.ttl_s = 60;
     opts_.redis_timeout_ms = 200;
     opts_.redis_retry_ms = 300;
+    opts_.hmac_key = "test-hmac-key";  // shared by the instances of a test (two gateways)
   }
   std::unique_ptr<ResponseCache> Make() {
     auto c = MakeResponseCache(opts_);
@@ -455,6 +473,49 @@ TEST_F(RedisCacheTest, SharedByTwoInstancesWithTtl) {
   // A value not written by the cache is a miss, counted as an error.
   server_->Command("DEL", "test:k1");
   EXPECT_FALSE(a->Get("k1"));
+}
+
+// A Redis writer without the HMAC key cannot inject answers: forged, moved and re-typed
+// entries are misses; another gateway with the same key reads the real ones.
+TEST_F(RedisCacheTest, ForgedEntriesAreMisses) {
+  auto a = Make();
+  ASSERT_TRUE(a);
+  CachedResponse r;
+  r.body = "{\"ok\":1}";
+  a->Put("k1", r);
+  ASSERT_TRUE(a->Get("k1"));
+  const std::string sealed = server_->Command("GET", "test:k1");
+  ASSERT_GT(sealed.size(), 64u);
+  // Written without the seal (the old format), or with a body changed under the seal.
+  auto set = [&](const std::string& key, const std::string& value) {
+    timeval tv{1, 0};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", server_->port(), tv);
+    ASSERT_TRUE(c && !c->err);
+    auto* rep = static_cast<redisReply*>(
+        redisCommand(c, "SET %b %b", key.data(), key.size(), value.data(), value.size()));
+    if (rep) freeReplyObject(rep);
+    redisFree(c);
+  };
+  set("test:k2", EncodeCachedResponse(r));
+  EXPECT_FALSE(a->Get("k2"));
+  std::string tampered = sealed;
+  tampered.back() = '2';
+  set("test:k3", tampered);
+  EXPECT_FALSE(a->Get("k3"));
+  set("test:k4", sealed);  // a valid entry moved to another key
+  EXPECT_FALSE(a->Get("k4"));
+  // A content type off the allow-list is neither stored nor served.
+  CachedResponse html = r;
+  html.content_type = "text/html\r\nSet-Cookie: x=1";
+  a->Put("k5", html);
+  EXPECT_EQ(server_->Command("EXISTS", "test:k5"), "0");
+  // A gateway with another key (or none: a per-process one) does not trust these entries.
+  opts_.hmac_key = "other";
+  auto b = Make();
+  EXPECT_FALSE(b->Get("k1"));
+  opts_.hmac_key = "test-hmac-key";
+  auto c = Make();
+  EXPECT_TRUE(c->Get("k1"));
 }
 
 TEST_F(RedisCacheTest, UnreachableAtStartDegradesThenConnects) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "gateway/backend.h"
 #include "gateway/cache.h"
 #include "gateway/ratelimit.h"
+#include "gateway/upstream_pool.h"
 
 namespace strata::gateway {
 
@@ -111,7 +113,7 @@ class Gateway : public ::strata::http::Handler {
   std::optional<Reply> Parse(Call& c) const;
   std::optional<Reply> Limit(Call& c);
   Task<std::optional<Reply>> Admit(Call& c);
-  std::optional<Reply> CacheLookup(Call& c);
+  Task<std::optional<Reply>> CacheLookup(Call& c);
   Task<bool> Proxy(ClientStream& s, Call& c);
   bool Finish(Call& c, bool keep);  // access log and counters of a served request
 
@@ -141,15 +143,20 @@ class Gateway : public ::strata::http::Handler {
                                 RequestLog* log);
   // Stores a complete 2xx answer, before the client sees its end (so that a client's next
   // request already hits).
-  void CachePut(const std::string& key, int status, const std::string& content_type,
-                const std::string& body);
+  // With Redis, both calls run on cache_io_ (the event-loop threads never block on Redis;
+  // its own timeouts still bound them).
+  Task<void> CachePut(const std::string& key, int status, const std::string& content_type,
+                      const std::string& body);
+  Task<std::optional<CachedResponse>> CacheGet(const std::string& key);
   std::string AffinityKey(const Request& req, const nlohmann::json* body) const;
 
   cluster::ClusterConfig config_;
   net::io_context ioc_;
   std::unique_ptr<BackendPool> pool_;
+  std::unique_ptr<UpstreamPool> upstream_;  // keep-alive connections to the backends
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<ResponseCache> cache_;
+  std::unique_ptr<net::thread_pool> cache_io_;  // Redis calls (null: in-memory cache)
   RateLimiter limiter_;
   std::mutex key_mu_;
   std::map<std::string, int> key_active_;  // per API key requests in flight

@@ -94,7 +94,7 @@ Task<bool> Gateway::Handle(ClientStream& s, Request& req) {
   if (!err) err = Limit(c);
   if (!err) err = co_await Admit(c);
   if (err) co_return co_await SendError(s, req, std::move(*err), &c.log);
-  if (std::optional<Reply> hit = CacheLookup(c)) {
+  if (std::optional<Reply> hit = co_await CacheLookup(c)) {
     const bool keep = co_await Send(s, req, std::move(*hit), &c.log);
     if (c.key) limiter_.Settle(c.key->key, c.limits, c.estimate, 0);
     co_return Finish(c, keep);
@@ -218,13 +218,16 @@ Task<std::optional<Reply>> Gateway::Admit(Call& c) {
   co_return r;
 }
 
-std::optional<Reply> Gateway::CacheLookup(Call& c) {
-  if (!cache_ || !c.is_gen || !IsDeterministic(c.body, 0.8)) return std::nullopt;
-  c.cache_key = CacheKey(c.log.path, c.body);
-  auto hit = cache_->Get(c.cache_key);
+Task<std::optional<Reply>> Gateway::CacheLookup(Call& c) {
+  if (!cache_ || !c.is_gen || !IsDeterministic(c.body, 0.8)) co_return std::nullopt;
+  // Per tenant unless the key shares; per served model (configured path and name).
+  c.cache_key = CacheKey(c.log.path, c.body,
+                         c.key && !c.key->shared_cache ? c.key->key : std::string(),
+                         config_.model.path + "|" + config_.model.name);
+  std::optional<CachedResponse> hit = co_await CacheGet(c.cache_key);
   if (!hit) {
     c.log.cache = "MISS";
-    return std::nullopt;
+    co_return std::nullopt;
   }
   c.log.cache = "HIT";
   Reply r;
@@ -232,7 +235,7 @@ std::optional<Reply> Gateway::CacheLookup(Call& c) {
   r.body = std::move(hit->body);
   r.content_type = hit->content_type;
   r.headers.emplace_back("X-Cache", "HIT");
-  return r;
+  co_return r;
 }
 
 Task<bool> Gateway::Proxy(ClientStream& s, Call& c) {

@@ -130,6 +130,14 @@ std::string Gateway::RenderMetrics() {
       static_cast<unsigned long long>(failovers_.load()),
       static_cast<unsigned long long>(rejected_.load()));
   o += FailoverMetrics();
+  o += StrFormat(
+      "# HELP strata_gateway_upstream_idle_connections Idle keep-alive connections to backends.\n"
+      "# TYPE strata_gateway_upstream_idle_connections gauge\n"
+      "strata_gateway_upstream_idle_connections %zu\n"
+      "# HELP strata_gateway_upstream_reused_total Requests sent on a pooled connection.\n"
+      "# TYPE strata_gateway_upstream_reused_total counter\n"
+      "strata_gateway_upstream_reused_total %llu\n",
+      upstream_->idle_total(), static_cast<unsigned long long>(upstream_->reused()));
   if (cache_) {
     const CacheStats st = cache_->stats();
     const double total = static_cast<double>(st.hits + st.misses);

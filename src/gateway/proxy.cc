@@ -1,7 +1,10 @@
 // Proxying of the gateway: upstream HTTP exchanges with the nodes, retries with jittered
 // backoff before the first byte, SSE pass-through chunk by chunk, and mid-stream failover
 // (the stream is continued on another backend from the text / tokens already sent).
+#include <unistd.h>
+
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "gateway/accounting.h"
@@ -14,22 +17,77 @@ using nlohmann::json;
 
 namespace {
 
+// One exchange's connection to a backend: adopted from the pool or newly opened, and given
+// back to the pool when the exchange completed cleanly (`reusable`), else closed.
 struct Upstream {
-  explicit Upstream(const net::any_io_executor& ex) : stream(ex) {}
-  ~Upstream() {
+  Upstream(const net::any_io_executor& ex, UpstreamPool* pool, int backend)
+      : stream(ex), pool(pool), backend(backend) {}
+  ~Upstream() { Close(); }
+  Upstream(const Upstream&) = delete;
+  Upstream& operator=(const Upstream&) = delete;
+
+  void Close() {
     beast::error_code ec;
+    if (!stream.socket().is_open()) return;
+    stream.expires_never();
+    if (reusable && pool && buf.size() == 0) {
+      const bool v6 = stream.socket().local_endpoint(ec).address().is_v6();
+      const int fd = ec ? -1 : stream.socket().release(ec);
+      if (!ec && fd >= 0) {
+        pool->Put(backend, {fd, v6});
+        reusable = false;
+        return;
+      }
+    }
+    reusable = false;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream.socket().close(ec);
   }
+
   beast::tcp_stream stream;
   beast::flat_buffer buf;
+  UpstreamPool* pool;
+  int backend;
+  bool reused = false;     // the connection came from the pool
+  bool reusable = false;   // the exchange ended cleanly: give the connection back
 };
 
-Task<beast::error_code> ConnectAndSend(Upstream& up, const BackendInfo& info, http::verb verb,
-                                       const std::string& target, const std::string& body,
-                                       const std::string& request_id, int timeout_ms,
-                                       bool stream) {
+// The request to a node. Keep-alive: the connection may serve the next request.
+Request MakeUpstreamRequest(const BackendInfo& info, http::verb verb, const std::string& target,
+                            const std::string& body, const std::string& request_id, bool stream,
+                            const std::string& api_key) {
+  Request req{verb, target, 11};
+  req.set(http::field::host, info.host + ":" + std::to_string(info.port));
+  req.set(http::field::user_agent, "strata-gateway");
+  req.set("X-Request-Id", request_id);
+  if (!api_key.empty()) req.set(http::field::authorization, "Bearer " + api_key);
+  if (stream) req.set(http::field::accept, "text/event-stream");
+  if (verb == http::verb::post) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
+  }
+  req.keep_alive(true);
+  req.prepare_payload();
+  return req;
+}
+
+// Opens the connection: an idle pooled one when `reuse` allows and one is there, else new.
+Task<beast::error_code> Open(Upstream& up, const BackendInfo& info, bool reuse, int timeout_ms) {
   beast::error_code ec;
+  up.buf.clear();
+  if (reuse && up.pool) {
+    const UpstreamPool::Conn c = up.pool->Take(up.backend);
+    if (c.fd >= 0) {
+      up.stream.socket().assign(c.v6 ? tcp::v6() : tcp::v4(), c.fd, ec);
+      if (!ec) {
+        up.reused = true;
+        co_return ec;
+      }
+      ::close(c.fd);
+      ec = {};
+    }
+  }
+  up.reused = false;
   up.stream.expires_after(std::chrono::milliseconds(std::min(timeout_ms, 10000)));
   const auto addr = net::ip::make_address(info.host, ec);
   if (ec) {
@@ -44,19 +102,40 @@ Task<beast::error_code> ConnectAndSend(Upstream& up, const BackendInfo& info, ht
   }
   if (ec) co_return ec;
   up.stream.socket().set_option(tcp::no_delay(true), ec);
-  Request req{verb, target, 11};
-  req.set(http::field::host, info.host + ":" + std::to_string(info.port));
-  req.set(http::field::user_agent, "strata-gateway");
-  req.set("X-Request-Id", request_id);
-  if (stream) req.set(http::field::accept, "text/event-stream");
-  if (verb == http::verb::post) {
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
+  co_return beast::error_code{};
+}
+
+// Sends `req` and reads the answer (whole, or its header only) into a fresh parser. A pooled
+// connection that turns out broken (an error before any byte of the answer: the node closed it
+// meanwhile) is replaced once by a new connection. `*stop` (the client went away) ends it.
+template <class Body>
+Task<beast::error_code> Exchange(Upstream& up, const BackendInfo& info, const Request& req,
+                                 std::optional<http::response_parser<Body>>& p, int timeout_ms,
+                                 bool header_only, const bool* stop) {
+  beast::error_code ec;
+  for (int round = 0; round < 2; ++round) {
+    if (*stop) co_return net::error::operation_aborted;
+    if (round > 0) up.Close();
+    ec = co_await Open(up, info, round == 0, timeout_ms);
+    if (ec) co_return ec;
+    p.emplace();
+    if constexpr (std::is_same_v<Body, http::string_body>) {
+      p->body_limit(256u << 20);
+    } else {
+      p->body_limit(boost::none);
+    }
+    up.stream.expires_after(std::chrono::milliseconds(timeout_ms));
+    co_await http::async_write(up.stream, req, net::redirect_error(net::use_awaitable, ec));
+    if (!ec && header_only) {
+      co_await http::async_read_header(up.stream, up.buf, *p,
+                                       net::redirect_error(net::use_awaitable, ec));
+    } else if (!ec) {
+      co_await http::async_read(up.stream, up.buf, *p, net::redirect_error(net::use_awaitable, ec));
+    }
+    const bool broken_reuse = ec && up.reused && !p->got_some() && !*stop &&
+                              ec != beast::error::timeout && ec != net::error::operation_aborted;
+    if (!broken_reuse) co_return ec;
   }
-  req.keep_alive(false);
-  req.prepare_payload();
-  up.stream.expires_after(std::chrono::milliseconds(timeout_ms));
-  co_await http::async_write(up.stream, req, net::redirect_error(net::use_awaitable, ec));
   co_return ec;
 }
 
@@ -260,23 +339,58 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     log->attempts++;
     log->backend = info.name;
     const auto t0 = Clock::now();
-    Upstream up(ex);
-    beast::error_code ec = co_await ConnectAndSend(
-        up, info, body ? http::verb::post : http::verb::get, upstream_path, payload,
-        log->request_id, g.admission.request_timeout_ms, false);
-    http::response_parser<http::string_body> p;
-    p.body_limit(256u << 20);
-    if (!ec) co_await http::async_read(up.stream, up.buf, p, net::redirect_error(net::use_awaitable, ec));
+    Upstream up(ex, upstream_.get(), b);
+    const Request ureq =
+        MakeUpstreamRequest(info, body ? http::verb::post : http::verb::get, upstream_path,
+                            payload, log->request_id, false, config_.gateway.node_api_key);
+    // While the node works, a client that goes away closes the upstream connection: the node
+    // cancels the request, and this request's slots are released.
+    bool client_gone = false;
+    std::optional<http::response_parser<http::string_body>> p;
+    beast::error_code ec;
+    {
+      auto watch = WatchForClose(s.socket(), [&up, &client_gone] {
+        client_gone = true;
+        up.stream.close();
+      });
+      ec = co_await Exchange(up, info, ureq, p, g.admission.request_timeout_ms, false,
+                             &client_gone);
+    }
+    if (client_gone) {
+      pool_->Release(b, Outcome::kNeutral, -1, -1, "");
+      log->status = 499;  // nginx's "client closed request", for the access log
+      out.status = 499;
+      out.keep_alive = false;
+      co_return out;
+    }
+    if (ec && LocalResourceError(ec)) {
+      // This process is out of descriptors (or memory): not the backend's fault.
+      pool_->Release(b, Outcome::kNeutral, -1, -1, "");
+      last_error = "the gateway is out of resources: " + ec.message();
+      break;
+    }
     if (ec) {
       last_error = info.name + ": " + ec.message();
       pool_->Release(b, Outcome::kFailure, -1, -1, ec.message());
+      upstream_->Drop(b);
       continue;
     }
-    auto& res = p.get();
+    auto& res = p->get();
+    up.reusable = res.keep_alive() && p->is_done();
+    up.Close();  // the answer is read: the connection can serve another request now
     const int status = res.result_int();
+    if (status == 401 || status == 403) {
+      // The node refused the gateway's own credential: a misconfigured backend, not the
+      // client's fault (clients are authenticated by the gateway).
+      last_error = StrFormat("%s: HTTP %d (the node refused gateway.node_api_key)",
+                             info.name.c_str(), status);
+      pool_->Release(b, Outcome::kFailure, -1, -1, last_error);
+      continue;
+    }
     if (status >= 500) {
       last_error = StrFormat("%s: HTTP %d", info.name.c_str(), status);
       pool_->Release(b, status == 503 ? Outcome::kNeutral : Outcome::kFailure, -1, -1, last_error);
+      if (status != 503) upstream_->Drop(b);
       continue;
     }
     const double latency = Seconds(t0);
@@ -305,7 +419,7 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     h.emplace_back("X-Strata-Backend", info.name);
     out.status = status;
     out.content_type = ctype;
-    CachePut(cache_key, status, ctype, rbody);
+    co_await CachePut(cache_key, status, ctype, rbody);
     Reply reply{status, std::move(rbody), ctype, std::move(h)};
     out.keep_alive = co_await Send(s, req, std::move(reply), log);
     co_return out;
@@ -356,20 +470,26 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     log->attempts++;
     log->backend = info.name;
     const auto t0 = Clock::now();
-    Upstream up(ex);
-    beast::error_code ec =
-        co_await ConnectAndSend(up, info, http::verb::post, path, DumpJson(cur), log->request_id,
-                                g.admission.request_timeout_ms, true);
-    http::response_parser<http::buffer_body> p;
-    p.body_limit(boost::none);
-    if (!ec)
-      co_await http::async_read_header(up.stream, up.buf, p,
-                                       net::redirect_error(net::use_awaitable, ec));
+    Upstream up(ex, upstream_.get(), b);
+    const Request ureq = MakeUpstreamRequest(info, http::verb::post, path, DumpJson(cur),
+                                             log->request_id, true, g.node_api_key);
+    const bool no_stop = false;
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    beast::error_code ec = co_await Exchange(up, info, ureq, parser,
+                                             g.admission.request_timeout_ms, true, &no_stop);
+    if (ec && LocalResourceError(ec)) {
+      // This process is out of descriptors (or memory): not the backend's fault.
+      pool_->Release(b, Outcome::kNeutral, -1, -1, "");
+      last_error = "the gateway is out of resources: " + ec.message();
+      break;
+    }
     if (ec) {
       last_error = info.name + ": " + ec.message();
       pool_->Release(b, Outcome::kFailure, -1, -1, ec.message());
+      upstream_->Drop(b);
       continue;
     }
+    auto& p = *parser;
     const int status = p.get().result_int();
     if (status != 200) {
       // An error answer: read it whole (small), then retry (5xx) or pass it on (4xx).
@@ -383,7 +503,9 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
         ebody.append(tmp.data(), tmp.size() - p.get().body().size);
         if (ebody.size() > (1u << 20)) break;
       }
-      if (status >= 500 || ec) {
+      up.reusable = !ec && p.is_done() && p.get().keep_alive();
+      up.Close();
+      if (status >= 500 || status == 401 || status == 403 || ec) {  // 401/403: see ProxyPlain
         last_error = StrFormat("%s: HTTP %d", info.name.c_str(), status);
         pool_->Release(b, status == 503 ? Outcome::kNeutral : Outcome::kFailure, -1, -1,
                        last_error);
@@ -428,6 +550,8 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     while (!ec) {
       if (p.is_done()) {
         upstream_ok = true;
+        up.reusable = p.get().keep_alive();  // a complete answer: the connection can serve again
+        up.Close();
         break;
       }
       p.get().body().data = tmp.data();
@@ -468,6 +592,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     last_error = st.retry_error ? info.name + ": error event: " + st.retry_message
                                 : info.name + ": stream broken: " + ec.message();
     pool_->Release(b, Outcome::kFailure, -1, -1, last_error);
+    upstream_->Drop(b);
     ++failovers_;
     ++(st.retry_error ? failovers_error_event_ : failovers_stream_broken_);
     st.retry_error = false;
@@ -537,7 +662,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     client_gone = !co_await s.WriteChunk(tail);
   }
   if (ended && st.done && !st.error_event && log->failovers == 0 && !client_gone)
-    CachePut(cache_key, 200, out.content_type, out.body);
+    co_await CachePut(cache_key, 200, out.content_type, out.body);
   if (!client_gone && header_sent) client_gone = !co_await s.WriteLastChunk();
   log->prompt_tokens = st.prompt_tokens;
   // Without a usage chunk (broken or cut stream), what was generated is counted.

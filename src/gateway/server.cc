@@ -42,6 +42,9 @@ Gateway::Gateway(const cluster::ClusterConfig& config) : config_(config) {
   }
   const auto& g = config_.gateway;
   pool_ = std::make_unique<BackendPool>(std::move(infos), g.routing, g.health, g.circuit);
+  upstream_ = std::make_unique<UpstreamPool>(
+      pool_->size(), UpstreamPool::Options{g.upstream.max_idle_per_backend,
+                                           g.upstream.idle_timeout_ms});
   admission_ = std::make_unique<Admission>(g.admission.max_concurrent, g.admission.max_queue,
                                            std::chrono::milliseconds(g.admission.queue_timeout_ms));
 }
@@ -56,12 +59,15 @@ Status Gateway::Run() {
     co.max_bytes = static_cast<size_t>(g.cache.max_bytes);
     co.ttl_s = g.cache.ttl_s;
     co.redis_url = g.cache.redis_url;
+    co.redis_password = g.cache.redis_password;
+    co.hmac_key = g.cache.hmac_key;
     co.redis_prefix = g.cache.redis_prefix;
     co.redis_timeout_ms = g.cache.redis_timeout_ms;
     co.redis_retry_ms = g.cache.redis_retry_ms;
     auto c = MakeResponseCache(co);
     if (!c.ok()) return c.status().With("gateway.cache");
     cache_ = std::move(c).value();
+    if (cache_->backend() == "redis") cache_io_ = std::make_unique<net::thread_pool>(2);
   }
   ::strata::http::Limits limits;
   limits.body_bytes = static_cast<uint64_t>(g.admission.max_body_bytes);
@@ -175,14 +181,39 @@ std::string Gateway::AffinityKey(const Request& req, const json* body) const {
   return "p:" + text.substr(0, static_cast<size_t>(r.affinity_prefix_chars));
 }
 
-void Gateway::CachePut(const std::string& key, int status, const std::string& content_type,
-                       const std::string& body) {
-  if (!cache_ || key.empty() || status < 200 || status >= 300) return;
+namespace {
+// Coroutines run on the cache's thread pool (free functions with by-value parameters: GCC 12
+// mishandles lambda coroutines with captures).
+Task<void> PutOn(ResponseCache* cache, std::string key, CachedResponse c) {
+  cache->Put(key, c);
+  co_return;
+}
+Task<std::optional<CachedResponse>> GetOn(ResponseCache* cache, std::string key) {
+  co_return cache->Get(key);
+}
+}  // namespace
+
+Task<void> Gateway::CachePut(const std::string& key, int status, const std::string& content_type,
+                             const std::string& body) {
+  if (!cache_ || key.empty() || status < 200 || status >= 300) co_return;
+  if (!CacheableContentType(content_type)) co_return;
   CachedResponse c;
   c.status = status;
   c.content_type = content_type;
   c.body = body;
-  cache_->Put(key, c);
+  if (!cache_io_) {
+    cache_->Put(key, c);
+    co_return;
+  }
+  co_await net::co_spawn(cache_io_->get_executor(), PutOn(cache_.get(), key, std::move(c)),
+                         net::use_awaitable);
+}
+
+Task<std::optional<CachedResponse>> Gateway::CacheGet(const std::string& key) {
+  if (!cache_io_) co_return cache_->Get(key);
+  std::optional<CachedResponse> r = co_await net::co_spawn(
+      cache_io_->get_executor(), GetOn(cache_.get(), key), net::use_awaitable);
+  co_return r;
 }
 
 // ---- active health checks ----
@@ -191,6 +222,7 @@ Task<void> Gateway::ProbeLoop(int backend) {
   net::steady_timer timer(co_await net::this_coro::executor);
   for (;;) {
     co_await Probe(backend);
+    if (backend == 0) upstream_->Expire();
     timer.expires_after(std::chrono::milliseconds(config_.gateway.health.interval_ms));
     beast::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
@@ -219,6 +251,8 @@ Task<void> Gateway::Probe(int backend) {
   if (!ec) {
     Request req{http::verb::get, "/health", 11};
     req.set(http::field::host, info.host);
+    if (!config_.gateway.node_api_key.empty())
+      req.set(http::field::authorization, "Bearer " + config_.gateway.node_api_key);
     req.keep_alive(false);
     co_await http::async_write(up, req, net::redirect_error(net::use_awaitable, ec));
   }
@@ -227,6 +261,7 @@ Task<void> Gateway::Probe(int backend) {
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (ec) {
     pool_->ProbeResult(backend, false, false, ms, 0, 0, 0, "probe: " + ec.message());
+    if (!LocalResourceError(ec)) upstream_->Drop(backend);
     co_return;
   }
   const json j = json::parse(res.body(), nullptr, false);
@@ -238,6 +273,7 @@ Task<void> Gateway::Probe(int backend) {
   // A pipeline head whose next stage is down takes no new request (its streams go on).
   const bool ok = res.result_int() == 200 && status == "healthy" && !PipelineDown(j);
   pool_->ProbeStages(backend, StagesFromHealth(j));
+  if (!ok) upstream_->Drop(backend);
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
                      ok ? "" : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),

@@ -11,6 +11,10 @@ namespace {
 
 constexpr uint64_t kMaxStringLen = 1ull << 30;  // 1 GiB: anything larger is hostile
 constexpr uint64_t kMaxDims = 4;                // GGML_MAX_DIMS
+// Far above any real model (tens of keys, thousands of tensors, vocabularies of ~300k).
+constexpr uint64_t kMaxMetadataCount = 1ull << 16;
+constexpr uint64_t kMaxTensorCount = 1ull << 18;
+constexpr uint64_t kMaxStringArray = 1ull << 22;
 
 size_t ScalarSize(ValueType t) {
   switch (t) {
@@ -138,8 +142,16 @@ Status File::ParseImpl() {
   if (n_kv > c.remaining() / 13) return Errorf("metadata count %" PRIu64 " exceeds file size", n_kv);
   if (n_tensors > c.remaining() / 32)
     return Errorf("tensor count %" PRIu64 " exceeds file size", n_tensors);
+  // A sparse file can be large without holding anything: counts are also capped absolutely
+  // (far above real models), and reservations grow with what is actually parsed.
+  if (n_kv > kMaxMetadataCount)
+    return Errorf("metadata count %" PRIu64 " exceeds the limit of %" PRIu64, n_kv,
+                  kMaxMetadataCount);
+  if (n_tensors > kMaxTensorCount)
+    return Errorf("tensor count %" PRIu64 " exceeds the limit of %" PRIu64, n_tensors,
+                  kMaxTensorCount);
 
-  meta_.reserve(n_kv);
+  meta_.reserve(std::min<uint64_t>(n_kv, 1024));
   std::unordered_set<std::string_view> keys;
   for (uint64_t k = 0; k < n_kv; ++k) {
     MetaEntry e;
@@ -165,8 +177,16 @@ Status File::ParseImpl() {
         if (e.value.n_elems > c.remaining() / 8)
           return Errorf("metadata '%.*s': array length exceeds file size",
                         static_cast<int>(e.key.size()), e.key.data());
-        e.value.str_elems.resize(e.value.n_elems);
-        for (auto& s : e.value.str_elems) STRATA_RETURN_IF_ERROR(c.ReadString(&s, "array string"));
+        if (e.value.n_elems > kMaxStringArray)
+          return Errorf("metadata '%.*s': array of %" PRIu64 " strings exceeds the limit of %" PRIu64,
+                        static_cast<int>(e.key.size()), e.key.data(), e.value.n_elems,
+                        kMaxStringArray);
+        e.value.str_elems.reserve(std::min<uint64_t>(e.value.n_elems, 1u << 16));
+        for (uint64_t i = 0; i < e.value.n_elems; ++i) {
+          std::string_view s;
+          STRATA_RETURN_IF_ERROR(c.ReadString(&s, "array string"));
+          e.value.str_elems.push_back(s);
+        }
       } else {
         const size_t es = ScalarSize(e.value.elem_type);
         if (e.value.n_elems > c.remaining() / es)
@@ -194,7 +214,7 @@ Status File::ParseImpl() {
       return Errorf("general.alignment %" PRIu64 " is not a power of two <= 1 MiB", alignment_);
   }
 
-  tensors_.reserve(n_tensors);
+  tensors_.reserve(std::min<uint64_t>(n_tensors, 1024));
   std::unordered_set<std::string_view> names;
   for (uint64_t k = 0; k < n_tensors; ++k) {
     TensorInfo ti;

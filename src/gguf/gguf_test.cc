@@ -767,6 +767,39 @@ TEST(GgufHostile, HugeArrayLengths) {
   EXPECT_TRUE(ParseBytes(arr(ValueType::kUint64, 8).bytes()).ok());
 }
 
+// A sparse multi-GB file passes the "fits in the file" checks with huge counts: it must fail
+// with a message (the absolute caps), never reserve memory for the counts (bad_alloc).
+TEST(GgufHostile, SparseFileWithHugeCounts) {
+  const std::string path = TempPath("sparse.gguf");
+  const uint64_t size = 16ull << 30;
+  auto write = [&](const Raw& r) {
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(r.bytes().data()),
+                static_cast<std::streamsize>(r.bytes().size()));
+    }
+    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
+  };
+  struct Case {
+    Raw raw;
+    const char* error;
+  };
+  Raw strings;
+  strings.Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(1ull << 30);
+  Raw kvs;
+  kvs.Header(0, 1ull << 30);
+  Raw tensors;
+  tensors.Header(1ull << 28, 0);
+  for (const Case& c : {Case{strings, "strings exceeds the limit"},
+                        Case{kvs, "metadata count"}, Case{tensors, "tensor count"}}) {
+    write(c.raw);
+    auto f = File::Open(path);
+    ASSERT_FALSE(f.ok()) << c.error;
+    EXPECT_NE(f.status().message().find(c.error), std::string::npos) << f.status().message();
+  }
+  std::remove(path.c_str());
+}
+
 TEST(GgufHostile, UnknownValueTypes) {
   EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("k").Put<uint32_t>(13).Zeros(8),
                      "unknown value type 13");

@@ -275,7 +275,7 @@ const std::string& QwenPath() {
   return p;
 }
 
-const char kSecret[] = "correct horse battery staple";
+const char kSecret[] = "correct horse battery staple, 32+ bytes";
 
 StageServerOptions ServerOpts() {
   StageServerOptions o;
@@ -355,6 +355,56 @@ TEST(Handshake, AcceptsAdjacentRefusesWrongSecretOrModelOrRange) {
   EXPECT_EQ(r->kind, ResultKind::kLogits);
   EXPECT_GE(server->stats().rejected, 3u);
   EXPECT_EQ(server->stats().authenticated, 1u);
+}
+
+// Peers that connect and stay silent hold handshake slots, not the server: the real upstream
+// still gets in (the oldest pending handshake makes room for a new connection).
+TEST(Handshake, IdlePeersCannotLockOutTheUpstream) {
+  auto server = StartStage(1, 3);
+  ASSERT_NE(server, nullptr);
+  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
+  std::vector<std::unique_ptr<Connection>> idle;
+  for (int i = 0; i < 20; ++i) {
+    auto c = Dial("127.0.0.1", server->port(), 1000);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    idle.push_back(std::move(c).value());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all accepted
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ok = StageClient::Connect("127.0.0.1", server->port(), head, ClientOpts());
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  // Without waiting for the silent peers' handshake timeout (1 s).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+  for (int i = 0; i < 100 && server->stats().authenticated == 0; ++i)  // counted after Ready
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server->stats().authenticated, 1u);
+}
+
+// The handshake has one deadline: a peer that sends each frame just within a per-frame timeout
+// is still cut off when the whole exchange takes longer.
+TEST(Handshake, OneDeadlineForTheWholeHandshake) {
+  auto server = StartStage(1, 3);  // handshake_timeout_ms = 1000
+  ASSERT_NE(server, nullptr);
+  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
+  auto dialed = Dial("127.0.0.1", server->port(), 1000);
+  ASSERT_TRUE(dialed.ok());
+  Connection& c = **dialed;
+  HelloMsg hello;
+  hello.nonce = RandomNonce().value();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(c.WriteFrame(FrameType::kHello, EncodeHello(hello), 1000).ok());
+  Frame f;
+  ASSERT_TRUE(c.ReadFrame(&f, 4096, 2000).ok());
+  ASSERT_EQ(f.type, FrameType::kChallenge);
+  const HelloMsg challenge = DecodeHello(f.payload).value();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // 1.2 s in all: too late
+  AuthMsg auth;
+  auth.info = head;
+  auth.proof = ComputeProof(kSecret, Role::kClient, hello.nonce, challenge.nonce, head, nullptr);
+  (void)c.WriteFrame(FrameType::kAuth, EncodeAuth(auth), 1000);
+  const Status st = c.ReadFrame(&f, 4096, 2000);
+  EXPECT_TRUE(!st.ok() || f.type == FrameType::kError) << FrameTypeName(f.type);
+  EXPECT_EQ(server->stats().authenticated, 0u);
 }
 
 // A server that does not know the secret (answers with a bogus proof) is refused by the client.

@@ -81,8 +81,13 @@ struct StageServerOptions {
   int n_ctx = 512;                   // positions per slot
   int threads = 1;                   // compute threads
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
-  int handshake_timeout_ms = 5000;   // an unauthenticated peer gets this long
-  int max_connections = 8;           // concurrent connections (authenticated or not)
+  int handshake_timeout_ms = 5000;   // the whole handshake of a new peer (one deadline)
+  // Connections still in their handshake (unauthenticated) at once; a new connection beyond
+  // it closes the oldest of them, so that idle peers cannot lock the real upstream out.
+  int max_handshakes = 8;
+  // Authenticated upstream connections at once; a new authenticated one beyond it closes the
+  // oldest (an authenticated upstream is always accepted: the newest wins).
+  int max_connections = 8;
   // The next stage, required unless the range ends with the output head. Start() waits up to
   // next.connect_timeout_ms for it; an unreachable next stage is retried in the background
   // (requests fail with a clear error meanwhile), a refused handshake fails Start().
@@ -127,6 +132,8 @@ class StageServer {
   StageServer() = default;
   void AcceptLoop();
   void Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done);
+  // Closes the oldest connection that is (or is not) authenticated. Under conns_mu_.
+  void CloseOldest(bool authenticated);
   void ReapFinished();
   Status Handshake(Connection& conn, StageInfo* peer, ErrorCode* code);
   void Worker();
@@ -163,9 +170,12 @@ class StageServer {
     std::shared_ptr<Connection> conn;
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
+    bool authenticated = false;  // guarded by conns_mu_
+    bool closing = false;        // closed by CloseOldest (guarded by conns_mu_)
   };
   std::list<ConnEntry> conns_;
-  int live_ = 0;
+  int live_ = 0;         // authenticated connections
+  int handshaking_ = 0;  // connections in their handshake
   StageStats stats_;
 };
 

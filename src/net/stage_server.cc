@@ -124,16 +124,25 @@ void StageServer::AcceptLoop() {
     if (conn == nullptr) continue;
     std::lock_guard<std::mutex> lock(conns_mu_);
     ++stats_.accepted;
-    if (live_ >= opts_.max_connections) {
-      ++stats_.rejected;
-      STRATA_LOG(LogLevel::kWarn, "stage: refusing %s: %d connections already open",
-                 conn->peer().c_str(), live_);
-      continue;  // closed when conn goes out of scope
+    if (handshaking_ >= opts_.max_handshakes) {
+      STRATA_LOG(LogLevel::kWarn, "stage: %d handshakes pending: closing the oldest for %s",
+                 handshaking_, conn->peer().c_str());
+      CloseOldest(false);
     }
-    ++live_;
+    ++handshaking_;
     auto done = std::make_shared<std::atomic<bool>>(false);
     conns_.push_back(ConnEntry{conn, std::thread(), done});
     conns_.back().thread = std::thread([this, conn, done] { Serve(conn, done); });
+  }
+}
+
+void StageServer::CloseOldest(bool authenticated) {
+  for (auto& e : conns_) {
+    if (e.authenticated != authenticated || e.closing || e.done->load()) continue;
+    ++stats_.rejected;
+    e.closing = true;
+    e.conn->Shutdown();
+    return;
   }
 }
 
@@ -148,9 +157,20 @@ void StageServer::Reject(Connection& conn, ErrorCode code, const Status& why) {
 }
 
 Status StageServer::Handshake(Connection& c, StageInfo* peer, ErrorCode* code) {
-  const int t = opts_.handshake_timeout_ms;
+  // One deadline for the whole handshake: a peer cannot stretch it frame by frame.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(opts_.handshake_timeout_ms);
+  int t = 0;
+  auto left = [&]() -> Status {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()).count();
+    if (ms <= 0) return Errorf("handshake not completed within %d ms", opts_.handshake_timeout_ms);
+    t = static_cast<int>(ms);
+    return Status::Ok();
+  };
   *code = ErrorCode::kProtocol;
   Frame f;
+  STRATA_RETURN_IF_ERROR(left());
   // Every failure before the Auth frame is verified is reported as a protocol/auth error.
   STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kHello, t, &f));
   STRATA_ASSIGN_OR_RETURN(HelloMsg hello, DecodeHello(f.payload));
@@ -162,7 +182,9 @@ Status StageServer::Handshake(Connection& c, StageInfo* peer, ErrorCode* code) {
   STRATA_ASSIGN_OR_RETURN(Nonce sn, RandomNonce());
   HelloMsg challenge;
   challenge.nonce = sn;
+  STRATA_RETURN_IF_ERROR(left());
   STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kChallenge, EncodeHello(challenge), t));
+  STRATA_RETURN_IF_ERROR(left());
   STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kAuth, t, &f));
   STRATA_ASSIGN_OR_RETURN(AuthMsg auth, DecodeAuth(f.payload));
   const Digest want = ComputeProof(opts_.secret, Role::kClient, hello.nonce, sn, auth.info, nullptr);
@@ -176,7 +198,9 @@ Status StageServer::Handshake(Connection& c, StageInfo* peer, ErrorCode* code) {
   AuthMsg mine;
   mine.info = info_;
   mine.proof = ComputeProof(opts_.secret, Role::kServer, hello.nonce, sn, auth.info, &info_);
+  STRATA_RETURN_IF_ERROR(left());
   STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kAuth, EncodeAuth(mine), t));
+  STRATA_RETURN_IF_ERROR(left());
   STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kReady, t, &f));
   if (!f.payload.empty()) return Status::Error("malformed Ready frame");
   *peer = auth.info;
@@ -190,6 +214,21 @@ void StageServer::Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::a
   Status hs = Handshake(c, &peer, &code);
   auto up = std::make_shared<Upstream>();
   up->conn = conn;
+  bool authenticated = false;
+  {
+    std::lock_guard<std::mutex> lock(conns_mu_);
+    --handshaking_;
+    if (hs.ok()) {
+      if (live_ >= opts_.max_connections) {
+        STRATA_LOG(LogLevel::kWarn, "stage: %d upstreams connected: closing the oldest", live_);
+        CloseOldest(true);
+      }
+      for (auto& e : conns_)
+        if (e.conn == conn) e.authenticated = true;
+      ++live_;
+      authenticated = true;
+    }
+  }
   if (!hs.ok()) {
     Reject(c, code, hs);
   } else {
@@ -261,7 +300,7 @@ void StageServer::Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::a
   }
   {
     std::lock_guard<std::mutex> lock(conns_mu_);
-    --live_;
+    if (authenticated) --live_;
   }
   done->store(true);
 }

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from sse import read_sse  # noqa: E402
 
 FAILS = []
-SECRET = "failover-test-secret"
+SECRET = "failover-test-secret-" + "0123456789abcdef" * 4  # >= 32 bytes
 
 
 def check(cond, what):

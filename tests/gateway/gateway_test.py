@@ -448,10 +448,55 @@ api_keys:
           f"access log has JSON lines with the request id ({len(parsed)} lines)")
 
     test_chat_stream_failover(a, work, model, nodes, node_list, gws)
+    test_node_api_key(a, work, model, gws)
     test_redis_cache_outage(a, work, node_list, gws)
     test_slow_clients(a, work, node_list, gws)
     test_front_door(a, work, node_list, gws)
     test_hostile_bodies(a, work, nodes, node_list, gws)
+
+
+def metric(port, name):
+    _, _, parsed = request(port, "GET", "/metrics")
+    for line in parsed.get("_raw", "").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_node_api_key(a, work, model, gws):
+    """A node started with --api-key-file serves the gateway that has gateway.node_api_key_file
+    (and reuses pooled connections to it); a gateway without the key gets backend errors."""
+    key_file = os.path.join(work, "node.key")
+    with open(key_file, "w") as f:
+        f.write("node-key-0123456789abcdef0123456789\n")
+    port = free_port()
+    node = Proc([a.strata, "node", "--model", model, "--port", str(port), "--threads", "1",
+                 "--parallel", "2", "--ctx", "512", "--api-key-file", key_file], "/health", port,
+                "keyed")
+    try:
+        body = {"prompt": "Hello", "max_tokens": 2, "temperature": 0}
+        st, _, _ = request(port, "POST", "/v1/completions", body)
+        check(st == 401, f"node with --api-key-file refuses a request without the key ({st})")
+        with_key = start_gateway(a.strata, work, "keyed", [("k0", port)], HEALTH +
+                                 "node_api_key_file: node.key\n")
+        gws.append(with_key)
+        check(wait_for(lambda: request(with_key.port, "GET", "/ready")[0] == 200, 10),
+              "keyed gateway ready")
+        codes = [request(with_key.port, "POST", "/v1/completions", body)[0] for _ in range(5)]
+        check(codes == [200] * 5, f"gateway with node_api_key_file is served ({codes})")
+        reused = metric(with_key.port, "strata_gateway_upstream_reused_total")
+        check(reused is not None and reused >= 3,
+              f"sequential requests reuse pooled upstream connections ({reused})")
+        without = start_gateway(a.strata, work, "unkeyed", [("k0", port)], HEALTH)
+        gws.append(without)
+        check(wait_for(lambda: request(without.port, "GET", "/ready")[0] == 200, 10),
+              "unkeyed gateway ready")
+        st, _, j = request(without.port, "POST", "/v1/completions", body)
+        msg = json.dumps(j)
+        check(st >= 500 and "401" in msg,
+              f"gateway without the node key gets a backend error ({st} {msg[:160]})")
+    finally:
+        node.stop()
 
 
 def chat_texts(events):
@@ -528,8 +573,11 @@ def test_redis_cache_outage(a, work, node_list, gws):
     redis = start_redis(rport)
     try:
         check(wait_for(lambda: _alive(rport), 10), "redis-server started")
+        # The gateways share the key sealing the Redis entries (else each uses its own).
+        with open(os.path.join(work, "cache.key"), "w") as f:
+            f.write("cache-hmac-key-0123456789abcdef\n")
         cache = (f"cache: {{redis_url: 'redis://127.0.0.1:{rport}', ttl_s: 60, "
-                 "redis_timeout_ms: 200, redis_retry_ms: 300}")
+                 "redis_timeout_ms: 200, redis_retry_ms: 300, hmac_key_file: cache.key}")
         g1 = start_gateway(a.strata, work, "redis1", node_list, HEALTH + cache)
         g2 = start_gateway(a.strata, work, "redis2", node_list, HEALTH + cache)
         gws += [g1, g2]

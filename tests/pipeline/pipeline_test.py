@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from sse import read_sse  # noqa: E402
 
 FAILS = []
-SECRET = "pipeline-test-secret"
+SECRET = "pipeline-test-secret-0123456789abcdef"  # >= 32 bytes
 
 
 def check(cond, what):
