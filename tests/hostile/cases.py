@@ -289,4 +289,6 @@ def judge(case, o):
         if ctl:
             return False, text + " echoing control characters in X-Request-Id"
         return True, text + " (sanitized)"
-    return False, text + {"status": " (expected 4xx)"}.get(o.kind, "")
+    if o.kind == "status":
+        return False, text + " (expected 4xx): " + o.body[:90].decode(errors="replace")
+    return False, text
