@@ -194,7 +194,8 @@ def json_cases():
               ("max_tokens 1e30 digits", b'{"prompt":"x","max_tokens":' + b"9" * 30 + b"}"),
               ("temperature -5", comp_body(temperature=-5)), ("top_p 7", comp_body(top_p=7)),
               ("temperature 1e309 (inf)", b'{"prompt":"x","max_tokens":2,"temperature":1e309}'),
-              ("top_k -2^63", comp_body(top_k=-(2 ** 63)))]
+              ("top_k -2^63", comp_body(top_k=-(2 ** 63))),
+              ("streamed, max_tokens -1", comp_body(stream=True, max_tokens=-1))]
     cs += [json_case("range: " + n, b) for n, b in ranges]
     cs.append(json_case("invalid UTF-8 in prompt", b'{"prompt":"ab\xff\xfe\xc0\x80","max_tokens":2}'))
     cs.append(json_case("lone surrogate in prompt", b'{"prompt":"a\\ud800b","max_tokens":2}'))

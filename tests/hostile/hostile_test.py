@@ -86,6 +86,27 @@ class Harness:
             p.stop()
 
 
+def backend_errors(h):
+    """(errors, circuit) of the gateway's backend, from /api/cluster."""
+    try:
+        b = request(h.gw.port, "GET", "/api/cluster", timeout=5)[2]["backends"][0]
+        return b.get("errors", 0), b.get("circuit", "?")
+    except Exception:  # noqa: BLE001
+        return None, "?"
+
+
+def blamed_backend(h, target, before):
+    """A hostile client must not be counted as a failure of the healthy node behind the gateway
+    (else a few requests open its circuit). Returns the problems; waits for the circuit to close."""
+    if target.label != "gateway" or before[0] is None:
+        return []
+    after = backend_errors(h)
+    if after[0] is None or after[0] <= before[0]:
+        return []
+    wait_for(lambda: backend_errors(h)[1] == "closed", 5)
+    return [f"gateway counted it as {after[0] - before[0]} failure(s) of node n0 (circuit {after[1]})"]
+
+
 def after_case(h, target):
     """The baseline on the target, then the liveness of every process (a crash can take a moment
     to show: after a failed baseline, wait up to 3 s for a process to exit). A dead process is
@@ -272,9 +293,10 @@ def run_all(h, only, rows, fails):
         if only and only not in case.name:
             continue
         for t in h.targets:
+            before = backend_errors(h)
             o = case.build(t.port)
             ok, text = C.judge(case, o)
-            problems = after_case(h, t)
+            problems = blamed_backend(h, t, before) + after_case(h, t)
             record(rows, fails, case.name, t.label, ok and not problems, "; ".join([text] + problems))
     # Slow clients run while the idle-connection and flood cases run (a restart of the server
     # meanwhile makes the slowloris result meaningless: reported as a failure).
