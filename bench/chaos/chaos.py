@@ -319,6 +319,8 @@ def report(a, s, rows):
         "0 hangs": s["hangs"] == 0,
         "the gateway stayed up": s["gateway_alive"],
         "traffic flowed (>= 1 ok request per client)": s["completed"] >= a.concurrency,
+        "the killer ran (>= 1 kill, every victim restarted)":
+            len(s["kills"]) >= 1 and all(k[3] == "restarted" for k in s["kills"]),
     }
     if a.strict_pipeline:
         goals["0 failed among pipeline requests"] = g["pipeline"]["sent"] == g["pipeline"]["ok"]

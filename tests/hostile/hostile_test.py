@@ -37,7 +37,7 @@ FLOOD_BODY = 8 << 20
 
 
 class Server:
-    """One target: a process, its port, and the processes whose death would also count."""
+    """One target (the node or the gateway) and its baseline answer."""
 
     def __init__(self, label, proc):
         self.label, self.proc = label, proc
@@ -268,6 +268,9 @@ def main():
             sys.exit(1)
         print(f"baseline: {h.targets[0].baseline!r} (gateway identical: "
               f"{h.targets[0].baseline == h.targets[1].baseline})", flush=True)
+        if backend_errors(h)[0] is None:
+            record(rows, fails, "gateway /api/cluster readable (backend blame check)", "gateway", False,
+                   "unreadable: the check that client errors are not counted against n0 cannot run")
         run_all(h, a.only, rows, fails)
     finally:
         h.stop()
