@@ -92,9 +92,11 @@ class Cluster:
         return int(m.group(1)) if m else None
 
     def stop(self):
-        self.gateway.stop()
-        for p in self.nodes.values():
+        """Stops everything and keeps the logs (of each process's last run) in the workdir."""
+        for p in [self.gateway] + list(self.nodes.values()):
             p.stop()
+            with open(os.path.join(self.work, p.name + ".log"), "w") as f:
+                f.write(p.output())
 
 
 def body_of(combo, stream):
@@ -305,7 +307,9 @@ def report(a, s, rows):
     print(f"{'routed to':10} {'sent':>6} {'ok':>6} {'mismatch':>9} {'error':>6} {'lost':>6} {'hang':>6}")
     for g, c in s["groups"].items():
         print(f"{g:10} {c['sent']:6} {c['ok']:6} {c['mismatch']:9} {c['error']:6} {c['lost']:6} {c['hang']:6}")
-    bad = [x for x in rows if x[1] != "ok"]
+    order = {"replica": 0, "none": 1, "pipeline": 2}
+    bad = sorted((x for x in rows if x[1] != "ok"), key=lambda x: order[x[0]])
+    s["failures"] = [dict(group=x[0], outcome=x[1], latency_s=round(x[2], 3), detail=x[4]) for x in bad[:500]]
     for x in bad[:25]:
         print(f"  {x[0]:8} {x[1]:8} {x[2]:6.2f}s {x[4]}")
     if len(bad) > 25:
