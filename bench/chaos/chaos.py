@@ -191,7 +191,8 @@ def client(i, a, port, refs, end, stats):
             outcome = "ok" if text == refs[combo] else "mismatch"
             if outcome == "mismatch":
                 detail = f"{len(text)} vs {len(refs[combo])} chars"
-        stats.add(group_of(backend), outcome, dt, stream, f"{combo} stream={stream} {backend}: {detail}")
+        stats.add(group_of(backend), outcome, dt, stream,
+                  f"t={t0 - a.t0:.1f}s {combo} stream={stream} {backend}: {detail}")
 
 
 def killer(a, cluster, end, kills, stop):
