@@ -45,7 +45,14 @@ class Server:
         self.baseline = None
 
     def base(self):
-        st, _, j = request(self.port, "POST", "/v1/completions", BASELINE, timeout=30)
+        """The baseline request's text. A 503/429 (a connection cap still counting sockets the
+        previous case just closed) is retried for up to 5 s."""
+        deadline = time.time() + 5
+        while True:
+            st, _, j = request(self.port, "POST", "/v1/completions", BASELINE, timeout=30)
+            if st not in (429, 503) or time.time() > deadline:
+                break
+            time.sleep(0.2)
         if st != 200:
             return f"status {st}: {str(j)[:100]}"
         return j["choices"][0]["text"]
