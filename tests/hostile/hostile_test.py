@@ -253,6 +253,46 @@ def flood(port):
     return ok, f"{early401}/{FLOOD_CLIENTS} got 401 before the body was sent ({kinds}, {time.time() - t0:.1f}s)"
 
 
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return -1
+
+
+def pipelined_flood(proc, mib=64):
+    """A streamed generation, and meanwhile 64 MiB of pipelined bytes on the same connection:
+    the server must not buffer them (cap then close, stop reading, or discard: its RSS grows by
+    less than half of what was sent)."""
+    req = C.post(C.comp_body(max_tokens=400, temperature=0, stream=True)).replace(
+        b"Connection: close", b"Connection: keep-alive")
+    before = rss_mib(proc.proc.pid)
+    try:
+        s = socket.create_connection((C.HOST, proc.port), timeout=5)
+    except OSError as e:
+        return False, f"connect failed: {e}"
+    sent, t0 = 0, time.time()
+    junk = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X: " + b"a" * (1 << 20) + b"\r\n"
+    with s:
+        s.sendall(req)
+        s.settimeout(10)
+        try:
+            while sent < (mib << 20):
+                s.sendall(junk)
+                sent += len(junk)
+        except OSError as e:
+            how = f"cut after {sent >> 20} MiB ({type(e).__name__})"
+        else:
+            how = f"all {sent >> 20} MiB accepted in {time.time() - t0:.1f}s"
+        grown = rss_mib(proc.proc.pid) - before
+    ok = sent < (mib << 20) or grown < mib // 2
+    return ok, f"{how}; server RSS +{grown} MiB"
+
+
 # --- runner ----------------------------------------------------------------------------------
 
 def main():
@@ -323,6 +363,12 @@ def run_all(h, only, rows, fails):
             problems = after_case(h, t)
             record(rows, fails, "2,000 idle connections", t.label, not problems,
                    "; ".join([o.note] + problems))
+    if not only or "pipelined" in only:
+        for t in h.targets:
+            ok, text = pipelined_flood(t.proc)
+            problems = after_case(h, t)
+            record(rows, fails, "64 MiB pipelined during a stream", t.label, ok and not problems,
+                   "; ".join([text] + problems))
     if not only or "flood" in only:
         for label, p, t in (("node", h.keynode, h.targets[0]), ("gateway", h.keygw, h.targets[1])):
             ok, text = flood(p.port)
