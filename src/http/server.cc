@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <array>
+#include <cctype>
 #include <csignal>
 #include <thread>
 
@@ -276,6 +277,27 @@ Task<void> Server::Session(S stream, std::shared_ptr<Ctl> ctl, std::shared_ptr<v
   tracker_.Release(ctl->client);
 }
 
+// Framing checks the parser does not make: a bounded number of header lines (431), and no
+// transfer coding other than chunked (request smuggling: "xchunked" next to a Content-Length).
+static std::optional<std::pair<int, std::string>> CheckFraming(const Request& req, const Limits& lim) {
+  size_t fields = 0;
+  for (auto it = req.begin(); it != req.end(); ++it) ++fields;
+  if (fields > lim.header_fields)
+    return std::make_pair(431, StrFormat("too many header fields (%zu; the limit is %zu)", fields,
+                                         lim.header_fields));
+  const auto te = req.find(bhttp::field::transfer_encoding);
+  if (te != req.end()) {
+    std::string v(te->value());
+    for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const size_t b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
+    v = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+    if (v != "chunked")
+      return std::make_pair(400, "unsupported Transfer-Encoding '" + std::string(te->value()) +
+                                     "' (only chunked is accepted)");
+  }
+  return std::nullopt;
+}
+
 template <typename S>
 Task<bool> Server::ServeOne(S& stream, Stream& s, Ctl& ctl) {
   auto& low = beast::get_lowest_layer(stream);
@@ -298,6 +320,13 @@ Task<bool> Server::ServeOne(S& stream, Stream& s, Ctl& ctl) {
   parser.body_limit(o_.limits.body_bytes);
   co_await bhttp::async_read_header(stream, buf, parser, Redirect(ec));
   if (!ec) {
+    if (auto bad = CheckFraming(parser.get(), o_.limits)) {
+      auto res = MakeResponse(o_.server_header, parser.get().version(), false,
+                              h_.OnTransportError(bad->first, bad->second, &parser.get()));
+      if (co_await s.Write(res))
+        co_await HalfCloseAndDrain(low, o_.limits.drain_bytes, o_.limits.drain);
+      co_return false;
+    }
     if (auto r = h_.OnHeaders(parser.get(), s)) {
       // Rejected on its headers: the body is never read.
       const bool keep = parser.is_done() && parser.get().keep_alive();

@@ -49,6 +49,7 @@ struct Reply {
 
 struct Limits {
   size_t header_bytes = 64 * 1024;       // beyond: 431
+  size_t header_fields = 128;            // header lines; beyond: 431
   uint64_t body_bytes = 8u << 20;        // beyond: 413
   std::chrono::milliseconds idle{30000};          // waiting for a request's first byte
   std::chrono::milliseconds request_read{30000};  // reading one whole request (headers + body)

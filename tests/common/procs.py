@@ -1,0 +1,145 @@
+"""Real `strata` processes on loopback for the Python tests and benches: free ports, a process
+wrapper that waits until the server answers, plain HTTP calls, cluster.yaml writing.
+
+Only 127.0.0.1 is used. Stdlib only.
+"""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=60):
+    """One HTTP request on a fresh connection: (status, lower-cased headers, parsed JSON or
+    {"_raw": text})."""
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+    finally:
+        c.close()
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        parsed = {"_raw": payload.decode(errors="replace")}
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+
+
+def alive(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for(cond, timeout, step=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cond():
+                return True
+        except OSError:
+            pass
+        time.sleep(step)
+    return False
+
+
+class Proc:
+    """A `strata` process whose output goes to a temporary file. start() (re)starts it and, when
+    ready_path is set, waits until GET ready_path on port answers 200."""
+
+    def __init__(self, args, port, name, ready_path="/health", env=None, wait=True):
+        self.args, self.port, self.name, self.ready_path = args, port, name, ready_path
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.start(wait)
+
+    def start(self, wait=True, timeout=60):
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env)
+        if wait and self.ready_path:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): " + self.output()[-2000:])
+            try:
+                if request(self.port, "GET", self.ready_path, timeout=2)[0] == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not become ready: " + self.output()[-2000:])
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def kill(self):
+        """kill -9."""
+        if self.running():
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def stop(self, timeout=20):
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc is not None else None
+
+
+def node_args(strata, model, port, *extra, threads=1, parallel=4, ctx=512):
+    return [strata, "node", "--model", model, "--port", str(port), "--threads", str(threads),
+            "--parallel", str(parallel), "--ctx", str(ctx), *extra]
+
+
+def write_cluster_yaml(path, model, nodes, gateway_port, gateway_yaml="", secret=None):
+    """nodes: list of dicts (name, port and optionally stage_port, layers, next). Returns path."""
+    lines = ["model:", f"  path: {model}"]
+    if secret:
+        lines += ["cluster:", f"  secret: '{secret}'"]
+    lines.append("nodes:")
+    for n in nodes:
+        lines.append(f"  - name: {n['name']}")
+        for k in ("port", "stage_port", "layers", "next"):
+            if k in n:
+                lines.append(f"    {k}: {n[k]}")
+    lines += ["gateway:", f"  listen: {HOST}:{gateway_port}"]
+    lines += ["  " + ln for ln in gateway_yaml.strip("\n").splitlines()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+# Fast health checks and retries for tests: a killed backend is out within ~100 ms.
+FAST_HEALTH = """health: {interval_ms: 100, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1}
+circuit_breaker: {failure_threshold: 1, open_ms: 300}
+retry: {max_attempts: 3, backoff_ms: 5, max_backoff_ms: 20, unavailable_timeout_ms: 1500}
+"""
