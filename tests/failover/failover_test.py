@@ -16,8 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from sse import read_sse  # noqa: E402
+import procs  # noqa: E402
+from procs import free_port, request, wait_for  # noqa: E402
 
 FAILS = []
 SECRET = "failover-test-secret-" + "0123456789abcdef" * 4  # >= 32 bytes
@@ -37,74 +37,15 @@ def check(cond, what):
         FAILS.append(what)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Proc(procs.Proc):
+    """A strata process with the pipeline's cluster secret in its environment."""
 
-
-def request(port, method, path, body=None, headers=None, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    c.request(method, path, body=None if body is None else json.dumps(body).encode(), headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        parsed = {"_raw": data.decode(errors="replace")}
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
-
-
-class Proc:
     def __init__(self, args, port, name, wait=True):
-        self.args, self.port, self.name = args, port, name
-        self.start(wait)
-
-    def start(self, wait=True):
-        self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, STRATA_CLUSTER_SECRET=SECRET)
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: " + self.output())
-            try:
-                if request(self.port, "GET", "/health", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not become ready: " + self.output())
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(args, port, name, env={"STRATA_CLUSTER_SECRET": SECRET}, wait=wait)
 
 
 def node_args(strata, model, port, *extra):
-    return [strata, "node", "--model", model, "--port", str(port), "--threads", "1",
-            "--parallel", "8", "--ctx", "1024", *extra]
+    return procs.node_args(strata, model, port, *extra, parallel=8, ctx=1024)
 
 
 class Pipeline:
@@ -254,15 +195,6 @@ gateway:
 def cluster_backend(gp, name):
     _, _, j = request(gp, "GET", "/api/cluster")
     return next((b for b in j.get("backends", []) if b["name"] == name), {})
-
-
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_gateway(strata, work, model, replica, refs):
