@@ -21,6 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from sse import read_sse  # noqa: E402
 import front_door  # noqa: E402
+from procs import free_port, request  # noqa: E402
 
 FAILS = []
 
@@ -29,28 +30,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILS.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port, method, path, body=None, headers=None, timeout=60):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    payload = r.read()
-    c.close()
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        parsed = {"_raw": payload.decode(errors="replace")}
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
 
 
 def stream(port, path, body, headers=None, on_event=None):
