@@ -1,0 +1,390 @@
+// AVX-512 attention kernels: per-query attention over the f16 KV cache (llama.cpp's CPU flash
+// attention order) and the tiled prompt attention; bit-identical to their scalar twins.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "base/fp16.h"
+#include "kernels/avx512_lanes.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
+#include "kernels/x86_reduce.h"
+
+namespace strata::kernels::avx512 {
+namespace {
+
+// Same algorithm as ref::Attention (llama.cpp's CPU flash attention), 16 lanes at a time.
+__m512 RoundF16(__m512 x) {
+  return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// q.k in the order of ref's AttnScoreDot (llama.cpp's f16 dot).
+inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
+  const int np = n & ~63;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int i = 0; i < np; i += 64) {
+    a0 = _mm512_fmadd_ps(LoadF16::Load(k, i), _mm512_loadu_ps(q16 + i), a0);
+    a1 = _mm512_fmadd_ps(LoadF16::Load(k, i + 16), _mm512_loadu_ps(q16 + i + 16), a1);
+    a2 = _mm512_fmadd_ps(LoadF16::Load(k, i + 32), _mm512_loadu_ps(q16 + i + 32), a2);
+    a3 = _mm512_fmadd_ps(LoadF16::Load(k, i + 48), _mm512_loadu_ps(q16 + i + 48), a3);
+  }
+  double sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+  for (int i = np; i < n; ++i) sum += static_cast<double>(fp16_to_f32(k[i]) * q16[i]);
+  return static_cast<float>(sum);
+}
+
+// NH query heads (1 or 2) that share one KV head, head_dim = 16 * NV: per head the same
+// operations as the generic loop below, arranged so that the V accumulators stay in registers
+// and the two heads' dependency chains overlap. Keys go in chunks: (a) their scores (each K
+// vector converted once for both heads), (b) the scalar online-softmax steps (running max, the
+// exp calls, the sum) recording each key's rescale factor and weight, (c) the V accumulation
+// (each V vector converted once). No call inside (a) or (c), so nothing spills.
+template <int NV, int NH>
+void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16_t* v,
+                         int64_t n_kv, int64_t kv_stride, float scale, float* const* oh) {
+  constexpr int kChunk = 64;
+  alignas(64) float q16[NH][16 * NV];
+  __m512 acc[NH][NV];
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h)
+    for (int i = 0; i < NV; ++i) {
+      _mm512_store_ps(q16[h] + 16 * i, RoundF16(_mm512_loadu_ps(qh[h] + 16 * i)));
+      acc[h][i] = _mm512_setzero_ps();
+    }
+  float mx[NH], sum[NH];
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h) {
+    mx[h] = -INFINITY;
+    sum[h] = 0.0f;
+  }
+  float score[NH][kChunk], rescale[NH][kChunk], weight[NH][kChunk];
+  bool raised[NH][kChunk];
+  for (int64_t j0 = 0; j0 < n_kv; j0 += kChunk) {
+    const int m = static_cast<int>(std::min<int64_t>(kChunk, n_kv - j0));
+    for (int jj = 0; jj < m; ++jj) {
+      const uint16_t* kj = k + (j0 + jj) * kv_stride;
+      if constexpr (NV % 4 != 0) {  // AttnScoreDot's scalar tail: no shared loads
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          score[h][jj] = AttnScoreDot(kj, q16[h], 16 * NV) * scale;
+        continue;
+      }
+      // AttnScoreDot's order for each head: 4 accumulators over the 64-element steps.
+      __m512 a[NH][4];
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h)
+        #pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) a[h][u] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) {
+        const __m512 kv = LoadF16::Load(kj, 16 * i);
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          a[h][i % 4] = _mm512_fmadd_ps(kv, _mm512_load_ps(q16[h] + 16 * i), a[h][i % 4]);
+      }
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        const double d = _mm512_reduce_add_ps(
+            _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][2]), _mm512_add_ps(a[h][1], a[h][3])));
+        score[h][jj] = static_cast<float>(d) * scale;
+      }
+    }
+    for (int jj = 0; jj < m; ++jj) {
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        const float s = score[h][jj];
+        float ms = 1.0f, vs = 1.0f;
+        raised[h][jj] = s > mx[h];
+        if (raised[h][jj]) {
+          ms = std::exp(mx[h] - s);
+          mx[h] = s;
+        } else {
+          vs = std::exp(s - mx[h]);
+        }
+        sum[h] = sum[h] * ms + vs;
+        rescale[h][jj] = ms;
+        weight[h][jj] = vs;
+      }
+    }
+    for (int jj = 0; jj < m; ++jj) {
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) {
+        if (raised[h][jj]) {
+          const __m512 vms = _mm512_set1_ps(rescale[h][jj]);
+#pragma GCC unroll 8
+          for (int i = 0; i < NV; ++i) acc[h][i] = RoundF16(_mm512_mul_ps(acc[h][i], vms));
+        }
+      }
+      const uint16_t* vj = v + (j0 + jj) * kv_stride;
+      __m512 vvs[NH];
+      #pragma GCC unroll 2
+      for (int h = 0; h < NH; ++h) vvs[h] = _mm512_set1_ps(weight[h][jj]);
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) {
+        const __m512 vv = LoadF16::Load(vj, 16 * i);
+        #pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h)
+          acc[h][i] = RoundF16(_mm512_fmadd_ps(vv, vvs[h], acc[h][i]));
+      }
+    }
+  }
+  #pragma GCC unroll 2
+  for (int h = 0; h < NH; ++h) {
+    const __m512 inv = _mm512_set1_ps(sum[h] == 0.0f ? 0.0f : 1.0f / sum[h]);
+    for (int i = 0; i < NV; ++i) _mm512_storeu_ps(oh[h] + 16 * i, _mm512_mul_ps(acc[h][i], inv));
+  }
+}
+
+using AttentionHeadsFn = void (*)(const float* const*, const uint16_t*, const uint16_t*, int64_t,
+                                  int64_t, float, float* const*);
+template <int NH>
+constexpr AttentionHeadsFn kAttentionFixed[] = {
+    AttentionHeadsFixed<1, NH>, AttentionHeadsFixed<2, NH>, AttentionHeadsFixed<3, NH>,
+    AttentionHeadsFixed<4, NH>, AttentionHeadsFixed<5, NH>, AttentionHeadsFixed<6, NH>,
+    AttentionHeadsFixed<7, NH>, AttentionHeadsFixed<8, NH>};
+
+}  // namespace
+
+void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+               int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
+               float* out, float* scratch) {
+  (void)scratch;
+  if (head_dim % 16 == 0 && head_dim / 16 >= 1 && head_dim / 16 <= 8) {
+    // Query heads in pairs where two share a KV head.
+    const int group = n_heads / n_kv_heads;
+    const int nv = head_dim / 16 - 1;
+    for (int h = 0; h < n_heads;) {
+      const int64_t col = static_cast<int64_t>(h / group) * head_dim;
+      const int nh = (h % group + 1 < group) ? 2 : 1;
+      const float* qh[2] = {q + static_cast<int64_t>(h) * head_dim,
+                            q + static_cast<int64_t>(h + nh - 1) * head_dim};
+      float* oh[2] = {out + static_cast<int64_t>(h) * head_dim,
+                      out + static_cast<int64_t>(h + nh - 1) * head_dim};
+      (nh == 2 ? kAttentionFixed<2> : kAttentionFixed<1>)[nv](qh, k + col, v + col, n_kv,
+                                                              kv_stride, scale, oh);
+      h += nh;
+    }
+    return;
+  }
+  const int group = n_heads / n_kv_heads;
+  const int n_vec = (head_dim + 15) / 16;
+  const __mmask16 tail = Mask16(head_dim - (n_vec - 1) * 16);
+  alignas(64) float acc[kMaxHeadDim];
+  alignas(64) float q16[kMaxHeadDim];
+  for (int h = 0; h < n_heads; ++h) {
+    const int64_t col = static_cast<int64_t>(h / group) * head_dim;
+    const float* qh = q + static_cast<int64_t>(h) * head_dim;
+    for (int i = 0; i < n_vec; ++i) {
+      const __mmask16 m = i + 1 == n_vec ? tail : 0xFFFF;
+      _mm512_store_ps(q16 + 16 * i, RoundF16(_mm512_maskz_loadu_ps(m, qh + 16 * i)));
+      _mm512_store_ps(acc + 16 * i, _mm512_setzero_ps());
+    }
+    float mx = -INFINITY, sum = 0.0f;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const float s = AttnScoreDot(k + j * kv_stride + col, q16, head_dim) * scale;
+      float ms = 1.0f, vs = 1.0f;
+      if (s > mx) {
+        ms = std::exp(mx - s);
+        mx = s;
+        const __m512 vms = _mm512_set1_ps(ms);
+        for (int i = 0; i < n_vec; ++i)
+          _mm512_store_ps(acc + 16 * i, RoundF16(_mm512_mul_ps(_mm512_load_ps(acc + 16 * i), vms)));
+      } else {
+        vs = std::exp(s - mx);
+      }
+      const uint16_t* vj = v + j * kv_stride + col;
+      const __m512 vvs = _mm512_set1_ps(vs);
+      for (int i = 0; i < n_vec; ++i) {
+        const __mmask16 m = i + 1 == n_vec ? tail : 0xFFFF;
+        _mm512_store_ps(acc + 16 * i, RoundF16(_mm512_fmadd_ps(LoadF16::LoadMasked(vj, 16 * i, m),
+                                                               vvs, _mm512_load_ps(acc + 16 * i))));
+      }
+      sum = sum * ms + vs;
+    }
+    const __m512 inv = _mm512_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
+    float* oh = out + static_cast<int64_t>(h) * head_dim;
+    for (int i = 0; i < n_vec; ++i) {
+      const __mmask16 m = i + 1 == n_vec ? tail : 0xFFFF;
+      _mm512_mask_storeu_ps(oh + 16 * i, m, _mm512_mul_ps(_mm512_load_ps(acc + 16 * i), inv));
+    }
+  }
+}
+
+namespace {
+
+// acc[a][0..16*ND) += sum over keys t of w[a][t] * v[t][0..16*ND) for 4 rows a, a sequential
+// fma chain over t per element (w rows of 64, v and acc rows of hd floats).
+template <int ND>
+inline void TiledValueBlock(const float* w, const float* v, int n, int hd, float* acc) {
+  __m512 o[4][ND];
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) o[a][c] = _mm512_load_ps(acc + a * hd + 16 * c);
+  for (int t = 0; t < n; ++t) {
+    __m512 vv[ND];
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) vv[c] = _mm512_load_ps(v + t * hd + 16 * c);
+#pragma GCC unroll 4
+    for (int a = 0; a < 4; ++a) {
+      const __m512 wa = _mm512_set1_ps(w[a * 64 + t]);
+#pragma GCC unroll 4
+      for (int c = 0; c < ND; ++c) o[a][c] = _mm512_fmadd_ps(vv[c], wa, o[a][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+    for (int c = 0; c < ND; ++c) _mm512_store_ps(acc + a * hd + 16 * c, o[a][c]);
+}
+
+// kernels::AttentionTiled (the order of ref::AttentionTiled, llama.cpp's tiled flash
+// attention) for up to 64 query rows of one head, head_dim = 16 * NV. Per key tile: the K tile
+// converted and transposed once (keys along the vector lanes), scores as register-tiled
+// 4 rows x 64 keys fma chains over the head dimension, the per-row softmax steps, then values
+// as 4 rows x 64 dims fma chains over the tile's keys into the f32 accumulators.
+template <int NV>
+void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                         const uint16_t* k, const uint16_t* v, int64_t kv_stride, float scale,
+                         float* out, int64_t out_stride, float* scratch) {
+  constexpr int kTile = 64, kHd = 16 * NV;
+  float* base = scratch + (16 - reinterpret_cast<uintptr_t>(scratch) / 4 % 16) % 16;
+  float* acc = base;                    // [64, kHd] value accumulators
+  float* kq = acc + kTile * kHd;        // [64, 64] scores, then weights
+  float* kt = kq + kTile * kTile;       // [kHd, 64] K tile, transposed
+  float* vt = kt + kHd * kTile;         // [64, kHd] V tile
+  float m[kTile], sum[kTile];
+  bool live[kTile];
+  int32_t max_vis = 0;
+  const int n_q4 = (n_q + 3) / 4 * 4;  // rows padded to groups of 4 (padding rows unused)
+  for (int i = 0; i < n_q4; ++i) {
+    if (i < n_q) {
+      m[i] = -INFINITY;
+      sum[i] = 0.0f;
+      max_vis = std::max(max_vis, n_vis[i]);
+    }
+    for (int d = 0; d < kHd; d += 16) _mm512_store_ps(acc + i * kHd + d, _mm512_setzero_ps());
+  }
+  for (int64_t ic = 0; ic < max_vis; ic += kTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kTile, max_vis - ic));
+    for (int t = 0; t < kTile; ++t) {
+      if (t < n) {
+        const uint16_t* kr = k + (ic + t) * kv_stride;
+        const uint16_t* vr = v + (ic + t) * kv_stride;
+        for (int d = 0; d < kHd; d += 16) {
+          alignas(64) float tmp[16];
+          _mm512_store_ps(tmp, LoadF16::Load(kr, d));
+          for (int e = 0; e < 16; ++e) kt[(d + e) * kTile + t] = tmp[e];
+          _mm512_store_ps(vt + t * kHd + d, LoadF16::Load(vr, d));
+        }
+      } else {
+        for (int d = 0; d < kHd; ++d) kt[d * kTile + t] = 0.0f;
+        for (int d = 0; d < kHd; d += 16) _mm512_store_ps(vt + t * kHd + d, _mm512_setzero_ps());
+      }
+    }
+    // Scores of 4 rows at a time: per (row, key) a sequential fma chain over d.
+    for (int i0 = 0; i0 < n_q4; i0 += 4) {
+      __m512 s[4][4];
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) s[a][c] = _mm512_setzero_ps();
+      const float* qr[4];
+      for (int a = 0; a < 4; ++a) qr[a] = q + std::min(i0 + a, n_q - 1) * q_stride;
+      for (int d = 0; d < kHd; ++d) {
+        const float* kd = kt + d * kTile;
+        const __m512 k0 = _mm512_load_ps(kd), k1 = _mm512_load_ps(kd + 16);
+        const __m512 k2 = _mm512_load_ps(kd + 32), k3 = _mm512_load_ps(kd + 48);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a) {
+          const __m512 qa = _mm512_set1_ps(qr[a][d]);
+          s[a][0] = _mm512_fmadd_ps(k0, qa, s[a][0]);
+          s[a][1] = _mm512_fmadd_ps(k1, qa, s[a][1]);
+          s[a][2] = _mm512_fmadd_ps(k2, qa, s[a][2]);
+          s[a][3] = _mm512_fmadd_ps(k3, qa, s[a][3]);
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        if (i0 + a >= n_q) break;
+        // Keys >= n_vis of this row are masked: -inf, the others + the mask's 0.
+        const int64_t vis = std::min<int64_t>(kTile, std::max<int64_t>(0, n_vis[i0 + a] - ic));
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __mmask16 ok = Mask16(std::min<int64_t>(16, std::max<int64_t>(0, vis - 16 * c)));
+          const __m512 x = _mm512_add_ps(_mm512_mul_ps(s[a][c], sc), zero);
+          _mm512_store_ps(kq + (i0 + a) * kTile + 16 * c,
+                          _mm512_mask_blend_ps(ok, _mm512_set1_ps(-INFINITY), x));
+        }
+      }
+    }
+    // Per row: running max, rescale, weights (polynomial exp) and their sum.
+    for (int i = 0; i < n_q; ++i) {
+      float* row = kq + i * kTile;
+      const __m512 r0 = _mm512_load_ps(row), r1 = _mm512_load_ps(row + 16);
+      const __m512 r2 = _mm512_load_ps(row + 32), r3 = _mm512_load_ps(row + 48);
+      const float tile_max =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(r0, r1), _mm512_max_ps(r2, r3)));
+      live[i] = tile_max != -INFINITY;
+      if (!live[i]) {
+        for (int c = 0; c < kTile; c += 16) _mm512_store_ps(row + c, _mm512_setzero_ps());
+        continue;
+      }
+      const float m_new = std::fmax(m[i], tile_max);
+      if (m_new > m[i]) {
+        const float ms = std::exp(m[i] - m_new);
+        const __m512 vms = _mm512_set1_ps(ms);
+        for (int d = 0; d < kHd; d += 16)
+          _mm512_store_ps(acc + i * kHd + d, _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), vms));
+        sum[i] *= ms;
+      }
+      m[i] = m_new;
+      const __m512 mv = _mm512_set1_ps(m_new);
+      double tile_sum = 0.0;
+      for (int c = 0; c < kTile; c += 16) {
+        const __m512 w = ExpPoly(_mm512_sub_ps(_mm512_load_ps(row + c), mv));
+        _mm512_store_ps(row + c, w);
+        tile_sum += static_cast<double>(_mm512_reduce_add_ps(w));
+      }
+      sum[i] = static_cast<float>(static_cast<double>(sum[i]) + tile_sum);
+    }
+    // Values of 4 rows x up to 64 dims at a time: per (row, dim) a sequential fma chain over
+    // the keys. Rows n_q..n_q4-1 are padding (zero weights, never stored out).
+    for (int i = n_q; i < n_q4; ++i)
+      for (int c = 0; c < kTile; c += 16) _mm512_store_ps(kq + i * kTile + c, _mm512_setzero_ps());
+    for (int i0 = 0; i0 < n_q4; i0 += 4) {
+      for (int d0 = 0; d0 + 64 <= kHd; d0 += 64)
+        TiledValueBlock<4>(kq + i0 * kTile, vt + d0, n, kHd, acc + i0 * kHd + d0);
+      if constexpr (NV % 4 != 0)
+        TiledValueBlock<NV % 4>(kq + i0 * kTile, vt + kHd - 16 * (NV % 4), n, kHd,
+                                acc + i0 * kHd + kHd - 16 * (NV % 4));
+    }
+  }
+  for (int i = 0; i < n_q; ++i) {
+    const __m512 inv = _mm512_set1_ps(sum[i] == 0.0f ? 0.0f : 1.0f / sum[i]);
+    for (int d = 0; d < kHd; d += 16)
+      _mm512_storeu_ps(out + i * out_stride + d, _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), inv));
+  }
+  (void)live;
+}
+
+}  // namespace
+
+void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                    float scale, float* out, int64_t out_stride, float* scratch) {
+  using Fn = void (*)(const float*, int64_t, const int32_t*, int, const uint16_t*,
+                      const uint16_t*, int64_t, float, float*, int64_t, float*);
+  static constexpr Fn kFixed[] = {AttentionTiledFixed<1>, AttentionTiledFixed<2>,
+                                  AttentionTiledFixed<3>, AttentionTiledFixed<4>,
+                                  AttentionTiledFixed<5>, AttentionTiledFixed<6>,
+                                  AttentionTiledFixed<7>, AttentionTiledFixed<8>};
+  kFixed[head_dim / 16 - 1](q, q_stride, n_vis, n_q, k, v, kv_stride, scale, out, out_stride,
+                            scratch);
+}
+
+}  // namespace strata::kernels::avx512
