@@ -4,34 +4,48 @@
 # Idempotent: apt is skipped when every package is already installed, npm when the pinned
 # versions are already in place.
 #
-#   sudo scripts/setup.sh            # everything
-#   scripts/setup.sh --no-apt        # only the npm part (no root needed)
-#   scripts/setup.sh --no-npm        # only the apt part
+#   sudo scripts/setup.sh              # everything (build + test dependencies, npm oracle)
+#   sudo scripts/setup.sh --build-only # only what building the `strata` binary needs (no test
+#                                      # packages, no npm): the first-run path and the image
+#   scripts/setup.sh --no-apt          # only the npm part (no root needed)
+#   scripts/setup.sh --no-npm          # only the apt part
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DO_APT=1
 DO_NPM=1
+BUILD_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --no-apt) DO_APT=0 ;;
     --no-npm) DO_NPM=0 ;;
-    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --build-only) BUILD_ONLY=1; DO_NPM=0 ;;
+    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
 
-APT_PACKAGES=(
-  build-essential cmake ninja-build pkg-config python3
-  clang libclang-rt-dev
-  libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libspdlog-dev
-  libyaml-cpp-dev libcpp-httplib-dev libssl-dev libboost-dev curl
-  libhiredis-dev redis-server wrk iproute2 openssl
+# What building the `strata` binary needs (scripts/build.sh with -DSTRATA_TESTS=OFF).
+BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config python3 ca-certificates curl openssl
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libyaml-cpp-dev libssl-dev libboost-dev
+  libhiredis-dev
 )
+# What the tests, sanitizer and fuzz builds need on top.
+TEST_PACKAGES=(
+  clang libclang-rt-dev libgtest-dev libbenchmark-dev libspdlog-dev libcpp-httplib-dev
+  redis-server wrk iproute2
+)
+APT_PACKAGES=("${BUILD_PACKAGES[@]}")
+if [[ "$BUILD_ONLY" -eq 0 ]]; then
+  APT_PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 # node and npm may come from elsewhere (e.g. NodeSource's nodejs bundles npm and conflicts with
 # Debian's npm package): only install Debian's when the commands are missing.
-command -v node >/dev/null || APT_PACKAGES+=(nodejs)
-command -v npm >/dev/null || APT_PACKAGES+=(npm)
+if [[ "$DO_NPM" -eq 1 ]]; then
+  command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+  command -v npm >/dev/null || APT_PACKAGES+=(npm)
+fi
 
 if [[ "$DO_APT" -eq 1 ]]; then
   missing=()
@@ -59,8 +73,9 @@ if [[ "$DO_NPM" -eq 1 ]]; then
   want="3.22.1"
   have_version() {  # prints the installed version of package $1, or nothing
     local pj="$CONF/node_modules/$1/package.json"
-    [[ -f "$pj" ]] && node -e 'process.stdout.write(require(process.argv[1]).version)' "$pj" \
-      2>/dev/null || true
+    if [[ -f "$pj" ]]; then
+      node -e 'process.stdout.write(require(process.argv[1]).version)' "$pj" 2>/dev/null || true
+    fi
   }
   if [[ "$(have_version node-llama-cpp)" == "$want" &&
         "$(have_version @node-llama-cpp/linux-x64)" == "$want" ]]; then
