@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cluster/planner.h"
+#include "cluster/speed_probe.h"
 
 namespace strata::cli {
 namespace {

@@ -129,10 +129,9 @@ Result<std::vector<PlanNode>> PipelineNodesFromConfig(const ClusterConfig& confi
 Result<uint64_t> LocalFreeMemory();
 // Parses MemAvailable out of /proc/meminfo text.
 Result<uint64_t> ParseMemAvailable(std::string_view meminfo);
-// Speed of this machine: GB/s of Q8_0 weights streamed by the single-token matvec kernel on
-// `threads` threads (0: all cores), over a 64 MiB matrix (beyond caches), for about
-// `seconds`. Higher is faster.
-double MeasureNodeSpeed(double seconds = 0.5, int threads = 0);
+// This machine's speed (PlanNode::speed) is measured by MeasureNodeSpeed() in
+// cluster/speed_probe.h (library strata_plan_probe: it runs the engine's kernels, which this
+// library does not link).
 
 // ---- Text ---------------------------------------------------------------------------------
 

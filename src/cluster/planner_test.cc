@@ -13,7 +13,7 @@
 
 #include "gguf/gguf.h"
 #include "model/kv_cache.h"
-#include "model/synth.h"
+#include "model/testing/tiny_model.h"
 #include "model/weights.h"
 
 namespace strata::cluster {
@@ -30,22 +30,17 @@ class PlannerFileTest : public ::testing::Test {
                         ("strata_planner_test_" + std::to_string(::getpid())));
     fs::create_directories(*dir_);
     // Untied head (qwen2) and tied head with llama3 rope factors (a tensor every stage binds).
-    SynthOptions q;
-    q.shape = NamedSynthShape("tiny-qwen2").value();
-    q.shape.n_layers = 5;
-    q.type = DType::Q8_0;
-    q.vocab_path = DefaultVocabFor(q.shape);
+    testdata::TinyModelSpec q;
+    q.n_layers = 5;
     untied_ = new std::string((*dir_ / "untied.gguf").string());
-    ASSERT_TRUE(SynthesizeModel(q, *untied_).ok());
+    ASSERT_TRUE(testdata::WriteTinyModel(q, *untied_).ok());
 
-    SynthOptions l;
-    l.shape = NamedSynthShape("tiny-llama").value();
-    l.shape.n_layers = 3;
-    l.shape.tied_output = true;
-    l.type = DType::Q8_0;
-    l.vocab_path = DefaultVocabFor(l.shape);
+    testdata::TinyModelSpec l;
+    l.shape = "tiny-llama";
+    l.n_layers = 3;
+    l.tied = true;
     tied_ = new std::string((*dir_ / "tied.gguf").string());
-    ASSERT_TRUE(SynthesizeModel(l, *tied_).ok());
+    ASSERT_TRUE(testdata::WriteTinyModel(l, *tied_).ok());
   }
   static void TearDownTestSuite() {
     std::error_code ec;

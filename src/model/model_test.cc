@@ -8,34 +8,31 @@
 
 #include "base/fp16.h"
 #include "model/forward.h"
-#include "model/synth.h"
+#include "model/testing/tiny_model.h"
 #include "tensor/quant.h"
 
 namespace strata {
 namespace {
 
-std::string SpmVocab() { return std::string(STRATA_TEST_DATA) + "/vocab/ggml-vocab-llama-spm.gguf"; }
+using testdata::SpmVocab;
 
 std::string TinyModel(const std::string& arch, DType type, bool tied = false) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("strata_model_test_" + arch + "_" + DTypeName(type) +
-                             (tied ? "_tied" : "") + ".gguf")).string();
-  SynthOptions o;
-  o.shape = NamedSynthShape(arch == "llama" ? "tiny-llama" : "tiny-qwen2").value();
-  o.shape.n_layers = 3;
-  o.shape.hidden = 64;
-  o.shape.ffn = 96;
-  o.shape.n_heads = 4;
-  o.shape.n_kv_heads = 2;
-  o.shape.r1_tokens = false;
-  o.shape.tied_output = tied;
-  o.type = type;
-  o.seed = 7;
-  o.vocab_path = SpmVocab();
-  o.threads = 2;
-  Status st = SynthesizeModel(o, path);
-  EXPECT_TRUE(st.ok()) << st.message();
-  return path;
+  testdata::TinyModelSpec s;
+  s.shape = arch == "llama" ? "tiny-llama" : "tiny-qwen2";
+  s.n_layers = 3;
+  s.hidden = 64;
+  s.ffn = 96;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.r1_tokens = false;
+  s.tied = tied;
+  s.type = type;
+  s.seed = 7;
+  s.vocab = SpmVocab();
+  auto path = testdata::TinyModelFile(s, "strata_model_test_" + arch + "_" + DTypeName(type) +
+                                            (tied ? "_tied" : "") + ".gguf");
+  EXPECT_TRUE(path.ok()) << path.status().message();
+  return path.ok() ? *path : std::string();
 }
 
 // Straightforward double-precision transformer: the definition the engine must match.

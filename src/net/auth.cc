@@ -19,25 +19,11 @@ std::vector<uint8_t> InfoBytes(const StageInfo& info) {
 
 }  // namespace
 
-Digest ModelFingerprint(const gguf::File& file) {
+Digest Sha256(const void* data, size_t n) {
   Digest d{};
   unsigned int len = 0;
-  const size_t n = std::min<size_t>(static_cast<size_t>(file.data_offset()), file.file_size());
-  EVP_Digest(file.base(), n, d.data(), &len, EVP_sha256(), nullptr);
+  EVP_Digest(data, n, d.data(), &len, EVP_sha256(), nullptr);
   return d;
-}
-
-StageInfo StageInfoFor(const Model& model) {
-  StageInfo s;
-  s.fingerprint = ModelFingerprint(model.file());
-  const ModelConfig& c = model.config();
-  s.n_layers = static_cast<uint32_t>(c.n_layers);
-  s.first = static_cast<uint32_t>(model.first_layer());
-  s.last = static_cast<uint32_t>(model.last_layer());
-  s.hidden = static_cast<uint32_t>(c.hidden);
-  s.n_vocab = static_cast<uint32_t>(c.n_vocab);
-  s.model_name = c.name.empty() ? c.arch_name : c.name;
-  return s;
 }
 
 Result<Nonce> RandomNonce() {

@@ -2,22 +2,16 @@
 // HMAC-SHA256 challenge-response proofs over the shared cluster secret.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "base/status.h"
-#include "gguf/gguf.h"
-#include "model/weights.h"
 #include "net/protocol.h"
 
 namespace strata::net {
 
-// SHA-256 of the GGUF header, metadata and tensor table (the bytes before the tensor data
-// section): identical for the same file, different for another model, quantization or
-// tokenizer. Tensor data is not hashed (it would mean reading the whole file).
-Digest ModelFingerprint(const gguf::File& file);
-
-// The StageInfo describing a loaded model range.
-StageInfo StageInfoFor(const Model& model);
+// SHA-256 of `n` bytes (a model's fingerprint: pipeline/stage_info.h).
+Digest Sha256(const void* data, size_t n);
 
 // Cryptographically random bytes. Error when the RNG fails.
 Result<Nonce> RandomNonce();

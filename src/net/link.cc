@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "base/log.h"
-#include "net/stage_internal.h"
+#include "net/handshake.h"
 
 namespace strata::net {
 

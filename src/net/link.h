@@ -19,7 +19,7 @@
 
 #include "base/status.h"
 #include "net/protocol.h"
-#include "net/stage.h"
+#include "net/handshake.h"
 #include "net/transport.h"
 
 namespace strata::net {

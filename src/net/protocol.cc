@@ -148,13 +148,13 @@ bool GetActivations(In& in, uint32_t rows, uint32_t cols, Activations enc, std::
 
 bool ValidEncoding(uint8_t e) { return e <= static_cast<uint8_t>(Activations::kQ8); }
 
-size_t FlaggedRows(const Batch& b) {
+size_t FlaggedRows(const WireBatch& b) {
   size_t n = 0;
   for (uint8_t f : b.output) n += f ? 1 : 0;
   return n;
 }
 
-bool FiniteParams(const SamplerParams& p) {
+bool FiniteParams(const WireSamplerParams& p) {
   return std::isfinite(p.temperature) && std::isfinite(p.top_p) && std::isfinite(p.min_p) &&
          std::isfinite(p.repeat_penalty) && std::isfinite(p.presence_penalty) &&
          std::isfinite(p.frequency_penalty);
@@ -169,7 +169,7 @@ Status PutSections(Out& o, const ForwardMsg& m) {
   if (m.flags & kHasCopies) {
     if (m.copies.size() > kMaxKvCopies) return Errorf("Forward: %zu KV copies (at most %u)", m.copies.size(), kMaxKvCopies);
     o.U32(static_cast<uint32_t>(m.copies.size()));
-    for (const KvCopy& c : m.copies) {
+    for (const WireKvCopy& c : m.copies) {
       o.I32(c.src);
       o.I32(c.dst);
       o.I32(c.n);
@@ -179,10 +179,10 @@ Status PutSections(Out& o, const ForwardMsg& m) {
     if (m.samples.size() != FlaggedRows(m.batch))
       return Errorf("Forward: %zu sampling rows for %zu flagged tokens", m.samples.size(),
                     FlaggedRows(m.batch));
-    for (const SampleSpec& s : m.samples) {
+    for (const WireSample& s : m.samples) {
       o.U8(s.reset ? 1 : 0);
       if (s.reset) {
-        const SamplerParams& p = s.params;
+        const WireSamplerParams& p = s.params;
         if (!FiniteParams(p)) return Status::Error("Forward: non-finite sampler parameter");
         o.F32(p.temperature);
         o.I32(p.top_k);
@@ -209,7 +209,7 @@ Status GetSections(In& in, ForwardMsg* m) {
     if (n > kMaxKvCopies || uint64_t{n} * 12 > in.remaining())
       return Errorf("Forward: %u KV copies do not fit the payload", n);
     m->copies.resize(n);
-    for (KvCopy& c : m->copies) {
+    for (WireKvCopy& c : m->copies) {
       c.src = in.I32();
       c.dst = in.I32();
       c.n = in.I32();
@@ -219,12 +219,12 @@ Status GetSections(In& in, ForwardMsg* m) {
     const size_t rows = FlaggedRows(m->batch);
     if (rows > in.remaining()) return Status::Error("Forward: sampling rows do not fit the payload");
     m->samples.resize(rows);
-    for (SampleSpec& s : m->samples) {
+    for (WireSample& s : m->samples) {
       const uint8_t reset = in.U8();
       if (reset > 1) return Errorf("Forward: reset flag %u is not 0 or 1", reset);
       s.reset = reset == 1;
       if (s.reset) {
-        SamplerParams& p = s.params;
+        WireSamplerParams& p = s.params;
         p.temperature = in.F32();
         p.top_k = in.I32();
         p.top_p = in.F32();
@@ -372,7 +372,7 @@ Status CheckAdjacent(const StageInfo& up, const StageInfo& down) {
 }
 
 Result<std::vector<uint8_t>> EncodeForward(const ForwardMsg& m) {
-  const Batch& b = m.batch;
+  const WireBatch& b = m.batch;
   const size_t n = b.pos.size();
   if (n == 0 || n > kMaxBatchTokens) return Errorf("batch of %zu tokens (1..%u allowed)", n, kMaxBatchTokens);
   if (b.seq.size() != n || b.output.size() != n || (m.hidden_dim == 0 && b.tokens.size() != n))

@@ -13,8 +13,6 @@
 #include <vector>
 
 #include "base/status.h"
-#include "model/forward.h"
-#include "runtime/step.h"
 
 namespace strata::net {
 
@@ -96,6 +94,47 @@ std::string ShortHex(const Digest& d);
 // Activation encodings on the wire.
 enum class Activations : uint8_t { kF32 = 0, kQ8 = 1 };
 
+// The wire's own view of a batch and its side data. The protocol knows no model: the
+// pipeline layer (src/pipeline/wire.h) converts these to and from the engine's types.
+struct WireBatch {
+  std::vector<int32_t> tokens;  // [n] token ids (hidden_dim == 0)
+  std::vector<int32_t> pos;     // [n] position of each token in its sequence
+  std::vector<int32_t> seq;     // [n] KV slot of each token
+  std::vector<uint8_t> output;  // [n] 1: this token's row is returned / sampled
+  int size() const { return static_cast<int>(pos.size()); }
+  void Add(int32_t token, int32_t position, int32_t seq_id, bool want_output) {
+    tokens.push_back(token);
+    pos.push_back(position);
+    seq.push_back(seq_id);
+    output.push_back(want_output ? 1 : 0);
+  }
+};
+
+// Copy the first n KV positions of slot src into slot dst.
+struct WireKvCopy {
+  int32_t src = 0, dst = 0, n = 0;
+};
+
+// Sampling parameters of a slot, in the order they travel.
+struct WireSamplerParams {
+  float temperature = 0.8f;
+  int32_t top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int32_t penalty_last_n = 64;
+  uint64_t seed = 0xFFFFFFFFu;
+};
+
+// How the last stage samples one flagged row (see runtime/step.h's SampleSpec).
+struct WireSample {
+  bool reset = false;             // new sampler with `params`
+  WireSamplerParams params;       // used when reset
+  std::vector<int32_t> accept;    // tokens (or skip entries) to accept before sampling
+};
+
 enum ForwardFlags : uint8_t {
   kWantTokenIds = 1,  // the last stage returns greedy token ids instead of logits
   kQ8Hops = 2,        // every later hop should also send activations as Q8_0
@@ -106,12 +145,12 @@ enum ForwardFlags : uint8_t {
 struct ForwardMsg {
   uint64_t id = 0;
   uint8_t flags = 0;
-  Batch batch;                 // tokens used when hidden_dim == 0
+  WireBatch batch;             // tokens used when hidden_dim == 0
   uint32_t hidden_dim = 0;     // 0: the batch carries token ids; else hidden states follow
   Activations encoding = Activations::kF32;  // how `hidden` travels
   std::vector<float> hidden;   // [n, hidden_dim] (after decoding a Q8 frame: dequantized)
-  std::vector<KvCopy> copies;  // sent when flags has kHasCopies
-  std::vector<SampleSpec> samples;  // kSample: one per flagged token, in batch order
+  std::vector<WireKvCopy> copies;   // sent when flags has kHasCopies
+  std::vector<WireSample> samples;  // kSample: one per flagged token, in batch order
 };
 // Error when the batch arrays differ in length, sizes exceed the limits or hidden does not
 // hold n * hidden_dim values.

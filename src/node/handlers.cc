@@ -218,7 +218,7 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
 // head waits for it within the grace period, down) and "stages" [{layers, addr, state}]: this
 // head, the next stage and, when the next stage does not end the model, the rest behind it.
 void Server::HeadChain(json* j) const {
-  const ::strata::net::PipelineHeadStats hs = head_->stats();
+  const ::strata::pipeline::PipelineHeadStats hs = head_->stats();
   const bool up = hs.link.connected;
   (*j)["pipeline_state"] = !up ? "down" : hs.degraded ? "recovering" : "ok";
   json stages = json::array();

@@ -49,7 +49,7 @@ std::string Server::PipelineMetrics() const {
   uint64_t tokens = 0;
   double compute = 0;
   if (head_ != nullptr) {
-    const ::strata::net::PipelineHeadStats s = head_->stats();
+    const ::strata::pipeline::PipelineHeadStats s = head_->stats();
     tokens = s.tokens;
     compute = s.compute_seconds;
     Gauge(&out, "strata_stage_steps_failed_total", "counter", "Pipeline steps that failed.",
@@ -73,7 +73,7 @@ std::string Server::PipelineMetrics() const {
     }
     LinkMetrics(&out, s.link, tokens);
   } else if (stage_ != nullptr) {
-    const ::strata::net::StageStats s = stage_->stats();
+    const ::strata::pipeline::StageStats s = stage_->stats();
     tokens = s.tokens;
     compute = s.compute_seconds;
     Gauge(&out, "strata_stage_requests_total", "counter", "Steps served (answered successfully).",

@@ -103,7 +103,7 @@ void Server::Load() {
     if (engine_) {
       sched_ = std::make_unique<Scheduler>(engine_.get(), so);
     } else {
-      ::strata::net::PipelineHeadOptions ho;
+      ::strata::pipeline::PipelineHeadOptions ho;
       ho.next_host = o_.next_host;
       ho.next_port = static_cast<uint16_t>(o_.next_port);
       ho.link.client.secret = o_.cluster_secret;
@@ -114,7 +114,7 @@ void Server::Load() {
       ho.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
       ho.depth = o_.micro_batches;
       ho.grace_ms = o_.stage_grace_ms;
-      auto h = ::strata::net::PipelineHead::Start(*model_, ho);
+      auto h = ::strata::pipeline::PipelineHead::Start(*model_, ho);
       if (!h.ok()) {
         load_error_ = h.status().message();
         state_.store(kFailed, std::memory_order_release);
@@ -155,7 +155,7 @@ Status Server::LoadPipeline() {
   if (o_.last_layer + 1 < n_layers && o_.next_port == 0)
     return Errorf("stage %d-%d does not hold the last layer (%d): it needs --next HOST:PORT",
                   o_.first_layer, o_.last_layer, n_layers - 1);
-  ::strata::net::StageServerOptions so;
+  ::strata::pipeline::StageServerOptions so;
   so.host = o_.host;
   so.port = static_cast<uint16_t>(o_.stage_port);
   so.secret = o_.cluster_secret;
@@ -167,7 +167,7 @@ Status Server::LoadPipeline() {
     so.next_port = static_cast<uint16_t>(o_.next_port);
   }
   const Model* raw = m.get();
-  STRATA_ASSIGN_OR_RETURN(stage_, ::strata::net::StageServer::Start(std::move(m), so));
+  STRATA_ASSIGN_OR_RETURN(stage_, ::strata::pipeline::StageServer::Start(std::move(m), so));
   model_ = raw;  // owned by the stage server
   std::fprintf(stderr, "strata node: stage layers %d-%d listening for its upstream on %s:%u\n",
                o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port());

@@ -21,8 +21,8 @@
 #include "node/api.h"
 #include "node/metrics.h"
 #include "node/server.h"
-#include "net/pipeline_head.h"
-#include "net/stage.h"
+#include "pipeline/pipeline_head.h"
+#include "pipeline/stage_server.h"
 #include "runtime/engine.h"
 #include "runtime/scheduler.h"
 #include "tokenizer/chat_template.h"
@@ -132,8 +132,8 @@ class Server : public ::strata::http::Handler {
   std::unique_ptr<Tokenizer> range_tok_;      // pipeline head
   const Model* model_ = nullptr;              // whichever of the above
   const Tokenizer* tok_ = nullptr;
-  ::strata::net::PipelineHead* head_ = nullptr;  // owned by sched_ (pipeline head)
-  std::unique_ptr<::strata::net::StageServer> stage_;  // pipeline stage after the head
+  ::strata::pipeline::PipelineHead* head_ = nullptr;  // owned by sched_ (pipeline head)
+  std::unique_ptr<::strata::pipeline::StageServer> stage_;  // pipeline stage after the head
   std::unique_ptr<Scheduler> sched_;
   bool has_template_ = false;
   ChatTemplateInfo template_;

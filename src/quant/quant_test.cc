@@ -10,7 +10,7 @@
 #include <set>
 
 #include "gguf/gguf.h"
-#include "model/synth.h"
+#include "model/testing/tiny_model.h"
 #include "model/weights.h"
 #include "quant/quantize.h"
 #include "tensor/quant.h"
@@ -289,16 +289,15 @@ std::string TinyVocab() {
 // A tiny llama model with rows of 256 (the K-quant block), 8 layers.
 std::string SynthTiny(DType type, bool tied, const std::string& name) {
   const std::string path = TempPath(name);
-  SynthOptions o;
-  o.shape = NamedSynthShape("tiny-llama-k").value();
-  o.shape.n_layers = 8;
-  o.shape.r1_tokens = false;
-  o.shape.tied_output = tied;
-  o.type = type;
-  o.seed = 3;
-  o.vocab_path = TinyVocab();
-  o.threads = 2;
-  Status st = SynthesizeModel(o, path);
+  testdata::TinyModelSpec s;
+  s.shape = "tiny-llama-k";
+  s.n_layers = 8;
+  s.r1_tokens = false;
+  s.tied = tied;
+  s.type = type;
+  s.seed = 3;
+  s.vocab = TinyVocab();
+  Status st = testdata::WriteTinyModel(s, path);
   EXPECT_TRUE(st.ok()) << st.message();
   return path;
 }

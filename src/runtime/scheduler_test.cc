@@ -9,27 +9,21 @@
 #include <mutex>
 #include <thread>
 
-#include "model/synth.h"
+#include "model/testing/tiny_model.h"
 
 namespace strata {
 namespace {
 
 const std::string& TinyModel() {
   static const std::string path = [] {
-    const std::string p =
-        (std::filesystem::temp_directory_path() / "strata_scheduler_test_tiny.gguf").string();
-    SynthOptions o;
-    o.shape = NamedSynthShape("tiny-qwen2").value();
-    o.shape.n_layers = 2;
-    o.shape.hidden = 64;
-    o.shape.ffn = 96;
-    o.type = DType::Q8_0;
-    o.seed = 11;
-    o.vocab_path = DefaultVocabFor(o.shape);
-    o.threads = 2;
-    Status st = SynthesizeModel(o, p);
-    EXPECT_TRUE(st.ok()) << st.message();
-    return p;
+    testdata::TinyModelSpec s;
+    s.n_layers = 2;
+    s.hidden = 64;
+    s.ffn = 96;
+    s.seed = 11;
+    auto p = testdata::TinyModelFile(s, "strata_scheduler_test_tiny.gguf");
+    EXPECT_TRUE(p.ok()) << p.status().message();
+    return p.ok() ? *p : std::string();
   }();
   return path;
 }

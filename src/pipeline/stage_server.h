@@ -1,17 +1,16 @@
-// Pipeline stages over the stage protocol. A StageServer owns one layer range [A, B) of a
-// model with its KV cache and forward pass, accepts authenticated upstream stages and runs
-// their Forward requests in arrival order on one compute thread; when its range does not end
-// with the output head it relays its hidden states to the next stage (a StageLink, see
-// net/link.h) without waiting for the answer, so it can compute the next micro-batch while
-// later stages work on this one; the answer is passed back upstream when it arrives. The last
-// stage applies the head and samples (kSample) or returns greedy ids / logits.
-// A StageClient is a simple synchronous upstream side: handshake, then Forward / ClearSeq calls.
+// A pipeline stage: a StageServer owns one layer range [A, B) of a model with its KV cache and
+// forward pass, accepts authenticated upstream stages (net/handshake.h) and runs their Forward
+// requests in arrival order on one compute thread; when its range does not end with the output
+// head it relays its hidden states to the next stage (a net::StageLink) without waiting for the
+// answer, so it can compute the next micro-batch while later stages work on this one; the
+// answer is passed back upstream when it arrives. The last stage applies the head and samples
+// (kSample) or returns greedy ids / logits.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -24,54 +23,26 @@
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "net/handshake.h"
 #include "net/protocol.h"
 #include "net/transport.h"
 #include "runtime/step.h"
 
 namespace strata::net {
-
 class StageLink;
 struct LinkStats;
+}  // namespace strata::net
 
-struct StageClientOptions {
-  std::string secret;                        // shared cluster secret (required)
-  size_t max_frame_bytes = kDefaultMaxFrameBytes;
-  int connect_timeout_ms = 5000;
-  int handshake_timeout_ms = 5000;
-  int request_timeout_ms = 60000;            // waiting for a Result
-};
+namespace strata::pipeline {
 
-// The client half of the handshake on a fresh connection; returns the server's StageInfo.
-Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const StageInfo& self,
-                                  const StageClientOptions& opts);
-
-class StageClient {
- public:
-  // Connects to the stage at host:port and runs the handshake as the stage `self` (the range
-  // just before the server's). Errors carry the server's refusal message.
-  static Result<std::unique_ptr<StageClient>> Connect(const std::string& host, uint16_t port,
-                                                      const StageInfo& self,
-                                                      const StageClientOptions& opts);
-
-  // Sends a batch and waits for its result. A request error reported by the stage comes back
-  // as an error Status with the stage's message; the connection stays usable after it.
-  Result<ResultMsg> Forward(const ForwardMsg& msg);
-  // Clears KV slots on this stage and every later one.
-  Status ClearSeqs(const std::vector<int32_t>& seqs);
-
-  const StageInfo& peer() const { return peer_; }
-  uint64_t bytes_sent() const { return conn_->bytes_sent(); }
-  uint64_t bytes_received() const { return conn_->bytes_received(); }
-
- private:
-  StageClient() = default;
-  Result<ResultMsg> Call(FrameType type, const std::vector<uint8_t>& payload, uint64_t id);
-
-  std::unique_ptr<Connection> conn_;
-  StageInfo peer_;
-  StageClientOptions opts_;
-  bool broken_ = false;  // a protocol violation or I/O error: no further calls
-};
+using net::ClearSeqMsg;
+using net::Connection;
+using net::ErrorCode;
+using net::ForwardMsg;
+using net::FrameType;
+using net::Listener;
+using net::StageClientOptions;
+using net::StageInfo;
 
 struct StageServerOptions {
   std::string host = "127.0.0.1";
@@ -80,7 +51,7 @@ struct StageServerOptions {
   int n_seq = 4;                     // KV slots
   int n_ctx = 512;                   // positions per slot
   int threads = 1;                   // compute threads
-  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  size_t max_frame_bytes = net::kDefaultMaxFrameBytes;
   int handshake_timeout_ms = 5000;   // the whole handshake of a new peer (one deadline)
   // Connections still in their handshake (unauthenticated) at once; a new connection beyond
   // it closes the oldest of them, so that idle peers cannot lock the real upstream out.
@@ -124,7 +95,7 @@ class StageServer {
   StageStats stats() const;
 
   // Link to the next stage (false when this is the last stage).
-  bool next_stats(LinkStats* out) const;
+  bool next_stats(net::LinkStats* out) const;
 
  private:
   struct Upstream;
@@ -155,7 +126,7 @@ class StageServer {
   std::unique_ptr<strata::Forward> forward_;
   std::unique_ptr<SlotSamplers> samplers_;
   std::vector<float> out_;
-  std::unique_ptr<StageLink> next_;
+  std::unique_ptr<net::StageLink> next_;
   std::atomic<uint64_t> next_id_{1};
 
   std::mutex jobs_mu_;
@@ -179,4 +150,4 @@ class StageServer {
   StageStats stats_;
 };
 
-}  // namespace strata::net
+}  // namespace strata::pipeline

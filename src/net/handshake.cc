@@ -1,10 +1,8 @@
-#include "net/stage.h"
+#include "net/handshake.h"
 
-#include <algorithm>
+#include <chrono>
 
-#include "base/log.h"
 #include "net/auth.h"
-#include "net/stage_internal.h"
 
 namespace strata::net {
 
@@ -29,8 +27,6 @@ void SendError(Connection& c, uint64_t id, ErrorCode code, const std::string& me
   e.message = message;
   (void)c.WriteFrame(FrameType::kError, EncodeError(e), 1000);
 }
-
-// ---- client ----------------------------------------------------------------------------
 
 Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const StageInfo& self,
                                   const StageClientOptions& opts) {
@@ -72,61 +68,55 @@ Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const
   return server->info;
 }
 
-Result<std::unique_ptr<StageClient>> StageClient::Connect(const std::string& host, uint16_t port,
-                                                          const StageInfo& self,
-                                                          const StageClientOptions& opts) {
-  if (opts.secret.empty()) return Status::Error("stage client: the cluster secret is empty");
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Dial(host, port, opts.connect_timeout_ms));
-  const std::string where = StrFormat("stage %s:%u", host.c_str(), port);
-  STRATA_ASSIGN_OR_RETURN(StageInfo peer, ClientHandshake(*conn, where, self, opts));
-  std::unique_ptr<StageClient> client(new StageClient());
-  client->conn_ = std::move(conn);
-  client->peer_ = peer;
-  client->opts_ = opts;
-  return client;
-}
-
-Result<ResultMsg> StageClient::Call(FrameType type, const std::vector<uint8_t>& payload, uint64_t id) {
-  if (broken_) return Status::Error("stage connection is broken");
-  Status st = conn_->WriteFrame(type, payload, opts_.request_timeout_ms);
+Status ServerHandshake(Connection& c, const StageInfo& self, const std::string& secret,
+                       int timeout_ms, StageInfo* peer, ErrorCode* code) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(timeout_ms);
+  int t = 0;
+  auto left = [&]() -> Status {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()).count();
+    if (ms <= 0) return Errorf("handshake not completed within %d ms", timeout_ms);
+    t = static_cast<int>(ms);
+    return Status::Ok();
+  };
+  *code = ErrorCode::kProtocol;
   Frame f;
-  if (st.ok()) st = conn_->ReadFrame(&f, opts_.max_frame_bytes, opts_.request_timeout_ms);
-  if (!st.ok()) {
-    broken_ = true;
-    return st.With("stage " + conn_->peer());
+  STRATA_RETURN_IF_ERROR(left());
+  // Every failure before the Auth frame is verified is reported as a protocol/auth error.
+  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kHello, t, &f));
+  STRATA_ASSIGN_OR_RETURN(HelloMsg hello, DecodeHello(f.payload));
+  if (hello.version != kProtocolVersion) {
+    *code = ErrorCode::kVersion;
+    return Errorf("peer speaks stage protocol version %u, this stage speaks %u", hello.version,
+                  kProtocolVersion);
   }
-  if (f.type == FrameType::kError) {
-    auto e = DecodeError(f.payload);
-    if (!e.ok()) { broken_ = true; return e.status(); }
-    if (e->id != id) broken_ = true;
-    return Errorf("stage %s: %s", conn_->peer().c_str(), e->message.c_str());
+  STRATA_ASSIGN_OR_RETURN(Nonce sn, RandomNonce());
+  HelloMsg challenge;
+  challenge.nonce = sn;
+  STRATA_RETURN_IF_ERROR(left());
+  STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kChallenge, EncodeHello(challenge), t));
+  STRATA_RETURN_IF_ERROR(left());
+  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kAuth, t, &f));
+  STRATA_ASSIGN_OR_RETURN(AuthMsg auth, DecodeAuth(f.payload));
+  const Digest want = ComputeProof(secret, Role::kClient, hello.nonce, sn, auth.info, nullptr);
+  if (!DigestsEqual(want, auth.proof)) {
+    *code = ErrorCode::kAuth;
+    return Status::Error("authentication failed: the peer does not know the cluster secret");
   }
-  if (f.type != FrameType::kResult) {
-    broken_ = true;
-    return Errorf("stage %s sent an unexpected %s frame", conn_->peer().c_str(), FrameTypeName(f.type));
-  }
-  auto r = DecodeResult(f.payload);
-  if (!r.ok()) { broken_ = true; return r.status(); }
-  if (r->id != id) {
-    broken_ = true;
-    return Errorf("stage %s answered request %llu, expected %llu", conn_->peer().c_str(),
-                  static_cast<unsigned long long>(r->id), static_cast<unsigned long long>(id));
-  }
-  return r;
-}
-
-Result<ResultMsg> StageClient::Forward(const ForwardMsg& msg) {
-  STRATA_ASSIGN_OR_RETURN(std::vector<uint8_t> payload, EncodeForward(msg));
-  if (payload.size() > opts_.max_frame_bytes)
-    return Errorf("Forward of %zu bytes exceeds the frame limit of %zu", payload.size(),
-                  opts_.max_frame_bytes);
-  return Call(FrameType::kForward, payload, msg.id);
-}
-
-Status StageClient::ClearSeqs(const std::vector<int32_t>& seqs) {
-  ClearSeqMsg m;
-  m.seqs = seqs;
-  return Call(FrameType::kClearSeq, EncodeClearSeq(m), 0).status();
+  *code = ErrorCode::kIncompatible;
+  STRATA_RETURN_IF_ERROR(CheckAdjacent(auth.info, self));
+  *code = ErrorCode::kProtocol;
+  AuthMsg mine;
+  mine.info = self;
+  mine.proof = ComputeProof(secret, Role::kServer, hello.nonce, sn, auth.info, &self);
+  STRATA_RETURN_IF_ERROR(left());
+  STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kAuth, EncodeAuth(mine), t));
+  STRATA_RETURN_IF_ERROR(left());
+  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kReady, t, &f));
+  if (!f.payload.empty()) return Status::Error("malformed Ready frame");
+  *peer = auth.info;
+  return Status::Ok();
 }
 
 }  // namespace strata::net

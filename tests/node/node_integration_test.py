@@ -3,7 +3,7 @@
 model and drives every endpoint over HTTP (stdlib only; streams are read as SSE line by line,
 and once through `curl -N`).
 
-usage: node_test.py --strata PATH [--workdir DIR]
+usage: node_integration_test.py --strata PATH [--workdir DIR]
 """
 import argparse
 import http.client

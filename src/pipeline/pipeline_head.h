@@ -25,13 +25,13 @@
 #include "net/protocol.h"
 #include "runtime/step.h"
 
-namespace strata::net {
+namespace strata::pipeline {
 
 struct PipelineHeadOptions {
   std::string next_host;
   uint16_t next_port = 0;
-  LinkOptions link;            // link.client.secret is required
-  Activations activations = Activations::kF32;
+  net::LinkOptions link;            // link.client.secret is required
+  net::Activations activations = net::Activations::kF32;
   int n_seq = 4;               // KV slots (the same on every stage)
   int n_ctx = 4096;
   int threads = 1;
@@ -47,7 +47,7 @@ struct PipelineHeadStats {
   uint64_t outages = 0;          // times the pipeline failed after working
   bool degraded = false;         // failing now (waiting for a stage to come back)
   double compute_seconds = 0;    // the head's forward passes
-  LinkStats link;
+  net::LinkStats link;
 };
 
 class PipelineHead : public StepBackend {
@@ -67,7 +67,7 @@ class PipelineHead : public StepBackend {
   void Interrupt();
 
   PipelineHeadStats stats() const;
-  StageLink& link() { return *link_; }
+  net::StageLink& link() { return *link_; }
 
  private:
   PipelineHead(const Model& model, const PipelineHeadOptions& opts);
@@ -85,7 +85,7 @@ class PipelineHead : public StepBackend {
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Forward> forward_;
-  std::unique_ptr<StageLink> link_;
+  std::unique_ptr<net::StageLink> link_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -101,4 +101,4 @@ class PipelineHead : public StepBackend {
   std::thread worker_;
 };
 
-}  // namespace strata::net
+}  // namespace strata::pipeline

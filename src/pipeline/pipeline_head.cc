@@ -1,11 +1,15 @@
-#include "net/pipeline_head.h"
+#include "pipeline/pipeline_head.h"
 
 #include <chrono>
 
 #include "base/log.h"
-#include "net/auth.h"
+#include "pipeline/stage_info.h"
+#include "pipeline/wire.h"
 
-namespace strata::net {
+namespace strata::pipeline {
+
+// This file speaks the stage protocol throughout: its messages, codes and links.
+using namespace ::strata::net;  // NOLINT(google-build-using-namespace)
 
 PipelineHead::PipelineHead(const Model& model, const PipelineHeadOptions& opts)
     : model_(model), opts_(opts) {}
@@ -198,10 +202,10 @@ void PipelineHead::Worker() {
     if (!step.copies.empty()) m.flags |= kHasCopies;
     m.hidden_dim = static_cast<uint32_t>(model_.config().hidden);
     m.encoding = opts_.activations;
-    m.batch = std::move(step.batch);
+    m.batch = ToWire(std::move(step.batch));
     m.hidden = std::move(hidden);
-    m.copies = std::move(step.copies);
-    m.samples = std::move(step.samples);
+    m.copies = ToWire(step.copies);
+    m.samples = ToWire(std::move(step.samples));
     link_->SendForward(m, [this, id](LinkReply reply) {
       if (!reply.status.ok() && reply.code != ErrorCode::kRequest) {
         FailStep(id, reply.status, reply.code == ErrorCode::kStale);
@@ -222,4 +226,4 @@ void PipelineHead::Worker() {
   }
 }
 
-}  // namespace strata::net
+}  // namespace strata::pipeline

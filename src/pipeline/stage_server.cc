@@ -4,13 +4,17 @@
 #include <algorithm>
 #include <chrono>
 
-#include "base/log.h"
-#include "net/auth.h"
-#include "net/link.h"
-#include "net/stage.h"
-#include "net/stage_internal.h"
+#include "pipeline/stage_server.h"
 
-namespace strata::net {
+#include "base/log.h"
+#include "net/link.h"
+#include "pipeline/stage_info.h"
+#include "pipeline/wire.h"
+
+namespace strata::pipeline {
+
+// This file speaks the stage protocol throughout: its messages, codes and links.
+using namespace ::strata::net;  // NOLINT(google-build-using-namespace)
 
 struct StageServer::Upstream {
   std::shared_ptr<Connection> conn;
@@ -157,54 +161,7 @@ void StageServer::Reject(Connection& conn, ErrorCode code, const Status& why) {
 }
 
 Status StageServer::Handshake(Connection& c, StageInfo* peer, ErrorCode* code) {
-  // One deadline for the whole handshake: a peer cannot stretch it frame by frame.
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(opts_.handshake_timeout_ms);
-  int t = 0;
-  auto left = [&]() -> Status {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now()).count();
-    if (ms <= 0) return Errorf("handshake not completed within %d ms", opts_.handshake_timeout_ms);
-    t = static_cast<int>(ms);
-    return Status::Ok();
-  };
-  *code = ErrorCode::kProtocol;
-  Frame f;
-  STRATA_RETURN_IF_ERROR(left());
-  // Every failure before the Auth frame is verified is reported as a protocol/auth error.
-  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kHello, t, &f));
-  STRATA_ASSIGN_OR_RETURN(HelloMsg hello, DecodeHello(f.payload));
-  if (hello.version != kProtocolVersion) {
-    *code = ErrorCode::kVersion;
-    return Errorf("peer speaks stage protocol version %u, this stage speaks %u", hello.version,
-                  kProtocolVersion);
-  }
-  STRATA_ASSIGN_OR_RETURN(Nonce sn, RandomNonce());
-  HelloMsg challenge;
-  challenge.nonce = sn;
-  STRATA_RETURN_IF_ERROR(left());
-  STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kChallenge, EncodeHello(challenge), t));
-  STRATA_RETURN_IF_ERROR(left());
-  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kAuth, t, &f));
-  STRATA_ASSIGN_OR_RETURN(AuthMsg auth, DecodeAuth(f.payload));
-  const Digest want = ComputeProof(opts_.secret, Role::kClient, hello.nonce, sn, auth.info, nullptr);
-  if (!DigestsEqual(want, auth.proof)) {
-    *code = ErrorCode::kAuth;
-    return Status::Error("authentication failed: the peer does not know the cluster secret");
-  }
-  *code = ErrorCode::kIncompatible;
-  STRATA_RETURN_IF_ERROR(CheckAdjacent(auth.info, info_));
-  *code = ErrorCode::kProtocol;
-  AuthMsg mine;
-  mine.info = info_;
-  mine.proof = ComputeProof(opts_.secret, Role::kServer, hello.nonce, sn, auth.info, &info_);
-  STRATA_RETURN_IF_ERROR(left());
-  STRATA_RETURN_IF_ERROR(c.WriteFrame(FrameType::kAuth, EncodeAuth(mine), t));
-  STRATA_RETURN_IF_ERROR(left());
-  STRATA_RETURN_IF_ERROR(ReadHandshakeFrame(c, FrameType::kReady, t, &f));
-  if (!f.payload.empty()) return Status::Error("malformed Ready frame");
-  *peer = auth.info;
-  return Status::Ok();
+  return ServerHandshake(c, info_, opts_.secret, opts_.handshake_timeout_ms, peer, code);
 }
 
 void StageServer::Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done) {
@@ -354,7 +311,8 @@ void StageServer::Worker() {
 
 void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& msg) {
   const ModelConfig& c = model_->config();
-  const Batch& b = msg.batch;
+  Batch b = FromWire(std::move(msg.batch));
+  const std::vector<KvCopy> copies = FromWire(msg.copies);
   if (model_->has_embedding()) {
     if (msg.hidden_dim != 0)
       return ReplyError(up, msg.id, ErrorCode::kRequest, "this stage starts at layer 0: send token ids");
@@ -365,7 +323,7 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
   }
   const auto t0 = std::chrono::steady_clock::now();
   bool stale = false;
-  Status st = PrepareKv(*cache_, b, msg.copies, &stale);
+  Status st = PrepareKv(*cache_, b, copies, &stale);
   if (st.ok()) st = forward_->Run(b, msg.hidden_dim ? msg.hidden.data() : nullptr, &out_);
   ResultMsg result;
   result.id = msg.id;
@@ -375,7 +333,7 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
     if (msg.flags & kSample) {
       result.kind = ResultKind::kTokenIds;
       result.cols = 1;
-      st = SampleRows(*samplers_, b, msg.samples, out_, static_cast<int32_t>(vocab), &result.tokens, &stale);
+      st = SampleRows(*samplers_, b, FromWire(std::move(msg.samples)), out_, static_cast<int32_t>(vocab), &result.tokens, &stale);
       result.rows = static_cast<uint32_t>(result.tokens.size());
     } else if (msg.flags & kWantTokenIds) {
       result.kind = ResultKind::kTokenIds;
@@ -412,7 +370,7 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
   ForwardMsg next;
   next.id = next_id_.fetch_add(1);
   next.flags = msg.flags;
-  next.batch = std::move(msg.batch);
+  next.batch = ToWire(std::move(b));
   next.hidden_dim = static_cast<uint32_t>(c.hidden);
   next.encoding = (msg.flags & kQ8Hops) ? Activations::kQ8 : Activations::kF32;
   next.hidden = out_;
@@ -455,4 +413,4 @@ void StageServer::RunClear(const std::shared_ptr<Upstream>& up, const ClearSeqMs
   });
 }
 
-}  // namespace strata::net
+}  // namespace strata::pipeline
