@@ -15,65 +15,35 @@ The model is synthesized once (`strata model synth --shape r1-qwen-1.5b --type q
 --model does not exist.
 """
 import argparse
-import http.client
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "common"))
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402
 
 WORDS = ("river mountain copper lantern orbit meadow signal harbor velvet quartz ember "
          "falcon canyon prism tundra willow beacon cobalt summit glacier").split()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
+class Node(procs.Proc):
     def __init__(self, args):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        cmd = [args.strata, "node", "--model", args.model, "--port", str(self.port),
-               "--parallel", str(args.parallel), "--threads", str(args.threads),
-               "--ctx", str(args.ctx)]
+        port = free_port()
+        cmd = procs.node_args(args.strata, args.model, port, threads=args.threads,
+                              parallel=args.parallel, ctx=args.ctx)
         self.cmd = " ".join(cmd)
         t0 = time.time()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        while time.time() < t0 + 600:
-            if self.proc.poll() is not None:
-                raise RuntimeError("node exited: " + self.output())
-            try:
-                st, _ = self.call("GET", "/health", timeout=5)
-                if st == 200:
-                    self.load_s = time.time() - t0
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("node did not become healthy: " + self.output())
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        super().__init__(cmd, port, "node", timeout=600)
+        self.load_s = time.time() - t0
 
     def call(self, method, path, body=None, timeout=900):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        c.request(method, path, body=None if body is None else json.dumps(body).encode(),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data.decode(errors="replace")
+        st, _, out = procs.request(self.port, method, path, body, timeout=timeout)
+        return st, out["_raw"] if set(out) == {"_raw"} else out
 
     def post(self, path, body):
         t0 = time.perf_counter()
@@ -89,15 +59,6 @@ class Node:
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return 0.0
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 def text_of(seed, n_words):
     # Deterministic, varied filler text; distinct seeds share no long prefix.

@@ -19,15 +19,16 @@ Stdlib only. Example:
   python3 bench/pipeline_bench.py --strata build/strata --model /tmp/r1q15-q8.gguf --link
 """
 import argparse
-import http.client
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "common"))
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402
 
 SECRET = "pipeline-bench-secret-0123456789abcdef"  # >= 32 bytes
 PROMPTS = [
@@ -40,12 +41,6 @@ PROMPTS = [
     "Summarize the rules of chess in four sentences.",
     "How does a falcon see prey from high above?",
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:
@@ -137,14 +132,12 @@ class Relay:
         threading.Thread(target=writer, daemon=True).start()
 
 
-class Stage:
+class Stage(procs.Proc):
     def __init__(self, args, first, last, next_port, activations, with_stage_port):
         self.http_port = free_port()
         self.stage_port = free_port() if with_stage_port else None
-        self.log = tempfile.TemporaryFile()
-        cmd = [args.strata, "node", "--model", args.model, "--port", str(self.http_port),
-               "--parallel", str(args.parallel), "--threads", str(args.threads),
-               "--ctx", str(args.ctx)]
+        cmd = procs.node_args(args.strata, args.model, self.http_port, threads=args.threads,
+                              parallel=args.parallel, ctx=args.ctx)
         if not (first == 0 and last == args.n_layers - 1):
             cmd += ["--layers", f"{first}-{last}", "--activations", activations]
         if self.stage_port:
@@ -153,23 +146,11 @@ class Stage:
             cmd += ["--next", f"127.0.0.1:{next_port}"]
         self.layers = f"{first}-{last}"
         # The secret from the environment, not the command line (visible in ps).
-        env = dict(os.environ, STRATA_CLUSTER_SECRET=SECRET)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        super().__init__(cmd, self.http_port, f"stage {self.layers}",
+                         env={"STRATA_CLUSTER_SECRET": SECRET}, wait=False)
 
     def wait_ready(self, timeout=600):
-        t0 = time.time()
-        while time.time() < t0 + timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError("stage exited: " + self.output())
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("stage not ready: " + self.output())
+        super().wait_ready(timeout)
 
     def rss_mib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -177,17 +158,6 @@ class Stage:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
         return 0.0
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-3000:]
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def splits(n_layers, k):
@@ -217,14 +187,10 @@ def start_pipeline(args, k, activations, link):
 
 
 def complete(port, prompt, max_tokens, timeout=900):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
-    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    if r.status != 200:
-        raise RuntimeError(f"HTTP {r.status}: {data[:300]!r}")
-    j = json.loads(data)
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+    st, _, j = procs.request(port, "POST", "/v1/completions", body, timeout=timeout)
+    if st != 200:
+        raise RuntimeError(f"HTTP {st}: {str(j)[:300]}")
     return j["choices"][0]["text"], j["usage"]["completion_tokens"]
 
 

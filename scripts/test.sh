@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every test: unit tests, CLI integration tests and the llama.cpp
-# conformance test on an optimized build; the unit and CLI tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer; then the GGUF parser fuzzer for a bounded time.
+# Sets everything up and runs every ctest test on an optimized build (labels: unit = the C++
+# GoogleTest binaries; integration = the strata binary as real processes on loopback: cli,
+# node, pipeline, gateway, failover, hostile, chaos; conformance = against llama.cpp, forced on
+# so a missing oracle fails); every test but conformance again under AddressSanitizer +
+# UndefinedBehaviorSanitizer; then libFuzzer on the GGUF reader, the tokenizers and the
+# request bodies for a bounded time (scripts/run-fuzz.sh).
 #
 #   scripts/test.sh            (STRATA_FUZZ_SECONDS=60 by default; 0 skips fuzzing,
 #                               STRATA_SKIP_ASAN=1 skips the sanitizer pass)
+#   scripts/test.sh --quick    the edit-compile-test loop: build (build/) and the unit tests
+#                              only (`ctest -L unit`); no setup, sanitizers or fuzzing
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+if [ "${1:-}" = "--quick" ]; then
+  echo "== build (RelWithDebInfo)"
+  bash scripts/build.sh build
+  echo "== unit tests"
+  (cd build && ctest --output-on-failure --timeout 300 -L unit -j"${STRATA_JOBS:-$(nproc)}")
+  echo "== unit tests passed"
+  exit 0
+fi
 
 bash scripts/setup.sh
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015  # `check && ok || bad "..."` throughout: ok cannot fail
 # End-to-end checks of the strata binary: the CLI contract and bad input (clear message,
 # non-zero exit, no crash). Usage: cli_test.sh path/to/strata
 set -u

@@ -1,5 +1,7 @@
 """Real `strata` processes on loopback for the Python tests and benches: free ports, a process
-wrapper that waits until the server answers, plain HTTP calls, cluster.yaml writing.
+wrapper that waits until the server answers and checks for sanitizer reports when it stops,
+plain HTTP calls, cluster.yaml writing. The one helper module: tests and benches import it
+instead of keeping their own copies.
 
 Only 127.0.0.1 is used. Stdlib only.
 """
@@ -20,9 +22,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def request(port, method, path, body=None, headers=None, timeout=60):
+def request(port, method, path, body=None, headers=None, timeout=60, raw=False):
     """One HTTP request on a fresh connection: (status, lower-cased headers, parsed JSON or
-    {"_raw": text})."""
+    {"_raw": text}; with raw=True the body bytes). A dict body is sent as JSON."""
     c = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
@@ -33,11 +35,14 @@ def request(port, method, path, body=None, headers=None, timeout=60):
         payload = r.read()
     finally:
         c.close()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    if raw:
+        return r.status, hdrs, payload
     try:
         parsed = json.loads(payload)
     except ValueError:
         parsed = {"_raw": payload.decode(errors="replace")}
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+    return r.status, hdrs, parsed
 
 
 def alive(port):
@@ -60,15 +65,26 @@ def wait_for(cond, timeout, step=0.05):
     return False
 
 
+# Lines of a process's output that are sanitizer reports (ASan, UBSan, LSan).
+SANITIZER_MARKERS = ("Sanitizer", "runtime error:")
+
+
+def sanitizer_lines(output):
+    return [ln for ln in output.splitlines() if any(m in ln for m in SANITIZER_MARKERS)]
+
+
 class Proc:
     """A `strata` process whose output goes to a temporary file. start() (re)starts it and, when
-    ready_path is set, waits until GET ready_path on port answers 200."""
+    ready_path is set, waits until GET ready_path on port answers 200 (saw_loading: it answered
+    503 "loading" first). stop_checked() stops it and returns its exit status and any
+    sanitizer report lines."""
 
-    def __init__(self, args, port, name, ready_path="/health", env=None, wait=True):
+    def __init__(self, args, port, name, ready_path="/health", env=None, wait=True, timeout=60):
         self.args, self.port, self.name, self.ready_path = args, port, name, ready_path
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
-        self.start(wait)
+        self.saw_loading = False
+        self.start(wait, timeout)
 
     def start(self, wait=True, timeout=60):
         self.log = tempfile.TemporaryFile()
@@ -83,7 +99,10 @@ class Proc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): " + self.output()[-2000:])
             try:
-                if request(self.port, "GET", self.ready_path, timeout=2)[0] == 200:
+                st, _, body = request(self.port, "GET", self.ready_path, timeout=2)
+                if st == 503 and isinstance(body, dict) and body.get("status") == "loading":
+                    self.saw_loading = True
+                if st == 200:
                     return
             except (OSError, http.client.HTTPException):
                 pass
@@ -113,6 +132,19 @@ class Proc:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode if self.proc is not None else None
+
+    def stop_checked(self, timeout=30):
+        """SIGTERM (kill -9 after timeout): (exit status or "timeout", sanitizer report lines)."""
+        rc = "not started"
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = "timeout"
+        return rc, sanitizer_lines(self.output())
 
 
 def node_args(strata, model, port, *extra, threads=1, parallel=4, ctx=512):

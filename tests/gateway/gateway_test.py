@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from sse import read_sse  # noqa: E402
 import front_door  # noqa: E402
-from procs import free_port, request  # noqa: E402
+from procs import Proc, free_port, node_args, request, wait_for  # noqa: E402
 
 FAILS = []
 
@@ -55,47 +55,8 @@ def text_of(events):
     return out
 
 
-class Proc:
-    def __init__(self, args, ready_path, port, name):
-        self.port, self.name, self.args = port, name, args
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: " + self.output())
-            try:
-                st, _, _ = request(port, "GET", ready_path, timeout=2)
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not become ready: " + self.output())
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 def start_node(strata, model, port, name):
-    return Proc([strata, "node", "--model", model, "--port", str(port), "--threads", "1",
-                 "--parallel", "4", "--ctx", "2048"], "/health", port, name)
+    return Proc(node_args(strata, model, port, ctx=2048), port, name)
 
 
 def start_gateway(strata, work, name, nodes, gateway_yaml, tls=False):
@@ -108,23 +69,9 @@ def start_gateway(strata, work, name, nodes, gateway_yaml, tls=False):
     lines += ["  " + l for l in gateway_yaml.strip("\n").splitlines()]
     with open(cfg, "w") as f:
         f.write("\n".join(lines) + "\n")
-    g = Proc([strata, "gateway", "--config", cfg], "/health", port, name) if not tls else None
-    if tls:
-        g = Proc.__new__(Proc)
-        g.port, g.name = port, name
-        g.log = tempfile.TemporaryFile()
-        g.proc = subprocess.Popen([strata, "gateway", "--config", cfg], stdout=g.log,
-                                  stderr=subprocess.STDOUT)
-    return g
-
-
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+    # A TLS gateway is not polled over plain HTTP: the test waits for it itself.
+    return Proc([strata, "gateway", "--config", cfg], port, name,
+                ready_path=None if tls else "/health")
 
 
 def backend_states(port):
@@ -449,8 +396,7 @@ def test_node_api_key(a, work, model, gws):
     with open(key_file, "w") as f:
         f.write("node-key-0123456789abcdef0123456789\n")
     port = free_port()
-    node = Proc([a.strata, "node", "--model", model, "--port", str(port), "--threads", "1",
-                 "--parallel", "2", "--ctx", "512", "--api-key-file", key_file], "/health", port,
+    node = Proc(node_args(a.strata, model, port, "--api-key-file", key_file, parallel=2), port,
                 "keyed")
     try:
         body = {"prompt": "Hello", "max_tokens": 2, "temperature": 0}

@@ -19,6 +19,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import front_door  # noqa: E402
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402
 from sse import read_sse  # noqa: E402
 
 FAILS = []
@@ -32,56 +34,20 @@ def check(cond, what):
         FAILS.append(what)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Node(procs.Proc):
+    """A `strata node` on a free port, healthy on return (saw_loading: /health answered 503
+    "loading" before 200)."""
 
-
-class Node:
     def __init__(self, strata, model, *extra):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [strata, "node", "--model", model, "--port", str(self.port), "--threads", "2", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        self.saw_loading = False
-        while time.time() < deadline:
-            try:
-                st, _, body = self.request("GET", "/health")
-                if st == 503 and body.get("status") == "loading":
-                    self.saw_loading = True
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("node did not become healthy: " + self.output())
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        port = free_port()
+        super().__init__([strata, "node", "--model", model, "--port", str(port), "--threads", "2",
+                          *extra], port, "node", timeout=30)
 
     def conn(self, timeout=60):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPConnection(procs.HOST, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, raw=False):
-        c = self.conn()
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        h = {"Content-Type": "application/json"}
-        h.update(headers or {})
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        payload = r.read()
-        c.close()
-        if raw:
-            return r.status, dict(r.getheaders()), payload
-        try:
-            parsed = json.loads(payload)
-        except ValueError:
-            parsed = {"_raw": payload.decode(errors="replace")}
-        return r.status, dict(r.getheaders()), parsed
+        return procs.request(self.port, method, path, body, headers, raw=raw)
 
     def post(self, path, body, headers=None):
         st, h, j = self.request("POST", path, body, headers)
@@ -107,16 +73,7 @@ class Node:
     def stop(self):
         # SIGTERM is a graceful stop: the node must exit 0 without sanitizer reports (leaks
         # are reported at exit, so a sanitizer build checks shutdown here too).
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = "timeout"
-        out = self.output()
-        bad = [l for l in out.splitlines()
-               if "Sanitizer" in l or "runtime error:" in l or "LeakSanitizer" in l]
+        rc, bad = self.stop_checked(30)
         check(rc == 0 and not bad, f"node stops cleanly (exit {rc})")
         if bad:
             print("\n".join(bad[:20]))
@@ -461,7 +418,7 @@ def run_admission_checks(node):
     r = c.getresponse()
     r.readline()  # generation is running
     st, hdr, j = node.request("POST", "/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
-    check(st == 503 and hdr.get("Retry-After") and j["error"]["message"], "full queue -> 503 Retry-After")
+    check(st == 503 and hdr.get("retry-after") and j["error"]["message"], "full queue -> 503 Retry-After")
     c.sock.shutdown(socket.SHUT_RDWR)  # the client goes away (the response still holds the fd)
     r.close()
     c.close()
@@ -546,7 +503,7 @@ def generate(node, path, body, stream):
               headers={"Content-Type": "application/json"})
     r = c.getresponse()
     assert r.status == 200, (r.status, r.read())
-    hdr = dict(r.getheaders())
+    hdr = {k.lower(): v for k, v in r.getheaders()}
     ids, rs, cs, finish, usage, cuts = [], "", "", None, None, []
     ids_missing = 0
     for line in r.read().decode().split("\n"):
@@ -611,7 +568,7 @@ def run_continuation_checks(strata, model, node):
         base = body.get("continue_token_ids", [])
         ids, texts, finish, usage, hdr, cuts = generate(node, path, body, True)
         if base:
-            check(texts[0] == "" and texts[1] and hdr.get("X-Strata-Continued") == str(len(base)),
+            check(texts[0] == "" and texts[1] and hdr.get("x-strata-continued") == str(len(base)),
                   f"{name}: the continued </think> ended the reasoning (all new text is content)")
         nids, ntexts, nfinish, nusage, _, _ = generate(node, path, body, False)
         check(ids == nids and texts == ntexts and finish == nfinish and usage == nusage
@@ -632,7 +589,7 @@ def run_continuation_checks(strata, model, node):
                 ok_ids &= cids == ids[k:] and cfinish == finish
                 ok_ids &= cusage["completion_tokens"] == len(ids) - k
                 ok_ids &= cusage["prompt_tokens"] == usage["prompt_tokens"]
-                ok_hdr &= chdr.get("X-Strata-Continued") == str(len(base) + k)
+                ok_hdr &= chdr.get("x-strata-continued") == str(len(base) + k)
                 ok_text &= (prefix[0] + ctexts[0], prefix[1] + ctexts[1]) == texts
                 if not (ok_ids and ok_text):
                     print(f"  cut {k} stream={stream}: {cids} vs {ids[k:]}; {ctexts!r} vs {texts!r} after {prefix!r}")

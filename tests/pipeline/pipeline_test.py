@@ -21,6 +21,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402
 from sse import read_sse  # noqa: E402
 
 FAILS = []
@@ -33,65 +35,28 @@ def check(cond, what):
         FAILS.append(what)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Node(procs.Proc):
+    """A `strata node` (1 thread, 4 slots, 512 positions) with the test's cluster secret."""
 
-
-class Node:
     def __init__(self, strata, model, *extra, port=None, wait=True):
         self.strata, self.model, self.extra = strata, model, extra
         self.port = port or free_port()
-        self.start(wait)
+        super().__init__(self.command(), self.port, f"node :{self.port}",
+                         env={"STRATA_CLUSTER_SECRET": SECRET, "STRATA_LOG": "info"},
+                         wait=wait, timeout=30)
 
-    def start(self, wait=True):
-        self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, STRATA_CLUSTER_SECRET=SECRET, STRATA_LOG="info")
-        self.proc = subprocess.Popen(
-            [self.strata, "node", "--model", self.model, "--port", str(self.port), "--threads", "1",
-             "--parallel", "4", "--ctx", "512", *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            self.wait_healthy()
-
-    def wait_healthy(self, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("node exited: " + self.output())
-            try:
-                st, body = self.get("/health")
-                if st == 200:
-                    return body
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("node did not become healthy: " + self.output())
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+    def command(self):
+        return [self.strata, "node", "--model", self.model, "--port", str(self.port), "--threads",
+                "1", "--parallel", "4", "--ctx", "512", *self.extra]
 
     def get(self, path):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request("GET", path)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data.decode(errors="replace")
+        """(status, parsed JSON or the text)."""
+        st, _, body = procs.request(self.port, "GET", path, timeout=30)
+        return st, body["_raw"] if set(body) == {"_raw"} else body
 
     def post(self, path, body, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        c.request("POST", path, body=json.dumps(body).encode(),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, json.loads(data)
+        st, _, j = procs.request(self.port, "POST", path, body, timeout=timeout)
+        return st, j
 
     def stream(self, path, body, on_event=None, timeout=60):
         """Returns (text, events, saw_done, error_event)."""
@@ -110,21 +75,13 @@ class Node:
                 text += ev["choices"][0].get("text") or ""
         return text, events, done, error
 
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
     def stop(self):
-        if self.proc.poll() is not None:
+        if not self.running():
             return
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = "timeout"
-        check(rc == 0, f"node on port {self.port} stops cleanly (exit {rc})")
+        rc, bad = self.stop_checked(20)
+        check(rc == 0 and not bad, f"node on port {self.port} stops cleanly (exit {rc})")
+        if bad:
+            print("\n".join(bad[:20]))
 
 
 def complete(node, prompt, n=24, **kw):
@@ -319,16 +276,15 @@ class ConfigNode(Node):
     """`strata node --config FILE --name NAME`: every other setting comes from the file."""
 
     def __init__(self, strata, config, name, port):
-        self.config, self.name = config, name
+        self.config, self.node_name = config, name
         super().__init__(strata, None, port=port)
 
-    def start(self, wait=True):
-        self.log = tempfile.TemporaryFile()
-        env = {k: v for k, v in os.environ.items() if k != "STRATA_CLUSTER_SECRET"}
-        self.proc = subprocess.Popen([self.strata, "node", "--config", self.config, "--name", self.name],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            self.wait_healthy()
+    def command(self):
+        return [self.strata, "node", "--config", self.config, "--name", self.node_name]
+
+    def start(self, wait=True, timeout=30):
+        self.env.pop("STRATA_CLUSTER_SECRET", None)  # the file holds the secret
+        super().start(wait, timeout)
 
 
 def write_cluster(path, model, head_port, tail_port, stage_port, memory="1GiB"):
