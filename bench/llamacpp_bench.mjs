@@ -20,8 +20,7 @@
 //
 //   node bench/llamacpp_bench.mjs --model M [-p 512] [-n 128] [-d 0] [--threads N] [--reps R]
 // Prints one JSON object: {"pp": {"mean","stddev","median","samples"}, "tg": {...}, ...}.
-// The library is looked up in $NODE_LLAMA_CPP_DIR, then tests/conformance/node_modules, then
-// /work/oracle/node_modules.
+// The library is looked up in $NODE_LLAMA_CPP_DIR, then tests/conformance/node_modules.
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -50,7 +49,6 @@ function findLibrary() {
   const candidates = [
     process.env.NODE_LLAMA_CPP_DIR,
     path.join(here, "..", "tests", "conformance", "node_modules", "node-llama-cpp"),
-    "/work/oracle/node_modules/node-llama-cpp",
   ].filter(Boolean);
   for (const c of candidates) {
     const f = path.join(c, "dist", "index.js");

@@ -31,10 +31,10 @@ BUILD_PACKAGES=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libyaml-cpp-dev libssl-dev libboost-dev
   libhiredis-dev
 )
-# What the tests, sanitizer and fuzz builds need on top.
+# What the tests, sanitizer and fuzz builds and scripts/lint.sh need on top.
 TEST_PACKAGES=(
-  clang libclang-rt-dev libgtest-dev libbenchmark-dev libspdlog-dev libcpp-httplib-dev
-  redis-server wrk iproute2
+  clang libclang-rt-dev libgtest-dev libbenchmark-dev redis-server iproute2
+  clang-format clang-tidy shellcheck
 )
 APT_PACKAGES=("${BUILD_PACKAGES[@]}")
 if [[ "$BUILD_ONLY" -eq 0 ]]; then

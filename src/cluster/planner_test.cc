@@ -1,4 +1,5 @@
 #include "cluster/planner.h"
+#include "cluster/speed_probe.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,6 +1,7 @@
 // Compute kernels of the forward pass. Each has a plain scalar twin in namespace ref
 // (kernels_ref.cc) that defines its result; the dispatched versions pick the best SIMD path
-// for this CPU at run time (AVX-512, AVX2, else scalar) and are tested against the twins.
+// for this CPU at run time (x86-64: AVX-512, else AVX2, else scalar; aarch64: NEON; see
+// kernels.cc's Best()) and are tested against the twins.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +69,8 @@ constexpr int kMaxHeadDim = 1024;
 //   k,v: [n_kv, kv_stride] f16, head h uses kv head h / (n_heads / n_kv_heads) at column
 //        offset kvh * head_dim
 //   out: [n_heads, head_dim] f32
-//   scratch: unused (kept for interface stability)
+//   scratch: not used by any path (may be null); kept so that the per-query and the tiled
+//            attention share one calling convention
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch);

@@ -11,6 +11,7 @@
 #include "base/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
+#include "kernels/x86_reduce.h"
 
 namespace strata::kernels {
 namespace avx2 {
@@ -20,12 +21,7 @@ using internal::TypeKernels;
 
 constexpr int kQK = 32;
 
-inline float HSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using x86::Reduce8;
 
 inline double HSum(__m256d v) {
   __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -159,8 +155,8 @@ struct LoadBF16 {
 
 // The accumulation orders are llama.cpp's (see kernels_ref.cc): F32/F16/BF16 use 16 lanes
 // per (row, token), held here as two 8-lane halves, and the Reduce16 tree; Q8_0 uses 8 lanes
-// per block and Reduce8 (HSum's order).
-inline float Reduce16(__m256 lo, __m256 hi) { return HSum(_mm256_add_ps(hi, lo)); }
+// per block and Reduce8 (x86_reduce.h).
+inline float Reduce16(__m256 lo, __m256 hi) { return Reduce8(_mm256_add_ps(hi, lo)); }
 
 // Finishes 16 lanes with a scalar tail [i, n) and reduces them like the scalar twin.
 template <class L>
@@ -346,7 +342,7 @@ struct Q8Dot {
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
-      for (int t = 0; t < NX; ++t) out[t * NR + r] = HSum(acc[r][t]);
+      for (int t = 0; t < NX; ++t) out[t * NR + r] = Reduce8(acc[r][t]);
   }
 };
 

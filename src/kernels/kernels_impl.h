@@ -1,10 +1,11 @@
 // Private to src/kernels: the per-ISA kernel tables behind the dispatched entry points.
 //
-// Each ISA (scalar, avx2, avx512) provides one IsaKernels table. Weight types are described by
-// a TypeKernels entry: the activation format the weights are multiplied with, the converter
-// f32 -> that format, and the dot products. Adding a weight type (e.g. Q4_K with Q8_K
-// activations) means adding one TypeKernels entry per ISA (the scalar one is mandatory; SIMD
-// tables may point at the scalar functions until a fast version exists).
+// Each ISA (scalar in kernels_ref.cc, avx2, avx512, neon) provides one IsaKernels table. Weight
+// types are described by a TypeKernels entry: the activation format the weights are multiplied
+// with, the converter f32 -> that format, and the dot products. Adding a weight type (as Q4_K
+// with Q8_K activations was added) means adding one TypeKernels entry to the scalar table
+// (mandatory: it defines the result); the avx2/avx512/neon tables may reuse the scalar entry
+// until a fast version exists (the NEON table starts from a copy of the scalar one).
 #pragma once
 
 #include <cstddef>
@@ -140,8 +141,8 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t
 }  // namespace lowbit_avx2
 
 // AVX-512 (F/BW/VL/DQ/VNNI) versions of the low-bit kernels, bit-identical to the scalar
-// twins (kernels_q4_0_avx512.cc, kernels_q4k_gemm_avx512.cc, kernels_q4k_gemv_avx512.cc,
-// kernels_q6k_avx512.cc).
+// twins (kernels_q4_0_avx512.cc, kernels_q4_k_gemm_avx512.cc, kernels_q4_k_gemv_avx512.cc,
+// kernels_q6_k_avx512.cc).
 namespace lowbit_avx512 {
 // DotQ4_0Repack (llama.cpp's repacked Q4_0 order) and a tile of its results, for its GEMM and
 // GEMV alike (kernels_q4_0_avx512.cc).

@@ -55,8 +55,9 @@ class Engine {
   std::vector<int32_t> Tokenize(const std::string& text, bool add_special = true,
                                 bool parse_special = true) const;
 
-  // Evaluates `tokens` at the end of sequence `seq` (which must hold `pos` positions already)
-  // and returns the logits [n_vocab] of the last one.
+  // Evaluates `tokens` at the end of sequence `seq`: they take positions length(seq),
+  // length(seq) + 1, ... of its KV cache (error when they do not fit n_ctx). Returns the logits
+  // [n_vocab] of the last one.
   Status Eval(const std::vector<int32_t>& tokens, int seq, std::vector<float>* last_logits);
 
   // Generates from `prompt` (ids) in slot opts.seq, which is cleared first. on_token, when

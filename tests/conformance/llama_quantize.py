@@ -43,7 +43,10 @@ class QuantizeParams(ctypes.Structure):
 
 def find_lib_dir():
     here = os.path.dirname(os.path.abspath(__file__))
-    for root in (os.path.join(here, "node_modules"), "/work/oracle/node_modules"):
+    roots = [os.path.join(here, "node_modules")]
+    if os.environ.get("NODE_LLAMA_CPP_DIR"):  # .../node_modules/node-llama-cpp
+        roots.insert(0, os.path.dirname(os.path.abspath(os.environ["NODE_LLAMA_CPP_DIR"])))
+    for root in roots:
         hits = glob.glob(os.path.join(root, "@node-llama-cpp", "linux-x64", "bins", "linux-x64",
                                       "libllama*.so"))
         if hits:

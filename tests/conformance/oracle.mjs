@@ -63,18 +63,18 @@ function parseArgs(argv) {
   return opts;
 }
 
-// node-llama-cpp from tests/conformance/node_modules (CI: npm install here); the shared
-// development install is only a fallback.
+// node-llama-cpp from $NODE_LLAMA_CPP_DIR (an install elsewhere), else
+// tests/conformance/node_modules (scripts/setup.sh runs npm install here).
 async function loadNodeLlamaCpp() {
   const candidates = [
+    process.env.NODE_LLAMA_CPP_DIR && join(process.env.NODE_LLAMA_CPP_DIR, "dist", "index.js"),
     join(here, "node_modules", "node-llama-cpp", "dist", "index.js"),
-    "/work/oracle/node_modules/node-llama-cpp/dist/index.js",
-  ];
+  ].filter(Boolean);
   for (const c of candidates) {
     if (existsSync(c)) return import(pathToFileURL(c).href);
   }
   throw new Error("node-llama-cpp not found; run `npm install` in " + here +
-                  " (scripts/setup.sh does this)");
+                  " (scripts/setup.sh does this) or set NODE_LLAMA_CPP_DIR");
 }
 
 function readPrompts(path) {

@@ -10,15 +10,15 @@
 //   detok_special = detokenize(special, true)
 // node-llama-cpp never adds BOS/EOS here (add_special = false), and JavaScript strings are
 // always valid UTF-8, so invalid input bytes cannot be checked this way.
-// Set NODE_LLAMA_CPP_DIR to the folder holding node_modules/node-llama-cpp (default
-// /work/oracle).
+// node-llama-cpp is loaded from $NODE_LLAMA_CPP_DIR (the package folder) when set, else from
+// tests/conformance/node_modules (scripts/setup.sh installs it there).
 import fs from "node:fs";
 import path from "node:path";
-import {pathToFileURL} from "node:url";
+import {fileURLToPath, pathToFileURL} from "node:url";
 
-const base = process.env.NODE_LLAMA_CPP_DIR ?? "/work/oracle";
-const {getLlama} = await import(
-    pathToFileURL(path.join(base, "node_modules/node-llama-cpp/dist/index.js")).href);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pkg = process.env.NODE_LLAMA_CPP_DIR ?? path.join(here, "node_modules", "node-llama-cpp");
+const {getLlama} = await import(pathToFileURL(path.join(pkg, "dist", "index.js")).href);
 
 const [modelPath, textsPath] = process.argv.slice(2);
 if (!modelPath) {
