@@ -14,21 +14,11 @@
 namespace strata {
 namespace {
 
-using testdata::SpmVocab;
-
 std::string TinyModel(const std::string& arch, DType type, bool tied = false) {
-  testdata::TinyModelSpec s;
-  s.shape = arch == "llama" ? "tiny-llama" : "tiny-qwen2";
-  s.n_layers = 3;
-  s.hidden = 64;
-  s.ffn = 96;
-  s.n_heads = 4;
-  s.n_kv_heads = 2;
-  s.r1_tokens = false;
+  testdata::TinyModelSpec s = testdata::MiniSpec(arch == "llama" ? "tiny-llama" : "tiny-qwen2");
   s.tied = tied;
   s.type = type;
   s.seed = 7;
-  s.vocab = SpmVocab();
   auto path = testdata::TinyModelFile(s, "strata_model_test_" + arch + "_" + DTypeName(type) +
                                             (tied ? "_tied" : "") + ".gguf");
   EXPECT_TRUE(path.ok()) << path.status().message();

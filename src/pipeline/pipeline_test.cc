@@ -27,17 +27,10 @@ using namespace ::strata::net;  // NOLINT(google-build-using-namespace)
 // ---- models ----------------------------------------------------------------------------
 
 std::string TinyModel(const std::string& arch) {
-  strata::testdata::TinyModelSpec s;
-  s.shape = arch == "llama" ? "tiny-llama" : "tiny-qwen2";
-  s.n_layers = 3;
-  s.hidden = 64;
-  s.ffn = 96;
-  s.n_heads = 4;
-  s.n_kv_heads = 2;
-  s.r1_tokens = false;
+  strata::testdata::TinyModelSpec s =
+      strata::testdata::MiniSpec(arch == "llama" ? "tiny-llama" : "tiny-qwen2");
   s.type = DType::Q8_0;
   s.seed = 11;
-  s.vocab = strata::testdata::SpmVocab();
   auto path = strata::testdata::TinyModelFile(s, "strata_pipeline_test_" + arch + ".gguf");
   EXPECT_TRUE(path.ok()) << path.status().message();
   return path.ok() ? *path : std::string();

@@ -6,6 +6,19 @@
 
 namespace strata::testdata {
 
+TinyModelSpec MiniSpec(const std::string& shape) {
+  TinyModelSpec s;
+  s.shape = shape;
+  s.n_layers = 3;
+  s.hidden = 64;
+  s.ffn = 96;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.r1_tokens = false;
+  s.vocab = SpmVocab();
+  return s;
+}
+
 Status WriteTinyModel(const TinyModelSpec& spec, const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(SynthShape shape, NamedSynthShape(spec.shape));
   if (spec.n_layers > 0) shape.n_layers = spec.n_layers;

@@ -25,6 +25,10 @@ struct TinyModelSpec {
   std::string vocab;                 // vocabulary GGUF; empty: the shape's default
 };
 
+// The smallest shape most engine tests use: 3 layers, hidden 64, ffn 96, 4 heads (2 KV),
+// plain special tokens, the SentencePiece vocabulary; `shape` "tiny-qwen2" or "tiny-llama".
+TinyModelSpec MiniSpec(const std::string& shape);
+
 // Synthesizes `spec` into `path` (2 threads).
 Status WriteTinyModel(const TinyModelSpec& spec, const std::string& path);
 
