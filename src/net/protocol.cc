@@ -416,9 +416,10 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
   // Fixed per-token arrays: pos, seq (4 + 4 bytes) and output (1 byte).
   const uint64_t body = m.hidden_dim == 0 ? uint64_t{n} * 4 : ActivationBytes(n, m.hidden_dim, m.encoding);
   const bool sections = (m.flags & (kSample | kHasCopies)) != 0;
-  if (sections ? uint64_t{n} * 9 + body > in.remaining() : uint64_t{n} * 9 + body != in.remaining())
+  const uint64_t want = uint64_t{n} * 9 + body;
+  if (sections ? want > in.remaining() : want != in.remaining())
     return Errorf("Forward: payload of %zu bytes does not match %u tokens (expected %llu)",
-                  in.remaining(), n, static_cast<unsigned long long>(uint64_t{n} * 9 + body));
+                  in.remaining(), n, static_cast<unsigned long long>(want));
   m.batch.pos = GetI32s(in, n);
   m.batch.seq = GetI32s(in, n);
   m.batch.output.resize(n);

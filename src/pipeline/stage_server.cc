@@ -164,7 +164,8 @@ Status StageServer::Handshake(Connection& c, StageInfo* peer, ErrorCode* code) {
   return ServerHandshake(c, info_, opts_.secret, opts_.handshake_timeout_ms, peer, code);
 }
 
-void StageServer::Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done) {
+void StageServer::Serve(const std::shared_ptr<Connection>& conn,
+                        const std::shared_ptr<std::atomic<bool>>& done) {
   Connection& c = *conn;
   StageInfo peer;
   ErrorCode code = ErrorCode::kProtocol;
@@ -405,7 +406,7 @@ void StageServer::RunClear(const std::shared_ptr<Upstream>& up, const ClearSeqMs
   empty.id = msg.id;
   if (!next_) return Reply(up, FrameType::kResult, EncodeResult(empty).value());
   const uint64_t orig = msg.id;
-  next_->SendClear(next_id_.fetch_add(1), msg.seqs, [this, up, orig](LinkReply r) {
+  next_->SendClear(next_id_.fetch_add(1), msg.seqs, [this, up, orig](const LinkReply& r) {
     if (!r.status.ok()) return ReplyError(up, orig, ErrorCode::kDownstream, r.status.message());
     ResultMsg e;
     e.id = orig;

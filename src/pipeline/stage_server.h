@@ -102,7 +102,8 @@ class StageServer {
   struct Job;
   StageServer() = default;
   void AcceptLoop();
-  void Serve(std::shared_ptr<Connection> conn, std::shared_ptr<std::atomic<bool>> done);
+  void Serve(const std::shared_ptr<Connection>& conn,
+             const std::shared_ptr<std::atomic<bool>>& done);
   // Closes the oldest connection that is (or is not) authenticated. Under conns_mu_.
   void CloseOldest(bool authenticated);
   void ReapFinished();
