@@ -127,6 +127,7 @@ int RunUp(UpArgs& a) {
     auto topo = up::LocalTopology(a.config, a.o.threads);
     if (!topo.ok()) return Fail(topo.status().message());
     t = std::move(topo).value();
+    demo = up::IsDemoModel(t.model_path);
     if (t.nodes.empty())
       std::fprintf(stderr, "strata up: no node of %s is on this machine: starting the gateway "
                    "only\n", a.config.c_str());
@@ -141,7 +142,7 @@ int RunUp(UpArgs& a) {
   }
   if (demo)
     std::fprintf(stderr, "strata up: DEMO model %s: its weights are random, so its text is "
-                 "meaningless\n", a.o.model_path.c_str());
+                 "meaningless\n", t.model_path.c_str());
   up::SupervisorOptions so;
   so.log_dir = t.run_dir;
   so.prefix_logs = !a.no_logs;

@@ -205,6 +205,7 @@ Result<Topology> GenerateTopology(const UpOptions& o) {
   y += "  node_api_key_file: node.key\n";
   y += "  health:\n    interval_ms: 500\n";
   t.config_path = t.run_dir + "/cluster.yaml";
+  t.model_path = fs::absolute(o.model_path).string();
   STRATA_RETURN_IF_ERROR(WriteFile0600(t.config_path, y));
   // Validate what we wrote with the parser every child uses.
   auto parsed = cluster::LoadClusterConfig(t.config_path);
@@ -238,6 +239,9 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
   t.mode = "config";
   t.config_path = fs::absolute(config_path).string();
   t.run_dir = fs::path(t.config_path).parent_path().string();
+  fs::path model(c.model.path);
+  if (model.is_relative()) model = fs::path(t.run_dir) / model;  // as `strata node` reads it
+  t.model_path = model.string();
   const std::set<std::string> names = LocalNames();
   std::vector<const cluster::NodeSpec*> local;
   for (const cluster::NodeSpec& n : c.nodes)

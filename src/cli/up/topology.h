@@ -36,6 +36,7 @@ struct Topology {
   std::string mode;          // "replica", "pipeline" or "config"
   std::string run_dir;
   std::string config_path;   // the cluster.yaml the children read
+  std::string model_path;    // the model file it names
   std::vector<NodeInfo> nodes;      // the nodes started here
   std::string gateway_host;         // to reach it ("127.0.0.1" for a wildcard listen)
   std::string gateway_listen;       // as configured
