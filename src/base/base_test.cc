@@ -4,11 +4,38 @@
 #include <cmath>
 
 #include "base/fp16.h"
+#include "base/progress.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
 
 namespace strata {
 namespace {
+
+TEST(Progress, RendersBarRateAndEta) {
+  // 256 MiB of 1 GiB after 2 s: 128 MiB/s, 6 s left.
+  const std::string line = strata::Progress::Render("pull x", 256u << 20, 1u << 30,
+                                                    strata::Progress::Unit::kBytes, 2.0, 8);
+  EXPECT_EQ(line, "pull x  [##......]  25%  256.0 MiB/1.0 GiB  128.0 MiB/s  ETA 0:06");
+  const std::string done = strata::Progress::Render("q", 10, 10, strata::Progress::Unit::kItems,
+                                                    1.0, 4);
+  EXPECT_EQ(done, "q  [####] 100%  10/10  10/s  ETA 0:00");
+  EXPECT_EQ(strata::Progress::Render("u", 1536, 0, strata::Progress::Unit::kBytes, 1.0, 4),
+            "u  1.5 KiB  1.5 KiB/s");
+}
+
+TEST(Progress, PlainLinesWhenNotATerminal) {
+  char* buf = nullptr;
+  size_t size = 0;
+  FILE* out = open_memstream(&buf, &size);
+  {
+    strata::Progress p("work", 100, strata::Progress::Unit::kItems, out);
+    p.Add(100);  // quicker than the quiet period: nothing drawn
+  }
+  std::fflush(out);
+  EXPECT_EQ(size, 0u);
+  std::fclose(out);
+  std::free(buf);
+}
 
 TEST(Fp16, RoundTripsEveryHalf) {
   for (uint32_t h = 0; h < 65536; ++h) {

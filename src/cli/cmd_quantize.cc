@@ -1,5 +1,7 @@
 // strata quantize IN OUT TYPE [--threads N]: F32/F16/BF16 GGUF -> Q8_0, Q4_0, Q4_K_M, Q5_K_M or
 // Q6_K with llama-quantize's per-tensor type mix (see docs/quantize.md).
+#include <unistd.h>
+
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -24,7 +26,11 @@ int Quantize(const QuantizeArgs& a) {
   if (a.in == a.out) return Fail("the output file must differ from the input file");
   QuantizeOptions opts;
   opts.threads = a.threads;
-  if (!a.quiet) opts.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  // On a terminal a progress bar (rate, ETA); elsewhere the per-tensor lines.
+  if (!a.quiet && isatty(STDERR_FILENO) == 1)
+    opts.progress = true;
+  else if (!a.quiet)
+    opts.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto st = QuantizeModel(a.in, a.out, ft.value(), opts);
   if (!st.ok()) return Fail(st.status().message());
   const QuantizeStats& s = st.value();

@@ -47,6 +47,7 @@ int Run(const RunArgs& a) {
   auto engine = Engine::Load(eo);
   if (!engine.ok()) return Fail(engine.status().message());
   Engine& e = *engine.value();
+  e.model().PageIn(true);  // progress on a terminal for large files
 
   std::vector<int32_t> prompt;
   if (a.chat) {

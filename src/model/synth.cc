@@ -8,8 +8,10 @@
 #include <sstream>
 #include <vector>
 
+#include "base/progress.h"
 #include "base/thread_pool.h"
 #include "gguf/gguf.h"
+#include "model/embedded_data.h"
 #include "tensor/quant.h"
 
 #ifndef STRATA_DATA_DIR
@@ -111,13 +113,15 @@ Result<SynthShape> NamedSynthShape(const std::string& name) {
     s = {"qwen2", 4, 128, 320, 4, 2, 0, 131072, 10000.0f, 1e-6f, false, false, true};
   } else if (name == "tiny-llama") {
     s = {"llama", 4, 128, 320, 4, 2, 0, 131072, 500000.0f, 1e-5f, true, false, true};
+  } else if (name == "demo") {
+    s = {"qwen2", 8, 256, 768, 4, 2, 0, 131072, 10000.0f, 1e-6f, false, false, true};
   } else if (name == "tiny-qwen2-k") {  // row lengths multiples of 256, for the K-quants
     s = {"qwen2", 4, 256, 512, 4, 2, 0, 131072, 10000.0f, 1e-6f, false, false, true};
   } else if (name == "tiny-llama-k") {
     s = {"llama", 4, 256, 512, 4, 2, 0, 131072, 500000.0f, 1e-5f, true, false, true};
   } else {
     return Errorf("unknown shape '%s' (known: r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, "
-                  "tiny-qwen2, tiny-llama, tiny-qwen2-k, tiny-llama-k)", name.c_str());
+                  "tiny-qwen2, tiny-llama, tiny-qwen2-k, tiny-llama-k, demo)", name.c_str());
   }
   return s;
 }
@@ -128,8 +132,22 @@ std::string DefaultDataDir() {
 }
 
 std::string DefaultVocabFor(const SynthShape& shape) {
-  return DefaultDataDir() + (shape.arch == "llama" ? "/vocab/ggml-vocab-llama-bpe.gguf"
+  const std::string path = DefaultDataDir() + (shape.arch == "llama"
+                                                   ? "/vocab/ggml-vocab-llama-bpe.gguf"
                                                    : "/vocab/ggml-vocab-qwen2.gguf");
+  if (shape.arch != "llama" && std::getenv("STRATA_DATA_DIR") == nullptr &&
+      !std::ifstream(path, std::ios::binary))
+    return "";  // an installed binary: the embedded copy
+  return path;
+}
+
+SynthOptions DemoSynthOptions() {
+  SynthOptions o;
+  o.shape = NamedSynthShape("demo").value();
+  o.type = DType::Q8_0;
+  o.seed = 20260101;
+  o.demo = true;
+  return o;
 }
 
 std::string DefaultR1TemplatePath() {
@@ -152,7 +170,11 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
                   static_cast<long long>(s.hidden), static_cast<long long>(s.ffn),
                   DTypeName(o.type), static_cast<long long>(block));
 
-  STRATA_ASSIGN_OR_RETURN(auto vocab, gguf::File::Open(o.vocab_path));
+  const EmbeddedBlob embedded = EmbeddedQwen2Vocab();
+  auto vocab_r = o.vocab_path.empty() ? gguf::File::Parse(embedded.data, embedded.size)
+                                      : gguf::File::Open(o.vocab_path);
+  if (!vocab_r.ok()) return vocab_r.status().With("vocabulary");
+  std::shared_ptr<gguf::File> vocab = std::move(vocab_r).value();
   STRATA_ASSIGN_OR_RETURN(auto tokens_v, vocab->GetStringArray("tokenizer.ggml.tokens"));
   std::vector<std::string> tokens(tokens_v.begin(), tokens_v.end());
   std::vector<int32_t> types;
@@ -174,7 +196,8 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   gguf::Writer w;
   const std::string a = s.arch + ".";
   w.SetString("general.architecture", s.arch);
-  w.SetString("general.name", "strata-synth-" + s.arch);
+  w.SetString("general.name", o.demo ? std::string("strata-demo") : "strata-synth-" + s.arch);
+  if (o.demo) w.SetBool(kDemoMetadataKey, true);
   w.SetUint32("general.file_type", FileType(o.type));
   if (Info(o.type).block_size > 1) w.SetUint32("general.quantization_version", 2);
   w.SetUint32(a + "block_count", static_cast<uint32_t>(s.n_layers));
@@ -225,9 +248,19 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
     }
     w.SetBool("tokenizer.ggml.add_bos_token", true);
     w.SetBool("tokenizer.ggml.add_eos_token", false);
-    const std::string tpl_path = o.template_path.empty() ? DefaultR1TemplatePath() : o.template_path;
     Status st;
-    std::string tpl = ReadFile(tpl_path, &st);
+    std::string tpl;
+    if (!o.template_path.empty()) {
+      tpl = ReadFile(o.template_path, &st);
+    } else if (o.vocab_path.empty()) {  // the embedded vocabulary goes with the embedded template
+      tpl = std::string(EmbeddedR1ChatTemplate());
+    } else {  // the source tree's file, else (an installed binary) the embedded copy
+      tpl = ReadFile(DefaultR1TemplatePath(), &st);
+      if (!st.ok()) {
+        st = Status::Ok();
+        tpl = std::string(EmbeddedR1ChatTemplate());
+      }
+    }
     if (!st.ok()) return st.With("chat template");
     w.SetString("tokenizer.chat_template", tpl);
   } else if (!o.template_path.empty()) {
@@ -247,12 +280,17 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   // Tensors.
   auto pool = std::make_shared<ThreadPool>(o.threads);
   const uint64_t seed = o.seed;
+  // Created before the tensors are filled (at w.Write); its total grows with each add().
+  auto progress = std::make_shared<Progress>("synthesizing " + out_path, 0);
+  uint64_t total_bytes = 0;
   auto add = [&](const std::string& name, int64_t cols, int64_t rows, DType type,
                  Init init) -> Status {
     std::vector<int64_t> dims = {cols};
     if (rows > 1 || type != DType::F32) dims.push_back(rows);
     const uint64_t h = HashName(name);
     const uint64_t row_bytes = RowBytesUnchecked(type, cols);
+    total_bytes += row_bytes * static_cast<uint64_t>(rows);
+    const bool show = o.progress;
     return w.AddTensor(name, dims, type, [=](uint8_t* dst, uint64_t) -> Status {
       pool->ParallelFor(rows, [&](int64_t b, int64_t e) {
         std::vector<float> tmp(static_cast<size_t>(cols));
@@ -260,6 +298,7 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
           FillRow(seed, h, r, init, tmp.data(), cols);
           QuantizeRow(type, tmp.data(), dst + static_cast<uint64_t>(r) * row_bytes, cols);
         }
+        if (show) progress->Add(row_bytes * static_cast<uint64_t>(e - b));
       });
       return Status::Ok();
     });
@@ -298,7 +337,10 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   STRATA_RETURN_IF_ERROR(add("output_norm.weight", H, 1, DType::F32, {1.0f, 0.1f}));
   if (!s.tied_output)  // head scaled up so that every layer moves the logits
     STRATA_RETURN_IF_ERROR(add("output.weight", H, n_vocab, o.type, {0.0f, 4.0f * inv_h}));
-  return w.Write(out_path);
+  progress->SetTotal(total_bytes);
+  Status written = w.Write(out_path);
+  if (o.progress) progress->Finish();
+  return written;
 }
 
 }  // namespace strata

@@ -1,5 +1,10 @@
 #include "model/weights.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "base/progress.h"
 
 #include "tensor/quant.h"
 
@@ -45,6 +50,7 @@ Result<Matrix> Model::BindMatrix(const std::string& name, int64_t rows, int64_t 
   mat.cols = cols;
   mat.row_bytes = RowBytesUnchecked(t->type, cols);
   bound_bytes_ += t->nbytes;
+  bound_ranges_.emplace_back(static_cast<const uint8_t*>(t->data), t->nbytes);
   return mat;
 }
 
@@ -116,6 +122,26 @@ Status Model::Bind() {
 
 void DequantizeMatrixRow(const Matrix& m, int64_t row, float* out) {
   DequantizeRow(m.type, m.data + static_cast<uint64_t>(row) * m.row_bytes, out, m.cols);
+}
+
+void Model::PageIn(bool progress) const {
+  auto ranges = bound_ranges_;
+  std::sort(ranges.begin(), ranges.end());
+  ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());  // tied output
+  uint64_t total = 0;
+  for (const auto& r : ranges) total += r.second;
+  Progress p("loading " + cfg_.name, progress ? total : 0);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  volatile uint8_t sink = 0;
+  for (const auto& [data, n] : ranges) {
+    for (uint64_t off = 0; off < n; off += page) {
+      sink = sink ^ data[off];  // one read per page faults it in
+      if (progress && (off & ((uint64_t{16} << 20) - 1)) == 0 && off > 0) p.Add(16u << 20);
+    }
+    if (progress) p.Add(n - (n > 0 ? ((n - 1) / (16u << 20)) * (16u << 20) : 0));
+  }
+  (void)sink;
+  if (progress) p.Finish();
 }
 
 }  // namespace strata

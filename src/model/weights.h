@@ -63,6 +63,9 @@ class Model {
 
   // Bytes of the weights this range binds (what a run touches).
   uint64_t bound_weight_bytes() const { return bound_bytes_; }
+  // Reads the bound weights into memory (from the page cache or the disk) ahead of the first
+  // request, so that it does not pay for it; with `progress`, shows it (base/progress.h).
+  void PageIn(bool progress) const;
 
  private:
   Model() = default;
@@ -78,6 +81,7 @@ class Model {
   std::vector<LayerWeights> layers_;
   std::vector<float> rope_factors_;
   uint64_t bound_bytes_ = 0;
+  std::vector<std::pair<const uint8_t*, uint64_t>> bound_ranges_;  // mapped matrix data
 };
 
 // Dequantizes row `row` of m into out[m.cols].

@@ -166,6 +166,10 @@ Task<bool> Server::Handle(ClientStream& s, const Request& req, beast::flat_buffe
                     {"n_layers", n_layers_},
                     {"slots", o_.parallel},
                     {"name", model_name_}}}};
+    if (demo_) {
+      model["meta"]["demo"] = true;
+      model["warning"] = kDemoWarning;
+    }
     std::string body = Dump(json{{"object", "list"}, {"data", json::array({model})}});
     co_return co_await Send(s, req.version(), req.keep_alive(), 200, std::move(body));
   }
@@ -197,6 +201,10 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
     j["layers"] = 0;
   }
   j["model"] = model_id_;
+  if (demo_) {
+    j["demo"] = true;
+    j["warning"] = kDemoWarning;
+  }
   if (pipeline()) {
     j["role"] = o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail";
     j["first_layer"] = o_.first_layer;

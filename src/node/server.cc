@@ -81,6 +81,12 @@ void Server::Load() {
     return;
   }
   model_name_ = model_->config().name;
+  model_->PageIn(true);  // read the weights now (with progress), not during the first request
+  {
+    auto demo = model_->file().GetBool("strata.demo");  // written by `strata model synth` (demo)
+    demo_ = demo.ok() && demo.value();
+    if (demo_) STRATA_LOG(LogLevel::kWarn, "%s", kDemoWarning);
+  }
   if (tok_ != nullptr) {
     auto tpl = model_->file().GetString("tokenizer.chat_template");
     if (tpl.ok()) {

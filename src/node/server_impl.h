@@ -75,6 +75,11 @@ using ClientStream = ::strata::http::Stream;
 // 401 adds WWW-Authenticate, 503 Retry-After.
 ::strata::http::Reply ErrorReply(const ApiError& e, bool plain);
 
+// Reported in /health, /v1/models and the log when the model is a demo (strata.demo = true).
+inline constexpr const char* kDemoWarning =
+    "demo model: its weights are random, so its text is meaningless (serve a real model with "
+    "--model)";
+
 class Server : public ::strata::http::Handler {
  public:
   explicit Server(const NodeOptions& o);
@@ -138,6 +143,8 @@ class Server : public ::strata::http::Handler {
   bool has_template_ = false;
   ChatTemplateInfo template_;
   std::string model_id_, model_name_;
+  // The model is a demo (metadata strata.demo = true): random weights, meaningless text.
+  bool demo_ = false;
   int n_layers_ = 0;
   Metrics metrics_;
   std::atomic<uint64_t> next_id_{1};

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "base/progress.h"
 #include "base/thread_pool.h"
 #include "base/timer.h"
 #include "gguf/gguf.h"
@@ -127,6 +128,10 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
   stats->n_tensors = static_cast<int>(plan.size());
   const int n_total = static_cast<int>(plan.size());
   int index = 0;
+  uint64_t total_in = 0;
+  for (const QuantTensorPlan& p : plan) total_in += by_name.at(p.name)->nbytes;
+  std::shared_ptr<Progress> progress;
+  if (opts.progress) progress = std::make_shared<Progress>("quantizing " + out_path, total_in);
   for (const QuantTensorPlan& p : plan) {
     const gguf::TensorInfo* t = by_name.at(p.name);
     const int64_t ncols = t->dims[0];
@@ -145,7 +150,7 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
                   p.fallback ? " (row length fallback)" : "");
     STRATA_RETURN_IF_ERROR(w.AddTensor(
         p.name, p.dims, p.to,
-        [t, p, pool, log, line, ncols, nrows](uint8_t* dst, uint64_t nbytes) -> Status {
+        [t, p, pool, log, line, ncols, nrows, progress](uint8_t* dst, uint64_t nbytes) -> Status {
           if (log) log(line);
           if (p.from == p.to) {
             if (nbytes != t->nbytes) return Status::Error("size mismatch copying a tensor");
@@ -154,10 +159,12 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
             ConvertTensor(*pool, t->data, p.from, dst, p.to, ncols, nrows);
           }
           ReleasePages(t->data, t->nbytes);
+          if (progress) progress->Add(t->nbytes);
           return Status::Ok();
         }));
   }
   Status st = w.Write(out_path);
+  if (progress) progress->Finish();
   if (!st.ok()) return st.With("writing '" + out_path + "'");
   stats->seconds = timer.ElapsedMs() / 1000.0;
   return *stats;

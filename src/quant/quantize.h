@@ -71,6 +71,8 @@ struct QuantizeOptions {
   int threads = 0;  // 0: all cores
   // Progress lines ("[ 12/339] blk.0.attn_v.weight  F16 -> Q6_K ..."); may be empty.
   std::function<void(const std::string&)> log;
+  // A progress bar with rate and ETA over the input bytes (base/progress.h) on stderr.
+  bool progress = false;
 };
 
 struct QuantizeStats {
