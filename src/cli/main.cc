@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
       {"quantize", strata::cli::AddQuantizeCommand(app)},
       {"plan", strata::cli::AddPlanCommand(app)},
       {"gateway", strata::cli::AddGatewayCommand(app)},
+      {"pull", strata::cli::AddPullCommand(app)},
+      {"models", strata::cli::AddModelsCommand(app)},
   };
   try {
     app.parse(argc, argv);
