@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <optional>
+#include <limits>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -69,7 +69,7 @@ asio::awaitable<void> Exchange(Stream& s, beast::tcp_stream& tcp, Hop& h) {
 
   beast::flat_buffer buf;
   http::response_parser<http::buffer_body> p;
-  p.body_limit(boost::none);
+  p.body_limit(std::numeric_limits<std::uint64_t>::max());
   tcp.expires_after(Ms(h.opt->idle_timeout_s));
   co_await http::async_read_header(s, buf, p, tok);
   if (ec) { h.status = Status::Error(Describe(h, ec, "reading the response of")); co_return; }

@@ -35,6 +35,7 @@ void Progress::Update(uint64_t done) {
 void Progress::Finish() {
   if (finished_) return;
   finished_ = true;
+  if (!tty_ && last_decile_ == 10) return;  // the 100% line is already out
   Draw(total_ ? total_ : start_, true);
 }
 
