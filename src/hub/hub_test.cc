@@ -109,7 +109,7 @@ TEST(Quant, PrefersSingleFileOverSplit) {
 TEST(Quant, MissingListsAvailable) {
   auto f = PickQuantFile(Listing(), "Q2_K", "o/r");
   ASSERT_FALSE(f.ok());
-  const std::string& m = f.status().message();
+  const std::string m = f.status().message();
   EXPECT_NE(m.find("Q4_K_M"), std::string::npos) << m;
   EXPECT_NE(m.find("Q8_0"), std::string::npos) << m;
   EXPECT_NE(m.find("F16"), std::string::npos) << m;
