@@ -36,6 +36,7 @@ class Hub:
         self.log = []
         self.lock = threading.Lock()
         self.prefix = prefix  # a mirror's path prefix (HF_ENDPOINT=http://host:port/prefix)
+        self.renames = {}     # old "owner/repo" -> new: resolve answers a relative 307
         self.servers = []
 
     def add(self, repo, path, data):
@@ -132,7 +133,14 @@ class HubHandler(Base):
         self.send_json(200, out)
 
     def resolve(self, repo, path):
-        b = self.server.hub.repos.get(repo, {}).get(path)
+        hub = self.server.hub
+        if repo in hub.renames:  # a renamed repository: relative redirect on the hub itself
+            self.send_response(307)
+            self.send_header("Location", self.path.replace("/" + repo + "/", "/" + hub.renames[repo] + "/", 1))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        b = hub.repos.get(repo, {}).get(path)
         if b is None:
             return self.send_json(404, {"error": "Entry not found"},
                                   {"X-Error-Code": "EntryNotFound"})

@@ -108,6 +108,50 @@ def test_quant_pick(t, blobs):
     check(rc != 0 and "split" in err, "split-only quant refused with a merge hint", err)
 
 
+def test_renamed_repo(t, blobs):
+    t.hub.renames["old-owner/old-name"] = REPO
+    n0 = len(t.hub.requests())
+    rc, out, err, _ = t.run("pull", "hf://old-owner/old-name/R1-Tiny-Q8_0.gguf",
+                            env={"HF_TOKEN": "hf_tok"})
+    check(rc == 0 and read(out.strip()) == blobs["seed2"],
+          "relative redirect (renamed repository) followed", err)
+    hub_auth = [r["headers"].get("authorization") for r in t.hub.requests()[n0:]
+                if r["server"] == "hub"]
+    check(len(hub_auth) == 2 and all(a == "Bearer hf_tok" for a in hub_auth),
+          "token kept on the same-host relative redirect", str(hub_auth))
+
+
+def test_concurrent(t, blobs):
+    t.hub.repos[REPO]["R1-Tiny-twice.gguf"].rate = 16 << 20
+    e = dict(os.environ, HF_ENDPOINT=t.hub.endpoint, STRATA_MODELS=t.models)
+    ps = [subprocess.Popen([t.strata, "pull", f"hf://{REPO}/R1-Tiny-twice.gguf"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+          for _ in range(2)]
+    res = [p.communicate(timeout=60) + (p.returncode,) for p in ps]
+    dest = t.path(f"{REPO}/R1-Tiny-twice.gguf")
+    check(all(r[2] == 0 and r[0].strip() == dest for r in res) and
+          read(dest) == blobs["seed1"] and sum("already present" in r[1] for r in res) == 1,
+          "two concurrent pulls of one file: one downloads, the other waits and reuses it",
+          str(res)[-2000:])
+
+
+def test_node_model_ref(t):
+    import procs
+    port = procs.free_port()
+    e = {"HF_ENDPOINT": t.hub.endpoint, "STRATA_MODELS": t.models}
+    node = procs.Proc(procs.node_args(t.strata, f"{REPO}:Q8_0", port), port, "node", env=e,
+                      wait=False)
+    try:
+        node.wait_ready(60)
+        ok = procs.request(port, "GET", "/health")[0] == 200
+    except RuntimeError as ex:
+        ok = False
+        print(ex)
+    finally:
+        node.stop()
+    check(ok, "node --model OWNER/REPO:QUANT serves the pulled model")
+
+
 def test_url(t, blobs):
     url = f"http://127.0.0.1:{t.hub.cdn_port}/files/direct.gguf"
     rc, out, err, _ = t.run("pull", url)
@@ -256,7 +300,8 @@ def main():
                        ("R1-Tiny-slow.gguf", blobs["seed1"]),
                        ("R1-Tiny-stall.gguf", blobs["seed1"]),
                        ("R1-Tiny-late.gguf", blobs["seed1"]),
-                       ("R1-Tiny-norange.gguf", blobs["seed1"])]:
+                       ("R1-Tiny-norange.gguf", blobs["seed1"]),
+                       ("R1-Tiny-twice.gguf", blobs["seed1"])]:
         hub.add(REPO, name, data)
     hub.repos[REPO]["R1-Tiny-corrupt.gguf"].advertised_sha = "ab" * 32
     hub.files["direct.gguf"] = hub_standin.Blob(blobs["seed1"])
@@ -265,11 +310,14 @@ def main():
         test_hf_file_and_token(t, blobs)
         test_quant_pick(t, blobs)
         test_url(t, blobs)
+        test_renamed_repo(t, blobs)
+        test_concurrent(t, blobs)
         test_resume(t, blobs)
         test_range_ignored(t, blobs)
         test_refusals(t)
         test_slow_and_stall(t, blobs)
         test_models_and_model_ref(t)
+        test_node_model_ref(t)
         test_mirror_prefix(a.strata, a.workdir, blobs)
         test_tls(a.strata, a.workdir, blobs)
     finally:
