@@ -127,7 +127,7 @@ Runner AddNodeCommand(CLI::App& app) {
   auto a = std::make_shared<NodeArgs>();
   node::NodeOptions* o = &a->o;
   CLI::App* sub = app.add_subcommand("node", "Serve a model over HTTP (OpenAI-compatible API)");
-  a->model = sub->add_option("--model,-m", o->model_path, "GGUF model file (or model.path of --config)");
+  a->model = sub->add_option("--model,-m", o->model_path, "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; pulled on first use), or model.path of --config");
   sub->add_option("--config", a->config,
                   "cluster.yaml: take this node's settings from the file (with --name); "
                   "options given here override it");
@@ -196,6 +196,10 @@ Runner AddNodeCommand(CLI::App& app) {
                   "request (replayed into the re-formed pipeline); 0: requests fail at once")
       ->check(CLI::Range(0, 3600000))->capture_default_str();
   return [a, o] {
+    // --model may be a reference (hf://..., OWNER/REPO:QUANT, URL): pulled on first use.
+    auto model = ResolveModelArg(o->model_path);
+    if (!model.ok()) return Fail(model.status().message());
+    o->model_path = model.value();
     if (!a->config.empty()) {
       const Status st = ApplyConfig(*a);
       if (!st.ok()) return Fail(st.message());

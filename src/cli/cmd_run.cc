@@ -40,8 +40,10 @@ Result<std::vector<int32_t>> ChatPrompt(const Engine& engine, const std::string&
 }
 
 int Run(const RunArgs& a) {
+  auto model = ResolveModelArg(a.model);
+  if (!model.ok()) return Fail(model.status().message());
   EngineOptions eo;
-  eo.model_path = a.model;
+  eo.model_path = model.value();
   eo.n_ctx = a.ctx;
   eo.threads = a.threads;
   auto engine = Engine::Load(eo);
@@ -117,7 +119,9 @@ int Run(const RunArgs& a) {
 Runner AddRunCommand(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt");
-  sub->add_option("--model,-m", a->model, "GGUF model file")->required();
+  sub->add_option("--model,-m", a->model,
+                  "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; "
+                  "pulled on first use)")->required();
   sub->add_option("--prompt,-p", a->prompt, "Prompt text")->required();
   sub->add_option("--max-tokens,-n", a->max_tokens, "Maximum tokens to generate")->check(CLI::Range(0, 1 << 24));
   sub->add_option("--temperature,--temp", a->temperature, "Sampling temperature (0 = greedy)");

@@ -31,17 +31,18 @@ struct ResolvedModel {
 };
 
 // --model -> a local GGUF file: "" is the demo model (synthesized on first use); a path is
-// used as it is. The one place where a model argument is resolved (hub references plug in
-// here).
-Result<ResolvedModel> ResolveModelArg(const std::string& arg) {
+// used as it is; a hub reference (OWNER/REPO:QUANT, hf://..., a URL) is pulled on first use,
+// once, in this process, before any node starts.
+Result<ResolvedModel> ResolveUpModel(const std::string& arg) {
   if (arg.empty()) {
     STRATA_ASSIGN_OR_RETURN(std::string path, up::EnsureDemoModel());
     return ResolvedModel{path, true};
   }
+  STRATA_ASSIGN_OR_RETURN(std::string path, ResolveModelArg(arg));
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(arg, ec))
-    return Errorf("--model '%s': no such file (a GGUF model file)", arg.c_str());
-  return ResolvedModel{std::filesystem::absolute(arg).string(), up::IsDemoModel(arg)};
+  if (!std::filesystem::is_regular_file(path, ec))
+    return Errorf("--model '%s': no such file (a GGUF model file)", path.c_str());
+  return ResolvedModel{std::filesystem::absolute(path).string(), up::IsDemoModel(path)};
 }
 
 constexpr const char* kPrompt = "Why is the sky blue?";
@@ -132,7 +133,7 @@ int RunUp(UpArgs& a) {
       std::fprintf(stderr, "strata up: no node of %s is on this machine: starting the gateway "
                    "only\n", a.config.c_str());
   } else {
-    auto m = ResolveModelArg(a.model);
+    auto m = ResolveUpModel(a.model);
     if (!m.ok()) return Fail(m.status().message());
     demo = m.value().demo;
     a.o.model_path = m.value().path;

@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/status.h"
+
 namespace strata::cli {
 
 using Runner = std::function<int()>;
@@ -20,8 +22,14 @@ Runner AddQuantizeCommand(CLI::App& app);
 Runner AddPlanCommand(CLI::App& app);
 Runner AddGatewayCommand(CLI::App& app);
 Runner AddUpCommand(CLI::App& app);
+Runner AddPullCommand(CLI::App& app);
+Runner AddModelsCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);
+
+// --model of run and node: a local path as is, a reference (hub/ref.h) looked up in the models
+// directory and pulled on first use.
+Result<std::string> ResolveModelArg(const std::string& model);
 
 }  // namespace strata::cli

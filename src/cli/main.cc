@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
       {"plan", strata::cli::AddPlanCommand(app)},
       {"gateway", strata::cli::AddGatewayCommand(app)},
       {"up", strata::cli::AddUpCommand(app)},
+      {"pull", strata::cli::AddPullCommand(app)},
+      {"models", strata::cli::AddModelsCommand(app)},
   };
   try {
     app.parse(argc, argv);
