@@ -93,6 +93,8 @@ std::string Gateway::RenderMetrics() {
                                ? "1"
                                : "0");
       });
+  per("strata_gateway_backend_circuit_open", "gauge", "1 while the backend's circuit breaker is open.",
+      [](const BackendView& v) { return std::string(v.circuit == CircuitState::kOpen ? "1" : "0"); });
   o += "# HELP strata_gateway_backend_latency_seconds Request latency per backend.\n"
        "# TYPE strata_gateway_backend_latency_seconds histogram\n";
   for (const BackendView& v : views)
