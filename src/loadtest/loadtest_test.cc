@@ -154,7 +154,8 @@ TEST(Workload, FixedLengthPromptsAndBodies) {
   EXPECT_EQ(j["stream_options"]["include_usage"], true);
   EXPECT_EQ(j["messages"][0]["role"], "user");
   EXPECT_FALSE(j.contains("model"));
-  EXPECT_EQ(w->prompt_estimates[0], 10);
+  EXPECT_GE(w->prompt_estimates[0], 10);  // words, plus a little for punctuation
+  EXPECT_LE(w->prompt_estimates[0], 12);
 }
 
 TEST(Svg, NiceTicksAndChart) {
