@@ -132,7 +132,7 @@ net::awaitable<void> Exchange(const Target& t, const std::string& body, const Ca
   while (!p.is_done()) {
     p.get().body().data = tmp;
     p.get().body().size = sizeof tmp;
-    co_await http::async_read(stream, buf, p, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_read_some(stream, buf, p, net::redirect_error(net::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return;
     const size_t got = sizeof tmp - p.get().body().size;

@@ -89,7 +89,7 @@ void Panel(std::string* o, double top, const std::string& title, const std::stri
                       py(s.y[i], s.right), s.color.c_str(), Esc(s.name).c_str(), Esc(xs[i]).c_str(), Num(s.y[i]).c_str());
     *o += StrFormat("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2.2\"%s/>\n", lx, top - 12, lx + 22, top - 12, s.color.c_str(), dash);
     *o += StrFormat("<text x=\"%g\" y=\"%g\" class=\"legend\">%s</text>\n", lx + 27, top - 8, Esc(s.name).c_str());
-    lx += 34 + 7.2 * static_cast<double>(s.name.size());
+    lx += 44 + 7.4 * static_cast<double>(s.name.size());
   }
 }
 
@@ -204,7 +204,7 @@ std::string RenderSvg(const std::string& title, const std::vector<LevelRun>& run
     itl99.y.push_back(m.itl.p99);
     e2e.y.push_back(m.e2el.p50);
   }
-  const double h = 2 * kPanelH + 190;
+  const double h = 2 * kPanelH + 205;
   std::string o = StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
       "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
