@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/log_setup.h"
 #include "cluster/config.h"
 #include "gateway/gateway.h"
 
@@ -14,12 +15,15 @@ Runner AddGatewayCommand(CLI::App& app) {
     std::string config;
     std::string listen;
     bool check = false;
+    std::string log_format;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "cluster description (cluster.yaml)")->required();
   cmd->add_option("--listen", o->listen, "override gateway.listen (host:port)");
   cmd->add_flag("--check", o->check, "validate the config, print the backends and exit");
+  AddLogFormatOption(cmd, &o->log_format);
   return [o] {
+    if (!SetUpLogging(o->log_format, "gateway", "")) return 1;
     auto cfg = cluster::LoadClusterConfig(o->config);
     if (!cfg.ok()) return Fail(cfg.status().message());
     cluster::ClusterConfig c = std::move(cfg).value();

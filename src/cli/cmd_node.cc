@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/log_setup.h"
 #include "cluster/config.h"
 #include "cluster/planner.h"
 #include "node/server.h"
@@ -20,6 +21,7 @@ struct NodeArgs {
   std::string layers, next;
   std::string config, name;
   std::string api_key_file, secret_file;
+  std::string log_format;
   // Options given on the command line (they override the config file).
   CLI::Option *model = nullptr, *host = nullptr, *port = nullptr, *parallel = nullptr,
               *ctx = nullptr, *threads = nullptr, *stage_port = nullptr, *secret = nullptr,
@@ -195,7 +197,9 @@ Runner AddNodeCommand(CLI::App& app) {
                   "Pipeline head: a stage that dies and is back within this many ms loses no "
                   "request (replayed into the re-formed pipeline); 0: requests fail at once")
       ->check(CLI::Range(0, 3600000))->capture_default_str();
+  AddLogFormatOption(sub, &a->log_format);
   return [a, o] {
+    if (!SetUpLogging(a->log_format, "node", a->name)) return 1;
     // --model may be a reference (hf://..., OWNER/REPO:QUANT, URL): pulled on first use.
     auto model = ResolveModelArg(o->model_path);
     if (!model.ok()) return Fail(model.status().message());

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       {"up", strata::cli::AddUpCommand(app)},
       {"pull", strata::cli::AddPullCommand(app)},
       {"models", strata::cli::AddModelsCommand(app)},
+      {"loadtest", strata::cli::AddLoadtestCommand(app)},
   };
   try {
     app.parse(argc, argv);

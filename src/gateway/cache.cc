@@ -22,6 +22,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "base/log.h"
+
 namespace strata::gateway {
 namespace {
 
@@ -148,9 +150,9 @@ class RedisCache final : public ResponseCache {
       unsigned char k[32];
       RAND_bytes(k, sizeof k);
       hmac_key_.assign(reinterpret_cast<const char*>(k), sizeof k);
-      std::fprintf(stderr, "strata gateway: warning: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
-                           "not set: Redis entries are sealed with a per-process key (other "
-                           "gateways cannot share them)\n");
+      LogEvent(LogLevel::kWarn, "strata gateway: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
+                                "not set: Redis entries are sealed with a per-process key (other "
+                                "gateways cannot share them)", "");
     }
     // Connect once now so that stats say at once whether Redis is there.
     Conn c = Acquire();

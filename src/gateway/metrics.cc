@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <vector>
+
+#include "base/log.h"
 
 #include "gateway/gateway_impl.h"
 #include "http/prom.h"
@@ -22,9 +25,7 @@ void Gateway::CountRequest(const std::string& path, int status) {
 
 void Gateway::AccessLog(const RequestLog& log, double ms) {
   if (!config_.gateway.access_log) return;
-  json j = {{"ts", static_cast<int64_t>(std::time(nullptr))},
-            {"request_id", log.request_id},
-            {"method", log.method},
+  json j = {{"method", log.method},
             {"path", log.path},
             {"status", log.status},
             {"latency_ms", std::round(ms * 1000) / 1000},
@@ -35,8 +36,10 @@ void Gateway::AccessLog(const RequestLog& log, double ms) {
   if (!log.key_name.empty()) j["key"] = log.key_name;
   if (!log.cache.empty()) j["cache"] = log.cache;
   if (log.completion_tokens >= 0) j["completion_tokens"] = log.completion_tokens;
-  const std::string line = DumpJson(j) + "\n";
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::vector<LogField> fields;
+  for (const auto& [k, v] : j.items()) fields.push_back({k, DumpJson(v)});
+  // One line per request: the shared log format (docs/logging.md), whatever STRATA_LOG says.
+  LogEvent(log.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, "request", log.request_id, fields);
 }
 
 json Gateway::ClusterJson() {
@@ -93,6 +96,8 @@ std::string Gateway::RenderMetrics() {
                                ? "1"
                                : "0");
       });
+  per("strata_gateway_backend_circuit_open", "gauge", "1 while the backend's circuit breaker is open.",
+      [](const BackendView& v) { return std::string(v.circuit == CircuitState::kOpen ? "1" : "0"); });
   o += "# HELP strata_gateway_backend_latency_seconds Request latency per backend.\n"
        "# TYPE strata_gateway_backend_latency_seconds histogram\n";
   for (const BackendView& v : views)

@@ -83,16 +83,16 @@ Status Gateway::Run() {
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (!g.tls_cert.empty()) STRATA_RETURN_IF_ERROR(LoadTls().With("gateway"));
   STRATA_RETURN_IF_ERROR(http_->Listen());
-  std::fprintf(stderr, "strata gateway: listening on %s://%s:%u (%zu backends, policy %s)\n",
+  LogEvent(LogLevel::kInfo, StrFormat("strata gateway: listening on %s://%s:%u (%zu backends, policy %s)",
                g.tls_cert.empty() ? "http" : "https", g.listen_host.c_str(), http_->port(),
-               pool_->size(), cluster::RoutingPolicyName(g.routing.policy));
+               pool_->size(), cluster::RoutingPolicyName(g.routing.policy)), "");
   http_->StopOnSignals(std::chrono::seconds(10));
   if (!g.tls_cert.empty()) ReloadOnHangup();
   http_->Start();
   for (size_t i = 0; i < pool_->size(); ++i)
     net::co_spawn(net::make_strand(ioc_), ProbeLoop(static_cast<int>(i)), net::detached);
   ::strata::http::RunThreads(ioc_, g.threads);
-  std::fprintf(stderr, "strata gateway: stopped\n");
+  LogEvent(LogLevel::kInfo, "strata gateway: stopped", "");
   return Status::Ok();
 }
 
@@ -111,11 +111,10 @@ void Gateway::ReloadOnHangup() {
     // A failed reload keeps the context in use: new connections still get a certificate.
     const Status st = LoadTls();
     if (st.ok())
-      std::fprintf(stderr, "strata gateway: TLS certificate and key reloaded\n");
+      LogEvent(LogLevel::kInfo, "strata gateway: TLS certificate and key reloaded", "");
     else
-      std::fprintf(stderr,
-                   "strata gateway: TLS reload failed, keeping the previous certificate: %s\n",
-                   st.message().c_str());
+      LogEvent(LogLevel::kError, "strata gateway: TLS reload failed, keeping the previous certificate: " +
+                                     st.message(), "");
     ReloadOnHangup();
   });
 }

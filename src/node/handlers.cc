@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <random>
 
+#include "base/log.h"
 #include "base/mmap.h"
 #include "base/timer.h"
 #include "http/prom.h"
@@ -176,7 +177,13 @@ Task<bool> Server::Handle(ClientStream& s, const Request& req, beast::flat_buffe
   const Endpoint ep = path == "/inference"        ? Endpoint::kInference
                       : path == "/v1/completions" ? Endpoint::kCompletions
                                                   : Endpoint::kChat;
-  co_return co_await Generate(s, req, buf, ep);
+  // The node's access log (STRATA_LOG=info), under the gateway's request id (X-Request-Id).
+  const std::string rid = RequestIdOf(req);
+  const std::string route(path);
+  Timer timer;
+  const bool keep = co_await Generate(s, req, buf, ep);
+  STRATA_LOG_REQ(LogLevel::kInfo, rid, "%s done in %.1f ms", route.c_str(), timer.ElapsedMs());
+  co_return keep;
 }
 
 Task<bool> Server::Health(ClientStream& s, const Request& req) {

@@ -133,11 +133,11 @@ void Server::Load() {
   }
   state_.store(kReady, std::memory_order_release);
   if (pipeline())
-    std::fprintf(stderr, "strata node: layers %d-%d of %s ready (%d slots x %d context)\n",
-                 o_.first_layer, o_.last_layer, model_id_.c_str(), o_.parallel, o_.ctx);
+    LogEvent(LogLevel::kInfo, StrFormat("strata node: layers %d-%d of %s ready (%d slots x %d context)",
+                 o_.first_layer, o_.last_layer, model_id_.c_str(), o_.parallel, o_.ctx), "");
   else
-    std::fprintf(stderr, "strata node: model %s loaded (%d slots x %d context)\n",
-                 model_id_.c_str(), o_.parallel, o_.ctx);
+    LogEvent(LogLevel::kInfo, StrFormat("strata node: model %s loaded (%d slots x %d context)",
+                 model_id_.c_str(), o_.parallel, o_.ctx), "");
 }
 
 Status Server::LoadPipeline() {
@@ -175,8 +175,8 @@ Status Server::LoadPipeline() {
   const Model* raw = m.get();
   STRATA_ASSIGN_OR_RETURN(stage_, ::strata::pipeline::StageServer::Start(std::move(m), so));
   model_ = raw;  // owned by the stage server
-  std::fprintf(stderr, "strata node: stage layers %d-%d listening for its upstream on %s:%u\n",
-               o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port());
+  LogEvent(LogLevel::kInfo, StrFormat("strata node: stage layers %d-%d listening for its upstream on %s:%u",
+               o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port()), "");
   return Status::Ok();
 }
 
@@ -192,8 +192,8 @@ Status Server::Run() {
   so.limits.max_connections_per_client = o_.max_connections_per_client;
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (Status st = http_->Listen(); !st.ok()) return st;
-  std::fprintf(stderr, "strata node: listening on http://%s:%u (loading %s)\n", o_.host.c_str(),
-               http_->port(), o_.model_path.c_str());
+  LogEvent(LogLevel::kInfo, StrFormat("strata node: listening on http://%s:%u (loading %s)", o_.host.c_str(),
+               http_->port(), o_.model_path.c_str()), "");
   http_->StopOnSignals(std::chrono::seconds(10));
   http_->Start();
   loader_ = std::thread([this] { Load(); });
@@ -204,7 +204,7 @@ Status Server::Run() {
   if (sched_) sched_->Stop();
   if (stage_) stage_->Stop();
   if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");
-  std::fprintf(stderr, "strata node: stopped\n");
+  LogEvent(LogLevel::kInfo, "strata node: stopped", "");
   return Status::Ok();
 }
 
@@ -232,9 +232,17 @@ Task<bool> Server::Send(ClientStream& s, unsigned version, bool keep_alive, int 
   return r;
 }
 
+std::string RequestIdOf(const Request& req) {
+  const auto it = req.find("X-Request-Id");
+  if (it == req.end()) return "";
+  return std::string(it->value().substr(0, 128));
+}
+
 Task<bool> Server::SendError(ClientStream& s, const Request& req, const ApiError& e,
                              bool plain) {
   ::strata::http::Reply r = ErrorReply(e, plain);
+  STRATA_LOG_REQ(e.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, RequestIdOf(req), "%s: %d %s",
+                 std::string(req.target()).c_str(), e.status, e.message.c_str());
   co_return co_await Send(s, req.version(), req.keep_alive() && e.status < 500, e.status,
                           std::move(r.body), "application/json", r.headers);
 }

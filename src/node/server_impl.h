@@ -74,6 +74,8 @@ using ClientStream = ::strata::http::Stream;
 // An API error as a reply: the OpenAI envelope, or {"error": "..."} when plain (/inference);
 // 401 adds WWW-Authenticate, 503 Retry-After.
 ::strata::http::Reply ErrorReply(const ApiError& e, bool plain);
+// The X-Request-Id header the gateway set (at most 128 bytes), or "".
+std::string RequestIdOf(const Request& req);
 
 // Reported in /health, /v1/models and the log when the model is a demo (strata.demo = true).
 inline constexpr const char* kDemoWarning =
