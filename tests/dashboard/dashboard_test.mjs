@@ -136,14 +136,16 @@ async function authScenario(page) {
 }
 
 const profile = mkdtempSync(join(tmpdir(), "strata-dash-chromium-"));
-const browser = await chromium.launch({
+// A new, empty profile (user-data-dir) per run.
+const context = await chromium.launchPersistentContext(profile, {
   executablePath: cfg.chromium || "/usr/bin/chromium",
+  headless: true,
+  viewport: WIDE,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    `--user-data-dir=${profile}`],
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 try {
-  const page = await browser.newPage({ viewport: WIDE });
+  const page = context.pages()[0] || await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error" && !/401|Failed to load resource/.test(m.text())) errors.push(m.text()); });
@@ -153,7 +155,7 @@ try {
 } catch (e) {
   check(false, "scenario " + cfg.scenario + " threw: " + e.message);
 } finally {
-  await browser.close();
+  await context.close();
   rmSync(profile, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
