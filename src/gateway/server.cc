@@ -300,7 +300,8 @@ void Gateway::NoteHealthChange(int backend, HealthState before, const std::strin
   if (now == before) return;
   const std::string& name = pool_->info(backend).name;
   if (now == HealthState::kHealthy)
-    LiveEventNow("backend_up", name, "healthy again", "");
+    LiveEventNow("backend_up", name,
+                 before == HealthState::kUnknown ? "healthy (first probe)" : "healthy again", "");
   else if (before == HealthState::kHealthy || now == HealthState::kUnhealthy)
     LiveEventNow("backend_down", name, std::string(HealthName(now)) + ": " + why, "");
 }

@@ -210,6 +210,13 @@ function drawChart(id, legendId, t, series, unit) {
       if (v === null || t[i] < now - span) { pen = false; return; }
       d += (pen ? "L" : "M") + x(t[i]).toFixed(1) + "," + y(v).toFixed(1);
       pen = true;
+      const lone = (i === 0 || s.data[i - 1] === null) && (i === s.data.length - 1 || s.data[i + 1] === null);
+      if (lone) {  // a point without neighbours: a dot, since a path of one point draws nothing
+        const c = document.createElementNS(SVGNS, "circle");
+        c.setAttribute("class", "pt s" + si);
+        c.setAttribute("cx", x(t[i]).toFixed(1)); c.setAttribute("cy", y(v).toFixed(1)); c.setAttribute("r", 2.5);
+        svg.append(c);
+      }
     });
     if (si === 0 && series.length === 1 && d) {
       const area = document.createElementNS(SVGNS, "path");
