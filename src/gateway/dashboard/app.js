@@ -181,7 +181,8 @@ function drawChart(id, legendId, t, series, unit) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren();
   const vals = series.flatMap((s) => s.data.filter((v) => v !== null));
-  let max = Math.max(1e-9, ...vals);
+  let max = Math.max(0, ...vals);
+  if (!(max > 0)) max = unit === "ms" ? 100 : 1;  // nothing yet: a readable empty scale
   const mag = Math.pow(10, Math.floor(Math.log10(max)));
   max = Math.ceil(max / mag) * mag || 1;
   const now = Date.now(), span = 300000;
