@@ -198,6 +198,20 @@ Runner AddNodeCommand(CLI::App& app) {
                   "request (replayed into the re-formed pipeline); 0: requests fail at once")
       ->check(CLI::Range(0, 3600000))->capture_default_str();
   AddLogFormatOption(sub, &a->log_format);
+  sub->add_option("--warn-cpu-percent", o->warn_cpu_percent,
+                  "Log a warning (and flag it in /health, /metrics) above this host CPU % (0: off)")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  sub->add_option("--warn-memory-percent", o->warn_memory_percent,
+                  "Warn above this host memory % (0: off); the gateway can avoid such a node")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  sub->add_option("--warn-disk-percent", o->warn_disk_percent,
+                  "Warn above this disk % of the model's filesystem (0: off)")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  sub->add_option("--resource-interval-ms", o->resource_interval_ms,
+                  "Sampling interval of the host CPU / memory / disk figures")
+      ->check(CLI::Range(100, 3600000))->capture_default_str();
+  sub->add_option("--disk-path", o->disk_path,
+                  "Directory whose filesystem use is reported (default: the model file's)");
   return [a, o] {
     if (!SetUpLogging(a->log_format, "node", a->name)) return 1;
     // --model may be a reference (hf://..., OWNER/REPO:QUANT, URL): pulled on first use.

@@ -172,6 +172,20 @@ class Reader {
     return Int(n, "ctx", where, 8, 1 << 24, &s->ctx);
   }
 
+  Status Resources(const YAML::Node& gw, ResourcesConfig* rc) const {
+    const YAML::Node n = gw["resources"];
+    if (!n) return Status::Ok();
+    const std::string w = "gateway.resources";
+    STRATA_RETURN_IF_ERROR(Keys(n, w,
+                                {"warn_cpu_percent", "warn_memory_percent", "warn_disk_percent",
+                                 "interval_ms", "disk_path"}));
+    STRATA_RETURN_IF_ERROR(Num(n, "warn_cpu_percent", w, 0, 100, &rc->warn_cpu_percent));
+    STRATA_RETURN_IF_ERROR(Num(n, "warn_memory_percent", w, 0, 100, &rc->warn_memory_percent));
+    STRATA_RETURN_IF_ERROR(Num(n, "warn_disk_percent", w, 0, 100, &rc->warn_disk_percent));
+    STRATA_RETURN_IF_ERROR(Int(n, "interval_ms", w, 100, 3600000, &rc->interval_ms));
+    return Str(n, "disk_path", w, &rc->disk_path);
+  }
+
   Status Gateway(const YAML::Node& n, GatewayConfig* g) const {
     const std::string w = "gateway";
     STRATA_RETURN_IF_ERROR(Keys(n, w,
@@ -180,7 +194,8 @@ class Reader {
                                  "backends", "access_log", "max_connections",
                                  "max_connections_per_client", "idle_timeout_ms",
                                  "request_read_timeout_ms", "admin_key", "node_api_key",
-                                 "node_api_key_file", "upstream"}));
+                                 "node_api_key_file", "upstream", "resources"}));
+    STRATA_RETURN_IF_ERROR(Resources(n, &g->resources));
     if (const YAML::Node l = n["listen"]) {
       const std::string text = l.IsScalar() ? l.Scalar() : std::string();
       const size_t colon = text.rfind(':');
@@ -231,7 +246,8 @@ class Reader {
       STRATA_RETURN_IF_ERROR(Keys(r, rw,
                                   {"policy", "affinity_header", "affinity_field",
                                    "affinity_prefix_chars", "affinity_vnodes",
-                                   "affinity_max_load_factor", "affinity_min_load"}));
+                                   "affinity_max_load_factor", "affinity_min_load",
+                                   "avoid_memory_pressure"}));
       RoutingConfig& rc = g->routing;
       if (const YAML::Node p = r["policy"]) {
         const std::string s = p.IsScalar() ? p.Scalar() : std::string();
@@ -252,6 +268,7 @@ class Reader {
       STRATA_RETURN_IF_ERROR(
           Num(r, "affinity_max_load_factor", rw, 1, 1e6, &rc.affinity_max_load_factor));
       STRATA_RETURN_IF_ERROR(Int(r, "affinity_min_load", rw, 0, 1 << 20, &rc.affinity_min_load));
+      STRATA_RETURN_IF_ERROR(Bool(r, "avoid_memory_pressure", rw, &rc.avoid_memory_pressure));
     }
     if (const YAML::Node h = n["health"]) {
       const std::string hw = "gateway.health";

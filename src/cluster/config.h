@@ -73,6 +73,17 @@ struct RoutingConfig {
   // max(affinity_min_load, affinity_max_load_factor * (least loaded's + 1)).
   double affinity_max_load_factor = 2.0;
   int affinity_min_load = 4;
+  // Skip a backend whose /health reports memory pressure (its resources.memory_pressure) while
+  // other backends are eligible.
+  bool avoid_memory_pressure = false;
+};
+
+// The gateway's own resource monitoring (src/http/resources.h): warning thresholds in percent
+// (0: off), the sampling interval and the directory whose filesystem's use is reported.
+struct ResourcesConfig {
+  double warn_cpu_percent = 90, warn_memory_percent = 90, warn_disk_percent = 90;
+  int interval_ms = 5000;
+  std::string disk_path = ".";
 };
 
 struct HealthConfig {
@@ -147,6 +158,7 @@ struct GatewayConfig {
   UpstreamConfig upstream;
   int threads = 2;                // event loop threads
   RoutingConfig routing;
+  ResourcesConfig resources;
   HealthConfig health;
   CircuitConfig circuit;
   RetryConfig retry;

@@ -120,6 +120,31 @@ void ExpectError(const std::string& yaml, const std::string& want) {
       << "message: " << r.status().message() << "\nwanted: " << want;
 }
 
+TEST(ClusterConfig, ResourcesAndMemoryPressureRouting) {
+  auto c = ParseClusterConfig(
+      "nodes:\n  - {name: a, port: 1}\ngateway:\n  routing: {avoid_memory_pressure: true}\n"
+      "  resources: {warn_cpu_percent: 80, warn_memory_percent: 1.5, warn_disk_percent: 0,"
+      " interval_ms: 250, disk_path: /tmp}\n",
+      "c.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const GatewayConfig& g = c.value().gateway;
+  EXPECT_TRUE(g.routing.avoid_memory_pressure);
+  EXPECT_DOUBLE_EQ(g.resources.warn_cpu_percent, 80);
+  EXPECT_DOUBLE_EQ(g.resources.warn_memory_percent, 1.5);
+  EXPECT_DOUBLE_EQ(g.resources.warn_disk_percent, 0);
+  EXPECT_EQ(g.resources.interval_ms, 250);
+  EXPECT_EQ(g.resources.disk_path, "/tmp");
+  auto d = ParseClusterConfig("nodes:\n  - {name: a, port: 1}\n", "c.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d.value().gateway.routing.avoid_memory_pressure);
+  EXPECT_DOUBLE_EQ(d.value().gateway.resources.warn_memory_percent, 90);
+  EXPECT_EQ(d.value().gateway.resources.interval_ms, 5000);
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  resources:\n    warn_memory_percent: 120\n",
+              "c.yaml:5: gateway.resources.warn_memory_percent: must be between 0 and 100");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  resources:\n    warn_ram: 5\n",
+              "c.yaml:5: gateway.resources: unknown key 'warn_ram'");
+}
+
 TEST(ClusterConfig, ErrorsNameTheLine) {
   ExpectError("nodes:\n  - name: a\n    port: 99999\n", "c.yaml:3: nodes[0].port: must be between 1 and 65535");
   ExpectError("nodes:\n  - name: a\n    port: eighty\n", "c.yaml:3: nodes[0].port: must be an integer");

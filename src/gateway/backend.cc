@@ -89,6 +89,13 @@ int BackendPool::Pick(const std::string& affinity_key, const std::vector<int>& e
     if (Eligible(b_[i], now)) cand.push_back(ii);
   }
   if (cand.empty()) return -1;
+  if (routing_.avoid_memory_pressure) {
+    // Nodes under memory pressure get new work only when no other backend is eligible.
+    std::vector<int> relaxed;
+    for (int i : cand)
+      if (!b_[i].view.resources.memory_pressure) relaxed.push_back(i);
+    if (!relaxed.empty()) cand.swap(relaxed);
+  }
   int pick = -1;
   switch (routing_.policy) {
     case cluster::RoutingPolicy::kRoundRobin: {
@@ -225,6 +232,49 @@ int BackendPool::HealthyCount(Clock::time_point now) {
 void BackendPool::ProbeStages(int i, std::vector<StageView> stages) {
   std::lock_guard<std::mutex> lock(mu_);
   b_[static_cast<size_t>(i)].view.stages = std::move(stages);
+}
+
+bool BackendPool::ProbeResources(int i, NodeResources r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  NodeResources& cur = b_[static_cast<size_t>(i)].view.resources;
+  const bool was = cur.memory_pressure;
+  cur = std::move(r);
+  return was;
+}
+
+HealthState BackendPool::health(int i) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return b_[static_cast<size_t>(i)].view.health;
+}
+
+NodeResources ResourcesFromHealth(const nlohmann::json& health) {
+  NodeResources r;
+  if (!health.is_object() || !health.contains("resources") || !health["resources"].is_object())
+    return r;
+  const nlohmann::json& j = health["resources"];
+  auto num = [&](const char* k) {
+    return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0;
+  };
+  r.known = true;
+  r.cpu_percent = num("cpu_percent");
+  r.memory_percent = num("memory_percent");
+  r.disk_percent = num("disk_percent");
+  r.rss_bytes = j.contains("rss_bytes") && j["rss_bytes"].is_number_unsigned()
+                    ? j["rss_bytes"].get<uint64_t>()
+                    : 0;
+  if (j.contains("warnings") && j["warnings"].is_array())
+    for (const nlohmann::json& w : j["warnings"])
+      if (w.is_string()) r.warnings.push_back(w.get<std::string>());
+  r.memory_pressure = j.contains("memory_pressure") && j["memory_pressure"].is_boolean() &&
+                      j["memory_pressure"].get<bool>();
+  return r;
+}
+
+nlohmann::json NodeResourcesJson(const NodeResources& r) {
+  if (!r.known) return nullptr;
+  return {{"cpu_percent", r.cpu_percent},       {"memory_percent", r.memory_percent},
+          {"disk_percent", r.disk_percent},     {"rss_bytes", r.rss_bytes},
+          {"warnings", r.warnings},             {"memory_pressure", r.memory_pressure}};
 }
 
 std::vector<StageView> StagesFromHealth(const nlohmann::json& health) {

@@ -39,6 +39,15 @@ struct StageView {
   std::string state;   // up | down | unknown
 };
 
+// A node's host resources, as its /health reports them ("resources", src/http/resources.h).
+struct NodeResources {
+  bool known = false;  // the node reported them
+  double cpu_percent = 0, memory_percent = 0, disk_percent = 0;
+  uint64_t rss_bytes = 0;
+  std::vector<std::string> warnings;  // "cpu" | "memory" | "disk"
+  bool memory_pressure = false;
+};
+
 // A snapshot of one backend for /api/cluster and /metrics.
 struct BackendView {
   BackendInfo info;
@@ -51,6 +60,7 @@ struct BackendView {
   uint64_t requests = 0, errors = 0;
   std::string last_error;
   std::vector<StageView> stages;  // a pipeline head's chain (empty for a replica)
+  NodeResources resources;        // from the last good probe
   Histogram latency{Histogram::LatencyBuckets()}, ttft{Histogram::LatencyBuckets()};
 };
 
@@ -85,6 +95,10 @@ class BackendPool {
 
   // A pipeline head's stages from its latest /health.
   void ProbeStages(int i, std::vector<StageView> stages);
+  // The node's resources from its latest /health (routing.avoid_memory_pressure reads them).
+  // Returns the previous memory_pressure.
+  bool ProbeResources(int i, NodeResources r);
+  HealthState health(int i);
 
   int HealthyCount(Clock::time_point now = Clock::now());
   std::vector<BackendView> Snapshot();
@@ -114,6 +128,9 @@ class BackendPool {
 // whether the pipeline behind a head is broken (a stage down: no new request should go there).
 std::vector<StageView> StagesFromHealth(const nlohmann::json& health);
 bool PipelineDown(const nlohmann::json& health);
+NodeResources ResourcesFromHealth(const nlohmann::json& health);
+// /api/cluster's "resources" of a backend (null when unknown).
+nlohmann::json NodeResourcesJson(const NodeResources& r);
 // /api/cluster's "stages": [{layers, addr, state}].
 nlohmann::json StagesJson(const std::vector<StageView>& stages);
 

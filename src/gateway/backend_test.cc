@@ -180,5 +180,51 @@ TEST(Pipeline, StagesAndStateFromHealth) {
   EXPECT_EQ(v[1].stages.size(), 2u);
 }
 
+TEST(BackendPool, AvoidsMemoryPressureWhileOthersAreEligible) {
+  for (const bool avoid : {false, true}) {
+    cluster::RoutingConfig rc;
+    rc.policy = cluster::RoutingPolicy::kRoundRobin;
+    rc.avoid_memory_pressure = avoid;
+    BackendPool p(Three(), rc, {}, {});
+    for (int i = 0; i < 3; ++i) p.ProbeResult(i, true, false, 1, 0, 4, 0, "");
+    NodeResources hot;
+    hot.known = true;
+    hot.memory_percent = 97;
+    hot.memory_pressure = true;
+    EXPECT_FALSE(p.ProbeResources(1, hot));
+    EXPECT_TRUE(p.ProbeResources(1, hot));  // returns the previous state
+    std::map<int, int> n;
+    for (int k = 0; k < 30; ++k) {
+      const int b = p.Pick("", {});
+      ++n[b];
+      p.Release(b, Outcome::kSuccess, 0.01, -1, "");
+    }
+    EXPECT_EQ(n[1], avoid ? 0 : 10) << "avoid_memory_pressure " << avoid;
+    // The only eligible backend still gets work, pressure or not.
+    EXPECT_EQ(p.Pick("", {0, 2}), 1);
+  }
+}
+
+TEST(BackendPool, ResourcesFromHealth) {
+  const auto j = nlohmann::json::parse(
+      R"({"status":"healthy","resources":{"cpu_percent":12.5,"memory_percent":93.1,)"
+      R"("disk_percent":40,"rss_bytes":1234,"warnings":["memory"],"memory_pressure":true}})");
+  const NodeResources r = ResourcesFromHealth(j);
+  EXPECT_TRUE(r.known);
+  EXPECT_DOUBLE_EQ(r.cpu_percent, 12.5);
+  EXPECT_DOUBLE_EQ(r.memory_percent, 93.1);
+  EXPECT_EQ(r.rss_bytes, 1234u);
+  EXPECT_TRUE(r.memory_pressure);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(NodeResourcesJson(r)["memory_pressure"], true);
+  EXPECT_FALSE(ResourcesFromHealth(nlohmann::json::parse(R"({"status":"healthy"})")).known);
+  EXPECT_TRUE(NodeResourcesJson(NodeResources{}).is_null());
+  // Wrong types are ignored, not trusted.
+  const NodeResources bad = ResourcesFromHealth(
+      nlohmann::json::parse(R"({"resources":{"memory_pressure":"yes","warnings":[1,"cpu"]}})"));
+  EXPECT_FALSE(bad.memory_pressure);
+  EXPECT_EQ(bad.warnings, std::vector<std::string>{"cpu"});
+}
+
 }  // namespace
 }  // namespace strata::gateway

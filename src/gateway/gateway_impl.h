@@ -21,10 +21,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/config.h"
+#include "http/resources.h"
 #include "http/server.h"
 #include "gateway/admission.h"
 #include "gateway/backend.h"
 #include "gateway/cache.h"
+#include "gateway/live_stats.h"
 #include "gateway/ratelimit.h"
 #include "gateway/upstream_pool.h"
 
@@ -51,6 +53,7 @@ struct RequestLog {
   int failovers = 0;
   bool stream = false;
   int64_t prompt_tokens = -1, completion_tokens = -1;
+  double ttft_s = -1;  // streams: first bytes from the node (of the first attempt that sent any)
 };
 
 // A complete response to send.
@@ -104,6 +107,9 @@ class Gateway : public ::strata::http::Handler {
   Task<bool> SendError(ClientStream& s, const Request& req, Reply r, RequestLog* log);
   Task<void> ProbeLoop(int backend);
   Task<void> Probe(int backend);
+  // Dashboard events (and a log line) for a probe's changes of health / memory pressure.
+  void NoteHealthChange(int backend, HealthState before, const std::string& why);
+  void NoteResources(int backend, NodeResources r);
 
   // handle.cc: the steps of a request. Each check returns the error reply that ends it.
   Task<bool> Handle(ClientStream& s, Request& req);
@@ -117,10 +123,21 @@ class Gateway : public ::strata::http::Handler {
   Task<bool> Proxy(ClientStream& s, Call& c);
   bool Finish(Call& c, bool keep);  // access log and counters of a served request
 
-  // endpoints.cc: /health, /ready, /metrics, /api/cluster.
+  // endpoints.cc: /health, /ready, /metrics, /api/cluster, the dashboard (/, /dashboard/*)
+  // and its state (/api/dashboard).
   static bool IsLocal(const std::string& path);
+  static bool IsAdminPath(std::string_view path);
   Task<bool> Local(ClientStream& s, Call& c);
   bool AdminAllowed(const Request& req) const;
+  Reply ServeAsset(const std::string& path) const;
+  nlohmann::json DashboardJson();
+
+  // dashboard ticks (metrics.cc): the live series, one point a second.
+  void StartLiveTicks();
+  void LiveTick();
+  void RecordLive(const Call& c);  // a finished generation request
+  void LiveEventNow(const std::string& kind, const std::string& backend,
+                    const std::string& message, const std::string& request_id);
 
   // metrics.cc
   std::string RenderMetrics();
@@ -170,6 +187,10 @@ class Gateway : public ::strata::http::Handler {
   std::string admin_key_;  // "": /metrics and /api/cluster are open
   std::unique_ptr<::strata::http::Server> http_;
   std::unique_ptr<net::signal_set> hangup_;
+  LiveStats live_;
+  // Before ioc_ in destruction (their timers).
+  std::unique_ptr<::strata::http::ResourceMonitor> resources_;
+  std::unique_ptr<net::steady_timer> live_timer_;
 };
 
 // The OpenAI error envelope {"error": {"message", "type", "code"}}.

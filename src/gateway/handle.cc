@@ -116,6 +116,7 @@ void Gateway::Begin(Call& c) {
 bool Gateway::Finish(Call& c, bool keep) {
   AccessLog(c.log, std::chrono::duration<double, std::milli>(Clock::now() - c.t0).count());
   CountRequest(c.log.path, c.log.status);
+  RecordLive(c);
   return keep;
 }
 

@@ -1,9 +1,11 @@
 // Observability of the gateway: the request counters, the Prometheus exposition, the
-// /api/cluster view and the access log.
+// /api/cluster view, the access log and the dashboard's live series (one tick a second).
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <vector>
+
+#include "base/log.h"
 
 #include "base/log.h"
 
@@ -19,7 +21,8 @@ void Gateway::CountRequest(const std::string& path, int status) {
   std::lock_guard<std::mutex> lock(metrics_mu_);
   const bool known = path == "/api/inference" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/v1/models" || path == "/health" ||
-                     path == "/ready" || path == "/metrics" || path == "/api/cluster";
+                     path == "/ready" || path == "/metrics" || path == "/api/cluster" ||
+                     path == "/" || path == "/api/dashboard";
   ++http_counts_[{known ? path : "other", status}];
 }
 
@@ -42,6 +45,46 @@ void Gateway::AccessLog(const RequestLog& log, double ms) {
   LogEvent(log.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, "request", log.request_id, fields);
 }
 
+void Gateway::StartLiveTicks() {
+  live_timer_ = std::make_unique<net::steady_timer>(ioc_);
+  LiveTick();
+}
+
+void Gateway::LiveTick() {
+  live_timer_->expires_after(std::chrono::seconds(1));
+  live_timer_->async_wait([this](const beast::error_code& ec) {
+    if (ec) return;
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    live_.Tick(now_ms, admission_->active(), admission_->queued());
+    LiveTick();
+  });
+}
+
+void Gateway::RecordLive(const Call& c) {
+  if (!c.is_gen || c.log.status == 0) return;
+  const double latency = std::chrono::duration<double>(Clock::now() - c.t0).count();
+  const bool error = c.log.status >= 500;
+  live_.Record(latency, c.log.ttft_s, c.log.completion_tokens, error);
+  if (error)
+    LiveEventNow("error", c.log.backend, StrFormat("%s answered %d", c.log.path.c_str(), c.log.status),
+                 c.log.request_id);
+}
+
+void Gateway::LiveEventNow(const std::string& kind, const std::string& backend,
+                           const std::string& message, const std::string& request_id) {
+  LiveEvent e;
+  e.t_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+  e.kind = kind;
+  e.backend = backend;
+  e.message = message;
+  e.request_id = request_id;
+  live_.Event(std::move(e));
+}
+
 json Gateway::ClusterJson() {
   json backends = json::array();
   for (const BackendView& v : pool_->Snapshot()) {
@@ -60,7 +103,8 @@ json Gateway::ClusterJson() {
                         {"probe_ms", std::round(v.probe_ms * 1000) / 1000},
                         {"requests", v.requests},
                         {"errors", v.errors},
-                        {"last_error", v.last_error}});
+                        {"last_error", v.last_error},
+                        {"resources", NodeResourcesJson(v.resources)}});
   }
   return {{"policy", cluster::RoutingPolicyName(config_.gateway.routing.policy)},
           {"healthy_backends", pool_->HealthyCount()},
@@ -143,6 +187,10 @@ std::string Gateway::RenderMetrics() {
       "# TYPE strata_gateway_upstream_reused_total counter\n"
       "strata_gateway_upstream_reused_total %llu\n",
       upstream_->idle_total(), static_cast<unsigned long long>(upstream_->reused()));
+  per("strata_gateway_backend_memory_pressure", "gauge",
+      "1 when the backend's /health reports host memory above its threshold.",
+      [](const BackendView& v) { return std::string(v.resources.memory_pressure ? "1" : "0"); });
+  if (resources_) resources_->RenderMetrics(&o);
   if (cache_) {
     const CacheStats st = cache_->stats();
     const double total = static_cast<double>(st.hits + st.misses);

@@ -336,6 +336,7 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     if (b < 0) break;
     if (attempt > 0) ++retries_;
     const BackendInfo& info = pool_->info(b);
+    if (attempt > 0) LiveEventNow("retry", info.name, "after " + last_error, log->request_id);
     log->attempts++;
     log->backend = info.name;
     const auto t0 = Clock::now();
@@ -467,6 +468,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     if (b < 0) break;
     if (attempt > 1) ++retries_;
     const BackendInfo& info = pool_->info(b);
+    if (attempt > 1) LiveEventNow("retry", info.name, "after " + last_error, log->request_id);
     log->attempts++;
     log->backend = info.name;
     const auto t0 = Clock::now();
@@ -565,6 +567,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       if (first) {
         first = false;
         pool_->ObserveTtft(b, Seconds(t0));
+        if (log->ttft_s < 0) log->ttft_s = Seconds(t0);
       }
       const std::string fwd = st.Feed(tmp.data(), n);
       if (fwd.empty()) continue;
@@ -595,6 +598,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     upstream_->Drop(b);
     ++failovers_;
     ++(st.retry_error ? failovers_error_event_ : failovers_stream_broken_);
+    LiveEventNow("failover", info.name, last_error, log->request_id);
     st.retry_error = false;
     ++log->failovers;
     if (st.finished) {  // all text was delivered: only the end marker is missing

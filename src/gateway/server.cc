@@ -91,6 +91,15 @@ Status Gateway::Run() {
   http_->Start();
   for (size_t i = 0; i < pool_->size(); ++i)
     net::co_spawn(net::make_strand(ioc_), ProbeLoop(static_cast<int>(i)), net::detached);
+  ::strata::http::ResourceMonitor::Options ro;
+  ro.component = "gateway";
+  ro.disk_path = g.resources.disk_path;
+  ro.thresholds = {g.resources.warn_cpu_percent, g.resources.warn_memory_percent,
+                   g.resources.warn_disk_percent};
+  ro.interval = std::chrono::milliseconds(g.resources.interval_ms);
+  resources_ = std::make_unique<::strata::http::ResourceMonitor>(std::move(ro));
+  resources_->Start(ioc_.get_executor());
+  StartLiveTicks();
   ::strata::http::RunThreads(ioc_, g.threads);
   LogEvent(LogLevel::kInfo, "strata gateway: stopped", "");
   return Status::Ok();
@@ -258,9 +267,11 @@ Task<void> Gateway::Probe(int backend) {
   beast::flat_buffer buf;
   if (!ec) co_await http::async_read(up, buf, res, net::redirect_error(net::use_awaitable, ec));
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const HealthState before = pool_->health(backend);
   if (ec) {
     pool_->ProbeResult(backend, false, false, ms, 0, 0, 0, "probe: " + ec.message());
     if (!LocalResourceError(ec)) upstream_->Drop(backend);
+    NoteHealthChange(backend, before, "probe: " + ec.message());
     co_return;
   }
   const json j = json::parse(res.body(), nullptr, false);
@@ -272,13 +283,39 @@ Task<void> Gateway::Probe(int backend) {
   // A pipeline head whose next stage is down takes no new request (its streams go on).
   const bool ok = res.result_int() == 200 && status == "healthy" && !PipelineDown(j);
   pool_->ProbeStages(backend, StagesFromHealth(j));
+  NoteResources(backend, ResourcesFromHealth(j));
   if (!ok) upstream_->Drop(backend);
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
                      ok ? "" : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),
                                          PipelineDown(j) ? " (pipeline stage down)" : ""));
+  NoteHealthChange(backend, before, StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
   beast::error_code ignore;
   up.socket().shutdown(tcp::socket::shutdown_both, ignore);
+}
+
+void Gateway::NoteHealthChange(int backend, HealthState before, const std::string& why) {
+  const HealthState now = pool_->health(backend);
+  if (now == before) return;
+  const std::string& name = pool_->info(backend).name;
+  if (now == HealthState::kHealthy)
+    LiveEventNow("backend_up", name,
+                 before == HealthState::kUnknown ? "healthy (first probe)" : "healthy again", "");
+  else if (before == HealthState::kHealthy || now == HealthState::kUnhealthy)
+    LiveEventNow("backend_down", name, std::string(HealthName(now)) + ": " + why, "");
+}
+
+void Gateway::NoteResources(int backend, NodeResources r) {
+  const bool now = r.memory_pressure;
+  const double percent = r.memory_percent;
+  if (pool_->ProbeResources(backend, std::move(r)) == now) return;
+  const std::string& name = pool_->info(backend).name;
+  LiveEventNow("memory_pressure", name,
+               StrFormat("host memory %.1f%%: %s", percent,
+                         now ? "above the node's threshold" : "back below it"),
+               "");
+  STRATA_LOG(LogLevel::kWarn, "backend memory pressure: backend=%s memory_percent=%.1f state=%s",
+             name.c_str(), percent, now ? "above" : "below");
 }
 
 Status RunGateway(const cluster::ClusterConfig& config) {

@@ -146,6 +146,7 @@ Task<bool> Server::Handle(ClientStream& s, const Request& req, beast::flat_buffe
     if (sched) st = sched_->stats();
     std::string body = metrics_.Render(sched ? &st : nullptr, o_.model_path);
     if (ready()) body += PipelineMetrics();
+    if (resources_) resources_->RenderMetrics(&body);
     ::strata::http::PromMetric("strata_http_connections", "gauge", "Open client connections.",
                                http_ ? http_->connections() : 0, &body);
     ::strata::http::PromMetric("strata_http_connections_refused_total", "counter",
@@ -212,6 +213,7 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
     j["demo"] = true;
     j["warning"] = kDemoWarning;
   }
+  if (resources_) j["resources"] = resources_->Json();
   if (pipeline()) {
     j["role"] = o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail";
     j["first_layer"] = o_.first_layer;

@@ -196,6 +196,7 @@ Status Server::Run() {
                http_->port(), o_.model_path.c_str()), "");
   http_->StopOnSignals(std::chrono::seconds(10));
   http_->Start();
+  StartResources();
   loader_ = std::thread([this] { Load(); });
   ::strata::http::RunThreads(ioc_, o_.http_threads);
   if (loader_.joinable()) loader_.join();
@@ -206,6 +207,20 @@ Status Server::Run() {
   if (state_.load() == kFailed) return Status::Error(load_error_).With("loading the model");
   LogEvent(LogLevel::kInfo, "strata node: stopped", "");
   return Status::Ok();
+}
+
+void Server::StartResources() {
+  ::strata::http::ResourceMonitor::Options ro;
+  ro.component = "node";
+  ro.disk_path = o_.disk_path;
+  if (ro.disk_path.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(o_.model_path).parent_path();
+    ro.disk_path = dir.empty() ? "." : dir.string();
+  }
+  ro.thresholds = {o_.warn_cpu_percent, o_.warn_memory_percent, o_.warn_disk_percent};
+  ro.interval = std::chrono::milliseconds(o_.resource_interval_ms);
+  resources_ = std::make_unique<::strata::http::ResourceMonitor>(std::move(ro));
+  resources_->Start(ioc_.get_executor());
 }
 
 Task<bool> Server::Send(ClientStream& s, unsigned version, bool keep_alive, int status,

@@ -48,6 +48,12 @@ struct NodeOptions {
   // Head: a stage that dies and is back within this long loses no request (they are replayed
   // into the re-formed pipeline); past it they fail. 0: fail as soon as the pipeline does.
   int stage_grace_ms = 10000;
+
+  // Resource monitoring (src/http/resources.h): warning thresholds in percent (0: off), the
+  // sampling interval, and the directory whose filesystem's use is reported ("": the model's).
+  double warn_cpu_percent = 90, warn_memory_percent = 90, warn_disk_percent = 90;
+  int resource_interval_ms = 5000;
+  std::string disk_path;
 };
 
 // Listens, loads the model in the background (GET /health answers 503 "loading" meanwhile)

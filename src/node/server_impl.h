@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "http/resources.h"
 #include "http/server.h"
 #include "node/api.h"
 #include "node/metrics.h"
@@ -122,6 +123,7 @@ class Server : public ::strata::http::Handler {
                                           bool* in_reasoning) const;
   void Load();
   Status LoadPipeline();
+  void StartResources();  // host CPU / memory / disk sampling (server.cc)
   std::string PipelineMetrics() const;
   bool pipeline() const { return o_.first_layer >= 0; }
   bool is_stage() const { return pipeline() && o_.first_layer > 0; }
@@ -132,6 +134,7 @@ class Server : public ::strata::http::Handler {
   NodeOptions o_;
   net::io_context ioc_;
   std::unique_ptr<::strata::http::Server> http_;  // before ioc_ in destruction
+  std::unique_ptr<::strata::http::ResourceMonitor> resources_;  // likewise (its timer)
   std::atomic<int> state_{kLoading};
   std::string load_error_;
   std::unique_ptr<Engine> engine_;            // single node
