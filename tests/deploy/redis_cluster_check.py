@@ -33,6 +33,7 @@ def cli(port, *args, check_rc=True):
 class RedisNode:
     def __init__(self, work, i):
         self.port = free_port()
+        self.bus_port = free_port()  # default port + 10000 may be taken or beyond 65535
         self.dir = f"{work}/redis{i}"
         os.makedirs(self.dir, exist_ok=True)
         self.proc = None
@@ -41,7 +42,8 @@ class RedisNode:
     def start(self):
         self.log = open(f"{self.dir}/log", "a")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", self.dir,
+            ["redis-server", "--port", str(self.port), "--cluster-port", str(self.bus_port),
+             "--bind", HOST, "--dir", self.dir,
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
              "--cluster-node-timeout", "1500", "--cluster-require-full-coverage", "no",
              "--requirepass", PASS, "--masterauth", PASS, "--save", "", "--appendonly", "no"],
