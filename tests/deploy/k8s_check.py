@@ -29,8 +29,7 @@ def help_flags(strata, sub):
 
 
 def load_yaml(text):
-    """cluster.yaml: JSON-compatible through `strata`'s own parser is not exposed, so the
-    test uses PyYAML when present, else the node `yaml` package."""
+    """cluster.yaml text -> dict: PyYAML when present, else the npm `yaml` package."""
     try:
         import yaml  # noqa: PLC0415
         return yaml.safe_load(text)
