@@ -342,7 +342,8 @@ class Reader {
       STRATA_RETURN_IF_ERROR(Keys(c, cw,
                                   {"enabled", "max_entries", "max_bytes", "ttl_s", "redis_url",
                                    "redis_prefix", "redis_timeout_ms", "redis_retry_ms",
-                                   "redis_password_file", "hmac_key_file"}));
+                                   "redis_password_file", "hmac_key_file", "redis_cluster",
+                                   "redis_nodes"}));
       CacheConfig& cc = g->cache;
       cc.enabled = true;  // a cache section turns it on unless it says otherwise
       STRATA_RETURN_IF_ERROR(Bool(c, "enabled", cw, &cc.enabled));
@@ -355,6 +356,16 @@ class Reader {
       STRATA_RETURN_IF_ERROR(Str(c, "redis_prefix", cw, &cc.redis_prefix));
       STRATA_RETURN_IF_ERROR(Int(c, "redis_timeout_ms", cw, 1, 600000, &cc.redis_timeout_ms));
       STRATA_RETURN_IF_ERROR(Int(c, "redis_retry_ms", cw, 0, 3600000, &cc.redis_retry_ms));
+      STRATA_RETURN_IF_ERROR(Bool(c, "redis_cluster", cw, &cc.redis_cluster));
+      if (const YAML::Node rn = c["redis_nodes"]) {
+        if (!rn.IsSequence()) return Err(rn, cw + ".redis_nodes", "must be a list of host:port");
+        for (size_t i = 0; i < rn.size(); ++i) {
+          if (!rn[i].IsScalar() || rn[i].Scalar().rfind(':') == std::string::npos)
+            return Err(rn[i], StrFormat("%s.redis_nodes[%zu]", cw.c_str(), i),
+                       "must be host:port");
+          cc.redis_nodes.push_back(rn[i].Scalar());
+        }
+      }
     }
     if (const YAML::Node b = n["backends"]) {
       if (!b.IsSequence()) return Err(b, "gateway.backends", "must be a list of node names");

@@ -131,6 +131,10 @@ struct CacheConfig {
   int64_t max_bytes = 64 << 20;
   int ttl_s = 600;
   std::string redis_url;
+  // Redis Cluster (gateway::CacheOptions): follow the cluster's slots; seeds: redis_nodes
+  // ("host:port") plus redis_url's host.
+  bool redis_cluster = false;
+  std::vector<std::string> redis_nodes;
   std::string redis_prefix = "strata:cache:";
   int redis_timeout_ms = 200;
   int redis_retry_ms = 2000;

@@ -171,6 +171,21 @@ TEST(ClusterConfig, ErrorsNameTheLine) {
   ExpectError("model: {path: m}\n", "'nodes' is required");
 }
 
+TEST(ClusterConfig, RedisClusterKeys) {
+  auto r = ParseClusterConfig(
+      "nodes: [{name: a, port: 1}]\ngateway:\n  cache: {redis_cluster: true, "
+      "redis_nodes: ['10.0.0.5:7000', '[::1]:7001']}\n",
+      "c.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->gateway.cache.redis_cluster);
+  EXPECT_EQ(r->gateway.cache.redis_nodes,
+            (std::vector<std::string>{"10.0.0.5:7000", "[::1]:7001"}));
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  cache:\n    redis_nodes: host\n",
+              "c.yaml:5: gateway.cache.redis_nodes: must be a list");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  cache:\n    redis_nodes: [h1]\n",
+              "gateway.cache.redis_nodes[0]: must be host:port");
+}
+
 TEST(ClusterConfig, ByteSizes) {
   EXPECT_EQ(ParseByteSize("1000"), 1000);
   EXPECT_EQ(ParseByteSize("2KiB"), 2048);

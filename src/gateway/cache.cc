@@ -5,10 +5,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/time.h>
 
 #include <atomic>
 #include <charconv>
@@ -23,6 +19,8 @@
 #include <hiredis/hiredis.h>
 
 #include "base/log.h"
+#include "gateway/redis_conn.h"
+#include "gateway/redis_cluster.h"
 
 namespace strata::gateway {
 namespace {
@@ -106,54 +104,13 @@ class MemoryCache final : public ResponseCache {
 // ---------------------------------------------------------------------------------------------
 // Redis.
 
-// hiredis writes with write(2): a peer that reset the connection would raise SIGPIPE. Block it
-// in this thread for the duration of a Redis call and swallow one raised meanwhile.
-class SigpipeGuard {
- public:
-  SigpipeGuard() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  ~SigpipeGuard() {
-    if (!was_pending_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        timespec zero{0, 0};
-        sigtimedwait(&pipe_, nullptr, &zero);
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t pipe_, old_;
-  bool was_pending_ = false;
-};
-
-struct ReplyDeleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
-
 class RedisCache final : public ResponseCache {
  public:
   RedisCache(const CacheOptions& o, RedisEndpoint ep)
-      : opts_(o), ep_(std::move(ep)), pool_max_(std::max(1, o.redis_pool)), hmac_key_(o.hmac_key) {
-    if (hmac_key_.empty()) {
-      unsigned char k[32];
-      RAND_bytes(k, sizeof k);
-      hmac_key_.assign(reinterpret_cast<const char*>(k), sizeof k);
-      LogEvent(LogLevel::kWarn, "strata gateway: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
-                                "not set: Redis entries are sealed with a per-process key (other "
-                                "gateways cannot share them)", "");
-    }
+      : opts_(o),
+        ep_(std::move(ep)),
+        pool_max_(std::max(1, o.redis_pool)),
+        hmac_key_(CacheHmacKeyOrRandom(o.hmac_key)) {
     // Connect once now so that stats say at once whether Redis is there.
     Conn c = Acquire();
     if (c.ctx) Release(c);
@@ -172,9 +129,8 @@ class RedisCache final : public ResponseCache {
       return std::nullopt;
     }
     if (r->type == REDIS_REPLY_STRING) {
-      const auto opened = OpenCacheValue(hmac_key_, k, std::string_view(r->str, r->len));
-      auto v = opened ? DecodeCachedResponse(*opened) : std::nullopt;
-      if (v && v->status >= 200 && v->status < 300 && CacheableContentType(v->content_type)) {
+      auto v = OpenCachedResponse(hmac_key_, k, std::string_view(r->str, r->len));
+      if (v) {
         hits_++;
         return v;
       }
@@ -229,10 +185,6 @@ class RedisCache final : public ResponseCache {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                CacheClock::now().time_since_epoch())
         .count();
-  }
-  timeval Timeout() const {
-    const int ms = std::max(1, opts_.redis_timeout_ms);
-    return timeval{ms / 1000, (ms % 1000) * 1000};
   }
 
   // Runs one command on a pooled connection. Null on any failure (already counted in errors_).
@@ -362,34 +314,8 @@ class RedisCache final : public ResponseCache {
 
   // Opens and prepares a connection (AUTH, SELECT); nullptr on failure.
   redisContext* Connect() {
-    SigpipeGuard guard;
-    redisContext* c = redisConnectWithTimeout(ep_.host.c_str(), ep_.port, Timeout());
-    if (!c) return nullptr;
-    if (c->err || redisSetTimeout(c, Timeout()) != REDIS_OK) {
-      redisFree(c);
-      return nullptr;
-    }
-    auto ok = [&](redisReply* r) {
-      Reply rr(r);
-      return rr && c->err == 0 && rr->type == REDIS_REPLY_STATUS;
-    };
-    if (!ep_.password.empty()) {
-      redisReply* r =
-          ep_.user.empty()
-              ? static_cast<redisReply*>(redisCommand(c, "AUTH %s", ep_.password.c_str()))
-              : static_cast<redisReply*>(redisCommand(c, "AUTH %s %s", ep_.user.c_str(),
-                                                      ep_.password.c_str()));
-      if (!ok(r)) {
-        redisFree(c);
-        return nullptr;
-      }
-    }
-    if (ep_.db != 0 &&
-        !ok(static_cast<redisReply*>(redisCommand(c, "SELECT %d", ep_.db)))) {
-      redisFree(c);
-      return nullptr;
-    }
-    return c;
+    return RedisConnect(ep_.host, ep_.port, opts_.redis_timeout_ms, ep_.user, ep_.password,
+                        ep_.db);
   }
 
   const CacheOptions opts_;
@@ -437,6 +363,31 @@ json Canonical(const json& j) {
   return j;
 }
 
+// Redis Cluster: the seeds are redis_nodes plus redis_url's host; the URL (if any) carries the
+// credentials.
+Result<std::unique_ptr<ResponseCache>> MakeClusterCache(const CacheOptions& opts) {
+  RedisEndpoint ep;
+  std::vector<RedisNodeAddr> seeds;
+  if (!opts.redis_url.empty()) {
+    auto u = ParseRedisUrl(opts.redis_url);
+    if (!u.ok()) return u.status().With("cache");
+    ep = *u;
+    if (ep.db != 0) return Status::Error("cache: a Redis Cluster has only database 0");
+    seeds.push_back(RedisNodeAddr{ep.host, ep.port});
+  }
+  for (const std::string& n : opts.redis_nodes) {
+    auto a = ParseRedisHostPort(n);
+    if (!a.ok() || a->host.empty())
+      return Status::Error("cache: bad redis_nodes entry \"" + n + "\": expected host:port");
+    seeds.push_back(*a);
+  }
+  if (seeds.empty())
+    return Status::Error("cache: redis_cluster needs redis_nodes or redis_url");
+  if (ep.password.empty()) ep.password = opts.redis_password;
+  if (opts.redis_timeout_ms <= 0) return Status::Error("cache: redis_timeout_ms must be > 0");
+  return MakeRedisClusterCache(opts, ep, std::move(seeds));
+}
+
 }  // namespace
 
 std::unique_ptr<ResponseCache> MakeMemoryCache(const CacheOptions& opts,
@@ -445,6 +396,7 @@ std::unique_ptr<ResponseCache> MakeMemoryCache(const CacheOptions& opts,
 }
 
 Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opts) {
+  if (opts.redis_cluster || !opts.redis_nodes.empty()) return MakeClusterCache(opts);
   if (opts.redis_url.empty())
     return std::unique_ptr<ResponseCache>(
         MakeMemoryCache(opts, [] { return CacheClock::now(); }));

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,12 @@ struct CacheOptions {
   int redis_retry_ms = 2000;        // after a failure, Redis is skipped this long
   int redis_pool = 4;               // Redis connections at most (callers beyond wait <= timeout)
   std::string redis_password;       // AUTH password when the URL has none (from a file / env)
+  // Redis Cluster: when set (or when redis_nodes is not empty) the cache follows the cluster's
+  // slots (CLUSTER SLOTS, MOVED, ASK) over one connection per master. The seeds are
+  // redis_nodes ("host:port") plus redis_url's host; redis_url's user / password (else
+  // redis_password) authenticate every node.
+  bool redis_cluster = false;
+  std::vector<std::string> redis_nodes;
   // Redis: entries are sealed with HMAC-SHA256 under this key (shared by the gateways of a
   // cluster); entries failing the check are misses. Empty: a random key per process (a
   // warning: gateways then cannot share entries).
@@ -54,6 +61,7 @@ std::optional<std::string_view> OpenCacheValue(const std::string& hmac_key,
 struct CacheStats {
   uint64_t hits = 0, misses = 0, puts = 0, evictions = 0;
   uint64_t errors = 0;   // backend failures (Redis down, ...) turned into misses / dropped puts
+  uint64_t redirects = 0;  // Redis Cluster: MOVED / ASK answers followed
   uint64_t entries = 0;  // LRU only (Redis: 0)
   uint64_t bytes = 0;    // LRU only
   bool backend_up = true;
@@ -66,7 +74,7 @@ class ResponseCache {
   // Only call with successful (2xx) responses: errors are never cached.
   virtual void Put(const std::string& key, const CachedResponse& response) = 0;
   virtual CacheStats stats() const = 0;
-  virtual std::string backend() const = 0;  // "memory" or "redis"
+  virtual std::string backend() const = 0;  // "memory", "redis" or "redis-cluster"
 };
 
 // Builds the configured cache. An unparsable redis_url is an error; an unreachable Redis is

@@ -205,6 +205,13 @@ std::string Gateway::RenderMetrics() {
         "# TYPE strata_gateway_cache_backend_up gauge\nstrata_gateway_cache_backend_up %d\n",
         static_cast<unsigned long long>(st.hits), static_cast<unsigned long long>(st.misses),
         total > 0 ? static_cast<double>(st.hits) / total : 0.0, st.backend_up ? 1 : 0);
+    o += StrFormat(
+        "# HELP strata_gateway_cache_errors_total Cache backend failures (turned into misses).\n"
+        "# TYPE strata_gateway_cache_errors_total counter\nstrata_gateway_cache_errors_total %llu\n"
+        "# HELP strata_gateway_cache_redirects_total Redis Cluster MOVED / ASK answers followed.\n"
+        "# TYPE strata_gateway_cache_redirects_total counter\n"
+        "strata_gateway_cache_redirects_total %llu\n",
+        static_cast<unsigned long long>(st.errors), static_cast<unsigned long long>(st.redirects));
   }
   return o;
 }

@@ -59,6 +59,8 @@ Status Gateway::Run() {
     co.max_bytes = static_cast<size_t>(g.cache.max_bytes);
     co.ttl_s = g.cache.ttl_s;
     co.redis_url = g.cache.redis_url;
+    co.redis_cluster = g.cache.redis_cluster;
+    co.redis_nodes = g.cache.redis_nodes;
     co.redis_password = g.cache.redis_password;
     co.hmac_key = g.cache.hmac_key;
     co.redis_prefix = g.cache.redis_prefix;
@@ -67,7 +69,7 @@ Status Gateway::Run() {
     auto c = MakeResponseCache(co);
     if (!c.ok()) return c.status().With("gateway.cache");
     cache_ = std::move(c).value();
-    if (cache_->backend() == "redis") cache_io_ = std::make_unique<net::thread_pool>(2);
+    if (cache_->backend() != "memory") cache_io_ = std::make_unique<net::thread_pool>(2);
   }
   ::strata::http::Limits limits;
   limits.body_bytes = static_cast<uint64_t>(g.admission.max_body_bytes);
