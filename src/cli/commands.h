@@ -19,6 +19,7 @@ Runner AddBenchCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddPlanCommand(CLI::App& app);
 Runner AddGatewayCommand(CLI::App& app);
+Runner AddConfigCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

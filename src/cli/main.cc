@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       {"quantize", strata::cli::AddQuantizeCommand(app)},
       {"plan", strata::cli::AddPlanCommand(app)},
       {"gateway", strata::cli::AddGatewayCommand(app)},
+      {"config", strata::cli::AddConfigCommand(app)},
   };
   try {
     app.parse(argc, argv);
