@@ -4,7 +4,7 @@
 # to every host (rsync --checksum: an unchanged file is not touched), installs the runtime
 # packages that are missing, and restarts what changed one node at a time, waiting until the node
 # is healthy and the gateway routes to it again before the next; the gateway host comes last.
-# shellcheck source-path=SCRIPTDIR
+# shellcheck source-path=SCRIPTDIR disable=SC2034,SC1091  # globals used by the sourced lib/*.sh (shellcheck -x follows them)
 set -euo pipefail
 
 usage() {
@@ -85,10 +85,12 @@ fi
 # "name host port stage_port memory" per node, in file order.
 mapfile -t NODES < <(q 'print("\n".join("%s %s %d %d %d" % (n["name"], n["host"], n["port"],
   n["stage_port"], n["memory"]) for n in c["nodes"]))')
-mapfile -t FILES < <(q 'print("\n".join(c["files"]))')
+# Files the config names, relative to its directory when they are in it (the loader reports
+# absolute paths): those are shipped to /etc/strata; others must already be on the hosts.
+mapfile -t FILES < <(q 'print("\n".join(c["files"]))' | sed "s|^$CONFIG_DIR/||")
 # The TLS files as installed (relative ones land in /etc/strata): a change only reloads (SIGHUP).
-TLS_FILES=$(q 'g=c["gateway"]; print(" ".join(f if f.startswith("/") else "/etc/strata/"+f
-  for f in (g["tls_cert"], g["tls_key"]) if f))')
+TLS_FILES=$(q 'g=c["gateway"]; print(" ".join(f for f in (g["tls_cert"], g["tls_key"]) if f))' |
+  sed "s|$CONFIG_DIR/|/etc/strata/|g")
 HOSTS=()
 add_host() { local h; for h in "${HOSTS[@]}"; do [[ $h == "$1" ]] && return; done; HOSTS+=("$1"); }
 for n in "${NODES[@]}"; do read -r _ h _ <<< "$n"; add_host "$h"; done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/ssh-deploy.sh against three simulated hosts on this machine (docs/deploy-vms.md):
 # sshd on 127.0.0.2-4, each in its own mount namespace with a private /etc (overlay), /opt and
-# /srv, key-based auth with a throwaway key. systemd is not PID 1 here, so each host's
+# /srv and /var/lib, key-based auth with a throwaway key. systemd is not PID 1 here, so each host's
 # /usr/bin/systemctl is tests/deploy/ssh/systemctl, which runs the deployed units' real ExecStart.
 # Checks: deploy + a request through the gateway; a second run changes and restarts nothing
 # (pids); --dry-run changes nothing; a rolling redeploy under load fails no request;
@@ -37,6 +37,10 @@ cleanup() {
     done
   done
   [[ -n ${LOAD_PID:-} ]] && kill "$LOAD_PID" 2>/dev/null
+  for p in /proc/[0-9]*; do  # a deploy still running (its command line names $W)
+    grep -qF "$W" "$p/cmdline" 2>/dev/null && kill -TERM "${p#/proc/}" 2>/dev/null
+  done
+  sleep 0.5
   rm -rf "$W"
   return 0
 }
@@ -55,7 +59,7 @@ cp "$W/id.pub" "$W/authorized_keys"
 mkdir -p /run/sshd
 for i in 0 1 2; do
   h=${HOSTS[$i]} d="$W/host$i"
-  mkdir -p "$d/etc-up" "$d/etc-work" "$d/opt" "$d/srv"
+  mkdir -p "$d/etc-up" "$d/etc-work" "$d/lib-up" "$d/lib-work" "$d/opt" "$d/srv"
   cat > "$d/sshd_config" <<EOF
 ListenAddress $h:$SSH_PORT
 HostKey $W/host_key
@@ -73,6 +77,7 @@ EOF
     set -e
     d=$1 repo=$2
     mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc-up,workdir=$d/etc-work" /etc
+    mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$d/lib-up,workdir=$d/lib-work" /var/lib
     mount --bind "$d/opt" /opt
     mount --bind "$d/srv" /srv
     mount --bind "$repo/tests/deploy/ssh/systemctl" /usr/bin/systemctl
@@ -89,6 +94,7 @@ done
 echo "test_ssh: 3 hosts up ($((SECONDS - T0)) s)"
 
 # --- The cluster: gateway on host 1, a replica on hosts 2 and 3 --------------------------------
+strip -o "$W/strata" "$STRATA"  # a release binary: the test copies it 3 times
 "$STRATA" model synth --shape tiny-qwen2 --type f32 -o "$W/tiny.gguf" >/dev/null
 mkdir -p "$W/cfg" "$W/env"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$W/cfg/node.key"
@@ -106,7 +112,7 @@ gateway:
   retry: {max_attempts: 3, backoff_ms: 10, max_backoff_ms: 100, unavailable_timeout_ms: 5000}
 EOF
 echo 'STRATA_NODE_ARGS=--api-key-file /etc/strata/node.key' > "$W/env/node.env"
-DEPLOY=(bash "$REPO/deploy/ssh-deploy.sh" --config "$W/cfg/cluster.yaml" --binary "$STRATA"
+DEPLOY=(timeout 300 bash ${TRACE:+-x} "$REPO/deploy/ssh-deploy.sh" --config "$W/cfg/cluster.yaml" --binary "$W/strata"
         --model "$W/tiny.gguf" --env-dir "$W/env" --key "$W/id" --port "$SSH_PORT" --no-firewall
         --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null
         --ssh-option LogLevel=ERROR)
@@ -129,7 +135,7 @@ EOF
 }
 
 t=$SECONDS
-"${DEPLOY[@]}" > "$W/deploy1.log" 2>&1 || { cat "$W/deploy1.log"; fail "first deploy"; }
+"${DEPLOY[@]}" 2>&1 | tee "$W/deploy1.log" || fail "first deploy"
 echo "test_ssh: first deploy ok ($((SECONDS - t)) s)"
 grep -q "127.0.0.2: start strata-gateway.service" "$W/deploy1.log" || fail "gateway not started"
 on "${HOSTS[1]}" 'stat -c "%a %U" /etc/strata/node.key' | grep -qx "600 strata" ||
