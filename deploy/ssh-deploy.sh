@@ -4,7 +4,7 @@
 # to every host (rsync --checksum: an unchanged file is not touched), installs the runtime
 # packages that are missing, and restarts what changed one node at a time, waiting until the node
 # is healthy and the gateway routes to it again before the next; the gateway host comes last.
-# shellcheck source-path=SCRIPTDIR disable=SC2034,SC1091  # globals used by the sourced lib/*.sh (shellcheck -x follows them)
+# shellcheck source-path=SCRIPTDIR disable=SC2034,SC1091,SC2317  # globals used by the sourced lib/*.sh (shellcheck -x follows them)
 set -euo pipefail
 
 usage() {
@@ -55,7 +55,7 @@ done
 [[ -f $CONFIG && -x $BINARY ]] || { echo "ssh-deploy: $CONFIG or $BINARY missing" >&2; exit 2; }
 [[ -z $MODEL || -f $MODEL ]] || { echo "ssh-deploy: model $MODEL missing" >&2; exit 2; }
 
-log() { echo "ssh-deploy: $*"; }
+log() { echo "ssh-deploy: $* [${SECONDS}s]"; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ssh-deploy.XXXXXX")
 SSH=(ssh -p "$SSH_PORT" -o BatchMode=yes -o ConnectTimeout=10 -o ControlMaster=auto
      -o "ControlPath=$WORK/cm-%h" -o ControlPersist=120 "${SSH_OPTS[@]}")
@@ -63,10 +63,15 @@ SSH=(ssh -p "$SSH_PORT" -o BatchMode=yes -o ConnectTimeout=10 -o ControlMaster=a
 SUDO=""; [[ $SSH_USER == root ]] || SUDO="sudo -n"
 cleanup() {
   local s
-  for s in "$WORK"/cm-*; do [[ -S $s ]] && "${SSH[@]}" -o "ControlPath=$s" -O exit x 2>/dev/null; done
+  for s in "$WORK"/cm-*; do
+    if [[ -S $s ]]; then "${SSH[@]}" -o "ControlPath=$s" -O exit x 2>/dev/null || true; fi
+  done
   rm -rf "$WORK"
+  return 0
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
+trap 'echo "ssh-deploy: failed (line $LINENO: $BASH_COMMAND)" >&2' ERR
 
 remote() { local h=$1; shift; "${SSH[@]}" "$SSH_USER@$h" "$SUDO bash -c $(printf '%q' "$*")"; }
 
@@ -122,3 +127,4 @@ done
 if selected "$GATEWAY_HOST"; then roll_host "$GATEWAY_HOST"; fi
 if ((CHANGED == 0)); then log "no changes"; fi
 if ((DRY)); then log "dry run: nothing was changed"; fi
+exit 0

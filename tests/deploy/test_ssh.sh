@@ -41,7 +41,7 @@ cleanup() {
     grep -qF "$W" "$p/cmdline" 2>/dev/null && kill -TERM "${p#/proc/}" 2>/dev/null
   done
   sleep 0.5
-  rm -rf "$W"
+  [[ -n ${KEEP:-} ]] || rm -rf "$W"
   return 0
 }
 trap cleanup EXIT
@@ -112,7 +112,7 @@ gateway:
   retry: {max_attempts: 3, backoff_ms: 10, max_backoff_ms: 100, unavailable_timeout_ms: 5000}
 EOF
 echo 'STRATA_NODE_ARGS=--api-key-file /etc/strata/node.key' > "$W/env/node.env"
-DEPLOY=(timeout 300 bash ${TRACE:+-x} "$REPO/deploy/ssh-deploy.sh" --config "$W/cfg/cluster.yaml" --binary "$W/strata"
+DEPLOY=(timeout 600 bash ${TRACE:+-x} "$REPO/deploy/ssh-deploy.sh" --config "$W/cfg/cluster.yaml" --binary "$W/strata"
         --model "$W/tiny.gguf" --env-dir "$W/env" --key "$W/id" --port "$SSH_PORT" --no-firewall
         --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null
         --ssh-option LogLevel=ERROR)
