@@ -26,12 +26,12 @@ fi
 
 W=$(mktemp -d /tmp/test-ssh.XXXXXX)
 HOSTS=(127.0.0.2 127.0.0.3 127.0.0.4)
-SSHD_PIDS=()
+SSHD_PIDS=() HOST_NS=()
 fail() { echo "test_ssh: FAIL: $*" >&2; exit 1; }
 cleanup() {
-  local pid ns p
-  for pid in "${SSHD_PIDS[@]}"; do  # every process in a host's mount namespace is ours
-    ns=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null) || continue
+  local ns p
+  for p in "${SSHD_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for ns in "${HOST_NS[@]}"; do  # every process in a host's mount namespace is ours
     for p in /proc/[0-9]*; do
       [[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$ns" ]] && kill -KILL "${p#/proc/}" 2>/dev/null
     done
@@ -91,6 +91,8 @@ for h in "${HOSTS[@]}"; do
   for _ in $(seq 100); do on "$h" true 2>/dev/null && break; sleep 0.1; done
   on "$h" true || fail "sshd on $h does not answer"
 done
+HOST_NS=()  # recorded now: cleanup finds the services by it even if an sshd is gone
+for pid in "${SSHD_PIDS[@]}"; do HOST_NS+=("$(readlink "/proc/$pid/ns/mnt")"); done
 echo "test_ssh: 3 hosts up ($((SECONDS - T0)) s)"
 
 # --- The cluster: gateway on host 1, a replica on hosts 2 and 3 --------------------------------
@@ -165,15 +167,18 @@ grep -q "would restart strata-node@node-a.service" "$W/dry.log" || fail "dry run
 echo "test_ssh: dry run ok, nothing changed"
 
 python3 - "$REPO" "${HOSTS[0]}" "$GW_PORT" "$W/load.json" <<'EOF' &
-import json, sys, threading, time
+import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1] + "/tests/common")
 import procs
 procs.HOST = sys.argv[2]
-port, total, workers = int(sys.argv[3]), 240, 4
+# Until the deploy is over (the stop file) and at least 240 sent; bounded: 5000 requests, 900 s.
+port, stop, workers = int(sys.argv[3]), sys.argv[4] + ".stop", 4
 res = {"ok": 0, "failed": 0, "errors": []}
-lock, count = threading.Lock(), iter(range(total))
+lock, count, t0 = threading.Lock(), iter(range(5000)), time.time()
 def worker():
     for i in count:
+        if (os.path.exists(stop) and i >= 240) or time.time() - t0 > 900:
+            break
         try:
             st, _, body = procs.request(port, "POST", "/v1/chat/completions", {"model": "tiny",
                 "max_tokens": 8, "messages": [{"role": "user", "content": f"count {i}"}]}, timeout=30)
@@ -185,7 +190,6 @@ def worker():
             res["ok" if good else "failed"] += 1
             if err: res["errors"].append(err[:200])
         time.sleep(0.05)
-t0 = time.time()
 ts = [threading.Thread(target=worker) for _ in range(workers)]
 for t in ts: t.start()
 for t in ts: t.join()
@@ -193,10 +197,11 @@ res["seconds"] = round(time.time() - t0, 1)
 json.dump(res, open(sys.argv[4], "w"))
 EOF
 LOAD_PID=$!
-sleep 1
+sleep 2
 t=$SECONDS
 "${DEPLOY[@]}" > "$W/deploy3.log" 2>&1 || { cat "$W/deploy3.log"; fail "rolling deploy"; }
 echo "test_ssh: rolling redeploy done ($((SECONDS - t)) s)"
+touch "$W/load.json.stop"
 wait "$LOAD_PID"; LOAD_PID=""
 cat "$W/deploy3.log"
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("test_ssh: load:", r)
