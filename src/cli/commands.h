@@ -25,6 +25,7 @@ Runner AddUpCommand(CLI::App& app);
 Runner AddPullCommand(CLI::App& app);
 Runner AddModelsCommand(CLI::App& app);
 Runner AddLoadtestCommand(CLI::App& app);
+Runner AddConfigCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
       {"pull", strata::cli::AddPullCommand(app)},
       {"models", strata::cli::AddModelsCommand(app)},
       {"loadtest", strata::cli::AddLoadtestCommand(app)},
+      {"config", strata::cli::AddConfigCommand(app)},
   };
   try {
     app.parse(argc, argv);
