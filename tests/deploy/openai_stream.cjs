@@ -2,6 +2,7 @@
 //   NODE_PATH=.../node_modules node openai_stream.cjs BASE_URL MAX_TOKENS [MARK_AFTER] [MODE]
 // Prints "MARK" once MARK_AFTER chunks with text have arrived (the caller acts mid-stream),
 // then one JSON line: {ids, chunks, finish, usage, error}. MODE "once": no streaming.
+// The model id: $STRATA_CLIENT_MODEL (default model.gguf, the GGUF's file name).
 // Exit 0 when the answer completed (a finish_reason, no error).
 'use strict';
 const OpenAI = require('openai');
@@ -11,7 +12,7 @@ async function main() {
   const client = new OpenAI({ baseURL, apiKey: process.env.STRATA_CLIENT_KEY || 'unused',
                               maxRetries: 0, timeout: 180000 });
   const body = {
-    model: 'strata',
+    model: process.env.STRATA_CLIENT_MODEL || 'model.gguf',
     messages: [{ role: 'user', content: 'Tell me a long story about a lighthouse keeper.' }],
     max_tokens: Number(maxTokens),
     temperature: 0,

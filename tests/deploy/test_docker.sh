@@ -6,13 +6,15 @@
 # container and no network behind. Starts its own dockerd (vfs, no iptables) when none runs
 # and stops it again. Needs root. Cache: $STRATA_CI_CACHE (base image tarball, the daemon's
 # data-root, npm packages). Run it alone: scripts/test-deploy.sh docker
+# STRATA_TEST_IMAGE, STRATA_TEST_PROJECT: image tag and compose project name;
+# STRATA_TEST_SKIP_BUILD=1: use the image as it is (when iterating on the compose part).
 set -euo pipefail
 DEPLOY_SECTION="${DEPLOY_SECTION:-docker}"
 # shellcheck source=tests/deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE="${STRATA_TEST_IMAGE:-strata:deploy-test}"
-PROJECT="stratadeploytest"
+PROJECT="${STRATA_TEST_PROJECT:-stratadeploytest}"
 MIRROR="${STRATA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 MAX_TOKENS=160
 
@@ -70,8 +72,9 @@ ensure_base_image() {
     rm -f "$root.log"
     printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$MIRROR" "$MIRROR" \
       >"$root/etc/apt/sources.list"
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* \
-      "$root"/usr/share/man/* "$root"/usr/share/locale/*
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
+      "$root"/var/cache/apt/archives/*.deb "$root"/usr/share/doc/* "$root"/usr/share/man/* \
+      "$root"/usr/share/locale/*
     tar -C "$root" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
   fi
   docker import --change 'CMD ["bash"]' "$tarball" debian:bookworm-slim >/dev/null
@@ -80,8 +83,16 @@ ensure_base_image() {
 
 build_image() {
   local logf="$WORK/build.log"
+  if [[ -n "${STRATA_TEST_SKIP_BUILD:-}" ]]; then  # iterating on the compose part only
+    docker image inspect "$IMAGE" >/dev/null || fail "no image $IMAGE"
+    return
+  fi
   docker build --network host -t "$IMAGE" "$DEPLOY_ROOT" >"$logf" 2>&1 ||
     { tail -40 "$logf" >&2; fail "docker build failed"; }
+  # Keep the build stage's layers (the apt layer above all) as cache for the next run, and
+  # drop the images an earlier run left dangling (vfs stores every layer as a full copy).
+  docker build --network host --target build -q -t "$IMAGE-build" "$DEPLOY_ROOT" >/dev/null
+  docker image prune -f >/dev/null
   log "image $IMAGE: $(docker image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=iec) (runtime)"
   docker run --rm --network none "$IMAGE" --help >/dev/null || fail "strata --help in the image"
   [[ "$(docker run --rm --entrypoint id "$IMAGE" -u)" != 0 ]] || fail "the image runs as root"
