@@ -21,7 +21,8 @@ async function main() {
   if (mode === 'once') {
     const r = await client.chat.completions.create(body);
     out.ids = [r.id];
-    out.chunks = (r.choices[0].message.content || '').length;
+    const m = r.choices[0].message;  // text length (an R1 model starts with reasoning)
+    out.chunks = (m.content || '').length + (m.reasoning_content || '').length;
     out.finish = r.choices[0].finish_reason;
     out.usage = r.usage;
   } else {

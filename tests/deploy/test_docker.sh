@@ -220,6 +220,8 @@ main() {
   out="$(node "$DEPLOY_ROOT/tests/deploy/openai_stream.cjs" "$GW/v1" 24 0 once)" ||
     fail "pipeline request: $out"
   log "pipeline answered: $out"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["finish"] == "length" and r["usage"]["completion_tokens"] == 24 and r["chunks"] > 0, r' "$out" ||
+    fail "bad pipeline answer"
   curl -fsS -H "Authorization: Bearer $ADMIN_KEY" "$GW/api/cluster" | grep -q '"pipeline"' ||
     fail "the gateway does not see a pipeline"
   timed "pipeline down" down pipeline
