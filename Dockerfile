@@ -16,7 +16,9 @@ WORKDIR /src
 COPY scripts/setup.sh scripts/setup.sh
 RUN bash scripts/setup.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_TESTS=OFF \
+# Release compiles exactly what the tested RelWithDebInfo build does (the project's -O2 comes
+# last, -DNDEBUG), without -g: a faster build and a small binary.
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_TESTS=OFF \
     && ninja -C /build -j"$(nproc)" strata \
     && strip --strip-debug -o /strata /build/strata \
     && /strata --help >/dev/null
