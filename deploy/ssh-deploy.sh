@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploys a Strata cluster described by cluster.yaml to plain hosts over ssh (docs/deploy-vms.md):
+# Deploys a Strata cluster described by cluster.yaml to plain hosts over ssh (docs/deploy.md):
 # copies the binary, the config, its secrets (0600), env files, systemd units and nftables rules
 # to every host (rsync --checksum: an unchanged file is not touched), installs the runtime
 # packages that are missing, and restarts what changed one node at a time, waiting until the node

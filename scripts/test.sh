@@ -4,10 +4,14 @@
 # node, pipeline, gateway, failover, hostile, chaos; conformance = against llama.cpp, forced on
 # so a missing oracle fails); every test but conformance again under AddressSanitizer +
 # UndefinedBehaviorSanitizer; then libFuzzer on the GGUF reader, the tokenizers and the
-# request bodies for a bounded time (scripts/run-fuzz.sh).
+# request bodies for a bounded time (scripts/run-fuzz.sh); then the deployment tests
+# (scripts/test-deploy.sh: real nginx, Redis Cluster, Kubernetes manifests, ssh deploy).
 #
 #   scripts/test.sh            (STRATA_FUZZ_SECONDS=60 by default; 0 skips fuzzing,
-#                               STRATA_SKIP_ASAN=1 skips the sanitizer pass)
+#                               STRATA_SKIP_ASAN=1 skips the sanitizer pass,
+#                               STRATA_DEPLOY_SECTIONS="k8s nginx redis_cluster ssh" by default;
+#                               "docker" adds the image build + compose test (long: it compiles
+#                               the binary again inside the image), "none" skips them)
 #   scripts/test.sh --quick    the edit-compile-test loop: build (build/) and the unit tests
 #                              only (`ctest -L unit`); no setup, sanitizers or fuzzing
 set -euo pipefail
@@ -35,7 +39,7 @@ if [ "${STRATA_SKIP_ASAN:-0}" != 1 ]; then
   bash scripts/build.sh build-asan -DSTRATA_SANITIZE=ON
   echo "== tests under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure --timeout 1500 -E '^conformance')
+     ctest --output-on-failure --timeout 1500 -E '^(conformance|chaos)')
 fi
 
 FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}"
@@ -44,5 +48,11 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   STRATA_FUZZ_TOKENIZER_SECONDS="${STRATA_FUZZ_TOKENIZER_SECONDS:-30}" \
   STRATA_FUZZ_REQUEST_SECONDS="${STRATA_FUZZ_REQUEST_SECONDS:-20}" \
     bash scripts/run-fuzz.sh "$FUZZ_SECONDS"
+fi
+DEPLOY_SECTIONS="${STRATA_DEPLOY_SECTIONS:-k8s nginx redis_cluster ssh}"
+if [ "$DEPLOY_SECTIONS" != none ]; then
+  echo "== deployment tests: $DEPLOY_SECTIONS"
+  # shellcheck disable=SC2086  # the sections are words
+  STRATA_BIN="$ROOT/build/strata" bash scripts/test-deploy.sh $DEPLOY_SECTIONS
 fi
 echo "== all tests passed"

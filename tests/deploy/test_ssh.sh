@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/ssh-deploy.sh against three simulated hosts on this machine (docs/deploy-vms.md):
+# deploy/ssh-deploy.sh against three simulated hosts on this machine (docs/deploy.md):
 # sshd on 127.0.0.2-4, each in its own mount namespace with a private /etc (overlay), /opt and
 # /srv and /var/lib, key-based auth with a throwaway key. systemd is not PID 1 here, so each host's
 # /usr/bin/systemctl is tests/deploy/ssh/systemctl, which runs the deployed units' real ExecStart.
