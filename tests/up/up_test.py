@@ -122,8 +122,14 @@ def stop_and_check(up, sig):
     up.proc.wait(timeout=30)
     gone = wait_for(lambda: not up.children(), 10, step=0.1)
     assert gone, f"left after {signal.Signals(sig).name}: {up.children()}"
+    def dead(pid):  # gone, or a zombie; a SIGKILLed process may take a moment to tear down
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except OSError:
+            return True
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert wait_for(lambda: dead(pid), 15, step=0.1), f"pid {pid} still alive after {sig}"
     return up.proc.returncode
 
 
