@@ -35,6 +35,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   clang libclang-rt-dev libgtest-dev libbenchmark-dev redis-server iproute2
   clang-format clang-tidy shellcheck
+  chromium prometheus
 )
 APT_PACKAGES=("${BUILD_PACKAGES[@]}")
 if [[ "$BUILD_ONLY" -eq 0 ]]; then
@@ -90,5 +91,9 @@ if [[ "$DO_NPM" -eq 1 ]]; then
     [[ "$(have_version node-llama-cpp)" == "$want" ]] ||
       { echo "setup: node-llama-cpp install failed" >&2; exit 1; }
   fi
+fi
+if [[ "$DO_NPM" -eq 1 && ! -d "$ROOT/tests/dashboard/node_modules/playwright-core" ]]; then
+  echo "setup: installing playwright-core for the dashboard browser test"
+  (cd "$ROOT/tests/dashboard" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: done"
