@@ -175,3 +175,13 @@ FAST_HEALTH = """health: {interval_ms: 100, timeout_ms: 500, unhealthy_threshold
 circuit_breaker: {failure_threshold: 1, open_ms: 300}
 retry: {max_attempts: 3, backoff_ms: 5, max_backoff_ms: 20, unavailable_timeout_ms: 1500}
 """
+
+
+# The failed checks of a test script; `check` prints one line per check and records failures.
+FAILS = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILS.append(what)

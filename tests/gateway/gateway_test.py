@@ -22,14 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from sse import read_sse  # noqa: E402
 import front_door  # noqa: E402
 from procs import Proc, free_port, node_args, request, wait_for  # noqa: E402
+from procs import FAILS, check  # noqa: E402
 
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 def stream(port, path, body, headers=None, on_event=None):

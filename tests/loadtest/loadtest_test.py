@@ -18,14 +18,8 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from procs import FAST_HEALTH, Proc, free_port, node_args, request, write_cluster_yaml  # noqa: E402
+from procs import FAILS, check  # noqa: E402
 
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 def loadtest(strata, work, name, *args, env=None):
