@@ -5,6 +5,7 @@
 // MatMul reports bytes_per_second = weight bytes streamed per call.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -30,7 +31,8 @@ void BM_MatMul(benchmark::State& state) {
   const size_t w_row = RowBytesUnchecked(t, cols);
   std::vector<uint8_t> w(w_row * rows);
   const std::vector<float> wf = Random(cols, 1);
-  for (int64_t r = 0; r < rows; ++r) ref::QuantizeActivationRow(t, wf.data(), w.data() + r * w_row, cols);
+  for (int64_t r = 0; r < rows; ++r)
+    ref::QuantizeActivationRow(t, wf.data(), w.data() + r * w_row, cols);
   const std::vector<float> x = Random(cols * n_tok, 2);
   std::vector<float> y(rows * n_tok);
   std::vector<uint8_t> scratch;
@@ -39,7 +41,8 @@ void BM_MatMul(benchmark::State& state) {
     MatMul(w.data(), t, rows, cols, x.data(), n_tok, y.data(), &pool, &scratch);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(w.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(w.size()));
   state.counters["GFLOPS"] = benchmark::Counter(2.0 * rows * cols * n_tok * state.iterations(),
                                                 benchmark::Counter::kIsRate);
   state.SetLabel(std::string(DTypeName(t)) + " " + ActivePath());
@@ -48,10 +51,14 @@ void BM_MatMul(benchmark::State& state) {
 constexpr int kQ8 = static_cast<int>(DType::Q8_0);
 constexpr int kF16 = static_cast<int>(DType::F16);
 BENCHMARK(BM_MatMul)
-    ->Args({256, 2048, 1, 1, kQ8})->Args({2048, 256, 1, 1, kQ8})  // L2-resident: compute speed
-    ->Args({1536, 8960, 1, 1, kQ8})->Args({1536, 8960, 1, 2, kQ8})
-    ->Args({8960, 1536, 1, 1, kQ8})->Args({8960, 1536, 1, 2, kQ8})
-    ->Args({1536, 8960, 32, 2, kQ8})->Args({1536, 1536, 1, 1, kF16})
+    ->Args({256, 2048, 1, 1, kQ8})
+    ->Args({2048, 256, 1, 1, kQ8})  // L2-resident: compute speed
+    ->Args({1536, 8960, 1, 1, kQ8})
+    ->Args({1536, 8960, 1, 2, kQ8})
+    ->Args({8960, 1536, 1, 1, kQ8})
+    ->Args({8960, 1536, 1, 2, kQ8})
+    ->Args({1536, 8960, 32, 2, kQ8})
+    ->Args({1536, 1536, 1, 1, kF16})
     ->UseRealTime();
 
 void BM_Attention(benchmark::State& state) {
@@ -68,7 +75,41 @@ void BM_Attention(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * n_kv * stride * 4);  // K + V bytes
 }
-BENCHMARK(BM_Attention)->Arg(512)->Arg(4096);
+BENCHMARK(BM_Attention)->Arg(512)->Arg(4096)->Arg(16384);
+
+// The same token through split-KV attention on one thread (the model's decode path from
+// kSplitKvMinKv positions): every chunk of both KV heads, then the merge.
+void BM_AttentionSplit(benchmark::State& state) {
+  const int64_t n_kv = state.range(0);
+  const int n_heads = 12, n_kv_heads = 2, hd = 128, group = n_heads / n_kv_heads;
+  const int64_t stride = n_kv_heads * hd, n_chunks = SplitKvChunks(n_kv);
+  const int64_t ps = AttentionPartialStride(hd);
+  const std::vector<float> q = Random(n_heads * hd, 3);
+  std::vector<uint16_t> k(n_kv * stride, 0x3000), v(n_kv * stride, 0x3400);
+  std::vector<float> out(n_heads * hd), scratch(group * kSplitKvChunk);
+  std::vector<float> partials(n_chunks * n_heads * ps);
+  for (auto _ : state) {
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const int64_t j0 = c * kSplitKvChunk;
+      for (int kvh = 0; kvh < n_kv_heads; ++kvh) {
+        KvAttention a;
+        a.k = k.data() + j0 * stride + kvh * hd;
+        a.v = v.data() + j0 * stride + kvh * hd;
+        a.k_row_bytes = a.v_row_bytes = stride * 2;
+        a.n_kv = std::min(kSplitKvChunk, n_kv - j0);
+        a.n_heads = group;
+        a.head_dim = hd;
+        a.scale = 0.088f;
+        AttentionKvPartial(a, q.data() + kvh * group * hd,
+                           partials.data() + (c * n_heads + kvh * group) * ps, scratch.data());
+      }
+    }
+    MergeAttentionPartials(partials.data(), n_chunks, n_heads, hd, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * n_kv * stride * 4);  // K + V bytes
+}
+BENCHMARK(BM_AttentionSplit)->Arg(512)->Arg(4096)->Arg(16384);
 
 }  // namespace
 }  // namespace strata::kernels

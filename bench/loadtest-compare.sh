@@ -6,6 +6,7 @@
 #
 #   bench/loadtest-compare.sh --model M [--strata BIN] [--llama-server BIN] [--threads 2]
 #       [--concurrency 1,2,4] [--requests 16] [--prompt-tokens 128] [--output-tokens 64]
+#       [--rounds 2]   (interleaved: round 1 strata then llama-server, round 2 the reverse, ...)
 #
 # llama-server: --llama-server, else $LLAMA_SERVER, else it is built once (into
 # bench/.llama-server/, cached) from the llama.cpp source that the npm package node-llama-cpp
@@ -14,7 +15,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STRATA="$ROOT/build/strata"; LLAMA_SERVER="${LLAMA_SERVER:-}"; MODEL=""; THREADS=2
-CONC="1,2,4"; REQS=16; PTOK=128; OTOK=64
+CONC="1,2,4"; REQS=16; PTOK=128; OTOK=64; ROUNDS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --model|-m) MODEL=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --requests|-n) REQS=$2; shift 2 ;;
     --prompt-tokens) PTOK=$2; shift 2 ;;
     --output-tokens) OTOK=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -64,36 +66,62 @@ run_load() {  # NAME URL
     --output-tokens "$OTOK" --ignore-eos --no-progress --json "$W/$1.json" --svg "$W/$1.svg" >&2
 }
 
-P=$(free_port)
-echo "strata node: $THREADS threads, $MAXC slots" >&2
-"$STRATA" node --model "$MODEL" --port "$P" --threads "$THREADS" --parallel "$MAXC" --ctx "$CTX" 2>"$W/strata.log" &
-PID=$!
-wait_ready "http://127.0.0.1:$P" /health
-run_load strata "http://127.0.0.1:$P"
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+start_strata() {
+  P=$(free_port)
+  "$STRATA" node --model "$MODEL" --port "$P" --threads "$THREADS" --parallel "$MAXC" --ctx "$CTX" 2>>"$W/strata.log" &
+  PID=$!
+  wait_ready "http://127.0.0.1:$P" /health
+}
+start_llama() {
+  P=$(free_port)
+  "$LLAMA_SERVER" -m "$MODEL" --host 127.0.0.1 --port "$P" -t "$THREADS" -np "$MAXC" -c $((CTX * MAXC)) \
+    2>>"$W/llama.log" >&2 &
+  PID=$!
+  wait_ready "http://127.0.0.1:$P" /health
+}
+stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
+one() {  # NAME ROUND
+  echo "$1, round $2: $THREADS threads, $MAXC slots" >&2
+  if [ "$1" = strata ]; then start_strata; else start_llama; fi
+  run_load "$1-$2" "http://127.0.0.1:$P"
+  stop_server
+}
+# Interleaved A-B-B-A...: odd rounds run strata first, even rounds llama-server first, so that a
+# drift in the machine's speed weighs on both alike.
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then one strata "$r"; one llama "$r"; else one llama "$r"; one strata "$r"; fi
+done
 
-P=$(free_port)
-echo "llama-server: $THREADS threads, $MAXC slots" >&2
-"$LLAMA_SERVER" -m "$MODEL" --host 127.0.0.1 --port "$P" -t "$THREADS" -np "$MAXC" -c $((CTX * MAXC)) \
-  2>"$W/llama.log" >&2 &
-PID=$!
-wait_ready "http://127.0.0.1:$P" /health
-run_load llama "http://127.0.0.1:$P"
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
-
-python3 - "$W" "$MODEL" "$THREADS" "$CONC" "$REQS" "$PTOK" "$OTOK" <<'PY'
-import json, os, sys
-w, model, threads, conc, reqs, ptok, otok = sys.argv[1:]
-s = json.load(open(os.path.join(w, "strata.json")))["levels"]
-l = json.load(open(os.path.join(w, "llama.json")))["levels"]
+python3 - "$W" "$MODEL" "$THREADS" "$CONC" "$REQS" "$PTOK" "$OTOK" "$ROUNDS" <<'PY'
+import json, os, statistics, sys
+w, model, threads, conc, reqs, ptok, otok, rounds = sys.argv[1:]
+rounds = int(rounds)
+def load(name):
+    return [json.load(open(os.path.join(w, f"{name}-{r}.json")))["levels"] for r in range(1, rounds + 1)]
+runs = {"strata": load("strata"), "llama-server": load("llama")}
+def med(name, i, get):  # median over the rounds of one figure at concurrency level i
+    return statistics.median(get(run[i]) for run in runs[name])
+figs = [("out tok/s", lambda lv: lv["output_throughput"], "{:.1f}"),
+        ("req/s", lambda lv: lv["request_throughput"], "{:.2f}"),
+        ("TTFT p50 ms", lambda lv: lv["ttft_ms"]["p50"], "{:.1f}"),
+        ("TTFT p99 ms", lambda lv: lv["ttft_ms"]["p99"], "{:.1f}"),
+        ("TPOT mean ms", lambda lv: lv["tpot_ms"]["mean"], "{:.1f}"),
+        ("ITL p99 ms", lambda lv: lv["itl_ms"]["p99"], "{:.1f}"),
+        ("E2E p50 ms", lambda lv: lv["e2el_ms"]["p50"], "{:.1f}")]
 print(f"`strata loadtest --concurrency {conc} --requests {reqs} --prompt-tokens {ptok} "
       f"--output-tokens {otok} --ignore-eos`, model `{os.path.basename(model)}`, {threads} threads "
-      f"each, chat completions, streamed.\n")
-print("| c | server | ok | out tok/s | req/s | TTFT p50 ms | TTFT p99 ms | TPOT mean ms | ITL p99 ms | E2E p50 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for a, b in zip(s, l):
-    for name, lv in (("strata", a), ("llama-server", b)):
-        print(f"| {lv['concurrency']} | {name} | {lv['completed']}/{lv['requests']} | {lv['output_throughput']:.1f} | "
-              f"{lv['request_throughput']:.2f} | {lv['ttft_ms']['p50']:.1f} | {lv['ttft_ms']['p99']:.1f} | "
-              f"{lv['tpot_ms']['mean']:.1f} | {lv['itl_ms']['p99']:.1f} | {lv['e2el_ms']['p50']:.1f} |")
+      f"each, chat completions, streamed; medians of {rounds} interleaved rounds "
+      f"(A-B-B-A...).\n")
+print("| c | server | ok | " + " | ".join(f[0] for f in figs) + " |")
+print("|---|---|---|" + "---|" * len(figs))
+for i, lv0 in enumerate(runs["strata"][0]):
+    for name in ("strata", "llama-server"):
+        ok = sum(run[i]["completed"] for run in runs[name])
+        total = sum(run[i]["requests"] for run in runs[name])
+        cells = [fmt.format(med(name, i, get)) for _, get, fmt in figs]
+        print(f"| {lv0['concurrency']} | {name} | {ok}/{total} | " + " | ".join(cells) + " |")
+    ratio = med("strata", i, figs[0][1]) / med("llama-server", i, figs[0][1])
+    tpot = med("llama-server", i, figs[4][1]) / med("strata", i, figs[4][1])
+    print(f"| {lv0['concurrency']} | **strata ÷ llama** | | **{ratio:.2f}×** | | | | "
+          f"{tpot:.2f}× faster | | |")
 PY

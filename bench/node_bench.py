@@ -20,7 +20,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "common"))
@@ -86,13 +85,7 @@ def throughput(node, streams, max_tokens, seed):
         except Exception as e:  # reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = procs.run_parallel(worker, streams)
     if errors:
         raise errors[0]
     tokens = sum(r[1] for r in results)

@@ -195,24 +195,8 @@ def complete(port, prompt, max_tokens, timeout=900):
 
 
 def throughput(port, n_streams, max_tokens):
-    results = [None] * n_streams
-    errors = []
-
-    def worker(i):
-        try:
-            results[i] = complete(port, PROMPTS[i % len(PROMPTS)], max_tokens)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(str(e))
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        raise RuntimeError("; ".join(errors[:3]))
+    results, wall = procs.map_parallel(
+        lambda i: complete(port, PROMPTS[i % len(PROMPTS)], max_tokens), n_streams, strict=True)
     tokens = sum(r[1] for r in results)
     return tokens / wall, tokens
 

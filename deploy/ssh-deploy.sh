@@ -78,24 +78,34 @@ remote() { local h=$1; shift; "${SSH[@]}" "$SSH_USER@$h" "$SUDO bash -c $(printf
 # --- The cluster, parsed by strata itself --------------------------------------------------
 "$BINARY" config hosts --config "$CONFIG" > "$WORK/cluster.json"
 CONFIG_DIR=$(cd "$(dirname "$CONFIG")" && pwd)
-q() { python3 -c "import json,sys; c=json.load(open('$WORK/cluster.json')); $1"; }
-GW_LISTEN_HOST=$(q 'print(c["gateway"]["listen_host"])')
-GW_PORT=$(q 'print(c["gateway"]["listen_port"])')
-MODEL_PATH=$(q 'print(c["model"]["path"])')
+# One python3 run turns it into shell assignments (quoted): GW_LISTEN_HOST, GW_PORT, MODEL_PATH,
+# NODES ("name host port stage_port memory" per node, in file order), FILES (the files the
+# config names, relative to its directory when they are in it: those are shipped to
+# /etc/strata; others must already be on the hosts), TLS_FILES (as installed: a change only
+# reloads the gateway, SIGHUP), PROBE_WAIT_MS (two gateway health probes).
+eval "$(python3 - "$WORK/cluster.json" "$CONFIG_DIR/" <<'EOF_PY'
+import json, shlex, sys
+c, d = json.load(open(sys.argv[1])), sys.argv[2]
+g = c["gateway"]
+rel = lambda f: f[len(d):] if f.startswith(d) else f
+var = lambda k, v: print(f"{k}={shlex.quote(str(v))}")
+arr = lambda k, vs: print(f"{k}=(" + " ".join(shlex.quote(v) for v in vs) + ")")
+var("GW_LISTEN_HOST", g["listen_host"])
+var("GW_PORT", g["listen_port"])
+var("MODEL_PATH", c["model"]["path"])
+arr("NODES", ["%s %s %d %d %d" % (n["name"], n["host"], n["port"], n["stage_port"], n["memory"])
+              for n in c["nodes"]])
+arr("FILES", [rel(f) for f in c["files"]])
+var("TLS_FILES", " ".join(f if f.startswith("/") and not f.startswith(d) else "/etc/strata/" + rel(f)
+                          for f in (g["tls_cert"], g["tls_key"]) if f))
+var("PROBE_WAIT_MS", g["health_interval_ms"] * (g["healthy_threshold"] + 1))
+EOF_PY
+)"
 if [[ -z $GATEWAY_HOST ]]; then
   [[ $GW_LISTEN_HOST != 0.0.0.0 && $GW_LISTEN_HOST != "::" ]] ||
     { echo "ssh-deploy: gateway.listen is $GW_LISTEN_HOST: give --gateway-host" >&2; exit 2; }
   GATEWAY_HOST=$GW_LISTEN_HOST
 fi
-# "name host port stage_port memory" per node, in file order.
-mapfile -t NODES < <(q 'print("\n".join("%s %s %d %d %d" % (n["name"], n["host"], n["port"],
-  n["stage_port"], n["memory"]) for n in c["nodes"]))')
-# Files the config names, relative to its directory when they are in it (the loader reports
-# absolute paths): those are shipped to /etc/strata; others must already be on the hosts.
-mapfile -t FILES < <(q 'print("\n".join(c["files"]))' | sed "s|^$CONFIG_DIR/||")
-# The TLS files as installed (relative ones land in /etc/strata): a change only reloads (SIGHUP).
-TLS_FILES=$(q 'g=c["gateway"]; print(" ".join(f for f in (g["tls_cert"], g["tls_key"]) if f))' |
-  sed "s|$CONFIG_DIR/|/etc/strata/|g")
 HOSTS=()
 add_host() { local h; for h in "${HOSTS[@]}"; do [[ $h == "$1" ]] && return; done; HOSTS+=("$1"); }
 for n in "${NODES[@]}"; do read -r _ h _ <<< "$n"; add_host "$h"; done
@@ -107,18 +117,40 @@ source "$ROOT/lib/stage.sh"
 # shellcheck source=lib/roll.sh
 source "$ROOT/lib/roll.sh"
 
-# --- Phase 1: every host gets its files; nothing restarts yet -------------------------------
+# --- Phase 1: every host gets its files, all hosts at once; nothing restarts yet ------------
 declare -A RESTART=() RELOAD_GW=() FW=()
 DRYRUN=(); ((DRY)) && DRYRUN=(--dry-run)
+CHANGED=0
+phase1_host() {  # HOST (in a subshell): its log and findings go to $WORK/HOST.{log,state}
+  stage_host "$1"
+  prepare_host "$1"
+  sync_host "$1"
+  printf 'CHANGED_H=%q RESTART_H=%q RELOAD_H=%q FW_H=%q\n' "$CHANGED" "${RESTART["$1"]:-}" \
+    "${RELOAD_GW["$1"]:-}" "${FW["$1"]:-}" >"$WORK/$1.state"
+}
+JOBS=()
 for h in "${HOSTS[@]}"; do
   selected "$h" || continue
-  stage_host "$h"
-  prepare_host "$h"
-  sync_host "$h"
+  phase1_host "$h" >"$WORK/$h.log" 2>&1 &
+  JOBS+=("$!:$h")
 done
+FAILED=0
+for j in "${JOBS[@]}"; do  # the logs in host order, each once its host is done
+  h=${j#*:}
+  wait "${j%%:*}" || FAILED=1
+  cat "$WORK/$h.log"
+  [[ -f $WORK/$h.state ]] || { FAILED=1; continue; }
+  CHANGED_H=0 RESTART_H="" RELOAD_H="" FW_H=""
+  # shellcheck source=/dev/null  # written by phase1_host above
+  source "$WORK/$h.state"
+  ((CHANGED_H)) && CHANGED=1
+  [[ -n $RESTART_H ]] && RESTART["$h"]=$RESTART_H
+  [[ -n $RELOAD_H ]] && RELOAD_GW["$h"]=$RELOAD_H
+  [[ -n $FW_H ]] && FW["$h"]=$FW_H
+done
+((FAILED == 0)) || { echo "ssh-deploy: preparing the hosts failed (above)" >&2; exit 1; }
 
 # --- Phase 2: rolling restart, nodes first (one at a time), the gateway last ----------------
-CHANGED=0
 for h in "${HOSTS[@]}"; do
   [[ $h == "$GATEWAY_HOST" ]] && continue
   selected "$h" || continue

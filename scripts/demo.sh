@@ -19,7 +19,10 @@ if [[ "$(id -u)" -eq 0 ]]; then
 else
   sudo bash scripts/setup.sh --build-only
 fi
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_TESTS=OFF >/dev/null
+# Release (the same -O2 code as RelWithDebInfo, without -g) and a unity build: the fastest cold
+# build of `strata`. scripts/build.sh and scripts/test.sh set every one of these options again.
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_TESTS=OFF -DSTRATA_UNITY=ON \
+  >/dev/null
 ninja -C "$BUILD" -j"${STRATA_JOBS:-$(nproc)}" strata
 
 # shellcheck disable=SC2086  # STRATA_UP_ARGS is a list of options

@@ -6,12 +6,92 @@
 #   scripts/lint.sh [--base REF] [--all-format] [--no-tidy]
 #     --base REF     what "changed" is measured against (default: origin/main, else main, else
 #                    HEAD~1)
-#     --all-format   check the format of every C++ file under src/, not only the changed ones
+#     --all-format   check the format of every C++ file (src/ tests/ bench/), not only the
+#                    changed ones
 #     --no-tidy      skip clang-tidy (it needs a configured build/ with compile_commands.json)
+#   scripts/lint.sh --ci               what CI runs (scripts/test.sh): clang-format --dry-run
+#                                      -Werror on every C++ file of src/ tests/ bench/, and
+#                                      every shell script through shellcheck (no build needed;
+#                                      STRATA_LINT_FORMAT=0 leaves out the clang-format part)
+#   scripts/lint.sh --tidy-all         clang-tidy (.clang-tidy, warnings as errors) on every
+#                                      src/ file that build/compile_commands.json compiles
+#                                      (needs a configured build/; slow: one process per file,
+#                                      STRATA_JOBS at a time, default 1, under nice)
+#   scripts/lint.sh --fix-format       rewrites those C++ files with clang-format -i
+#   scripts/lint.sh --fix-asio-alias   renames the `namespace net = boost::asio` alias of
+#                                      src/node, src/gateway and src/loadtest (it shadows
+#                                      strata::net) to `asio`, and its uses
 # Exit status: non-zero when any check fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+# Every C++ file of src/, tests/ and bench/ that git knows (tracked, or new and not ignored).
+cxx_files() {
+  git ls-files --cached --others --exclude-standard -- 'src/*.cc' 'src/*.h' 'tests/*.cc' \
+    'tests/*.h' 'bench/*.cc' 'bench/*.h' | while read -r f; do [ -f "$f" ] && echo "$f"; done
+}
+
+# Every shell script: *.sh, .ci/*, and files whose first line is a sh/bash shebang.
+shell_scripts() {
+  git ls-files --cached --others --exclude-standard | while read -r f; do
+    [ -f "$f" ] || continue
+    case "$f" in
+      *.sh|.ci/*) echo "$f" ;;
+      *.py|*.cc|*.h|*.md|*.json|*.yaml|*.yml|*.js|*.mjs|*.html|*.css|*.gguf|*.txt) ;;
+      *) head -n1 "$f" 2>/dev/null | grep -qE '^#!.*[/ ](ba|da)?sh( |$)' && echo "$f" ;;
+    esac
+  done
+}
+
+case "${1:-}" in
+  --ci)
+    mapfile -t files < <(cxx_files)
+    mapfile -t scripts < <(shell_scripts)
+    status=0
+    if [ "${STRATA_LINT_FORMAT:-1}" = 1 ]; then
+      echo "== clang-format (${#files[@]} files)"
+      clang-format --dry-run -Werror "${files[@]}" || status=1
+    else
+      echo "== clang-format skipped (STRATA_LINT_FORMAT=0)"
+    fi
+    echo "== shellcheck (${#scripts[@]} scripts)"
+    shellcheck "${scripts[@]}" || status=1
+    if [ "$status" = 0 ]; then echo "== lint --ci passed"; else echo "== lint --ci FAILED"; fi
+    exit "$status" ;;
+  --tidy-all)
+    if [ ! -f build/compile_commands.json ]; then
+      echo "lint: build/compile_commands.json missing (run scripts/build.sh first)" >&2
+      exit 1
+    fi
+    # The src/ files of the build (an ISA file of another architecture is not compiled here).
+    mapfile -t files < <(git ls-files -- 'src/*.cc' | while read -r f; do
+                           grep -qF "\"file\": \"$ROOT/$f\"" build/compile_commands.json &&
+                             echo "$f"; done)
+    echo "== clang-tidy (${#files[@]} files of src/, ${STRATA_JOBS:-1} at a time)"
+    t0=$SECONDS
+    status=0
+    printf '%s\0' "${files[@]}" |
+      xargs -0 -n 1 -P "${STRATA_JOBS:-1}" nice -n 10 clang-tidy -p build --quiet \
+        --warnings-as-errors='*' 2>/dev/null || status=1
+    echo "== clang-tidy took $((SECONDS - t0)) s"
+    if [ "$status" = 0 ]; then echo "== clang-tidy passed"; else echo "== clang-tidy FAILED"; fi
+    exit "$status" ;;
+  --fix-format)
+    mapfile -t files < <(cxx_files)
+    clang-format -i "${files[@]}"
+    echo "== clang-format applied to ${#files[@]} files"
+    exit 0 ;;
+  --fix-asio-alias)
+    # The files that declare the alias or include a header that does; in them every `net::`
+    # not qualified by a namespace (strata::net:: stays) names the alias.
+    mapfile -t files < <(grep -rlE 'namespace net = boost::asio|"(node/server_impl|gateway/gateway_impl)\.h"' \
+                           src/node src/gateway src/loadtest)
+    perl -pi -e 's/\bnamespace net = boost::asio;/namespace asio = boost::asio;/; s/(?<![:\w])net::/asio::/g' \
+      "${files[@]}"
+    echo "== asio alias renamed in ${#files[@]} files"
+    exit 0 ;;
+esac
 
 BASE=""
 ALL_FORMAT=0
@@ -21,7 +101,8 @@ while [ $# -gt 0 ]; do
     --base) BASE="$2"; shift 2 ;;
     --all-format) ALL_FORMAT=1; shift ;;
     --no-tidy) TIDY=0; shift ;;
-    *) echo "usage: $0 [--base REF] [--all-format] [--no-tidy]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--base REF] [--all-format] [--no-tidy] | --ci | --tidy-all |" \
+            "--fix-format | --fix-asio-alias" >&2; exit 2 ;;
   esac
 done
 if [ -z "$BASE" ]; then
@@ -34,7 +115,7 @@ status=0
 mapfile -t changed < <(git diff --name-only --diff-filter=ACMR "$BASE" -- 'src/*.cc' 'src/*.h' \
                          'bench/*.cc' 'tests/*.cc')
 if [ "$ALL_FORMAT" = 1 ]; then
-  mapfile -t format_files < <(git ls-files 'src/*.cc' 'src/*.h')
+  mapfile -t format_files < <(cxx_files)
 else
   format_files=("${changed[@]}")
 fi
@@ -61,7 +142,7 @@ if [ "$TIDY" = 1 ]; then
 fi
 
 echo "== shellcheck"
-mapfile -t scripts < <(git ls-files '*.sh' '.ci/*')
+mapfile -t scripts < <(shell_scripts)
 shellcheck "${scripts[@]}" || status=1
 
 if command -v duplicates >/dev/null; then

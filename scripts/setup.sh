@@ -35,7 +35,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   clang libclang-rt-dev libgtest-dev libbenchmark-dev redis-server iproute2
   clang-format clang-tidy shellcheck
-  chromium prometheus
+  chromium prometheus python3-jsonschema
 )
 APT_PACKAGES=("${BUILD_PACKAGES[@]}")
 if [[ "$BUILD_ONLY" -eq 0 ]]; then

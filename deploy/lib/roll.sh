@@ -25,7 +25,7 @@ wait_http_ok() {  # HOST URL SECONDS: until URL answers 2xx, asked on HOST itsel
 }
 
 wait_routed() {  # NODE: until the gateway's /api/cluster shows it healthy (else wait 2 probes)
-  local name=$1 deadline=$((SECONDS + 60)) body ivl
+  local name=$1 deadline=$((SECONDS + 60)) body
   remote "$GATEWAY_HOST" "systemctl is-active -q strata-gateway.service" 2>/dev/null || return 0
   while ((SECONDS < deadline)); do
     body=$(remote "$GATEWAY_HOST" ". /etc/strata/gateway.env 2>/dev/null || true
@@ -38,8 +38,7 @@ sys.exit(0 if any(b["name"] == sys.argv[1] and b["state"] == "healthy" for b in 
     sleep 0.2
   done
   # No view of the gateway (admin key only in cluster.yaml): give it two probe intervals.
-  ivl=$(q 'g=c["gateway"]; print(g["health_interval_ms"] * (g["healthy_threshold"] + 1))')
-  sleep "$(awk -v ms="$ivl" 'BEGIN {print ms / 1000}')"
+  sleep "$(awk -v ms="$PROBE_WAIT_MS" 'BEGIN {print ms / 1000}')"
 }
 
 roll_unit() {  # HOST UNIT ACTION

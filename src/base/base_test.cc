@@ -1,7 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "base/fp16.h"
 #include "base/progress.h"
@@ -16,25 +23,62 @@ TEST(Progress, RendersBarRateAndEta) {
   const std::string line = strata::Progress::Render("pull x", 256u << 20, 1u << 30,
                                                     strata::Progress::Unit::kBytes, 2.0, 8);
   EXPECT_EQ(line, "pull x  [##......]  25%  256.0 MiB/1.0 GiB  128.0 MiB/s  ETA 0:06");
-  const std::string done = strata::Progress::Render("q", 10, 10, strata::Progress::Unit::kItems,
-                                                    1.0, 4);
+  const std::string done =
+      strata::Progress::Render("q", 10, 10, strata::Progress::Unit::kItems, 1.0, 4);
   EXPECT_EQ(done, "q  [####] 100%  10/10  10/s  ETA 0:00");
   EXPECT_EQ(strata::Progress::Render("u", 1536, 0, strata::Progress::Unit::kBytes, 1.0, 4),
             "u  1.5 KiB  1.5 KiB/s");
 }
 
-TEST(Progress, PlainLinesWhenNotATerminal) {
+// What a Progress("work", 100 items) writes to a non-terminal while `work` runs on it.
+std::string ProgressOutput(const std::function<void(strata::Progress&)>& work) {
   char* buf = nullptr;
   size_t size = 0;
   FILE* out = open_memstream(&buf, &size);
   {
     strata::Progress p("work", 100, strata::Progress::Unit::kItems, out);
-    p.Add(100);  // quicker than the quiet period: nothing drawn
+    work(p);
   }
   std::fflush(out);
-  EXPECT_EQ(size, 0u);
+  std::string text(buf, size);
   std::fclose(out);
   std::free(buf);
+  return text;
+}
+
+TEST(Progress, PlainLinesWhenNotATerminal) {
+  // Quicker than the quiet period: nothing drawn.
+  EXPECT_EQ(ProgressOutput([](strata::Progress& p) { p.Add(100); }), "");
+}
+
+TEST(Progress, PlainLineCarriesRateAndEta) {
+  // 300 of 1000 items in 3 s, 100 already done before (a resumed job): 66/s, 11 s left.
+  EXPECT_EQ(strata::Progress::RenderPlain("pull", 300, 1000, strata::Progress::Unit::kItems, 3.0,
+                                          100, false),
+            "pull: 30% (300 of 1000, 66/s, ETA 0:11)");
+  EXPECT_EQ(
+      strata::Progress::RenderPlain("q", 1536, 0, strata::Progress::Unit::kBytes, 1.0, 0, true),
+      "q: 1.5 KiB (1.5 KiB/s), done");
+}
+
+TEST(Progress, PlainLineAtEachTenPercentAfterTheQuietPeriod) {
+  const std::string text = ProgressOutput([](strata::Progress& p) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(350));
+    p.Add(10);  // 10%: the first line
+    p.Add(5);   // same step, within 5 s: nothing
+    p.Add(5);   // 20%: a line
+    p.Add(80);  // 100%: a line; then Finish() adds ", done"
+  });
+  std::vector<std::string> lines;
+  for (size_t b = 0, e; (e = text.find('\n', b)) != std::string::npos; b = e + 1)
+    lines.push_back(text.substr(b, e - b));
+  ASSERT_EQ(lines.size(), 4u) << text;
+  EXPECT_EQ(lines[0].rfind("work: 10% (10 of 100, ", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind("work: 20% (20 of 100, ", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[2].rfind("work: 100% (100 of 100, ", 0), 0u) << lines[2];
+  EXPECT_EQ(lines[3].rfind("work: 100% (100 of 100, ", 0), 0u) << lines[3];
+  EXPECT_NE(lines[3].find("ETA 0:00), done"), std::string::npos) << lines[3];
+  for (const std::string& l : lines) EXPECT_NE(l.find("/s, ETA "), std::string::npos) << l;
 }
 
 TEST(Fp16, RoundTripsEveryHalf) {
@@ -46,10 +90,10 @@ TEST(Fp16, RoundTripsEveryHalf) {
 }
 
 TEST(Fp16, RoundsToNearestEven) {
-  EXPECT_EQ(fp16_to_f32(f32_to_fp16(1.0f + 1.0f / 2048)), 1.0f);               // tie -> even
+  EXPECT_EQ(fp16_to_f32(f32_to_fp16(1.0f + 1.0f / 2048)), 1.0f);                // tie -> even
   EXPECT_EQ(fp16_to_f32(f32_to_fp16(1.0f + 3.0f / 2048)), 1.0f + 2.0f / 1024);  // tie -> even
   EXPECT_EQ(f32_to_fp16(65520.0f), 0x7c00);                                     // overflow -> inf
-  EXPECT_EQ(fp16_to_f32(f32_to_fp16(5.9604645e-08f)), 5.9604645e-08f);          // smallest subnormal
+  EXPECT_EQ(fp16_to_f32(f32_to_fp16(5.9604645e-08f)), 5.9604645e-08f);  // smallest subnormal
 }
 
 TEST(Bf16, RoundsToNearestEven) {

@@ -110,7 +110,8 @@ std::string FormatLogLine(LogFormat format, int64_t ts_ms, LogLevel level, const
   }
   const char* lv = kLevelNames[static_cast<int>(level)];
   if (format == LogFormat::kText) {
-    std::string o = IsoTime(ts_ms) + " [" + component + (node.empty() ? "" : " " + node) + " " + lv + "]";
+    std::string o =
+        IsoTime(ts_ms) + " [" + component + (node.empty() ? "" : " " + node) + " " + lv + "]";
     if (!request_id.empty()) o += " [" + request_id + "]";
     o += " " + msg;
     for (const LogField& f : extra) o += " " + f.key + "=" + f.json;
@@ -121,7 +122,8 @@ std::string FormatLogLine(LogFormat format, int64_t ts_ms, LogLevel level, const
   if (!node.empty()) o += ",\"node\":" + LogQuote(node);
   if (!request_id.empty()) o += ",\"request_id\":" + LogQuote(request_id);
   o += ",\"msg\":" + LogQuote(msg);
-  for (const LogField& f : extra) o += "," + LogQuote(f.key) + ":" + (f.json.empty() ? "null" : f.json);
+  for (const LogField& f : extra)
+    o += "," + LogQuote(f.key) + ":" + (f.json.empty() ? "null" : f.json);
   return o + "}";
 }
 

@@ -42,15 +42,15 @@ void LogEvent(LogLevel level, const std::string& message, const std::string& req
 
 }  // namespace strata
 
-#define STRATA_LOG(level, ...)                                               \
-  do {                                                                       \
+#define STRATA_LOG(level, ...)                                                \
+  do {                                                                        \
     if (static_cast<int>(level) <= static_cast<int>(::strata::GetLogLevel())) \
-      ::strata::LogMessage(level, ::strata::StrFormat(__VA_ARGS__));         \
+      ::strata::LogMessage(level, ::strata::StrFormat(__VA_ARGS__));          \
   } while (0)
 
 // The same, for a line that belongs to a request: its request id becomes a field.
-#define STRATA_LOG_REQ(level, request_id, ...)                                     \
-  do {                                                                             \
-    if (static_cast<int>(level) <= static_cast<int>(::strata::GetLogLevel()))       \
+#define STRATA_LOG_REQ(level, request_id, ...)                                       \
+  do {                                                                               \
+    if (static_cast<int>(level) <= static_cast<int>(::strata::GetLogLevel()))        \
       ::strata::LogEvent(level, ::strata::StrFormat(__VA_ARGS__), (request_id), {}); \
   } while (0)

@@ -10,16 +10,18 @@ TEST(Log, JsonLineHasTheSharedFields) {
   SetLogComponent("gateway");
   SetLogNode("n1");
   // 2026-12-03T18:33:40.123Z
-  const std::string line = FormatLogLine(LogFormat::kJson, 1796322820123, LogLevel::kWarn,
-                                         "said \"hi\"\n", "gw-1f",
-                                         {{"status", "200"}, {"path", LogQuote("/v1/x")}});
+  const std::string line =
+      FormatLogLine(LogFormat::kJson, 1796322820123, LogLevel::kWarn, "said \"hi\"\n", "gw-1f",
+                    {{"status", "200"}, {"path", LogQuote("/v1/x")}});
   EXPECT_EQ(line,
             "{\"ts\":\"2026-12-03T18:33:40.123Z\",\"level\":\"warn\",\"component\":\"gateway\","
             "\"node\":\"n1\",\"request_id\":\"gw-1f\",\"msg\":\"said \\\"hi\\\"\\n\","
             "\"status\":200,\"path\":\"/v1/x\"}");
   SetLogNode("");
   const std::string bare = FormatLogLine(LogFormat::kJson, 0, LogLevel::kInfo, "m", "", {});
-  EXPECT_EQ(bare, "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"info\",\"component\":\"gateway\",\"msg\":\"m\"}");
+  EXPECT_EQ(bare,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"info\",\"component\":\"gateway\","
+            "\"msg\":\"m\"}");
   SetLogComponent("strata");
 }
 

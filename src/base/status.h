@@ -48,8 +48,8 @@ Status Errorf(const char* fmt, Args... args) {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}           // NOLINT(implicit)
-  Result(Status status) : v_(std::move(status)) {}     // NOLINT(implicit); must be an error
+  Result(T value) : v_(std::move(value)) {}         // NOLINT(implicit)
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT(implicit); must be an error
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   Status status() const { return ok() ? Status::Ok() : std::get<Status>(v_); }
@@ -69,10 +69,10 @@ class Result {
 #define STRATA_CONCAT_INNER(a, b) a##b
 #define STRATA_CONCAT(a, b) STRATA_CONCAT_INNER(a, b)
 
-#define STRATA_RETURN_IF_ERROR(expr)        \
-  do {                                      \
-    ::strata::Status _st = (expr);          \
-    if (!_st.ok()) return _st;              \
+#define STRATA_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::strata::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 #define STRATA_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

@@ -54,9 +54,10 @@ struct BenchArgs {
   int n_gen = 128;
   int threads = 0;
   int reps = 5;
-  int parallel = 1;  // sequences decoding together in tg (aggregate tokens/s)
-  int n_depth = 0;   // tokens already in the KV cache before each test (llama-bench -d)
+  int parallel = 1;    // sequences decoding together in tg (aggregate tokens/s)
+  int n_depth = 0;     // tokens already in the KV cache before each test (llama-bench -d)
   int depth_eval = 0;  // >0: evaluate only this many depth tokens, repeat their K/V rows
+  std::string cache_type_k = "f16", cache_type_v = "f16";  // KV cache types
   bool json = false;
   bool memory_bandwidth = false;
   int membw_mib = 1024;
@@ -88,8 +89,7 @@ Stats Summarize(std::vector<double> s) {
 }
 
 nlohmann::json StatsJson(const Stats& st) {
-  return {{"mean", st.mean}, {"stddev", st.stddev}, {"median", st.median},
-          {"samples", st.samples}};
+  return {{"mean", st.mean}, {"stddev", st.stddev}, {"median", st.median}, {"samples", st.samples}};
 }
 
 uint64_t MatrixBytes(const Matrix& m) {
@@ -139,12 +139,12 @@ class EngineBench {
       STRATA_RETURN_IF_ERROR(fwd_.Run(batch_, nullptr, &logits_));
     }
     KvCache& kv = e_->cache();
-    const size_t row = static_cast<size_t>(kv.kv_dim());  // f16 elements per position
+    const size_t krow = kv.k_row_bytes(), vrow = kv.v_row_bytes();  // bytes per position
     for (int p = n_real; p < depth_; p += n_real) {
       const size_t n = static_cast<size_t>(std::min(n_real, depth_ - p));
       for (int l = 0; l < kv.n_layers(); ++l) {
-        std::memcpy(kv.K(l, 0) + p * row, kv.K(l, 0), n * row * sizeof(uint16_t));
-        std::memcpy(kv.V(l, 0) + p * row, kv.V(l, 0), n * row * sizeof(uint16_t));
+        std::memcpy(kv.KRows(l, 0) + p * krow, kv.KRows(l, 0), n * krow);
+        std::memcpy(kv.VRows(l, 0) + p * vrow, kv.VRows(l, 0), n * vrow);
       }
     }
     kv.set_length(0, depth_);
@@ -279,6 +279,8 @@ int Bench(const BenchArgs& a) {
     eo.threads = a.threads;
     eo.n_batch = std::max({1, a.n_prompt, a.parallel, a.n_depth > 0 ? kDepthChunk : 0});
     eo.n_seq = a.parallel;
+    eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
+    eo.cache_type_v = ParseKvType(a.cache_type_v).value();
     auto loaded = Engine::Load(eo);
     if (!loaded.ok()) return Fail(loaded.status().message());
     Engine& e = *loaded.value();
@@ -294,10 +296,12 @@ int Bench(const BenchArgs& a) {
     out["reps"] = a.reps;
     out["n_depth"] = a.n_depth;
     out["n_ctx"] = e.cache().n_ctx();
-    // F16 K and V rows of every layer: bytes one cached position takes.
-    const uint64_t kv_per_token =
-        static_cast<uint64_t>(e.cache().n_layers()) * 2 * e.cache().kv_dim() * sizeof(uint16_t);
+    // K and V rows of every layer: bytes one cached position takes.
+    const uint64_t kv_per_token = static_cast<uint64_t>(e.cache().n_layers()) *
+                                  (e.cache().k_row_bytes() + e.cache().v_row_bytes());
     out["kv_bytes_per_token"] = kv_per_token;
+    out["cache_type_k"] = DTypeName(e.cache().k_type());
+    out["cache_type_v"] = DTypeName(e.cache().v_type());
     out["kv_cache_reserved_bytes"] = e.cache().bytes();
     if (!a.json)
       std::printf("model %s (%s, %d layers), %d threads, %d reps%s\n", a.model.c_str(),
@@ -353,9 +357,9 @@ int Bench(const BenchArgs& a) {
       out["tg"] = j;
     }
     // Positions in use at the end: the depth context plus the longer test.
-    out["kv_cache_used_bytes"] =
-        kv_per_token * static_cast<uint64_t>(a.n_depth + std::max(a.n_prompt, a.n_gen)) *
-        static_cast<uint64_t>(a.parallel);
+    out["kv_cache_used_bytes"] = kv_per_token *
+                                 static_cast<uint64_t>(a.n_depth + std::max(a.n_prompt, a.n_gen)) *
+                                 static_cast<uint64_t>(a.parallel);
     out["rss_bytes"] = ResidentBytes();
     if (!a.json) {
       const int w = a.n_depth > 0 ? 20 : 8;
@@ -375,11 +379,12 @@ int Bench(const BenchArgs& a) {
       }
       std::printf("weights read per generated token: %.1f MB\n", static_cast<double>(wbytes) / 1e6);
       if (a.n_depth > 0)
-        std::printf("KV cache: %.1f MiB in use (%.1f KiB per position, F16), process RSS %.1f "
-                    "MiB\n",
-                    out["kv_cache_used_bytes"].get<double>() / (1 << 20),
-                    static_cast<double>(kv_per_token) / 1024,
-                    out["rss_bytes"].get<double>() / (1 << 20));
+        std::printf(
+            "KV cache: %.1f MiB in use (%.1f KiB per position, K %s, V %s), process "
+            "RSS %.1f MiB\n",
+            out["kv_cache_used_bytes"].get<double>() / (1 << 20),
+            static_cast<double>(kv_per_token) / 1024, DTypeName(e.cache().k_type()),
+            DTypeName(e.cache().v_type()), out["rss_bytes"].get<double>() / (1 << 20));
     }
   }
 
@@ -393,9 +398,10 @@ int Bench(const BenchArgs& a) {
     j["threads"] = pool.size();
     out["memory_bandwidth"] = j;
     if (!a.json)
-      std::printf("memory read bandwidth: %.2f GB/s best (median %.2f) of %d passes over %d MiB, "
-                  "%d threads\n",
-                  st.best, st.median, a.membw_passes, a.membw_mib, pool.size());
+      std::printf(
+          "memory read bandwidth: %.2f GB/s best (median %.2f) of %d passes over %d MiB, "
+          "%d threads\n",
+          st.best, st.median, a.membw_passes, a.membw_mib, pool.size());
   }
   if (a.json) std::printf("%s\n", out.dump().c_str());
   return 0;
@@ -406,16 +412,17 @@ int Bench(const BenchArgs& a) {
 Runner AddBenchCommand(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "bench", "measure prompt (ppP) and generation (tgN) speed as llama-bench, and/or memory "
-               "read bandwidth");
+      "bench",
+      "measure prompt (ppP) and generation (tgN) speed as llama-bench, and/or memory "
+      "read bandwidth");
   cmd->add_option("--model,-m", args->model, "GGUF model file");
   cmd->add_option("-p,--n-prompt", args->n_prompt, "prompt tokens in one batch (0: skip pp)")
       ->capture_default_str();
   cmd->add_option("-n,--n-gen", args->n_gen, "tokens generated one at a time (0: skip tg)")
       ->capture_default_str();
   cmd->add_option("--threads,-t", args->threads, "threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")
-      ->capture_default_str();
+  AddKvCacheTypeOptions(cmd, &args->cache_type_k, &args->cache_type_v);
+  cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")->capture_default_str();
   cmd->add_option("-d,--n-depth", args->n_depth,
                   "tokens already in the KV cache before each test (llama-bench's depth; filled "
                   "once, untimed)")

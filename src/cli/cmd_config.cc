@@ -14,10 +14,9 @@ namespace {
 // the config file's directory. Values never appear, only file names.
 nlohmann::json FilesOf(const cluster::ClusterConfig& c) {
   nlohmann::json files = nlohmann::json::array();
-  for (const std::string* f : {&c.cluster.secret_file, &c.gateway.node_api_key_file,
-                               &c.gateway.cache.redis_password_file,
-                               &c.gateway.cache.hmac_key_file, &c.gateway.tls_cert,
-                               &c.gateway.tls_key}) {
+  for (const std::string* f :
+       {&c.cluster.secret_file, &c.gateway.node_api_key_file, &c.gateway.cache.redis_password_file,
+        &c.gateway.cache.hmac_key_file, &c.gateway.tls_cert, &c.gateway.tls_key}) {
     if (!f->empty()) files.push_back(*f);
   }
   return files;
@@ -26,8 +25,12 @@ nlohmann::json FilesOf(const cluster::ClusterConfig& c) {
 nlohmann::json HostsJson(const cluster::ClusterConfig& c) {
   nlohmann::json nodes = nlohmann::json::array();
   for (const cluster::NodeSpec& n : c.nodes) {
-    nodes.push_back({{"name", n.name}, {"host", n.host}, {"port", n.port},
-                     {"stage_port", n.stage_port}, {"mode", c.ModeOf(n)}, {"next", n.next},
+    nodes.push_back({{"name", n.name},
+                     {"host", n.host},
+                     {"port", n.port},
+                     {"stage_port", n.stage_port},
+                     {"mode", c.ModeOf(n)},
+                     {"next", n.next},
                      {"memory", n.memory}});
   }
   const cluster::GatewayConfig& g = c.gateway;

@@ -39,7 +39,8 @@ Result<std::vector<double>> ParseList(const std::string& s, const char* flag) {
   while (std::getline(ss, item, ',')) {
     char* end = nullptr;
     const double v = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !(v > 0)) return Errorf("%s: bad value '%s'", flag, item.c_str());
+    if (item.empty() || *end != '\0' || !(v > 0))
+      return Errorf("%s: bad value '%s'", flag, item.c_str());
     out.push_back(v);
   }
   if (out.empty()) return Errorf("%s: empty list", flag);
@@ -105,14 +106,17 @@ int Loadtest(LoadtestArgs& a) {
   if (!work.ok()) return Fail(work.status().message());
   o.progress = !a.no_progress && isatty(STDERR_FILENO);
 
-  std::printf("strata loadtest: %s%s, %s, %s\n", o.url.c_str(), target->path.c_str(),
-              o.call.stream ? "streaming" : "not streaming",
-              o.prompts_file.empty() ? StrFormat("prompts ~%d tokens, max_tokens %d", o.prompt_tokens, o.output_tokens).c_str()
-                                     : ("prompts from " + o.prompts_file).c_str());
+  std::printf(
+      "strata loadtest: %s%s, %s, %s\n", o.url.c_str(), target->path.c_str(),
+      o.call.stream ? "streaming" : "not streaming",
+      o.prompts_file.empty()
+          ? StrFormat("prompts ~%d tokens, max_tokens %d", o.prompt_tokens, o.output_tokens).c_str()
+          : ("prompts from " + o.prompts_file).c_str());
   if (o.warmup > 0) {
     const loadtest::RequestResult w = loadtest::Warmup(*target, o, *work);
     if (!w.ok)
-      std::fprintf(stderr, "warning: warm-up request failed (%s: %s)\n", w.error.c_str(), w.error_detail.c_str());
+      std::fprintf(stderr, "warning: warm-up request failed (%s: %s)\n", w.error.c_str(),
+                   w.error_detail.c_str());
   }
   std::vector<LevelRun> runs;
   size_t completed = 0;
@@ -133,7 +137,8 @@ int Loadtest(LoadtestArgs& a) {
     return Fail("cannot write " + a.json_out);
   if (!a.svg_out.empty()) {
     const std::string title = a.title.empty() ? "strata loadtest: " + o.url : a.title;
-    if (!WriteFile(a.svg_out, loadtest::RenderSvg(title, runs))) return Fail("cannot write " + a.svg_out);
+    if (!WriteFile(a.svg_out, loadtest::RenderSvg(title, runs)))
+      return Fail("cannot write " + a.svg_out);
   }
   if (completed == 0) return Fail("no request succeeded");
   return 0;
@@ -144,33 +149,41 @@ int Loadtest(LoadtestArgs& a) {
 Runner AddLoadtestCommand(CLI::App& app) {
   auto a = std::make_shared<LoadtestArgs>();
   loadtest::LoadOptions& o = a->o;
-  CLI::App* sub = app.add_subcommand("loadtest", "Load-test an OpenAI-compatible server (docs/loadtest.md)");
+  CLI::App* sub =
+      app.add_subcommand("loadtest", "Load-test an OpenAI-compatible server (docs/loadtest.md)");
   sub->add_option("--url", o.url, "Server base URL, e.g. http://127.0.0.1:8080")->required();
-  sub->add_option("--endpoint", a->endpoint, "chat (/v1/chat/completions) or completions (/v1/completions)")
+  sub->add_option("--endpoint", a->endpoint,
+                  "chat (/v1/chat/completions) or completions (/v1/completions)")
       ->capture_default_str();
   sub->add_option("--api-key", o.call.api_key, "Bearer key (default: $OPENAI_API_KEY)");
   sub->add_option("--model", o.model, "\"model\" field of the requests (omitted when empty)");
   sub->add_option("--concurrency,-c", a->concurrency, "Requests in flight, or a sweep: 1,2,4,8")
       ->capture_default_str();
   sub->add_option("--rate", a->rates, "Poisson arrivals at R requests/s (a list sweeps: 0.5,1,2)");
-  sub->add_option("--max-concurrency", a->max_concurrency, "With --rate: cap on requests in flight (0: none)");
+  sub->add_option("--max-concurrency", a->max_concurrency,
+                  "With --rate: cap on requests in flight (0: none)");
   sub->add_option("--requests,-n", o.requests, "Requests per level")->capture_default_str();
   sub->add_option("--duration", o.duration_s, "Seconds per level (instead of --requests)");
   sub->add_option("--prompt-tokens", o.prompt_tokens, "Synthetic prompt length (words ~ tokens)")
       ->capture_default_str();
   sub->add_option("--output-tokens,--max-tokens", o.output_tokens, "max_tokens of every request")
       ->capture_default_str();
-  sub->add_flag("--ignore-eos", o.ignore_eos, "Send ignore_eos and min_tokens (fixed output length)");
+  sub->add_flag("--ignore-eos", o.ignore_eos,
+                "Send ignore_eos and min_tokens (fixed output length)");
   sub->add_option("--temperature", o.temperature, "Sampling temperature")->capture_default_str();
-  sub->add_option("--prompts-file", o.prompts_file, "JSONL ({\"prompt\"} or {\"messages\"}) or one prompt per line");
-  sub->add_flag("--no-stream", a->no_stream, "Non-streamed requests (TTFT, TPOT, ITL not measured)");
+  sub->add_option("--prompts-file", o.prompts_file,
+                  "JSONL ({\"prompt\"} or {\"messages\"}) or one prompt per line");
+  sub->add_flag("--no-stream", a->no_stream,
+                "Non-streamed requests (TTFT, TPOT, ITL not measured)");
   sub->add_option("--timeout", o.call.timeout_s, "Per-request timeout (s)")->capture_default_str();
-  sub->add_option("--warmup", o.warmup, "Untimed requests before the first level")->capture_default_str();
+  sub->add_option("--warmup", o.warmup, "Untimed requests before the first level")
+      ->capture_default_str();
   sub->add_option("--seed", o.seed, "Seed of prompts and arrivals")->capture_default_str();
   sub->add_option("--json", a->json_out, "Write the report as JSON");
   sub->add_option("--svg", a->svg_out, "Write an SVG chart of throughput and latency per level");
   sub->add_option("--title", a->title, "Title of the SVG chart");
-  sub->add_flag("--no-progress", a->no_progress, "No progress bar (it is drawn only on a terminal)");
+  sub->add_flag("--no-progress", a->no_progress,
+                "No progress bar (it is drawn only on a terminal)");
   return [a] { return Loadtest(*a); };
 }
 

@@ -3,8 +3,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/progress.h"
 #include "cli/commands.h"
-#include "hub/progress.h"
 #include "hub/pull.h"
 #include "hub/ref.h"
 
@@ -28,11 +28,10 @@ int Pull(const PullArgs& a) {
   o.http.idle_timeout_s = a.idle_timeout;
   auto r = hub::Pull(a.ref, o);
   if (!r.ok()) return Fail(r.status().message());
-  if (r->already_present)
-    std::fprintf(stderr, "already present (delete it to pull again)\n");
+  if (r->already_present) std::fprintf(stderr, "already present (delete it to pull again)\n");
   else
-    std::fprintf(stderr, "%s, sha256 %s (%s)\n", hub::HumanBytes(r->size).c_str(),
-                 r->sha256.c_str(), r->verified ? "verified" : "not published by the source");
+    std::fprintf(stderr, "%s, sha256 %s (%s)\n", HumanBytes(r->size).c_str(), r->sha256.c_str(),
+                 r->verified ? "verified" : "not published by the source");
   std::printf("%s\n", r->path.c_str());
   return 0;
 }
@@ -49,8 +48,13 @@ int Models(const ModelsArgs& a) {
   if (a.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& m : models.value())
-      j.push_back({{"name", m.name}, {"path", m.path}, {"size", m.size}, {"arch", m.arch},
-                   {"quant", m.quant}, {"ref", m.ref}, {"sha256", m.sha256}});
+      j.push_back({{"name", m.name},
+                   {"path", m.path},
+                   {"size", m.size},
+                   {"arch", m.arch},
+                   {"quant", m.quant},
+                   {"ref", m.ref},
+                   {"sha256", m.sha256}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -61,7 +65,7 @@ int Models(const ModelsArgs& a) {
   }
   std::printf("%-56s %10s %-7s %-8s %s\n", "NAME", "SIZE", "ARCH", "QUANT", "SOURCE");
   for (const auto& m : models.value())
-    std::printf("%-56s %10s %-7s %-8s %s\n", m.name.c_str(), hub::HumanBytes(m.size).c_str(),
+    std::printf("%-56s %10s %-7s %-8s %s\n", m.name.c_str(), HumanBytes(m.size).c_str(),
                 m.arch.c_str(), m.quant.c_str(), m.ref.empty() ? "-" : m.ref.c_str());
   return 0;
 }
@@ -71,8 +75,9 @@ int Models(const ModelsArgs& a) {
 Runner AddPullCommand(CLI::App& app) {
   auto a = std::make_shared<PullArgs>();
   CLI::App* sub = app.add_subcommand(
-      "pull", "Download a GGUF model: hf://OWNER/REPO/FILE.gguf[@REV], OWNER/REPO[:QUANT] or an "
-              "http(s) URL (HF_ENDPOINT and HF_TOKEN honoured)");
+      "pull",
+      "Download a GGUF model: hf://OWNER/REPO/FILE.gguf[@REV], OWNER/REPO[:QUANT] or an "
+      "http(s) URL (HF_ENDPOINT and HF_TOKEN honoured)");
   sub->add_option("ref", a->ref, "Model reference")->required();
   sub->add_option("--out,-o", a->out,
                   "Models directory (default: $STRATA_MODELS, $XDG_DATA_HOME/strata/models or "
@@ -87,8 +92,9 @@ Runner AddPullCommand(CLI::App& app) {
 
 Runner AddModelsCommand(CLI::App& app) {
   auto a = std::make_shared<ModelsArgs>();
-  CLI::App* sub = app.add_subcommand("models", "List the pulled models (name, size, "
-                                               "architecture, quantization, source)");
+  CLI::App* sub = app.add_subcommand("models",
+                                     "List the pulled models (name, size, "
+                                     "architecture, quantization, source)");
   sub->add_option("--dir", a->dir, "Models directory (default as for pull)");
   sub->add_flag("--json", a->json, "Print JSON");
   return [a] { return Models(*a); };

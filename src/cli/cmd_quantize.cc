@@ -27,8 +27,7 @@ int Quantize(const QuantizeArgs& a) {
   QuantizeOptions opts;
   opts.threads = a.threads;
   // On a terminal a progress bar (rate, ETA); elsewhere the per-tensor lines.
-  if (!a.quiet && isatty(STDERR_FILENO) == 1)
-    opts.progress = true;
+  if (!a.quiet && isatty(STDERR_FILENO) == 1) opts.progress = true;
   else if (!a.quiet)
     opts.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto st = QuantizeModel(a.in, a.out, ft.value(), opts);
@@ -48,12 +47,15 @@ int Quantize(const QuantizeArgs& a) {
   std::printf("%s -> %s (%s): %d tensors, %d quantized", a.in.c_str(), a.out.c_str(),
               QuantFileTypeName(ft.value()), s.n_tensors, s.n_quantized);
   if (s.n_fallback > 0) std::printf(", %d by row-length fallback", s.n_fallback);
-  std::printf("\n  size %.2f MiB (%.2f bits/weight) -> %.2f MiB (%.2f bits/weight) in %.1f s\n",
-              static_cast<double>(s.bytes_in) / mib,
-              s.n_elements ? 8.0 * static_cast<double>(s.bytes_in) / static_cast<double>(s.n_elements) : 0.0,
-              static_cast<double>(s.bytes_out) / mib,
-              s.n_elements ? 8.0 * static_cast<double>(s.bytes_out) / static_cast<double>(s.n_elements) : 0.0,
-              s.seconds);
+  std::printf(
+      "\n  size %.2f MiB (%.2f bits/weight) -> %.2f MiB (%.2f bits/weight) in %.1f s\n",
+      static_cast<double>(s.bytes_in) / mib,
+      s.n_elements ? 8.0 * static_cast<double>(s.bytes_in) / static_cast<double>(s.n_elements)
+                   : 0.0,
+      static_cast<double>(s.bytes_out) / mib,
+      s.n_elements ? 8.0 * static_cast<double>(s.bytes_out) / static_cast<double>(s.n_elements)
+                   : 0.0,
+      s.seconds);
   for (const auto& [name, m] : mix)
     std::printf("  %-5s %4d tensors %10.2f MiB\n", name.c_str(), m.first,
                 static_cast<double>(m.second) / mib);

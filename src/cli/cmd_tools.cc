@@ -44,8 +44,11 @@ int Inspect(const InspectArgs& a) {
     for (const auto& e : f.metadata())
       j["metadata"][std::string(e.key)] = gguf::ValueToString(e.value, a.max_elems);
     for (const auto& t : f.tensors())
-      j["tensors"].push_back({{"name", std::string(t.name)}, {"type", DTypeName(t.type)},
-                              {"dims", t.dims}, {"offset", t.offset}, {"bytes", t.nbytes}});
+      j["tensors"].push_back({{"name", std::string(t.name)},
+                              {"type", DTypeName(t.type)},
+                              {"dims", t.dims},
+                              {"offset", t.offset},
+                              {"bytes", t.nbytes}});
     std::printf("%s\n", j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
@@ -63,20 +66,21 @@ int Inspect(const InspectArgs& a) {
   auto cfg = ConfigFromGguf(f);
   if (cfg.ok()) {
     const ModelConfig& c = cfg.value();
-    std::printf("\nmodel: %s, %d layers, hidden %lld, ffn %lld, heads %d/%d (head dim %d), vocab %lld\n",
-                c.arch_name.c_str(), c.n_layers, static_cast<long long>(c.hidden),
-                static_cast<long long>(c.ffn), c.n_heads, c.n_kv_heads, c.head_dim,
-                static_cast<long long>(c.n_vocab));
+    std::printf(
+        "\nmodel: %s, %d layers, hidden %lld, ffn %lld, heads %d/%d (head dim %d), vocab %lld\n",
+        c.arch_name.c_str(), c.n_layers, static_cast<long long>(c.hidden),
+        static_cast<long long>(c.ffn), c.n_heads, c.n_kv_heads, c.head_dim,
+        static_cast<long long>(c.n_vocab));
   }
   std::printf("\ntensors:\n");
   uint64_t total = 0;
   for (const auto& t : f.tensors()) {
     std::string dims;
-    for (size_t i = 0; i < t.dims.size(); ++i)
-      dims += (i ? ", " : "") + std::to_string(t.dims[i]);
+    for (size_t i = 0; i < t.dims.size(); ++i) dims += (i ? ", " : "") + std::to_string(t.dims[i]);
     std::printf("  %-32.*s %-6s [%s] offset %llu, %llu bytes\n", static_cast<int>(t.name.size()),
                 t.name.data(), DTypeName(t.type), dims.c_str(),
-                static_cast<unsigned long long>(t.offset), static_cast<unsigned long long>(t.nbytes));
+                static_cast<unsigned long long>(t.offset),
+                static_cast<unsigned long long>(t.nbytes));
     total += t.nbytes;
   }
   std::printf("\n%zu tensors, %.2f MiB of tensor data\n", f.tensors().size(),
@@ -125,7 +129,8 @@ int Synth(const SynthArgs& a) {
 Runner AddTokenizeCommand(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
   CLI::App* sub = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  sub->add_option("--model,-m", a->model, "GGUF file (a vocabulary-only file works too)")->required();
+  sub->add_option("--model,-m", a->model, "GGUF file (a vocabulary-only file works too)")
+      ->required();
   sub->add_option("--text", a->text, "Text to tokenize")->required();
   sub->add_flag("--add-special", a->add_special, "Add BOS/EOS as the model asks");
   sub->add_flag("--parse-special", a->parse_special, "Turn special-token text into special tokens");
@@ -145,9 +150,11 @@ Runner AddModelCommand(CLI::App& app) {
   auto a = std::make_shared<SynthArgs>();
   CLI::App* model = app.add_subcommand("model", "Model file tools");
   model->require_subcommand(1);
-  CLI::App* sub = model->add_subcommand("synth", "Write a GGUF with random weights of a real shape");
-  sub->add_option("--shape", a->shape,
-                  "r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, tiny-qwen2, tiny-llama (base for overrides)");
+  CLI::App* sub =
+      model->add_subcommand("synth", "Write a GGUF with random weights of a real shape");
+  sub->add_option(
+      "--shape", a->shape,
+      "r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, tiny-qwen2, tiny-llama (base for overrides)");
   sub->add_option("--out,-o", a->out, "Output GGUF path")->required();
   sub->add_option("--type", a->type, "Weight type: f32, f16, bf16, q8_0");
   sub->add_option("--seed", a->seed, "Seed");

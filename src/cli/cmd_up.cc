@@ -81,12 +81,12 @@ void PrintBanner(const up::Topology& t, bool demo, const std::vector<pid_t>& pid
     std::printf("(a gateway in front of %zu replicas) ====\n", t.nodes.size());
   else if (t.mode == "pipeline")
     std::printf("(a gateway in front of a %zu-stage pipeline) ====\n", t.nodes.size());
-  else
-    std::printf("(the local part of %s) ====\n", t.config_path.c_str());
+  else std::printf("(the local part of %s) ====\n", t.config_path.c_str());
   if (demo)
-    std::printf("\n  WARNING: this is the DEMO model. Its weights are RANDOM, so the text it writes "
-                "is MEANINGLESS.\n  For real answers: strata pull "
-                "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF:Q4_K_M, then strata up --model FILE\n");
+    std::printf(
+        "\n  WARNING: this is the DEMO model. Its weights are RANDOM, so the text it writes "
+        "is MEANINGLESS.\n  For real answers: strata pull "
+        "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF:Q4_K_M, then strata up --model FILE\n");
   std::printf("\n  gateway   %-28s OpenAI API: /v1/chat/completions /v1/completions /v1/models\n",
               url.c_str());
   for (const up::NodeInfo& n : t.nodes) {
@@ -123,15 +123,18 @@ int RunUp(UpArgs& a) {
   if (!a.config.empty()) {
     if ((a.mode && a.mode->count()) || (a.nodes && a.nodes->count()) ||
         (a.model_opt && a.model_opt->count()))
-      return Fail("--config takes the model and the nodes from the file: drop --mode, --nodes "
-                  "and --model");
+      return Fail(
+          "--config takes the model and the nodes from the file: drop --mode, --nodes "
+          "and --model");
     auto topo = up::LocalTopology(a.config, a.o.threads);
     if (!topo.ok()) return Fail(topo.status().message());
     t = std::move(topo).value();
     demo = up::IsDemoModel(t.model_path);
     if (t.nodes.empty())
-      std::fprintf(stderr, "strata up: no node of %s is on this machine: starting the gateway "
-                   "only\n", a.config.c_str());
+      std::fprintf(stderr,
+                   "strata up: no node of %s is on this machine: starting the gateway "
+                   "only\n",
+                   a.config.c_str());
   } else {
     auto m = ResolveUpModel(a.model);
     if (!m.ok()) return Fail(m.status().message());
@@ -142,8 +145,10 @@ int RunUp(UpArgs& a) {
     t = std::move(topo).value();
   }
   if (demo)
-    std::fprintf(stderr, "strata up: DEMO model %s: its weights are random, so its text is "
-                 "meaningless\n", t.model_path.c_str());
+    std::fprintf(stderr,
+                 "strata up: DEMO model %s: its weights are random, so its text is "
+                 "meaningless\n",
+                 t.model_path.c_str());
   up::SupervisorOptions so;
   so.log_dir = t.run_dir;
   so.prefix_logs = !a.no_logs;
@@ -170,16 +175,21 @@ int RunUp(UpArgs& a) {
 Runner AddUpCommand(CLI::App& app) {
   auto a = std::make_shared<UpArgs>();
   CLI::App* sub = app.add_subcommand(
-      "up", "Start a gateway and compute nodes on this machine (replicas or a pipeline) and "
-            "supervise them until Ctrl-C");
-  a->mode = sub->add_option("--mode", a->o.mode, "replica: N whole-model nodes; pipeline: the "
+      "up",
+      "Start a gateway and compute nodes on this machine (replicas or a pipeline) and "
+      "supervise them until Ctrl-C");
+  a->mode = sub->add_option("--mode", a->o.mode,
+                            "replica: N whole-model nodes; pipeline: the "
                             "layers split over N stages by the planner")
-      ->check(CLI::IsMember({"replica", "pipeline"}))->capture_default_str();
+                ->check(CLI::IsMember({"replica", "pipeline"}))
+                ->capture_default_str();
   a->nodes = sub->add_option("--nodes,-n", a->o.nodes, "Compute nodes")
-      ->check(CLI::Range(1, 64))->capture_default_str();
+                 ->check(CLI::Range(1, 64))
+                 ->capture_default_str();
   a->model_opt = sub->add_option("--model,-m", a->model,
                                  "GGUF model file (default: the demo model, random weights)");
-  sub->add_option("--port,-p", a->o.port, "Gateway port")->check(CLI::Range(1, 65535))
+  sub->add_option("--port,-p", a->o.port, "Gateway port")
+      ->check(CLI::Range(1, 65535))
       ->capture_default_str();
   sub->add_option("--host", a->o.host, "Gateway listen address (0.0.0.0: every interface)")
       ->capture_default_str();
@@ -190,14 +200,17 @@ Runner AddUpCommand(CLI::App& app) {
                   "Compute threads shared by the nodes (0: all cores)")
       ->check(CLI::Range(0, 1024));
   sub->add_option("--parallel", a->o.parallel, "Sequence slots per node")
-      ->check(CLI::Range(1, 256))->capture_default_str();
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   sub->add_option("--ctx", a->o.ctx, "Context size per slot")
-      ->check(CLI::Range(8, 1 << 24))->capture_default_str();
+      ->check(CLI::Range(8, 1 << 24))
+      ->capture_default_str();
   sub->add_option("--run-dir", a->o.run_dir,
                   "Where cluster.yaml, the secrets and the logs go (default: "
                   "$XDG_CACHE_HOME/strata/up/PID)");
   sub->add_option("--timeout", a->timeout_s, "Seconds to wait for every process to be ready")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   sub->add_flag("--no-logs", a->no_logs,
                 "Do not stream the processes' output (it still goes to RUN_DIR/NAME.log)");
   return [a] { return RunUp(*a); };

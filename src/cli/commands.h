@@ -3,6 +3,8 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -29,6 +31,13 @@ Runner AddConfigCommand(CLI::App& app);
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);
+
+// --cache-type-k and --cache-type-v (f16, q8_0, q4_0; any case), of run, node, bench and plan.
+// Returns the two options (for "was it given").
+std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::string* k,
+                                                            std::string* v);
+// --chat-template of run and node: a family of tokenizer/chat_template.h, checked.
+void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help);
 
 // --model of run and node: a local path as is, a reference (hub/ref.h) looked up in the models
 // directory and pulled on first use.

@@ -11,6 +11,24 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::string* k,
+                                                            std::string* v) {
+  CLI::Option* ok =
+      sub->add_option("--cache-type-k", *k, "KV cache type of the keys: f16, q8_0, q4_0")
+          ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}, CLI::ignore_case))
+          ->capture_default_str();
+  CLI::Option* ov =
+      sub->add_option("--cache-type-v", *v, "KV cache type of the values: f16, q8_0, q4_0")
+          ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}, CLI::ignore_case))
+          ->capture_default_str();
+  return {ok, ov};
+}
+
+void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help) {
+  sub->add_option("--chat-template", *family, help)
+      ->check(CLI::IsMember({"deepseek-r1", "qwen2.5", "llama3.1", "llama3", "chatml"}));
+}
+
 void AddLogFormatOption(CLI::App* sub, std::string* format) {
   sub->add_option("--log-format", *format,
                   "Log lines as json or text (default: $STRATA_LOG_FORMAT, else json unless "
@@ -18,7 +36,8 @@ void AddLogFormatOption(CLI::App* sub, std::string* format) {
       ->check(CLI::IsMember({"json", "text"}));
 }
 
-bool SetUpLogging(const std::string& format, const std::string& component, const std::string& node) {
+bool SetUpLogging(const std::string& format, const std::string& component,
+                  const std::string& node) {
   LogFormat f;
   if (!format.empty()) {
     if (!ParseLogFormat(format, &f)) {

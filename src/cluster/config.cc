@@ -85,8 +85,8 @@ class Reader {
     return Status::Ok();
   }
 
-  Status Num(const YAML::Node& map, const char* key, const std::string& where, double lo,
-             double hi, double* out) const {
+  Status Num(const YAML::Node& map, const char* key, const std::string& where, double lo, double hi,
+             double* out) const {
     const YAML::Node v = map[key];
     if (!v) return Status::Ok();
     double x = 0;
@@ -135,9 +135,14 @@ class Reader {
   }
 
   Status Node(const YAML::Node& n, const std::string& where, NodeSpec* s) const {
-    STRATA_RETURN_IF_ERROR(Keys(n, where,
-                                {"name", "host", "port", "stage_port", "layers", "next", "memory",
-                                 "speed", "threads", "parallel", "ctx", "stage_grace_ms"}));
+    // clang-format off
+    STRATA_RETURN_IF_ERROR(Keys(
+        n, where,
+        {"name", "host", "port", "stage_port", "layers", "next", "memory", "speed", "threads",
+         "parallel", "ctx", "stage_grace_ms", "reasoning_budget", "cache_type_k", "cache_type_v",
+         "model_draft", "spec_type", "draft_max", "draft_min", "draft_p_min", "spec_ngram_size_n",
+         "spec_max_seqs"}));
+    // clang-format on
     s->line = n.Mark().line + 1;
     STRATA_RETURN_IF_ERROR(Str(n, "name", where, &s->name));
     if (s->name.empty()) return Err(n, where, "'name' is required");
@@ -155,9 +160,9 @@ class Reader {
         std::istringstream in(text);
         std::string rest;
         if (!(in >> a >> dash >> b) || dash != '-' || (in >> rest) || a < 0 || b < a)
-          return Err(l, Path(where, "layers"),
-                     "must be \"auto\" or a range \"A-B\" with 0 <= A <= B (got '" + Text(l) +
-                         "')");
+          return Err(
+              l, Path(where, "layers"),
+              "must be \"auto\" or a range \"A-B\" with 0 <= A <= B (got '" + Text(l) + "')");
         s->layers_auto = false;
         s->layer_begin = a;
         s->layer_end = b;
@@ -169,7 +174,28 @@ class Reader {
     STRATA_RETURN_IF_ERROR(Int(n, "threads", where, 0, 4096, &s->threads));
     STRATA_RETURN_IF_ERROR(Int(n, "parallel", where, 1, 4096, &s->parallel));
     STRATA_RETURN_IF_ERROR(Int(n, "stage_grace_ms", where, 0, 3600000, &s->stage_grace_ms));
+    STRATA_RETURN_IF_ERROR(Int(n, "reasoning_budget", where, -1, 1 << 24, &s->reasoning_budget));
+    for (auto [key, out] : {std::pair{"cache_type_k", &s->cache_type_k},
+                            std::pair{"cache_type_v", &s->cache_type_v}}) {
+      STRATA_RETURN_IF_ERROR(Str(n, key, where, out));
+      if (*out != "f16" && *out != "q8_0" && *out != "q4_0")
+        return Err(n[key], Path(where, key), "must be f16, q8_0 or q4_0 (got '" + *out + "')");
+    }
+    STRATA_RETURN_IF_ERROR(Speculation(n, where, s));
     return Int(n, "ctx", where, 8, 1 << 24, &s->ctx);
+  }
+
+  Status Speculation(const YAML::Node& n, const std::string& where, NodeSpec* s) const {
+    STRATA_RETURN_IF_ERROR(Str(n, "model_draft", where, &s->model_draft));
+    STRATA_RETURN_IF_ERROR(Str(n, "spec_type", where, &s->spec_type));
+    if (s->spec_type != "none" && s->spec_type != "ngram-simple")
+      return Err(n["spec_type"], Path(where, "spec_type"),
+                 "must be none or ngram-simple (got '" + s->spec_type + "')");
+    STRATA_RETURN_IF_ERROR(Int(n, "draft_max", where, 0, 256, &s->draft_max));
+    STRATA_RETURN_IF_ERROR(Int(n, "draft_min", where, 0, 256, &s->draft_min));
+    STRATA_RETURN_IF_ERROR(Num(n, "draft_p_min", where, 0, 1, &s->draft_p_min));
+    STRATA_RETURN_IF_ERROR(Int(n, "spec_ngram_size_n", where, 1, 64, &s->spec_ngram_size_n));
+    return Int(n, "spec_max_seqs", where, 0, 4096, &s->spec_max_seqs);
   }
 
   Status Resources(const YAML::Node& gw, ResourcesConfig* rc) const {
@@ -189,12 +215,28 @@ class Reader {
   Status Gateway(const YAML::Node& n, GatewayConfig* g) const {
     const std::string w = "gateway";
     STRATA_RETURN_IF_ERROR(Keys(n, w,
-                                {"listen", "tls_cert", "tls_key", "threads", "routing", "health",
-                                 "circuit_breaker", "retry", "admission", "api_keys", "cache",
-                                 "backends", "access_log", "max_connections",
-                                 "max_connections_per_client", "idle_timeout_ms",
-                                 "request_read_timeout_ms", "admin_key", "node_api_key",
-                                 "node_api_key_file", "upstream", "resources"}));
+                                {"listen",
+                                 "tls_cert",
+                                 "tls_key",
+                                 "threads",
+                                 "routing",
+                                 "health",
+                                 "circuit_breaker",
+                                 "retry",
+                                 "admission",
+                                 "api_keys",
+                                 "cache",
+                                 "backends",
+                                 "access_log",
+                                 "max_connections",
+                                 "max_connections_per_client",
+                                 "idle_timeout_ms",
+                                 "request_read_timeout_ms",
+                                 "admin_key",
+                                 "node_api_key",
+                                 "node_api_key_file",
+                                 "upstream",
+                                 "resources"}));
     STRATA_RETURN_IF_ERROR(Resources(n, &g->resources));
     if (const YAML::Node l = n["listen"]) {
       const std::string text = l.IsScalar() ? l.Scalar() : std::string();
@@ -243,11 +285,11 @@ class Reader {
 
     if (const YAML::Node r = n["routing"]) {
       const std::string rw = "gateway.routing";
-      STRATA_RETURN_IF_ERROR(Keys(r, rw,
-                                  {"policy", "affinity_header", "affinity_field",
-                                   "affinity_prefix_chars", "affinity_vnodes",
-                                   "affinity_max_load_factor", "affinity_min_load",
-                                   "avoid_memory_pressure"}));
+      STRATA_RETURN_IF_ERROR(
+          Keys(r, rw,
+               {"policy", "affinity_header", "affinity_field", "affinity_prefix_chars",
+                "affinity_vnodes", "affinity_max_load_factor", "affinity_min_load",
+                "avoid_memory_pressure"}));
       RoutingConfig& rc = g->routing;
       if (const YAML::Node p = r["policy"]) {
         const std::string s = p.IsScalar() ? p.Scalar() : std::string();
@@ -256,9 +298,9 @@ class Reader {
         else if (s == "p2c") rc.policy = RoutingPolicy::kPowerOfTwo;
         else if (s == "affinity") rc.policy = RoutingPolicy::kAffinity;
         else
-          return Err(p, rw + ".policy",
-                     "must be round_robin, least_outstanding, p2c or affinity (got '" + Text(p) +
-                         "')");
+          return Err(
+              p, rw + ".policy",
+              "must be round_robin, least_outstanding, p2c or affinity (got '" + Text(p) + "')");
       }
       STRATA_RETURN_IF_ERROR(Str(r, "affinity_header", rw, &rc.affinity_header));
       STRATA_RETURN_IF_ERROR(Str(r, "affinity_field", rw, &rc.affinity_field));
@@ -290,8 +332,8 @@ class Reader {
     }
     if (const YAML::Node r = n["retry"]) {
       const std::string rw = "gateway.retry";
-      STRATA_RETURN_IF_ERROR(Keys(
-          r, rw, {"max_attempts", "backoff_ms", "max_backoff_ms", "unavailable_timeout_ms"}));
+      STRATA_RETURN_IF_ERROR(
+          Keys(r, rw, {"max_attempts", "backoff_ms", "max_backoff_ms", "unavailable_timeout_ms"}));
       STRATA_RETURN_IF_ERROR(Int(r, "max_attempts", rw, 1, 100, &g->retry.max_attempts));
       STRATA_RETURN_IF_ERROR(Int(r, "backoff_ms", rw, 0, 60000, &g->retry.backoff_ms));
       STRATA_RETURN_IF_ERROR(Int(r, "max_backoff_ms", rw, 0, 600000, &g->retry.max_backoff_ms));
@@ -309,8 +351,7 @@ class Reader {
       STRATA_RETURN_IF_ERROR(Int(a, "queue_timeout_ms", aw, 0, 3600000, &ac.queue_timeout_ms));
       STRATA_RETURN_IF_ERROR(Bytes(a, "max_body_bytes", aw, &ac.max_body_bytes));
       if (ac.max_body_bytes < 1) return Err(a["max_body_bytes"], aw, "max_body_bytes must be > 0");
-      STRATA_RETURN_IF_ERROR(
-          Int(a, "request_timeout_ms", aw, 1, 86400000, &ac.request_timeout_ms));
+      STRATA_RETURN_IF_ERROR(Int(a, "request_timeout_ms", aw, 1, 86400000, &ac.request_timeout_ms));
     }
     if (const YAML::Node keys = n["api_keys"]) {
       if (!keys.IsSequence()) return Err(keys, "gateway.api_keys", "must be a list");
@@ -339,11 +380,11 @@ class Reader {
     }
     if (const YAML::Node c = n["cache"]) {
       const std::string cw = "gateway.cache";
-      STRATA_RETURN_IF_ERROR(Keys(c, cw,
-                                  {"enabled", "max_entries", "max_bytes", "ttl_s", "redis_url",
-                                   "redis_prefix", "redis_timeout_ms", "redis_retry_ms",
-                                   "redis_password_file", "hmac_key_file", "redis_cluster",
-                                   "redis_nodes"}));
+      STRATA_RETURN_IF_ERROR(
+          Keys(c, cw,
+               {"enabled", "max_entries", "max_bytes", "ttl_s", "redis_url", "redis_prefix",
+                "redis_timeout_ms", "redis_retry_ms", "redis_password_file", "hmac_key_file",
+                "redis_cluster", "redis_nodes"}));
       CacheConfig& cc = g->cache;
       cc.enabled = true;  // a cache section turns it on unless it says otherwise
       STRATA_RETURN_IF_ERROR(Bool(c, "enabled", cw, &cc.enabled));
@@ -361,8 +402,7 @@ class Reader {
         if (!rn.IsSequence()) return Err(rn, cw + ".redis_nodes", "must be a list of host:port");
         for (size_t i = 0; i < rn.size(); ++i) {
           if (!rn[i].IsScalar() || rn[i].Scalar().rfind(':') == std::string::npos)
-            return Err(rn[i], StrFormat("%s.redis_nodes[%zu]", cw.c_str(), i),
-                       "must be host:port");
+            return Err(rn[i], StrFormat("%s.redis_nodes[%zu]", cw.c_str(), i), "must be host:port");
           cc.redis_nodes.push_back(rn[i].Scalar());
         }
       }
@@ -392,7 +432,8 @@ class Reader {
       }
     }
     const YAML::Node nodes = root["nodes"];
-    if (!nodes) return Errorf("%s: 'nodes' is required (the list of compute nodes)", source_.c_str());
+    if (!nodes)
+      return Errorf("%s: 'nodes' is required (the list of compute nodes)", source_.c_str());
     if (!nodes.IsSequence() || nodes.size() == 0)
       return Err(nodes, "nodes", "must be a non-empty list");
     std::set<std::string> names;
@@ -530,9 +571,10 @@ Result<ClusterConfig> ParseClusterConfig(std::string_view text, const std::strin
 
 Status CheckClusterSecret(const std::string& secret, const std::string& where) {
   if (secret.empty() || secret.size() >= kMinClusterSecretBytes) return Status::Ok();
-  return Errorf("%s: the cluster secret is %zu bytes; at least %zu are required "
-                "(generate one with: openssl rand -hex 32)",
-                where.c_str(), secret.size(), kMinClusterSecretBytes);
+  return Errorf(
+      "%s: the cluster secret is %zu bytes; at least %zu are required "
+      "(generate one with: openssl rand -hex 32)",
+      where.c_str(), secret.size(), kMinClusterSecretBytes);
 }
 
 Result<std::string> ResolveSecret(const std::string& value, const std::string& file,
@@ -573,14 +615,14 @@ Result<ClusterConfig> LoadClusterConfig(const std::string& path) {
     if (p.is_relative()) p = std::filesystem::path(path).parent_path() / p;
     return p.string();
   };
-  STRATA_ASSIGN_OR_RETURN(c.cluster.secret, ResolveSecret(c.cluster.secret,
-                                                          rel(c.cluster.secret_file), nullptr,
-                                                          path + ": cluster.secret_file"));
+  STRATA_ASSIGN_OR_RETURN(c.cluster.secret,
+                          ResolveSecret(c.cluster.secret, rel(c.cluster.secret_file), nullptr,
+                                        path + ": cluster.secret_file"));
   STRATA_RETURN_IF_ERROR(CheckClusterSecret(c.cluster.secret, path + ": cluster.secret_file"));
   STRATA_ASSIGN_OR_RETURN(
       c.gateway.node_api_key,
-      ResolveSecret(c.gateway.node_api_key, rel(c.gateway.node_api_key_file),
-                    "STRATA_NODE_API_KEY", path + ": gateway.node_api_key_file"));
+      ResolveSecret(c.gateway.node_api_key, rel(c.gateway.node_api_key_file), "STRATA_NODE_API_KEY",
+                    path + ": gateway.node_api_key_file"));
   // TLS paths from the environment when the file names none.
   if (c.gateway.tls_cert.empty() && c.gateway.tls_key.empty()) {
     const char* cert = std::getenv("STRATA_TLS_CERT");

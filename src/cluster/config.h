@@ -24,20 +24,35 @@ struct ModelSpec {
 struct NodeSpec {
   std::string name;
   std::string host = "127.0.0.1";
-  int port = 0;           // HTTP port (required)
-  int stage_port = 0;     // stage protocol port (0: none / not a pipeline stage)
+  int port = 0;             // HTTP port (required)
+  int stage_port = 0;       // stage protocol port (0: none / not a pipeline stage)
   bool layers_auto = true;  // "auto" (or absent): the planner decides
-  int layer_begin = -1;   // "A-B": layers A..B inclusive
+  int layer_begin = -1;     // "A-B": layers A..B inclusive
   int layer_end = -1;
-  std::string next;       // the next pipeline stage's node name ("": last stage / replica)
-  int64_t memory = 0;     // bytes the node may use (0: unknown)
-  double speed = 1.0;     // relative compute speed (planner weight)
-  int threads = 0;        // compute threads (0: all cores)
-  int parallel = 4;       // sequence slots
-  int ctx = 4096;         // KV positions per slot
+  std::string next;    // the next pipeline stage's node name ("": last stage / replica)
+  int64_t memory = 0;  // bytes the node may use (0: unknown)
+  double speed = 1.0;  // relative compute speed (planner weight)
+  int threads = 0;     // compute threads (0: all cores)
+  int parallel = 4;    // sequence slots
+  int ctx = 4096;      // KV positions per slot
+  std::string cache_type_k = "f16";  // KV cache types: f16, q8_0, q4_0
+  std::string cache_type_v = "f16";
   // Pipeline head: a stage back within this long loses no request (replayed); 0: fail at once.
   int stage_grace_ms = 10000;
-  int line = 0;           // 1-based line of the entry in the file
+  // Most thinking tokens per request (-1: unlimited): `strata node --reasoning-budget`.
+  int reasoning_budget = -1;
+  // Speculative decoding (`strata node --model-draft ...`, docs/speculative.md): a draft model
+  // path ("": none; relative to the config file's directory), spec_type "none" or
+  // "ngram-simple", draft tokens at most / at least, the draft's minimum top probability, the
+  // n-gram lookup's longest n, and the most generating sequences that speculate (0: auto).
+  std::string model_draft;
+  std::string spec_type = "none";
+  int draft_max = 16;
+  int draft_min = 0;
+  double draft_p_min = 0.75;
+  int spec_ngram_size_n = 3;
+  int spec_max_seqs = 0;
+  int line = 0;  // 1-based line of the entry in the file
 };
 
 struct ClusterSection {
@@ -94,21 +109,21 @@ struct HealthConfig {
 };
 
 struct CircuitConfig {
-  int failure_threshold = 3;   // consecutive request failures -> open (ejected)
-  int open_ms = 5000;          // then half-open: one trial request
-  int half_open_max = 1;       // trial requests at once while half-open
+  int failure_threshold = 3;  // consecutive request failures -> open (ejected)
+  int open_ms = 5000;         // then half-open: one trial request
+  int half_open_max = 1;      // trial requests at once while half-open
 };
 
 struct RetryConfig {
-  int max_attempts = 3;        // backends tried per request, the first included
-  int backoff_ms = 25;         // base of the exponential backoff (full jitter)
+  int max_attempts = 3;  // backends tried per request, the first included
+  int backoff_ms = 25;   // base of the exponential backoff (full jitter)
   int max_backoff_ms = 500;
   int unavailable_timeout_ms = 5000;  // no backend to try: wait this long, then 503
 };
 
 struct AdmissionConfig {
-  int max_concurrent = 1024;   // requests being proxied at once (0: unlimited)
-  int max_queue = 1024;        // requests waiting for a slot
+  int max_concurrent = 1024;  // requests being proxied at once (0: unlimited)
+  int max_queue = 1024;       // requests waiting for a slot
   int queue_timeout_ms = 5000;
   int64_t max_body_bytes = 8 << 20;
   int request_timeout_ms = 600000;  // whole upstream exchange
@@ -160,7 +175,7 @@ struct GatewayConfig {
   // started with --api-key. Else from node_api_key_file, else $STRATA_NODE_API_KEY.
   std::string node_api_key, node_api_key_file;
   UpstreamConfig upstream;
-  int threads = 2;                // event loop threads
+  int threads = 2;  // event loop threads
   RoutingConfig routing;
   ResourcesConfig resources;
   HealthConfig health;

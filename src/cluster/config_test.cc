@@ -120,6 +120,18 @@ void ExpectError(const std::string& yaml, const std::string& want) {
       << "message: " << r.status().message() << "\nwanted: " << want;
 }
 
+TEST(ClusterConfig, KvCacheTypes) {
+  auto r = ParseClusterConfig(
+      "nodes:\n  - {name: n, port: 1, cache_type_k: q8_0, cache_type_v: q4_0}\n"
+      "  - {name: m, port: 2}\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->nodes[0].cache_type_k, "q8_0");
+  EXPECT_EQ(r->nodes[0].cache_type_v, "q4_0");
+  EXPECT_EQ(r->nodes[1].cache_type_k, "f16");
+  ExpectError("nodes:\n  - {name: n, port: 1, cache_type_v: q5_1}\n",
+              "c.yaml:2: nodes[0].cache_type_v: must be f16, q8_0 or q4_0 (got 'q5_1')");
+}
+
 TEST(ClusterConfig, ResourcesAndMemoryPressureRouting) {
   auto c = ParseClusterConfig(
       "nodes:\n  - {name: a, port: 1}\ngateway:\n  routing: {avoid_memory_pressure: true}\n"
@@ -139,33 +151,45 @@ TEST(ClusterConfig, ResourcesAndMemoryPressureRouting) {
   EXPECT_FALSE(d.value().gateway.routing.avoid_memory_pressure);
   EXPECT_DOUBLE_EQ(d.value().gateway.resources.warn_memory_percent, 90);
   EXPECT_EQ(d.value().gateway.resources.interval_ms, 5000);
-  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  resources:\n    warn_memory_percent: 120\n",
-              "c.yaml:5: gateway.resources.warn_memory_percent: must be between 0 and 100");
+  ExpectError(
+      "nodes:\n  - {name: a, port: 1}\ngateway:\n  resources:\n    warn_memory_percent: 120\n",
+      "c.yaml:5: gateway.resources.warn_memory_percent: must be between 0 and 100");
   ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  resources:\n    warn_ram: 5\n",
               "c.yaml:5: gateway.resources: unknown key 'warn_ram'");
 }
 
 TEST(ClusterConfig, ErrorsNameTheLine) {
-  ExpectError("nodes:\n  - name: a\n    port: 99999\n", "c.yaml:3: nodes[0].port: must be between 1 and 65535");
-  ExpectError("nodes:\n  - name: a\n    port: eighty\n", "c.yaml:3: nodes[0].port: must be an integer");
+  ExpectError("nodes:\n  - name: a\n    port: 99999\n",
+              "c.yaml:3: nodes[0].port: must be between 1 and 65535");
+  ExpectError("nodes:\n  - name: a\n    port: eighty\n",
+              "c.yaml:3: nodes[0].port: must be an integer");
   ExpectError("nodes:\n  - name: a\n    port: 1\n    layers: 5-2\n", "c.yaml:4: nodes[0].layers");
-  ExpectError("nodes:\n  - name: a\n    port: 1\n    prot: 2\n", "c.yaml:4: nodes[0]: unknown key 'prot'");
+  ExpectError("nodes:\n  - name: a\n    port: 1\n    prot: 2\n",
+              "c.yaml:4: nodes[0]: unknown key 'prot'");
   ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  routing:\n    policy: random\n",
               "c.yaml:5: gateway.routing.policy: must be round_robin");
   ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  health:\n    intervall_ms: 5\n",
               "c.yaml:5: gateway.health: unknown key 'intervall_ms'");
-  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n", "c.yaml:2: nodes[0].next: no node is named 'b'");
-  ExpectError("nodes:\n  - {name: a, port: 1}\n  - {name: a, port: 2}\n", "c.yaml:3: nodes[1]: duplicate node name");
-  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  listen: nowhere\n", "c.yaml:4: gateway.listen");
-  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  tls_cert: x.pem\n", "tls_cert and tls_key");
+  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n",
+              "c.yaml:2: nodes[0].next: no node is named 'b'");
+  ExpectError("nodes:\n  - {name: a, port: 1}\n  - {name: a, port: 2}\n",
+              "c.yaml:3: nodes[1]: duplicate node name");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  listen: nowhere\n",
+              "c.yaml:4: gateway.listen");
+  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  tls_cert: x.pem\n",
+              "tls_cert and tls_key");
   ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  backends: [zz]\n",
               "c.yaml:4: gateway.backends[0]: no node is named 'zz'");
-  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2}\ngateway:\n  backends: [b]\n",
-              "is a later pipeline stage");
-  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2, next: a}\n", "cycle");
+  ExpectError(
+      "nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2}\ngateway:\n  backends: "
+      "[b]\n",
+      "is a later pipeline stage");
+  ExpectError("nodes:\n  - {name: a, port: 1, next: b}\n  - {name: b, port: 2, next: a}\n",
+              "cycle");
   ExpectError("nodes:\n  - {name: a, port: 1, memory: lots}\n", "c.yaml:2: nodes[0].memory");
-  ExpectError("nodes:\n  - {name: a, port: 1}\ngateway:\n  api_keys:\n    - {key: k}\n    - {key: k}\n",
-              "c.yaml:6: gateway.api_keys[1]: duplicate key");
+  ExpectError(
+      "nodes:\n  - {name: a, port: 1}\ngateway:\n  api_keys:\n    - {key: k}\n    - {key: k}\n",
+      "c.yaml:6: gateway.api_keys[1]: duplicate key");
   ExpectError("nodes: [\n", "c.yaml:");  // YAML syntax error
   ExpectError("", "empty");
   ExpectError("model: {path: m}\n", "'nodes' is required");
@@ -202,7 +226,8 @@ TEST(ClusterConfig, LoadMissingFile) {
 }
 
 TEST(ClusterConfig, ShortClusterSecretIsRefused) {
-  auto r = ParseClusterConfig("cluster: {secret: change-me}\nnodes: [{name: a, port: 1}]\n", "c.yaml");
+  auto r =
+      ParseClusterConfig("cluster: {secret: change-me}\nnodes: [{name: a, port: 1}]\n", "c.yaml");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("openssl rand -hex 32"), std::string::npos)
       << r.status().message();
@@ -255,6 +280,22 @@ TEST(ClusterConfig, SecretsFromFilesAndEnvironment) {
   EXPECT_EQ(e->gateway.node_api_key, "from-env");
   auto v = ResolveSecret("value", dir + "/node.key", "PATH", "x");
   EXPECT_EQ(v.value(), "value");
+}
+
+}  // namespace
+}  // namespace strata::cluster
+
+namespace strata::cluster {
+namespace {
+
+TEST(ClusterConfig, ReasoningBudget) {
+  auto r = ParseClusterConfig(
+      "nodes:\n  - {name: a, port: 1, reasoning_budget: 512}\n"
+      "  - {name: b, port: 2}\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value().nodes[0].reasoning_budget, 512);
+  EXPECT_EQ(r.value().nodes[1].reasoning_budget, -1);
+  EXPECT_FALSE(ParseClusterConfig("nodes:\n  - {name: a, port: 1, reasoning_budget: -2}\n").ok());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "tensor/dtype.h"
 
 namespace strata::cluster {
@@ -98,10 +99,19 @@ Result<ModelMemory> ModelMemoryFromGguf(const std::string& path) {
 }
 
 uint64_t KvBytesPerLayer(const ModelMemory& m, const PlanOptions& o) {
-  // As KvCache::Create: n_layers * n_seq * 2 * n_ctx * kv_dim * sizeof(f16).
-  return static_cast<uint64_t>(std::max(o.n_parallel, 0)) * 2 *
-         static_cast<uint64_t>(std::max(o.n_ctx, 0)) * static_cast<uint64_t>(m.kv_dim) *
-         sizeof(uint16_t);
+  // As KvCache::Create.
+  return KvCache::BytesFor(1, std::max(o.n_parallel, 0), std::max(o.n_ctx, 0), m.kv_dim,
+                           o.cache_type_k, o.cache_type_v);
+}
+
+uint64_t KvTokensThatFit(const ModelMemory& m, int first, int last, uint64_t free_bytes,
+                         const PlanOptions& o) {
+  const StageMemory s = StageMemoryFor(m, first, last, o);
+  const uint64_t fixed = s.weights + s.scratch + s.overhead;
+  const uint64_t per_token =
+      KvCache::BytesFor(std::max(last - first, 0), 1, 1, m.kv_dim, o.cache_type_k, o.cache_type_v);
+  if (free_bytes <= fixed || per_token == 0) return 0;
+  return (free_bytes - fixed) / per_token;
 }
 
 uint64_t ScratchBytes(const ModelMemory& m, int first, int last, const PlanOptions& o) {
@@ -163,20 +173,22 @@ Status ValidateInputs(const ModelMemory& m, const std::vector<PlanNode>& nodes,
                   m.layer_bytes.size());
   if (nodes.empty()) return Status::Error("no nodes to plan for");
   if (o.n_ctx <= 0) return Errorf("invalid context size %d (must be > 0)", o.n_ctx);
-  if (o.n_parallel <= 0) return Errorf("invalid parallel slot count %d (must be > 0)", o.n_parallel);
+  if (o.n_parallel <= 0)
+    return Errorf("invalid parallel slot count %d (must be > 0)", o.n_parallel);
   if (o.n_batch <= 0) return Errorf("invalid batch size %d (must be > 0)", o.n_batch);
   for (size_t i = 0; i < nodes.size(); ++i) {
     const PlanNode& n = nodes[i];
     if (n.name.empty()) return Errorf("node %zu has no name", i + 1);
     if (!(n.speed > 0) || !std::isfinite(n.speed))
-      return Errorf("node %s: speed must be a finite number > 0 (got %g)", n.name.c_str(),
-                    n.speed);
+      return Errorf("node %s: speed must be a finite number > 0 (got %g)", n.name.c_str(), n.speed);
     for (size_t j = 0; j < i; ++j)
       if (nodes[j].name == n.name) return Errorf("node name '%s' appears twice", n.name.c_str());
   }
   if (nodes.size() > static_cast<size_t>(m.n_layers))
-    return Errorf("%zu nodes but the model has only %d layers: every node needs at least one "
-                  "layer (use at most %d nodes)", nodes.size(), m.n_layers, m.n_layers);
+    return Errorf(
+        "%zu nodes but the model has only %d layers: every node needs at least one "
+        "layer (use at most %d nodes)",
+        nodes.size(), m.n_layers, m.n_layers);
   return Status::Ok();
 }
 
@@ -220,10 +232,13 @@ Result<Plan> PlanPipeline(const ModelMemory& m, const std::vector<PlanNode>& nod
   std::vector<double> cost_tab(W * W, 0);
   for (int a = 0; a < L; ++a)
     for (int b = a + 1; b <= L; ++b) {
-      need_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)] = StageMemoryFor(m, a, b, o).total();
+      need_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)] =
+          StageMemoryFor(m, a, b, o).total();
       cost_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)] = StageCost(m, a, b);
     }
-  auto need = [&](int a, int b) { return need_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)]; };
+  auto need = [&](int a, int b) {
+    return need_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)];
+  };
   auto time = [&](int j, int a, int b) {
     return cost_tab[static_cast<size_t>(a) * W + static_cast<size_t>(b)] /
            nodes[static_cast<size_t>(j)].speed;
@@ -272,21 +287,22 @@ Result<Plan> PlanPipeline(const ModelMemory& m, const std::vector<PlanNode>& nod
       }
     }
     const auto& worst = t2.cells[static_cast<size_t>(N)][static_cast<size_t>(L)];
-    std::string msg = StrFormat("does not fit: needs %s (%llu bytes) more",
-                                FormatBytes(worst.c).c_str(),
-                                static_cast<unsigned long long>(worst.c));
+    std::string msg =
+        StrFormat("does not fit: needs %s (%llu bytes) more", FormatBytes(worst.c).c_str(),
+                  static_cast<unsigned long long>(worst.c));
     const auto ranges = Backtrack(t2, N, L);
     for (int j = 0; j < N; ++j) {
       const auto [a, b] = ranges[static_cast<size_t>(j)];
       const StageMemory sm = StageMemoryFor(m, a, b, o);
       const uint64_t free = nodes[static_cast<size_t>(j)].free_memory_bytes;
       if (sm.total() <= free) continue;
-      msg += StrFormat("; node %s has %s free for layers %s needing %s (weights %s, KV cache "
-                       "%s, activations %s, overhead %s)",
-                       nodes[static_cast<size_t>(j)].name.c_str(), FormatBytes(free).c_str(),
-                       LayerRangeText(a, b).c_str(), FormatBytes(sm.total()).c_str(),
-                       FormatBytes(sm.weights).c_str(), FormatBytes(sm.kv).c_str(),
-                       FormatBytes(sm.scratch).c_str(), FormatBytes(sm.overhead).c_str());
+      msg += StrFormat(
+          "; node %s has %s free for layers %s needing %s (weights %s, KV cache "
+          "%s, activations %s, overhead %s)",
+          nodes[static_cast<size_t>(j)].name.c_str(), FormatBytes(free).c_str(),
+          LayerRangeText(a, b).c_str(), FormatBytes(sm.total()).c_str(),
+          FormatBytes(sm.weights).c_str(), FormatBytes(sm.kv).c_str(),
+          FormatBytes(sm.scratch).c_str(), FormatBytes(sm.overhead).c_str());
     }
     return Status::Error(msg);
   }
@@ -339,17 +355,19 @@ Result<std::vector<PlanNode>> PipelineNodesFromConfig(const ClusterConfig& confi
                                                       std::string_view head) {
   std::vector<PlanNode> out;
   const cluster::NodeSpec* n = config.FindNode(head);
-  if (!n) return Errorf("%s: no node named '%.*s'", config.source.c_str(),
-                        static_cast<int>(head.size()), head.data());
+  if (!n)
+    return Errorf("%s: no node named '%.*s'", config.source.c_str(), static_cast<int>(head.size()),
+                  head.data());
   while (n) {
     for (const PlanNode& p : out)
       if (p.name == n->name)
-        return Errorf("%s: the pipeline from '%.*s' loops back to node '%s'",
-                      config.source.c_str(), static_cast<int>(head.size()), head.data(),
-                      n->name.c_str());
+        return Errorf("%s: the pipeline from '%.*s' loops back to node '%s'", config.source.c_str(),
+                      static_cast<int>(head.size()), head.data(), n->name.c_str());
     if (n->memory <= 0)
-      return Errorf("%s:%d: node '%s' has no memory: the layer planner needs each pipeline "
-                    "node's free memory", config.source.c_str(), n->line, n->name.c_str());
+      return Errorf(
+          "%s:%d: node '%s' has no memory: the layer planner needs each pipeline "
+          "node's free memory",
+          config.source.c_str(), n->line, n->name.c_str());
     out.push_back({n->name, static_cast<uint64_t>(n->memory), n->speed});
     if (n->next.empty()) break;
     const cluster::NodeSpec* next = config.FindNode(n->next);
@@ -376,7 +394,8 @@ Result<uint64_t> ParseMemAvailable(std::string_view text) {
     std::istringstream in(rest);
     unsigned long long value = 0;
     std::string unit;
-    if (!(in >> value)) return Status::Error("MemAvailable line has no number: " + std::string(line));
+    if (!(in >> value))
+      return Status::Error("MemAvailable line has no number: " + std::string(line));
     in >> unit;
     if (unit.empty() || Lower(unit) == "b") return static_cast<uint64_t>(value);
     if (Lower(unit) == "kb") return static_cast<uint64_t>(value) * 1024;
@@ -403,9 +422,7 @@ std::string FormatBytes(uint64_t bytes) {
   return StrFormat("%llu B", static_cast<unsigned long long>(bytes));
 }
 
-std::string LayerRangeText(int first, int last) {
-  return StrFormat("%d-%d", first, last - 1);
-}
+std::string LayerRangeText(int first, int last) { return StrFormat("%d-%d", first, last - 1); }
 
 Result<ParsedPlanNode> ParsePlanNode(std::string_view text) {
   const std::string t(text);
@@ -432,7 +449,8 @@ Result<ParsedPlanNode> ParsePlanNode(std::string_view text) {
     const std::string item = rest.substr(pos, comma - pos);
     pos = comma + 1;
     const size_t eq = item.find('=');
-    if (eq == std::string::npos) return Status::Error("invalid node '" + t + "': '" + item + "'" + usage);
+    if (eq == std::string::npos)
+      return Status::Error("invalid node '" + t + "': '" + item + "'" + usage);
     const std::string key = Lower(item.substr(0, eq)), val = item.substr(eq + 1);
     if (key == "mem" || key == "memory") {
       const std::optional<int64_t> b = ParseByteSize(val);

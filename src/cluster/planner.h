@@ -15,6 +15,7 @@
 #include "base/status.h"
 #include "cluster/config.h"
 #include "gguf/gguf.h"
+#include "tensor/dtype.h"
 
 namespace strata::cluster {
 
@@ -54,10 +55,12 @@ Result<ModelMemory> ModelMemoryFromGguf(const gguf::File& file);
 Result<ModelMemory> ModelMemoryFromGguf(const std::string& path);
 
 struct PlanOptions {
-  int n_ctx = 4096;     // KV cache positions per sequence
-  int n_parallel = 1;   // KV cache slots (concurrent sequences)
-  int n_batch = 512;    // tokens per forward step (sizes the activation buffers)
-  int n_threads = 16;   // attention score rows of n_ctx floats (one per thread)
+  int n_ctx = 4096;                 // KV cache positions per sequence
+  int n_parallel = 1;               // KV cache slots (concurrent sequences)
+  int n_batch = 512;                // tokens per forward step (sizes the activation buffers)
+  int n_threads = 16;               // attention score rows of n_ctx floats (one per thread)
+  DType cache_type_k = DType::F16;  // KV cache types (KvCache: F16, Q8_0, Q4_0)
+  DType cache_type_v = DType::F16;
   uint64_t process_overhead_bytes = kDefaultProcessOverheadBytes;
 };
 
@@ -72,8 +75,14 @@ struct StageMemory {
   uint64_t total() const { return weights + kv + scratch + overhead; }
 };
 
-// Bytes of the KV cache of one layer: n_parallel * 2 (K, V) * n_ctx * kv_dim * 2 (f16).
+// Bytes of the KV cache of one layer: n_parallel * n_ctx * (K row + V row of kv_dim elements
+// in the cache types; f16: 2 bytes each).
 uint64_t KvBytesPerLayer(const ModelMemory& m, const PlanOptions& o);
+// KV positions (slots x context) a stage of layers [first, last) can hold in its free memory
+// beyond its weights, activation buffers and process overhead (KV of n_parallel x n_ctx not
+// counted); 0 when nothing is left.
+uint64_t KvTokensThatFit(const ModelMemory& m, int first, int last, uint64_t free_bytes,
+                         const PlanOptions& o);
 // Activation buffers of a stage holding layers [first, last) (see docs/planner.md).
 uint64_t ScratchBytes(const ModelMemory& m, int first, int last, const PlanOptions& o);
 StageMemory StageMemoryFor(const ModelMemory& m, int first, int last, const PlanOptions& o);

@@ -86,8 +86,8 @@ TEST_F(PlannerFileTest, MemoryMatchesTensorTable) {
   EXPECT_EQ(m.output_bytes, out->nbytes);
   EXPECT_EQ(m.output_norm_bytes, norm->nbytes);
   EXPECT_EQ(m.embd_row_bytes, embd->nbytes / static_cast<uint64_t>(embd->dims[1]));
-  uint64_t parts = m.embd_bytes + m.output_bytes + m.output_norm_bytes + m.shared_bytes +
-                   m.other_bytes;
+  uint64_t parts =
+      m.embd_bytes + m.output_bytes + m.output_norm_bytes + m.shared_bytes + m.other_bytes;
   for (uint64_t b : m.layer_bytes) parts += b;
   EXPECT_EQ(parts, total);
 
@@ -128,8 +128,8 @@ TEST_F(PlannerFileTest, TiedHeadMapsEmbeddingOnLastStage) {
   const StageMemory last = StageMemoryFor(t, 1, t.n_layers, o);
   const StageMemory whole = StageMemoryFor(t, 0, t.n_layers, o);
   EXPECT_EQ(first.weights, t.layer_bytes[0] + t.embd_bytes + t.shared_bytes);
-  EXPECT_EQ(last.weights, t.layer_bytes[1] + t.layer_bytes[2] + t.output_norm_bytes +
-                              t.embd_bytes + t.shared_bytes);
+  EXPECT_EQ(last.weights, t.layer_bytes[1] + t.layer_bytes[2] + t.output_norm_bytes + t.embd_bytes +
+                              t.shared_bytes);
   // One stage holding both ends maps the embedding once.
   EXPECT_EQ(whole.weights, first.weights + last.weights - t.embd_bytes - t.shared_bytes);
 
@@ -149,13 +149,17 @@ TEST_F(PlannerFileTest, KvBytesMatchKvCache) {
   const ModelMemory& m = mr.value();
   for (int ctx : {128, 4096}) {
     for (int par : {1, 3}) {
-      PlanOptions o;
-      o.n_ctx = ctx;
-      o.n_parallel = par;
-      auto kv = KvCache::Create(3, par, ctx, m.kv_dim);
-      ASSERT_TRUE(kv.ok());
-      EXPECT_EQ(StageMemoryFor(m, 1, 4, o).kv, kv.value().bytes());
-      EXPECT_EQ(KvBytesPerLayer(m, o) * 3, kv.value().bytes());
+      for (DType t : {DType::F16, DType::Q8_0, DType::Q4_0}) {
+        PlanOptions o;
+        o.n_ctx = ctx;
+        o.n_parallel = par;
+        o.cache_type_k = t;
+        o.cache_type_v = t == DType::Q4_0 ? DType::Q8_0 : t;
+        auto kv = KvCache::Create(3, par, ctx, m.kv_dim, o.cache_type_k, o.cache_type_v);
+        ASSERT_TRUE(kv.ok());
+        EXPECT_EQ(StageMemoryFor(m, 1, 4, o).kv, kv.value().bytes());
+        EXPECT_EQ(KvBytesPerLayer(m, o) * 3, kv.value().bytes());
+      }
     }
   }
 }
@@ -239,6 +243,20 @@ TEST(Planner, EqualNodesSplitEvenly) {
   EXPECT_EQ(LayerCounts(p2.value()), (std::vector<int>{12, 12}));
 }
 
+TEST(Planner, KvTokensThatFitTheFreeMemory) {
+  const ModelMemory m = MakeModel(8, 10 * kMiB);
+  PlanOptions o;
+  o.n_ctx = 1024;
+  o.n_parallel = 1;
+  const StageMemory s = StageMemoryFor(m, 0, 4, o);
+  const uint64_t fixed = s.weights + s.scratch + s.overhead;
+  const uint64_t per_token_f16 = 4 * 2 * 64 * 2;  // 4 layers x (K + V) x 64 x f16
+  EXPECT_EQ(KvTokensThatFit(m, 0, 4, fixed + 1000 * per_token_f16 + 5, o), 1000u);
+  EXPECT_EQ(KvTokensThatFit(m, 0, 4, fixed / 2, o), 0u);
+  o.cache_type_k = o.cache_type_v = DType::Q8_0;  // 34 bytes per 32 elements
+  EXPECT_EQ(KvTokensThatFit(m, 0, 4, fixed + 1000 * per_token_f16, o), 1000u * 64 / 34);
+}
+
 TEST(Planner, HeadWorkShiftsLayersAway) {
   // The output head streams as much as 4 layers: the last stage gets fewer layers.
   const ModelMemory m = MakeModel(24, 50 * kMiB, 200 * kMiB, 200 * kMiB);
@@ -292,8 +310,10 @@ TEST(Planner, SmallMemoryNodeGetsFewerLayers) {
 
 TEST(Planner, EveryNodeGetsAtLeastOneLayer) {
   const ModelMemory m = MakeModel(6, 50 * kMiB);
-  std::vector<PlanNode> nodes = {
-      {"a", 16 * kGiB, 1e-6}, {"b", 16 * kGiB, 100}, {"c", 16 * kGiB, 1e-6}, {"d", 16 * kGiB, 1e-6}};
+  std::vector<PlanNode> nodes = {{"a", 16 * kGiB, 1e-6},
+                                 {"b", 16 * kGiB, 100},
+                                 {"c", 16 * kGiB, 1e-6},
+                                 {"d", 16 * kGiB, 1e-6}};
   auto p = PlanPipeline(m, nodes, PlanOptions());
   ASSERT_TRUE(p.ok()) << p.status().message();
   ExpectValidPlan(p.value(), m, nodes);
@@ -301,6 +321,7 @@ TEST(Planner, EveryNodeGetsAtLeastOneLayer) {
 
   // As many nodes as layers: one each.
   std::vector<PlanNode> six;
+  six.reserve(6);
   for (int i = 0; i < 6; ++i) six.push_back({"n" + std::to_string(i), 16 * kGiB, 1.0 + i});
   auto p6 = PlanPipeline(m, six, PlanOptions());
   ASSERT_TRUE(p6.ok());
@@ -310,11 +331,11 @@ TEST(Planner, EveryNodeGetsAtLeastOneLayer) {
 TEST(Planner, MoreNodesThanLayersIsAnError) {
   const ModelMemory m = MakeModel(3, 50 * kMiB);
   std::vector<PlanNode> nodes;
+  nodes.reserve(4);
   for (int i = 0; i < 4; ++i) nodes.push_back({"n" + std::to_string(i), 16 * kGiB, 1});
   auto p = PlanPipeline(m, nodes, PlanOptions());
   ASSERT_FALSE(p.ok());
-  EXPECT_NE(p.status().message().find("4 nodes but the model has only 3 layers"),
-            std::string::npos)
+  EXPECT_NE(p.status().message().find("4 nodes but the model has only 3 layers"), std::string::npos)
       << p.status().message();
 }
 
@@ -412,9 +433,10 @@ TEST(Planner, MatchesExhaustiveSearch) {
     for (auto& b : m.layer_bytes) b = (5 + rng() % 40) * kMiB;  // uneven layers
     const uint64_t whole = StageMemoryFor(m, 0, L, o).total();
     std::vector<PlanNode> nodes;
+    nodes.reserve(3);
     for (int j = 0; j < 3; ++j)
-      nodes.push_back({std::string(1, static_cast<char>('a' + j)),
-                       whole / 5 + rng() % (whole / 2), 0.25 + static_cast<double>(rng() % 100) / 25});
+      nodes.push_back({std::string(1, static_cast<char>('a' + j)), whole / 5 + rng() % (whole / 2),
+                       0.25 + static_cast<double>(rng() % 100) / 25});
     double best = std::numeric_limits<double>::infinity();
     for (int i = 1; i < L; ++i)
       for (int k = i + 1; k < L; ++k) {
@@ -422,7 +444,8 @@ TEST(Planner, MatchesExhaustiveSearch) {
         double worst = 0;
         bool fit = true;
         for (int j = 0; j < 3; ++j) {
-          fit = fit && StageMemoryFor(m, cut[j], cut[j + 1], o).total() <= nodes[j].free_memory_bytes;
+          fit =
+              fit && StageMemoryFor(m, cut[j], cut[j + 1], o).total() <= nodes[j].free_memory_bytes;
           worst = std::max(worst, StageCost(m, cut[j], cut[j + 1]) / nodes[j].speed);
         }
         if (fit) best = std::min(best, worst);
@@ -448,7 +471,8 @@ TEST(Planner, MatchesExhaustiveSearch) {
 TEST(Planner, Deterministic) {
   ModelMemory m = MakeModel(20, 0);
   for (int i = 0; i < 20; ++i) m.layer_bytes[static_cast<size_t>(i)] = (10 + (i * 7) % 13) * kMiB;
-  std::vector<PlanNode> nodes = {{"a", 900 * kMiB, 1.1}, {"b", 700 * kMiB, 0.9}, {"c", 2 * kGiB, 1}};
+  std::vector<PlanNode> nodes = {
+      {"a", 900 * kMiB, 1.1}, {"b", 700 * kMiB, 0.9}, {"c", 2 * kGiB, 1}};
   auto first = PlanPipeline(m, nodes, PlanOptions());
   ASSERT_TRUE(first.ok()) << first.status().message();
   for (int rep = 0; rep < 20; ++rep) {
@@ -471,8 +495,7 @@ TEST(Planner, PipelineNodesFromConfig) {
     return n;
   };
   c.nodes = {node("b", "c", int64_t{2} << 30, 1.0), node("a", "b", int64_t{1} << 30, 2.0),
-             node("c", "", int64_t{3} << 30, 0.5),
-             node("r", "", 0, 1.0)};
+             node("c", "", int64_t{3} << 30, 0.5), node("r", "", 0, 1.0)};
   auto p = PipelineNodesFromConfig(c, "a");
   ASSERT_TRUE(p.ok()) << p.status().message();
   ASSERT_EQ(p.value().size(), 3u);
@@ -515,7 +538,7 @@ TEST(PlannerText, ParsePlanNode) {
   EXPECT_EQ(l.value().spec.name, "me");
   EXPECT_FALSE(ParsePlanNode("nocolon").ok());
   EXPECT_FALSE(ParsePlanNode(":mem=1G").ok());
-  EXPECT_FALSE(ParsePlanNode("a:speed=2").ok());        // no memory
+  EXPECT_FALSE(ParsePlanNode("a:speed=2").ok());  // no memory
   EXPECT_FALSE(ParsePlanNode("a:mem=lots").ok());
   EXPECT_FALSE(ParsePlanNode("a:mem=1G,speed=0").ok());
   EXPECT_FALSE(ParsePlanNode("a:mem=1G,speed=x").ok());

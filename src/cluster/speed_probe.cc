@@ -25,10 +25,12 @@ double MeasureNodeSpeed(double seconds, int threads) {
   for (uint64_t b = 0; b < bytes / sizeof(BlockQ8_0); ++b) {
     w[b].d = d;
     for (int k = 0; k < 32; ++k)
-      w[b].qs[k] = static_cast<int8_t>(static_cast<int>((b * 31 + static_cast<uint64_t>(k) * 7) % 127) - 63);
+      w[b].qs[k] =
+          static_cast<int8_t>(static_cast<int>((b * 31 + static_cast<uint64_t>(k) * 7) % 127) - 63);
   }
   std::vector<float> x(static_cast<size_t>(kCols)), y(static_cast<size_t>(rows));
-  for (int64_t k = 0; k < kCols; ++k) x[static_cast<size_t>(k)] = static_cast<float>((k % 17) - 8) / 8.0f;
+  for (int64_t k = 0; k < kCols; ++k)
+    x[static_cast<size_t>(k)] = static_cast<float>((k % 17) - 8) / 8.0f;
   ThreadPool pool(threads);
   std::vector<uint8_t> scratch;
   auto run = [&] {

@@ -12,8 +12,7 @@ int64_t BilledTokens(const nlohmann::json& body, size_t body_bytes, int64_t prom
     auto it = body.find("continue_token_ids");
     if (it != body.end() && it->is_array()) continued = static_cast<int64_t>(it->size());
   }
-  const int64_t prompt =
-      prompt_tokens >= 0 ? prompt_tokens : static_cast<int64_t>(body_bytes / 4);
+  const int64_t prompt = prompt_tokens >= 0 ? prompt_tokens : static_cast<int64_t>(body_bytes / 4);
   return prompt + continued + std::max<int64_t>(0, completion_tokens);
 }
 

@@ -4,9 +4,9 @@
 
 namespace strata::gateway {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 
-net::awaitable<AdmitResult> Admission::Acquire() {
+asio::awaitable<AdmitResult> Admission::Acquire() {
   std::shared_ptr<Waiter> w;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -15,12 +15,12 @@ net::awaitable<AdmitResult> Admission::Acquire() {
       co_return AdmitResult::kAdmitted;
     }
     if (static_cast<int>(queue_.size()) >= max_queue_) co_return AdmitResult::kQueueFull;
-    w = std::make_shared<Waiter>(co_await net::this_coro::executor);
+    w = std::make_shared<Waiter>(co_await asio::this_coro::executor);
     w->timer.expires_after(timeout_);
     queue_.push_back(w);
   }
   boost::system::error_code ec;
-  co_await w->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  co_await w->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   std::lock_guard<std::mutex> lock(mu_);
   if (w->granted) co_return AdmitResult::kAdmitted;  // the slot was handed over
   queue_.erase(std::remove(queue_.begin(), queue_.end(), w), queue_.end());
@@ -37,7 +37,7 @@ void Admission::Release() {
   std::shared_ptr<Waiter> w = queue_.front();
   queue_.pop_front();
   w->granted = true;
-  net::post(w->executor, [w] { w->timer.cancel(); });
+  asio::post(w->executor, [w] { w->timer.cancel(); });
 }
 
 int Admission::active() const {

@@ -29,8 +29,7 @@ class Admission {
 
  private:
   struct Waiter {
-    explicit Waiter(const boost::asio::any_io_executor& ex)
-        : executor(ex), timer(ex) {}
+    explicit Waiter(const boost::asio::any_io_executor& ex) : executor(ex), timer(ex) {}
     boost::asio::any_io_executor executor;
     boost::asio::steady_timer timer;
     bool granted = false;  // under mu_

@@ -55,15 +55,13 @@ BackendPool::BackendPool(std::vector<BackendInfo> backends, const cluster::Routi
 bool BackendPool::Eligible(Backend& b, Clock::time_point now) {
   if (b.view.health != HealthState::kHealthy) return false;
   switch (b.view.circuit) {
-    case CircuitState::kClosed:
-      return true;
+    case CircuitState::kClosed: return true;
     case CircuitState::kOpen:
       if (now < b.open_until) return false;
       b.view.circuit = CircuitState::kHalfOpen;
       b.half_open_inflight = 0;
       [[fallthrough]];
-    case CircuitState::kHalfOpen:
-      return b.half_open_inflight < circuit_.half_open_max;
+    case CircuitState::kHalfOpen: return b.half_open_inflight < circuit_.half_open_max;
   }
   return false;
 }
@@ -109,9 +107,7 @@ int BackendPool::Pick(const std::string& affinity_key, const std::vector<int>& e
       }
       break;
     }
-    case cluster::RoutingPolicy::kLeastOutstanding:
-      pick = LeastOutstanding(cand);
-      break;
+    case cluster::RoutingPolicy::kLeastOutstanding: pick = LeastOutstanding(cand); break;
     case cluster::RoutingPolicy::kPowerOfTwo: {
       if (cand.size() == 1) {
         pick = cand[0];
@@ -138,9 +134,9 @@ int BackendPool::Pick(const std::string& affinity_key, const std::vector<int>& e
         if (std::find(cand.begin(), cand.end(), it->second) != cand.end()) pick = it->second;
       }
       // Too uneven: the affine backend has far more in flight than the least loaded one.
-      const double limit = std::max<double>(
-          routing_.affinity_min_load,
-          routing_.affinity_max_load_factor * (b_[least].view.outstanding + 1));
+      const double limit =
+          std::max<double>(routing_.affinity_min_load,
+                           routing_.affinity_max_load_factor * (b_[least].view.outstanding + 1));
       if (pick < 0 || b_[pick].view.outstanding >= limit) pick = least;
       break;
     }
@@ -272,9 +268,9 @@ NodeResources ResourcesFromHealth(const nlohmann::json& health) {
 
 nlohmann::json NodeResourcesJson(const NodeResources& r) {
   if (!r.known) return nullptr;
-  return {{"cpu_percent", r.cpu_percent},       {"memory_percent", r.memory_percent},
-          {"disk_percent", r.disk_percent},     {"rss_bytes", r.rss_bytes},
-          {"warnings", r.warnings},             {"memory_pressure", r.memory_pressure}};
+  return {{"cpu_percent", r.cpu_percent},   {"memory_percent", r.memory_percent},
+          {"disk_percent", r.disk_percent}, {"rss_bytes", r.rss_bytes},
+          {"warnings", r.warnings},         {"memory_pressure", r.memory_pressure}};
 }
 
 std::vector<StageView> StagesFromHealth(const nlohmann::json& health) {

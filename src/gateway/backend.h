@@ -55,8 +55,8 @@ struct BackendView {
   CircuitState circuit = CircuitState::kClosed;
   int outstanding = 0;
   int slots_busy = 0, slots_total = 0, waiting = 0;  // from the last probe
-  double latency_ewma_ms = 0;                         // request latency
-  double probe_ms = 0;                                // last probe round trip
+  double latency_ewma_ms = 0;                        // request latency
+  double probe_ms = 0;                               // last probe round trip
   uint64_t requests = 0, errors = 0;
   std::string last_error;
   std::vector<StageView> stages;  // a pipeline head's chain (empty for a replica)
@@ -90,8 +90,8 @@ class BackendPool {
 
   void ObserveTtft(int i, double ttft_s);
   // An active probe's result. `loading`: the node answered but is not ready.
-  void ProbeResult(int i, bool ok, bool loading, double probe_ms, int slots_busy,
-                   int slots_total, int waiting, const std::string& error);
+  void ProbeResult(int i, bool ok, bool loading, double probe_ms, int slots_busy, int slots_total,
+                   int waiting, const std::string& error);
 
   // A pipeline head's stages from its latest /health.
   void ProbeStages(int i, std::vector<StageView> stages);

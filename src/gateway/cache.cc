@@ -9,8 +9,8 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -19,8 +19,8 @@
 #include <hiredis/hiredis.h>
 
 #include "base/log.h"
-#include "gateway/redis_conn.h"
 #include "gateway/redis_cluster.h"
+#include "gateway/redis_conn.h"
 
 namespace strata::gateway {
 namespace {
@@ -58,8 +58,8 @@ class MemoryCache final : public ResponseCache {
     if (it != index_.end()) Erase(it->second);
     const size_t size = response.body.size();
     if (opts_.max_entries == 0 || size > opts_.max_bytes) return;  // can never fit
-    while (!lru_.empty() && (lru_.size() + 1 > opts_.max_entries ||
-                             stats_.bytes + size > opts_.max_bytes)) {
+    while (!lru_.empty() &&
+           (lru_.size() + 1 > opts_.max_entries || stats_.bytes + size > opts_.max_bytes)) {
       Erase(std::prev(lru_.end()));
       ++stats_.evictions;
     }
@@ -124,22 +124,7 @@ class RedisCache final : public ResponseCache {
     Reply r = Command([&](redisContext* c) {
       return static_cast<redisReply*>(redisCommand(c, "GET %b", k.data(), k.size()));
     });
-    if (!r) {
-      misses_++;
-      return std::nullopt;
-    }
-    if (r->type == REDIS_REPLY_STRING) {
-      auto v = OpenCachedResponse(hmac_key_, k, std::string_view(r->str, r->len));
-      if (v) {
-        hits_++;
-        return v;
-      }
-      errors_++;  // a value we did not write (or a different format version)
-    } else if (r->type != REDIS_REPLY_NIL) {
-      errors_++;
-    }
-    misses_++;
-    return std::nullopt;
+    return counts_.OnGet(r, hmac_key_, k);
   }
 
   void Put(const std::string& key, const CachedResponse& response) override {
@@ -154,20 +139,11 @@ class RedisCache final : public ResponseCache {
       return static_cast<redisReply*>(
           redisCommand(c, "SET %b %b", k.data(), k.size(), v.data(), v.size()));
     });
-    if (!r) return;
-    if (r->type == REDIS_REPLY_ERROR) {
-      errors_++;
-      return;
-    }
-    puts_++;
+    counts_.OnSet(r);
   }
 
   CacheStats stats() const override {
-    CacheStats s;
-    s.hits = hits_;
-    s.misses = misses_;
-    s.puts = puts_;
-    s.errors = errors_;
+    CacheStats s = counts_.Stats();
     s.backend_up = up_;
     return s;
   }
@@ -187,13 +163,13 @@ class RedisCache final : public ResponseCache {
         .count();
   }
 
-  // Runs one command on a pooled connection. Null on any failure (already counted in errors_).
+  // Runs one command on a pooled connection. Null on any failure (counted in counts_.errors).
   template <typename F>
   Reply Command(F&& f) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       Conn c = Acquire();
       if (!c.ctx) {
-        errors_++;
+        counts_.errors++;
         return nullptr;
       }
       const int64_t t0 = NowMs();
@@ -212,7 +188,7 @@ class RedisCache final : public ResponseCache {
       const bool retry = attempt == 0 && c.reused && NowMs() - t0 < opts_.redis_timeout_ms / 2;
       Fail(c, !retry);
       if (!retry) {
-        errors_++;
+        counts_.errors++;
         return nullptr;
       }
     }
@@ -314,8 +290,7 @@ class RedisCache final : public ResponseCache {
 
   // Opens and prepares a connection (AUTH, SELECT); nullptr on failure.
   redisContext* Connect() {
-    return RedisConnect(ep_.host, ep_.port, opts_.redis_timeout_ms, ep_.user, ep_.password,
-                        ep_.db);
+    return RedisConnect(ep_.host, ep_.port, opts_.redis_timeout_ms, ep_.user, ep_.password, ep_.db);
   }
 
   const CacheOptions opts_;
@@ -331,7 +306,7 @@ class RedisCache final : public ResponseCache {
   int64_t down_until_ms_ = 0;   // while !up_: skip Redis until then
   bool probing_ = false;        // while !up_: one caller is trying to reconnect
   std::atomic<bool> up_{true};  // optimistic until the first connect says otherwise
-  std::atomic<uint64_t> hits_{0}, misses_{0}, puts_{0}, errors_{0};
+  RedisCacheCounters counts_;
 };
 
 bool ParseInt(std::string_view s, int lo, int hi, int* out) {
@@ -381,11 +356,10 @@ Result<std::unique_ptr<ResponseCache>> MakeClusterCache(const CacheOptions& opts
       return Status::Error("cache: bad redis_nodes entry \"" + n + "\": expected host:port");
     seeds.push_back(*a);
   }
-  if (seeds.empty())
-    return Status::Error("cache: redis_cluster needs redis_nodes or redis_url");
+  if (seeds.empty()) return Status::Error("cache: redis_cluster needs redis_nodes or redis_url");
   if (ep.password.empty()) ep.password = opts.redis_password;
   if (opts.redis_timeout_ms <= 0) return Status::Error("cache: redis_timeout_ms must be > 0");
-  return MakeRedisClusterCache(opts, ep, std::move(seeds));
+  return MakeRedisClusterCache(opts, ep, seeds);
 }
 
 }  // namespace
@@ -398,8 +372,7 @@ std::unique_ptr<ResponseCache> MakeMemoryCache(const CacheOptions& opts,
 Result<std::unique_ptr<ResponseCache>> MakeResponseCache(const CacheOptions& opts) {
   if (opts.redis_cluster || !opts.redis_nodes.empty()) return MakeClusterCache(opts);
   if (opts.redis_url.empty())
-    return std::unique_ptr<ResponseCache>(
-        MakeMemoryCache(opts, [] { return CacheClock::now(); }));
+    return std::unique_ptr<ResponseCache>(MakeMemoryCache(opts, [] { return CacheClock::now(); }));
   auto ep = ParseRedisUrl(opts.redis_url);
   if (!ep.ok()) return ep.status().With("cache");
   if (ep->password.empty()) ep->password = opts.redis_password;
@@ -451,8 +424,8 @@ Result<RedisEndpoint> ParseRedisUrl(const std::string& url) {
 }
 
 std::string EncodeCachedResponse(const CachedResponse& r) {
-  std::string out = "1 " + std::to_string(r.status) + " " +
-                    std::to_string(r.content_type.size()) + "\n";
+  std::string out =
+      "1 " + std::to_string(r.status) + " " + std::to_string(r.content_type.size()) + "\n";
   out.reserve(out.size() + r.content_type.size() + r.body.size());
   out += r.content_type;
   out += r.body;
@@ -532,8 +505,8 @@ bool IsDeterministic(const nlohmann::json& body, double default_temperature) {
   return t <= 0.0;
 }
 
-std::string CacheKey(const std::string& path, const nlohmann::json& body,
-                     const std::string& tenant, const std::string& model_fingerprint) {
+std::string CacheKey(const std::string& path, const nlohmann::json& body, const std::string& tenant,
+                     const std::string& model_fingerprint) {
   json b = Canonical(body);
   if (b.is_object()) b.erase("user");
   // nlohmann::json objects are ordered maps: dump() writes keys sorted at every level. The

@@ -27,15 +27,15 @@ struct CachedResponse {
 
 struct CacheOptions {
   bool enabled = false;
-  size_t max_entries = 4096;        // LRU: entries at most
-  size_t max_bytes = 64u << 20;     // LRU: body bytes at most
-  int ttl_s = 600;                  // entry lifetime (both backends)
-  std::string redis_url;            // "redis://host:port[/db]": use Redis; empty: in-memory LRU
+  size_t max_entries = 4096;     // LRU: entries at most
+  size_t max_bytes = 64u << 20;  // LRU: body bytes at most
+  int ttl_s = 600;               // entry lifetime (both backends)
+  std::string redis_url;         // "redis://host:port[/db]": use Redis; empty: in-memory LRU
   std::string redis_prefix = "strata:cache:";
-  int redis_timeout_ms = 200;       // connect / command timeout
-  int redis_retry_ms = 2000;        // after a failure, Redis is skipped this long
-  int redis_pool = 4;               // Redis connections at most (callers beyond wait <= timeout)
-  std::string redis_password;       // AUTH password when the URL has none (from a file / env)
+  int redis_timeout_ms = 200;  // connect / command timeout
+  int redis_retry_ms = 2000;   // after a failure, Redis is skipped this long
+  int redis_pool = 4;          // Redis connections at most (callers beyond wait <= timeout)
+  std::string redis_password;  // AUTH password when the URL has none (from a file / env)
   // Redis Cluster: when set (or when redis_nodes is not empty) the cache follows the cluster's
   // slots (CLUSTER SLOTS, MOVED, ASK) over one connection per master. The seeds are
   // redis_nodes ("host:port") plus redis_url's host; redis_url's user / password (else
@@ -60,10 +60,10 @@ std::optional<std::string_view> OpenCacheValue(const std::string& hmac_key,
 
 struct CacheStats {
   uint64_t hits = 0, misses = 0, puts = 0, evictions = 0;
-  uint64_t errors = 0;   // backend failures (Redis down, ...) turned into misses / dropped puts
+  uint64_t errors = 0;     // backend failures (Redis down, ...) turned into misses / dropped puts
   uint64_t redirects = 0;  // Redis Cluster: MOVED / ASK answers followed
-  uint64_t entries = 0;  // LRU only (Redis: 0)
-  uint64_t bytes = 0;    // LRU only
+  uint64_t entries = 0;    // LRU only (Redis: 0)
+  uint64_t bytes = 0;      // LRU only
   bool backend_up = true;
 };
 

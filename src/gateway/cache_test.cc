@@ -146,6 +146,7 @@ TEST(MemoryCache, ConcurrentGetPutSmoke) {
   ResponseCache& c = **made;
   std::atomic<int> bad{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       uint32_t x = 12345u + t;
@@ -186,7 +187,7 @@ TEST(CacheKey, CanonicalAndSha256) {
   EXPECT_EQ(ka, CacheKey(path, b));  // order, 0 vs 0.0 and "user" do not matter
   EXPECT_EQ(ka, CacheKey(path, a));  // stable
 
-  auto changed = [&](const char* field, json v) {
+  auto changed = [&](const char* field, const json& v) {
     json c = a;
     c[field] = v;
     return CacheKey(path, c);
@@ -285,8 +286,8 @@ TEST(CacheOptionsTest, ParseRedisUrl) {
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->host, "::1");
   EXPECT_EQ(d->port, 7000);
-  for (const char* bad : {"http://h:1", "redis://", "redis://h:0", "redis://h:x",
-                          "redis://h:1/db", "redis://h:99999"}) {
+  for (const char* bad : {"http://h:1", "redis://", "redis://h:0", "redis://h:x", "redis://h:1/db",
+                          "redis://h:99999"}) {
     EXPECT_FALSE(ParseRedisUrl(bad).ok()) << bad;
   }
   CacheOptions o;
@@ -315,14 +316,15 @@ std::string FindRedisServer() {
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   close(fd);
-  return ntohs(a.sin_port);
+  return ok ? ntohs(a.sin_port) : 0;
 }
 
 double MsSince(std::chrono::steady_clock::time_point t0) {
@@ -337,9 +339,10 @@ class RedisServer {
   // Starts it and waits until it answers PING.
   bool Start() {
     const std::string port = std::to_string(port_);
-    std::vector<std::string> args = {bin_,  "--port", port, "--bind", "127.0.0.1",
-                                     "--save", "",    "--appendonly", "no"};
+    std::vector<std::string> args = {bin_,     "--port", port,           "--bind", "127.0.0.1",
+                                     "--save", "",       "--appendonly", "no"};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t fa;
@@ -375,8 +378,8 @@ class RedisServer {
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
     std::string out = "<error>";
     if (c && !c->err) {
-      auto* r = static_cast<redisReply*>(
-          redisCommand(c, "%s %b", cmd.c_str(), arg.data(), arg.size()));
+      auto* r =
+          static_cast<redisReply*>(redisCommand(c, "%s %b", cmd.c_str(), arg.data(), arg.size()));
       if (r) {
         if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
         if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
@@ -453,7 +456,7 @@ TEST_F(RedisCacheTest, SharedByTwoInstancesWithTtl) {
   CachedResponse r;
   r.status = 200;
   r.content_type = "text/event-stream";
-  r.body = std::string("data: x\n\n\0tail", 15);
+  r.body = std::string("data: x\n\n\0tail", 14);  // with a NUL byte inside
   EXPECT_FALSE(b->Get("k1"));
   a->Put("k1", r);
   auto got = b->Get("k1");  // the other gateway sees it
@@ -604,6 +607,7 @@ TEST_F(RedisCacheTest, ThreadsThroughAnOutage) {
   std::atomic<int> wrong{0};
   std::atomic<int64_t> worst_us{0};
   std::vector<std::thread> threads;
+  threads.reserve(6);
   for (int t = 0; t < 6; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; !stop; ++i) {
@@ -616,8 +620,7 @@ TEST_F(RedisCacheTest, ThreadsThroughAnOutage) {
         }
         int64_t us = static_cast<int64_t>(MsSince(t0) * 1000);
         int64_t w = worst_us.load();
-        while (us > w && !worst_us.compare_exchange_weak(w, us)) {
-        }
+        while (us > w && !worst_us.compare_exchange_weak(w, us)) {}
       }
     });
   }

@@ -8,7 +8,7 @@
 namespace strata::gateway {
 
 struct DashboardAsset {
-  const char* path;          // "/" for index.html, else "/dashboard/<file>"
+  const char* path;  // "/" for index.html, else "/dashboard/<file>"
   const char* content_type;
   const unsigned char* data;
   size_t size;

@@ -21,24 +21,24 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/config.h"
-#include "http/resources.h"
-#include "http/server.h"
 #include "gateway/admission.h"
 #include "gateway/backend.h"
 #include "gateway/cache.h"
 #include "gateway/live_stats.h"
 #include "gateway/ratelimit.h"
 #include "gateway/upstream_pool.h"
+#include "http/resources.h"
+#include "http/server.h"
 
 namespace strata::gateway {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-namespace ssl = net::ssl;
-using tcp = net::ip::tcp;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
 template <typename T>
-using Task = net::awaitable<T>;
+using Task = asio::awaitable<T>;
 using Request = http::request<http::string_body>;
 using Headers = ::strata::http::Headers;
 
@@ -136,8 +136,8 @@ class Gateway : public ::strata::http::Handler {
   void StartLiveTicks();
   void LiveTick();
   void RecordLive(const Call& c);  // a finished generation request
-  void LiveEventNow(const std::string& kind, const std::string& backend,
-                    const std::string& message, const std::string& request_id);
+  void LiveEventNow(const std::string& kind, const std::string& backend, const std::string& message,
+                    const std::string& request_id);
 
   // metrics.cc
   std::string RenderMetrics();
@@ -147,9 +147,12 @@ class Gateway : public ::strata::http::Handler {
   void CountRequest(const std::string& path, int status);
 
   // proxy.cc
-  // Picks a backend for an attempt (waiting up to the unavailable timeout when none is
-  // eligible). -1: none.
-  Task<int> PickBackend(const std::string& affinity, std::vector<int>* tried, int attempt);
+  // Picks a backend for an attempt (0: the first; waiting up to the unavailable timeout when
+  // none is eligible) and records it: a retry (after last_error) in the counters and the live
+  // events, the attempt and backend in the log. -1: none.
+  Task<int> PickBackend(const std::string& affinity, std::vector<int>* tried, int attempt,
+                        const std::string& last_error, RequestLog* log);
+  Task<int> PickEligible(const std::string& affinity, std::vector<int>* tried, int attempt);
   Task<ProxyResult> ProxyPlain(ClientStream& s, const Request& req, const std::string& path,
                                const std::string& upstream_path, const nlohmann::json* body,
                                const std::string& affinity, const Headers& extra,
@@ -168,12 +171,12 @@ class Gateway : public ::strata::http::Handler {
   std::string AffinityKey(const Request& req, const nlohmann::json* body) const;
 
   cluster::ClusterConfig config_;
-  net::io_context ioc_;
+  asio::io_context ioc_;
   std::unique_ptr<BackendPool> pool_;
   std::unique_ptr<UpstreamPool> upstream_;  // keep-alive connections to the backends
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<ResponseCache> cache_;
-  std::unique_ptr<net::thread_pool> cache_io_;  // Redis calls (null: in-memory cache)
+  std::unique_ptr<asio::thread_pool> cache_io_;  // Redis calls (null: in-memory cache)
   RateLimiter limiter_;
   std::mutex key_mu_;
   std::map<std::string, int> key_active_;  // per API key requests in flight
@@ -186,11 +189,11 @@ class Gateway : public ::strata::http::Handler {
   int64_t started_ = 0;
   std::string admin_key_;  // "": /metrics and /api/cluster are open
   std::unique_ptr<::strata::http::Server> http_;
-  std::unique_ptr<net::signal_set> hangup_;
+  std::unique_ptr<asio::signal_set> hangup_;
   LiveStats live_;
   // Before ioc_ in destruction (their timers).
   std::unique_ptr<::strata::http::ResourceMonitor> resources_;
-  std::unique_ptr<net::steady_timer> live_timer_;
+  std::unique_ptr<asio::steady_timer> live_timer_;
 };
 
 // The OpenAI error envelope {"error": {"message", "type", "code"}}.

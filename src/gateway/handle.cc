@@ -123,8 +123,8 @@ bool Gateway::Finish(Call& c, bool keep) {
 std::optional<Reply> Gateway::Route(Call& c) const {
   const std::string& path = c.log.path;
   c.is_models = path == "/v1/models";
-  c.is_gen = path == "/api/inference" || path == "/v1/completions" ||
-             path == "/v1/chat/completions";
+  c.is_gen =
+      path == "/api/inference" || path == "/v1/completions" || path == "/v1/chat/completions";
   if (!c.is_models && !c.is_gen) return ErrorReply(404, "not found: " + path, "not_found_error");
   const bool get = c.req.method() == http::verb::get;
   const bool post = c.req.method() == http::verb::post;
@@ -139,8 +139,7 @@ std::optional<Reply> Gateway::Authenticate(Call& c) const {
   for (const auto& k : config_.gateway.api_keys)
     if (!token.empty() && ::strata::http::SecretEquals(token, k.key)) c.key = &k;
   if (!c.key)
-    return ErrorReply(401, "invalid or missing API key", "authentication_error",
-                      "invalid_api_key");
+    return ErrorReply(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
   c.log.key_name = c.key->name;
   return std::nullopt;
 }
@@ -222,9 +221,9 @@ Task<std::optional<Reply>> Gateway::Admit(Call& c) {
 Task<std::optional<Reply>> Gateway::CacheLookup(Call& c) {
   if (!cache_ || !c.is_gen || !IsDeterministic(c.body, 0.8)) co_return std::nullopt;
   // Per tenant unless the key shares; per served model (configured path and name).
-  c.cache_key = CacheKey(c.log.path, c.body,
-                         c.key && !c.key->shared_cache ? c.key->key : std::string(),
-                         config_.model.path + "|" + config_.model.name);
+  c.cache_key =
+      CacheKey(c.log.path, c.body, c.key && !c.key->shared_cache ? c.key->key : std::string(),
+               config_.model.path + "|" + config_.model.name);
   std::optional<CachedResponse> hit = co_await CacheGet(c.cache_key);
   if (!hit) {
     c.log.cache = "MISS";

@@ -23,9 +23,9 @@ struct LiveEvent {
 class LiveStats {
  public:
   struct Options {
-    size_t points = 300;      // kept per-tick points (5 minutes at one a second)
-    size_t events = 64;       // kept events
-    size_t window_ticks = 10; // percentiles over the samples of this many ticks
+    size_t points = 300;            // kept per-tick points (5 minutes at one a second)
+    size_t events = 64;             // kept events
+    size_t window_ticks = 10;       // percentiles over the samples of this many ticks
     size_t samples_per_tick = 512;  // latency samples kept per tick (a reservoir beyond)
   };
   LiveStats() : LiveStats(Options{}) {}

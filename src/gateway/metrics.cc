@@ -42,11 +42,12 @@ void Gateway::AccessLog(const RequestLog& log, double ms) {
   std::vector<LogField> fields;
   for (const auto& [k, v] : j.items()) fields.push_back({k, DumpJson(v)});
   // One line per request: the shared log format (docs/logging.md), whatever STRATA_LOG says.
-  LogEvent(log.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, "request", log.request_id, fields);
+  LogEvent(log.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, "request", log.request_id,
+           fields);
 }
 
 void Gateway::StartLiveTicks() {
-  live_timer_ = std::make_unique<net::steady_timer>(ioc_);
+  live_timer_ = std::make_unique<asio::steady_timer>(ioc_);
   LiveTick();
 }
 
@@ -68,8 +69,8 @@ void Gateway::RecordLive(const Call& c) {
   const bool error = c.log.status >= 500;
   live_.Record(latency, c.log.ttft_s, c.log.completion_tokens, error);
   if (error)
-    LiveEventNow("error", c.log.backend, StrFormat("%s answered %d", c.log.path.c_str(), c.log.status),
-                 c.log.request_id);
+    LiveEventNow("error", c.log.backend,
+                 StrFormat("%s answered %d", c.log.path.c_str(), c.log.status), c.log.request_id);
 }
 
 void Gateway::LiveEventNow(const std::string& kind, const std::string& backend,
@@ -88,23 +89,23 @@ void Gateway::LiveEventNow(const std::string& kind, const std::string& backend,
 json Gateway::ClusterJson() {
   json backends = json::array();
   for (const BackendView& v : pool_->Snapshot()) {
-    backends.push_back({{"name", v.info.name},
-                        {"url", StrFormat("http://%s:%d", v.info.host.c_str(), v.info.port)},
-                        {"state", HealthName(v.health)},
-                        {"circuit", CircuitName(v.circuit)},
-                        {"mode", v.stages.empty() ? v.info.mode : "pipeline"},
-                        {"layers", v.info.layers},
-                        {"stages", StagesJson(v.stages)},
-                        {"outstanding", v.outstanding},
-                        {"load", {{"slots_busy", v.slots_busy},
-                                  {"slots_total", v.slots_total},
-                                  {"waiting", v.waiting}}},
-                        {"latency_ms", std::round(v.latency_ewma_ms * 1000) / 1000},
-                        {"probe_ms", std::round(v.probe_ms * 1000) / 1000},
-                        {"requests", v.requests},
-                        {"errors", v.errors},
-                        {"last_error", v.last_error},
-                        {"resources", NodeResourcesJson(v.resources)}});
+    backends.push_back(
+        {{"name", v.info.name},
+         {"url", StrFormat("http://%s:%d", v.info.host.c_str(), v.info.port)},
+         {"state", HealthName(v.health)},
+         {"circuit", CircuitName(v.circuit)},
+         {"mode", v.stages.empty() ? v.info.mode : "pipeline"},
+         {"layers", v.info.layers},
+         {"stages", StagesJson(v.stages)},
+         {"outstanding", v.outstanding},
+         {"load",
+          {{"slots_busy", v.slots_busy}, {"slots_total", v.slots_total}, {"waiting", v.waiting}}},
+         {"latency_ms", std::round(v.latency_ewma_ms * 1000) / 1000},
+         {"probe_ms", std::round(v.probe_ms * 1000) / 1000},
+         {"requests", v.requests},
+         {"errors", v.errors},
+         {"last_error", v.last_error},
+         {"resources", NodeResourcesJson(v.resources)}});
   }
   return {{"policy", cluster::RoutingPolicyName(config_.gateway.routing.policy)},
           {"healthy_backends", pool_->HealthyCount()},
@@ -136,12 +137,13 @@ std::string Gateway::RenderMetrics() {
       [](const BackendView& v) { return std::to_string(v.outstanding); });
   per("strata_gateway_backend_healthy", "gauge", "1 when the backend takes traffic.",
       [](const BackendView& v) {
-        return std::string(v.health == HealthState::kHealthy && v.circuit != CircuitState::kOpen
-                               ? "1"
-                               : "0");
+        return std::string(
+            v.health == HealthState::kHealthy && v.circuit != CircuitState::kOpen ? "1" : "0");
       });
-  per("strata_gateway_backend_circuit_open", "gauge", "1 while the backend's circuit breaker is open.",
-      [](const BackendView& v) { return std::string(v.circuit == CircuitState::kOpen ? "1" : "0"); });
+  per("strata_gateway_backend_circuit_open", "gauge",
+      "1 while the backend's circuit breaker is open.", [](const BackendView& v) {
+        return std::string(v.circuit == CircuitState::kOpen ? "1" : "0");
+      });
   o += "# HELP strata_gateway_backend_latency_seconds Request latency per backend.\n"
        "# TYPE strata_gateway_backend_latency_seconds histogram\n";
   for (const BackendView& v : views)

@@ -20,7 +20,7 @@ namespace {
 // One exchange's connection to a backend: adopted from the pool or newly opened, and given
 // back to the pool when the exchange completed cleanly (`reusable`), else closed.
 struct Upstream {
-  Upstream(const net::any_io_executor& ex, UpstreamPool* pool, int backend)
+  Upstream(const asio::any_io_executor& ex, UpstreamPool* pool, int backend)
       : stream(ex), pool(pool), backend(backend) {}
   ~Upstream() { Close(); }
   Upstream(const Upstream&) = delete;
@@ -48,8 +48,8 @@ struct Upstream {
   beast::flat_buffer buf;
   UpstreamPool* pool;
   int backend;
-  bool reused = false;     // the connection came from the pool
-  bool reusable = false;   // the exchange ended cleanly: give the connection back
+  bool reused = false;    // the connection came from the pool
+  bool reusable = false;  // the exchange ended cleanly: give the connection back
 };
 
 // The request to a node. Keep-alive: the connection may serve the next request.
@@ -89,16 +89,16 @@ Task<beast::error_code> Open(Upstream& up, const BackendInfo& info, bool reuse, 
   }
   up.reused = false;
   up.stream.expires_after(std::chrono::milliseconds(std::min(timeout_ms, 10000)));
-  const auto addr = net::ip::make_address(info.host, ec);
+  const auto addr = asio::ip::make_address(info.host, ec);
   if (ec) {
-    tcp::resolver res(co_await net::this_coro::executor);
+    tcp::resolver res(co_await asio::this_coro::executor);
     auto r = co_await res.async_resolve(info.host, std::to_string(info.port),
-                                        net::redirect_error(net::use_awaitable, ec));
+                                        asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return ec;
-    co_await up.stream.async_connect(r, net::redirect_error(net::use_awaitable, ec));
+    co_await up.stream.async_connect(r, asio::redirect_error(asio::use_awaitable, ec));
   } else {
     co_await up.stream.async_connect(tcp::endpoint(addr, static_cast<unsigned short>(info.port)),
-                                     net::redirect_error(net::use_awaitable, ec));
+                                     asio::redirect_error(asio::use_awaitable, ec));
   }
   if (ec) co_return ec;
   up.stream.socket().set_option(tcp::no_delay(true), ec);
@@ -114,7 +114,7 @@ Task<beast::error_code> Exchange(Upstream& up, const BackendInfo& info, const Re
                                  bool header_only, const bool* stop) {
   beast::error_code ec;
   for (int round = 0; round < 2; ++round) {
-    if (*stop) co_return net::error::operation_aborted;
+    if (*stop) co_return asio::error::operation_aborted;
     if (round > 0) up.Close();
     ec = co_await Open(up, info, round == 0, timeout_ms);
     if (ec) co_return ec;
@@ -125,15 +125,16 @@ Task<beast::error_code> Exchange(Upstream& up, const BackendInfo& info, const Re
       p->body_limit(boost::none);
     }
     up.stream.expires_after(std::chrono::milliseconds(timeout_ms));
-    co_await http::async_write(up.stream, req, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_write(up.stream, req, asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && header_only) {
       co_await http::async_read_header(up.stream, up.buf, *p,
-                                       net::redirect_error(net::use_awaitable, ec));
+                                       asio::redirect_error(asio::use_awaitable, ec));
     } else if (!ec) {
-      co_await http::async_read(up.stream, up.buf, *p, net::redirect_error(net::use_awaitable, ec));
+      co_await http::async_read(up.stream, up.buf, *p,
+                                asio::redirect_error(asio::use_awaitable, ec));
     }
     const bool broken_reuse = ec && up.reused && !p->got_some() && !*stop &&
-                              ec != beast::error::timeout && ec != net::error::operation_aborted;
+                              ec != beast::error::timeout && ec != asio::error::operation_aborted;
     if (!broken_reuse) co_return ec;
   }
   co_return ec;
@@ -149,8 +150,10 @@ double Seconds(Clock::time_point since) {
 // not a request error (invalid_request_error and other 4xx-like codes).
 bool RetryableError(const json& e) {
   if (!e.is_object()) return false;
-  const std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
-  const std::string type = e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : "";
+  const std::string code =
+      e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
+  const std::string type =
+      e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : "";
   if (!code.empty())
     return code == "pipeline_stage_failed" || code == "stage_unavailable" ||
            code == "server_stopping" || code == "internal_error";
@@ -161,8 +164,8 @@ bool RetryableError(const json& e) {
 // stream's identity (so a continuation keeps it), and the rewriting of a continuation's events.
 struct StreamState {
   bool chat = false;
-  bool strip_ids = true;     // the client did not ask for token ids
-  std::string pending;       // bytes of an incomplete event
+  bool strip_ids = true;  // the client did not ask for token ids
+  std::string pending;    // bytes of an incomplete event
   std::string id;
   int64_t created = 0;
   bool have_id = false;
@@ -236,8 +239,8 @@ struct StreamState {
       if (chat && c.contains("delta") && c["delta"].is_object()) {
         json& d = c["delta"];
         // A continuation's opening {"role": "assistant"} chunk was already sent once.
-        if (rewrite && d.contains("role") &&
-            (!d.contains("content") || d["content"] == "") && c["finish_reason"].is_null())
+        if (rewrite && d.contains("role") && (!d.contains("content") || d["content"] == "") &&
+            c["finish_reason"].is_null())
           return {};
         for (const char* f : {"content", "reasoning_content"})
           if (d.contains(f) && d[f].is_string() && !d[f].get<std::string>().empty())
@@ -262,14 +265,15 @@ struct StreamState {
     }
     if (j.contains("usage") && j["usage"].is_object()) {
       json& u = j["usage"];
-      if (rewrite && u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
+      if (rewrite && u.contains("completion_tokens") &&
+          u["completion_tokens"].is_number_integer()) {
         u["completion_tokens"] = u["completion_tokens"].get<int64_t>() + generated_before;
         if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
-          u["prompt_tokens"] = std::max<int64_t>(0, u["prompt_tokens"].get<int64_t>() -
-                                                        (token_ids.empty() ? generated_before : 0));
+          u["prompt_tokens"] = std::max<int64_t>(
+              0, u["prompt_tokens"].get<int64_t>() - (token_ids.empty() ? generated_before : 0));
         if (u.contains("total_tokens"))
-          u["total_tokens"] = u.value("prompt_tokens", int64_t{0}) +
-                              u["completion_tokens"].get<int64_t>();
+          u["total_tokens"] =
+              u.value("prompt_tokens", int64_t{0}) + u["completion_tokens"].get<int64_t>();
         modified = true;
       }
       prompt_tokens = u.value("prompt_tokens", int64_t{-1});
@@ -290,22 +294,59 @@ std::string SseError(const std::string& message) {
          "data: [DONE]\n\n";
 }
 
+// After a failed exchange with backend `b`: releases it and records why in `last_error`. True
+// when this process is out of descriptors (or memory): not the backend's fault, and no other
+// backend would fare better, so the caller stops trying.
+bool ExchangeFailed(BackendPool& pool, UpstreamPool& upstream, int b, const BackendInfo& info,
+                    const beast::error_code& ec, std::string* last_error) {
+  if (LocalResourceError(ec)) {
+    pool.Release(b, Outcome::kNeutral, -1, -1, "");
+    *last_error = "the gateway is out of resources: " + ec.message();
+    return true;
+  }
+  *last_error = info.name + ": " + ec.message();
+  pool.Release(b, Outcome::kFailure, -1, -1, ec.message());
+  upstream.Drop(b);
+  return false;
+}
+
+// 503 with Retry-After: no backend could serve the request (the last error says why).
+Reply UnavailableReply(const std::string& last_error) {
+  Reply r = ErrorReply(503, "no backend could serve the request: " + last_error,
+                       "unavailable_error", "backend_unavailable");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
 }  // namespace
 
-Task<int> Gateway::PickBackend(const std::string& affinity, std::vector<int>* tried,
-                               int attempt) {
+Task<int> Gateway::PickBackend(const std::string& affinity, std::vector<int>* tried, int attempt,
+                               const std::string& last_error, RequestLog* log) {
+  const int b = co_await PickEligible(affinity, tried, attempt);
+  if (b < 0) co_return -1;
+  const BackendInfo& info = pool_->info(b);
+  if (attempt > 0) {
+    ++retries_;
+    LiveEventNow("retry", info.name, "after " + last_error, log->request_id);
+  }
+  log->attempts++;
+  log->backend = info.name;
+  co_return b;
+}
+
+Task<int> Gateway::PickEligible(const std::string& affinity, std::vector<int>* tried, int attempt) {
   const auto& r = config_.gateway.retry;
-  auto ex = co_await net::this_coro::executor;
-  net::steady_timer timer(ex);
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
   beast::error_code ec;
   if (attempt > 0 && r.backoff_ms > 0) {
     // Exponential backoff with full jitter.
-    const int64_t cap = std::min<int64_t>(r.max_backoff_ms,
-                                          int64_t{r.backoff_ms} << std::min(attempt - 1, 20));
+    const int64_t cap =
+        std::min<int64_t>(r.max_backoff_ms, int64_t{r.backoff_ms} << std::min(attempt - 1, 20));
     thread_local std::mt19937_64 rng{std::random_device{}()};
     std::uniform_int_distribution<int64_t> d(0, std::max<int64_t>(0, cap));
     timer.expires_after(std::chrono::milliseconds(d(rng)));
-    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(r.unavailable_timeout_ms);
   for (;;) {
@@ -317,7 +358,7 @@ Task<int> Gateway::PickBackend(const std::string& affinity, std::vector<int>* tr
     }
     if (Clock::now() >= deadline) co_return -1;
     timer.expires_after(std::chrono::milliseconds(20));
-    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 
@@ -330,20 +371,16 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
   std::vector<int> tried;
   std::string last_error = "no healthy backend";
   const std::string payload = body ? DumpJson(*body) : std::string();
-  auto ex = co_await net::this_coro::executor;
+  auto ex = co_await asio::this_coro::executor;
   for (int attempt = 0; attempt < g.retry.max_attempts; ++attempt) {
-    const int b = co_await PickBackend(affinity, &tried, attempt);
+    const int b = co_await PickBackend(affinity, &tried, attempt, last_error, log);
     if (b < 0) break;
-    if (attempt > 0) ++retries_;
     const BackendInfo& info = pool_->info(b);
-    if (attempt > 0) LiveEventNow("retry", info.name, "after " + last_error, log->request_id);
-    log->attempts++;
-    log->backend = info.name;
     const auto t0 = Clock::now();
     Upstream up(ex, upstream_.get(), b);
     const Request ureq =
-        MakeUpstreamRequest(info, body ? http::verb::post : http::verb::get, upstream_path,
-                            payload, log->request_id, false, config_.gateway.node_api_key);
+        MakeUpstreamRequest(info, body ? http::verb::post : http::verb::get, upstream_path, payload,
+                            log->request_id, false, config_.gateway.node_api_key);
     // While the node works, a client that goes away closes the upstream connection: the node
     // cancels the request, and this request's slots are released.
     bool client_gone = false;
@@ -354,8 +391,8 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
         client_gone = true;
         up.stream.close();
       });
-      ec = co_await Exchange(up, info, ureq, p, g.admission.request_timeout_ms, false,
-                             &client_gone);
+      ec =
+          co_await Exchange(up, info, ureq, p, g.admission.request_timeout_ms, false, &client_gone);
     }
     if (client_gone) {
       pool_->Release(b, Outcome::kNeutral, -1, -1, "");
@@ -364,16 +401,8 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
       out.keep_alive = false;
       co_return out;
     }
-    if (ec && LocalResourceError(ec)) {
-      // This process is out of descriptors (or memory): not the backend's fault.
-      pool_->Release(b, Outcome::kNeutral, -1, -1, "");
-      last_error = "the gateway is out of resources: " + ec.message();
-      break;
-    }
     if (ec) {
-      last_error = info.name + ": " + ec.message();
-      pool_->Release(b, Outcome::kFailure, -1, -1, ec.message());
-      upstream_->Drop(b);
+      if (ExchangeFailed(*pool_, *upstream_, b, info, ec, &last_error)) break;
       continue;
     }
     auto& res = p->get();
@@ -426,9 +455,7 @@ Task<ProxyResult> Gateway::ProxyPlain(ClientStream& s, const Request& req, const
     co_return out;
   }
   out.status = 503;
-  Reply unavailable = ErrorReply(503, "no backend could serve the request: " + last_error,
-                                 "unavailable_error", "backend_unavailable");
-  unavailable.headers.emplace_back("Retry-After", "1");
+  Reply unavailable = UnavailableReply(last_error);
   out.keep_alive = co_await Send(s, req, std::move(unavailable), log);
   co_return out;
 }
@@ -443,7 +470,12 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
   StreamState st;
   st.chat = path == "/v1/chat/completions";
   st.strip_ids = body.value("return_token_ids", false) != true;
-  const bool text_prompt = !st.chat && body.contains("prompt") && body["prompt"].is_string();
+  // n > 1 choices interleave in one stream: a continuation would mix their ids, so a
+  // mid-stream failure after text was forwarded ends the stream with an error instead.
+  const bool multi =
+      body.contains("n") && body["n"].is_number_integer() && body["n"].get<int64_t>() > 1;
+  const bool text_prompt =
+      !multi && !st.chat && body.contains("prompt") && body["prompt"].is_string();
   const std::string prompt = text_prompt ? body["prompt"].get<std::string>() : std::string();
   int64_t max_tokens = -1;
   for (const char* f : {"max_tokens", "max_completion_tokens"})
@@ -459,36 +491,24 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
   std::vector<int> tried;
   std::string last_error = "no healthy backend";
   bool header_sent = false, client_gone = false, ended = false;
-  auto ex = co_await net::this_coro::executor;
+  auto ex = co_await asio::this_coro::executor;
   std::array<char, 16384> tmp;
 
   for (int attempt = 0; attempt < g.retry.max_attempts && !ended;) {
-    const int b = co_await PickBackend(affinity, &tried, attempt);
+    const int b = co_await PickBackend(affinity, &tried, attempt, last_error, log);
     ++attempt;
     if (b < 0) break;
-    if (attempt > 1) ++retries_;
     const BackendInfo& info = pool_->info(b);
-    if (attempt > 1) LiveEventNow("retry", info.name, "after " + last_error, log->request_id);
-    log->attempts++;
-    log->backend = info.name;
     const auto t0 = Clock::now();
     Upstream up(ex, upstream_.get(), b);
     const Request ureq = MakeUpstreamRequest(info, http::verb::post, path, DumpJson(cur),
                                              log->request_id, true, g.node_api_key);
     const bool no_stop = false;
     std::optional<http::response_parser<http::buffer_body>> parser;
-    beast::error_code ec = co_await Exchange(up, info, ureq, parser,
-                                             g.admission.request_timeout_ms, true, &no_stop);
-    if (ec && LocalResourceError(ec)) {
-      // This process is out of descriptors (or memory): not the backend's fault.
-      pool_->Release(b, Outcome::kNeutral, -1, -1, "");
-      last_error = "the gateway is out of resources: " + ec.message();
-      break;
-    }
+    beast::error_code ec =
+        co_await Exchange(up, info, ureq, parser, g.admission.request_timeout_ms, true, &no_stop);
     if (ec) {
-      last_error = info.name + ": " + ec.message();
-      pool_->Release(b, Outcome::kFailure, -1, -1, ec.message());
-      upstream_->Drop(b);
+      if (ExchangeFailed(*pool_, *upstream_, b, info, ec, &last_error)) break;
       continue;
     }
     auto& p = *parser;
@@ -500,7 +520,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
         p.get().body().data = tmp.data();
         p.get().body().size = tmp.size();
         co_await http::async_read_some(up.stream, up.buf, p,
-                                       net::redirect_error(net::use_awaitable, ec));
+                                       asio::redirect_error(asio::use_awaitable, ec));
         if (ec == http::error::need_buffer) ec = {};
         ebody.append(tmp.data(), tmp.size() - p.get().body().size);
         if (ebody.size() > (1u << 20)) break;
@@ -560,7 +580,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       p.get().body().size = tmp.size();
       up.stream.expires_after(std::chrono::milliseconds(g.admission.request_timeout_ms));
       co_await http::async_read_some(up.stream, up.buf, p,
-                                     net::redirect_error(net::use_awaitable, ec));
+                                     asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       const size_t n = tmp.size() - p.get().body().size;
       if (n == 0) continue;
@@ -601,7 +621,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     LiveEventNow("failover", info.name, last_error, log->request_id);
     st.retry_error = false;
     ++log->failovers;
-    if (st.finished) {  // all text was delivered: only the end marker is missing
+    if (st.finished && !multi) {  // all text was delivered: only the end marker is missing
       const std::string tail = "data: [DONE]\n\n";
       if (!cache_key.empty()) out.body += tail;
       client_gone = !co_await s.WriteChunk(tail);
@@ -610,9 +630,10 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
     }
     // Continue on another backend from what the client already has.
     const int64_t done_tokens = st.generated();
-    if (max_tokens >= 0 && done_tokens >= max_tokens) {
-      json fin = st.chat ? json{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}
-                         : json{{"index", 0}, {"text", ""}, {"finish_reason", "length"}};
+    if (!multi && max_tokens >= 0 && done_tokens >= max_tokens) {
+      json fin = st.chat
+                     ? json{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}
+                     : json{{"index", 0}, {"text", ""}, {"finish_reason", "length"}};
       json chunk = {{"id", st.id},
                     {"object", st.chat ? "chat.completion.chunk" : "text_completion"},
                     {"created", st.created},
@@ -630,15 +651,15 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
       last_error = "too many failovers";
       break;
     }
-    if (!st.token_ids.empty()) {
+    if (!st.token_ids.empty() && !multi) {
       cur["continue_token_ids"] = st.token_ids;  // exact: the node appends these ids
-    } else if (done_tokens == 0) {
+    } else if (done_tokens == 0 && (!multi || st.token_ids.empty())) {
       // Nothing generated was forwarded yet: the original request starts over.
     } else if (text_prompt) {
       cur["prompt"] = prompt + st.text;
     } else {
-      const std::string tail = SseError(
-          "the backend failed mid-stream and this request cannot be continued elsewhere");
+      const std::string tail =
+          SseError("the backend failed mid-stream and this request cannot be continued elsewhere");
       client_gone = !co_await s.WriteChunk(tail);
       ended = true;
       break;
@@ -655,9 +676,7 @@ Task<ProxyResult> Gateway::ProxyStream(ClientStream& s, const Request& req, cons
   }
   if (!header_sent && !client_gone) {
     out.status = 503;
-    Reply unavailable = ErrorReply(503, "no backend could serve the request: " + last_error,
-                                   "unavailable_error", "backend_unavailable");
-    unavailable.headers.emplace_back("Retry-After", "1");
+    Reply unavailable = UnavailableReply(last_error);
     out.keep_alive = co_await Send(s, req, std::move(unavailable), log);
     co_return out;
   }

@@ -6,7 +6,7 @@
 namespace strata::gateway {
 
 namespace {
-constexpr int kPruneEvery = 4096;  // Acquire calls between sweeps of idle buckets
+constexpr int kPruneEvery = 4096;   // Acquire calls between sweeps of idle buckets
 constexpr double kIdlePruneS = 60;  // an idle bucket with no debt is full again after a minute
 }  // namespace
 
@@ -84,8 +84,7 @@ void RateLimiter::Prune(Clock::time_point now) {
     const double idle = std::chrono::duration<double>(now - b.last).count();
     if (idle >= kIdlePruneS && b.requests >= 0 && b.tokens >= 0)
       it = buckets_.erase(it);  // would be full again: same as a fresh bucket
-    else
-      ++it;
+    else ++it;
   }
 }
 

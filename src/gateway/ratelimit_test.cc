@@ -76,7 +76,7 @@ TEST(RateLimiter, TokensReserveSettleAndRefund) {
 
 TEST(RateLimiter, UsingMoreThanReservedIsDebt) {
   RateLimiter rl;
-  KeyLimits l{.tokens_per_minute = 600};  // 10 tokens/s
+  KeyLimits l{.tokens_per_minute = 600};              // 10 tokens/s
   ASSERT_TRUE(rl.Acquire("k", l, 100, kT0).allowed);  // 500 left
   rl.Settle("k", l, 100, 900, kT0);                   // used 800 more: -300
   RateDecision d = rl.Acquire("k", l, 50, kT0);
@@ -91,8 +91,8 @@ TEST(RateLimiter, EstimateAboveTheMinuteWaitsForAFullBucket) {
   KeyLimits l{.tokens_per_minute = 1000};
   ASSERT_TRUE(rl.Acquire("k", l, 10, kT0).allowed);
   RateDecision d = rl.Acquire("k", l, 5000, kT0);
-  EXPECT_FALSE(d.allowed);                    // not full
-  EXPECT_NEAR(d.retry_after_s, 0.6, 1e-9);   // 10 tokens at 1000/min
+  EXPECT_FALSE(d.allowed);                                  // not full
+  EXPECT_NEAR(d.retry_after_s, 0.6, 1e-9);                  // 10 tokens at 1000/min
   EXPECT_TRUE(rl.Acquire("k", l, 5000, kT0 + 1s).allowed);  // full: admitted, into debt
   d = rl.Acquire("k", l, 1, kT0 + 1s);
   EXPECT_FALSE(d.allowed);
@@ -121,6 +121,7 @@ TEST(RateLimiter, ConcurrentAcquiresNeverOverAdmit) {
   KeyLimits l{.requests_per_minute = 1000, .tokens_per_minute = 0};
   std::atomic<int> admitted{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 500; ++i) admitted += rl.Acquire("shared", l, 0, kT0).allowed;

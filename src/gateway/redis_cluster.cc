@@ -71,13 +71,13 @@ Result<std::vector<RedisSlotRange>> ParseClusterSlots(const redisReply* r,
   std::vector<RedisSlotRange> out;
   for (size_t i = 0; i < r->elements; ++i) {
     const redisReply* e = r->element[i];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) return bad("entry is not [first, last, master]");
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3)
+      return bad("entry is not [first, last, master]");
     const redisReply* first = e->element[0];
     const redisReply* last = e->element[1];
     const redisReply* master = e->element[2];
     if (first->type != REDIS_REPLY_INTEGER || last->type != REDIS_REPLY_INTEGER ||
-        first->integer < 0 || last->integer < first->integer ||
-        last->integer >= kRedisClusterSlots)
+        first->integer < 0 || last->integer < first->integer || last->integer >= kRedisClusterSlots)
       return bad("slot range");
     if (master->type != REDIS_REPLY_ARRAY || master->elements < 2 ||
         master->element[0]->type != REDIS_REPLY_STRING ||
@@ -128,7 +128,7 @@ int64_t NowMs() {
       .count();
 }
 
-constexpr int kMaxRedirects = 3;      // MOVED / ASK hops followed per command
+constexpr int kMaxRedirects = 3;        // MOVED / ASK hops followed per command
 constexpr int64_t kMinRefreshMs = 500;  // CLUSTER SLOTS at most this often
 
 // One master (or any node seen): its single connection, used by one caller at a time, and a
@@ -180,44 +180,23 @@ class RedisClusterCache final : public ResponseCache {
 
   std::optional<CachedResponse> Get(const std::string& key) override {
     const std::string k = opts_.redis_prefix + key;
-    Reply r = Run(k, {"GET", k});
-    if (r && r->type == REDIS_REPLY_STRING) {
-      auto v = OpenCachedResponse(hmac_key_, k, std::string_view(r->str, r->len));
-      if (v) {
-        hits_++;
-        return v;
-      }
-      errors_++;  // a value we did not write (or a different format version)
-    } else if (r && r->type != REDIS_REPLY_NIL) {
-      errors_++;
-    }
-    misses_++;
-    return std::nullopt;
+    return counts_.OnGet(Run(k, {"GET", k}), hmac_key_, k);
   }
 
   void Put(const std::string& key, const CachedResponse& response) override {
     if (!CacheableContentType(response.content_type)) return;
     const std::string k = opts_.redis_prefix + key;
-    std::vector<std::string> argv{"SET", k, SealCacheValue(hmac_key_, k, EncodeCachedResponse(response))};
+    std::vector<std::string> argv{"SET", k,
+                                  SealCacheValue(hmac_key_, k, EncodeCachedResponse(response))};
     if (opts_.ttl_s > 0) {
-      argv.push_back("EX");
-      argv.push_back(std::to_string(opts_.ttl_s));
+      argv.emplace_back("EX");
+      argv.emplace_back(std::to_string(opts_.ttl_s));
     }
-    Reply r = Run(k, argv);
-    if (!r) return;
-    if (r->type == REDIS_REPLY_ERROR) {
-      errors_++;
-      return;
-    }
-    puts_++;
+    counts_.OnSet(Run(k, argv));
   }
 
   CacheStats stats() const override {
-    CacheStats s;
-    s.hits = hits_;
-    s.misses = misses_;
-    s.puts = puts_;
-    s.errors = errors_;
+    CacheStats s = counts_.Stats();
     s.redirects = redirects_;
     std::lock_guard<std::mutex> lock(map_mu_);
     const int64_t now = NowMs();
@@ -230,7 +209,7 @@ class RedisClusterCache final : public ResponseCache {
 
  private:
   // Runs a one-key command on the slot's master, following redirections. Null on failure
-  // (counted in errors_); an error reply other than a redirection is returned as is.
+  // (counted in counts_.errors); an error reply other than a redirection is returned as is.
   Reply Run(const std::string& key, const std::vector<std::string>& argv) {
     const int slot = RedisKeySlot(key);
     ClusterNode* node = MasterOf(slot);
@@ -253,7 +232,7 @@ class RedisClusterCache final : public ResponseCache {
         Refresh(false);
       }
     }
-    errors_++;
+    counts_.errors++;
     return nullptr;
   }
 
@@ -338,8 +317,7 @@ class RedisClusterCache final : public ResponseCache {
       masters_.clear();
       for (const RedisSlotRange& range : *ranges) {
         const int i = IndexOf(range.master);
-        if (std::find(masters_.begin(), masters_.end(), i) == masters_.end())
-          masters_.push_back(i);
+        if (std::find(masters_.begin(), masters_.end(), i) == masters_.end()) masters_.push_back(i);
         for (int s = range.first; s <= range.last; ++s) slots_[s] = static_cast<int16_t>(i);
       }
       refreshing_ = false;
@@ -356,17 +334,17 @@ class RedisClusterCache final : public ResponseCache {
   mutable std::mutex map_mu_;  // guards the fields below (not the nodes' connections)
   std::vector<std::unique_ptr<ClusterNode>> nodes_;  // every node seen; never shrinks
   std::array<int16_t, kRedisClusterSlots> slots_;    // slot -> index in nodes_, -1: unknown
-  std::vector<int> masters_;                          // the distinct indices in slots_
+  std::vector<int> masters_;                         // the distinct indices in slots_
   int64_t last_refresh_ms_ = 0;
   bool refreshing_ = false;
-  std::atomic<uint64_t> hits_{0}, misses_{0}, puts_{0}, errors_{0}, redirects_{0};
+  RedisCacheCounters counts_;
+  std::atomic<uint64_t> redirects_{0};
 };
 
 }  // namespace
 
-Result<std::unique_ptr<ResponseCache>> MakeRedisClusterCache(const CacheOptions& opts,
-                                                             const RedisEndpoint& ep,
-                                                             std::vector<RedisNodeAddr> seeds) {
+Result<std::unique_ptr<ResponseCache>> MakeRedisClusterCache(
+    const CacheOptions& opts, const RedisEndpoint& ep, const std::vector<RedisNodeAddr>& seeds) {
   if (seeds.empty()) return Status::Error("cache: Redis Cluster without a seed node");
   if (opts.redis_timeout_ms <= 0) return Status::Error("cache: redis_timeout_ms must be > 0");
   return std::unique_ptr<ResponseCache>(std::make_unique<RedisClusterCache>(opts, ep, seeds));

@@ -57,8 +57,7 @@ std::optional<RedisRedirect> ParseRedisRedirect(std::string_view error,
 
 // The cluster cache. `ep` gives the credentials (user / password; db must be 0); `seeds` the
 // nodes asked for the slot map (at least one).
-Result<std::unique_ptr<ResponseCache>> MakeRedisClusterCache(const CacheOptions& opts,
-                                                             const RedisEndpoint& ep,
-                                                             std::vector<RedisNodeAddr> seeds);
+Result<std::unique_ptr<ResponseCache>> MakeRedisClusterCache(
+    const CacheOptions& opts, const RedisEndpoint& ep, const std::vector<RedisNodeAddr>& seeds);
 
 }  // namespace strata::gateway

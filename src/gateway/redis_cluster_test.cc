@@ -15,7 +15,7 @@ namespace strata::gateway {
 namespace {
 
 // Parses RESP bytes into a reply the way hiredis does for a socket.
-Reply Resp(const std::string& bytes) {
+Reply ParseResp(const std::string& bytes) {
   redisReader* reader = redisReaderCreate();
   redisReaderFeed(reader, bytes.data(), bytes.size());
   void* out = nullptr;
@@ -47,8 +47,8 @@ TEST(RedisCluster, HashTags) {
   EXPECT_EQ(RedisKeySlot("{user1000}.following"), 3443);
   EXPECT_EQ(RedisKeySlot("{user1000}.followers"), 3443);
   EXPECT_EQ(RedisKeySlot("foo{bar}{zap}"), RedisKeySlot("bar"));  // first tag only
-  EXPECT_EQ(RedisKeySlot("foo{}{bar}"), 8363);     // empty tag: the whole key
-  EXPECT_EQ(RedisKeySlot("foo{{bar}}zap"), 4015);  // the tag is "{bar"
+  EXPECT_EQ(RedisKeySlot("foo{}{bar}"), 8363);                    // empty tag: the whole key
+  EXPECT_EQ(RedisKeySlot("foo{{bar}}zap"), 4015);                 // the tag is "{bar"
   EXPECT_EQ(RedisKeySlot("foo{{bar}}zap"), RedisKeySlot("{bar"));
   EXPECT_EQ(RedisKeySlot("{}"), 15257);
   EXPECT_EQ(RedisKeySlot("{"), 4092);  // unclosed: the whole key
@@ -73,7 +73,7 @@ TEST(RedisCluster, HostPort) {
 TEST(RedisCluster, ParsesClusterSlots) {
   // Two ranges, the first with a replica, the second with an unknown (empty) host and the
   // Redis 7 hostname map (an array in RESP2).
-  Reply r = Resp(
+  Reply r = ParseResp(
       "*2\r\n"
       "*4\r\n:0\r\n:5460\r\n"
       "*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$4\r\nid-a\r\n"
@@ -93,16 +93,16 @@ TEST(RedisCluster, ParsesClusterSlots) {
 
 TEST(RedisCluster, RejectsMalformedClusterSlots) {
   const char* bad[] = {
-      "+OK\r\n",                                                     // not an array
-      "*1\r\n*2\r\n:0\r\n:10\r\n",                                   // no master
-      "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",            // first > last
-      "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",         // beyond the last slot
-      "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",             // port 0
-      "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",                  // host not a string
-      "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n",        // slot not an integer
+      "+OK\r\n",                                               // not an array
+      "*1\r\n*2\r\n:0\r\n:10\r\n",                             // no master
+      "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",      // first > last
+      "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",   // beyond the last slot
+      "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",       // port 0
+      "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",            // host not a string
+      "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n",  // slot not an integer
   };
   for (const char* b : bad) {
-    Reply r = Resp(b);
+    Reply r = ParseResp(b);
     EXPECT_FALSE(ParseClusterSlots(r.get(), "h").ok()) << b;
   }
   EXPECT_FALSE(ParseClusterSlots(nullptr, "h").ok());
@@ -122,9 +122,9 @@ TEST(RedisCluster, ParsesRedirects) {
   auto e = ParseRedisRedirect("MOVED 12 :7005", "10.0.0.9");  // unknown endpoint: same host
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->to, (RedisNodeAddr{"10.0.0.9", 7005}));
-  for (const char* bad : {"ERR unknown command", "MOVED", "MOVED 3999", "MOVED x h:1",
-                          "MOVED 16384 h:1", "MOVED -1 h:1", "ASK 1 h", "CLUSTERDOWN x",
-                          "TRYAGAIN Multiple keys", "moved 1 h:1"})
+  for (const char* bad :
+       {"ERR unknown command", "MOVED", "MOVED 3999", "MOVED x h:1", "MOVED 16384 h:1",
+        "MOVED -1 h:1", "ASK 1 h", "CLUSTERDOWN x", "TRYAGAIN Multiple keys", "moved 1 h:1"})
     EXPECT_FALSE(ParseRedisRedirect(bad, "x").has_value()) << bad;
 }
 

@@ -69,10 +69,46 @@ std::string CacheHmacKeyOrRandom(const std::string& configured) {
   if (!configured.empty()) return configured;
   unsigned char k[32];
   RAND_bytes(k, sizeof k);
-  LogEvent(LogLevel::kWarn, "strata gateway: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
-                            "not set: Redis entries are sealed with a per-process key (other "
-                            "gateways cannot share them)", "");
+  LogEvent(LogLevel::kWarn,
+           "strata gateway: cache.hmac_key_file / STRATA_CACHE_HMAC_KEY "
+           "not set: Redis entries are sealed with a per-process key (other "
+           "gateways cannot share them)",
+           "");
   return std::string(reinterpret_cast<const char*>(k), sizeof k);
+}
+
+std::optional<CachedResponse> RedisCacheCounters::OnGet(const Reply& r, const std::string& hmac_key,
+                                                        std::string_view redis_key) {
+  if (r && r->type == REDIS_REPLY_STRING) {
+    auto v = OpenCachedResponse(hmac_key, redis_key, std::string_view(r->str, r->len));
+    if (v) {
+      hits++;
+      return v;
+    }
+    errors++;  // a value we did not write (or a different format version)
+  } else if (r && r->type != REDIS_REPLY_NIL) {
+    errors++;
+  }
+  misses++;
+  return std::nullopt;
+}
+
+void RedisCacheCounters::OnSet(const Reply& r) {
+  if (!r) return;
+  if (r->type == REDIS_REPLY_ERROR) {
+    errors++;
+  } else {
+    puts++;
+  }
+}
+
+CacheStats RedisCacheCounters::Stats() const {
+  CacheStats s;
+  s.hits = hits;
+  s.misses = misses;
+  s.puts = puts;
+  s.errors = errors;
+  return s;
 }
 
 std::optional<CachedResponse> OpenCachedResponse(const std::string& hmac_key,

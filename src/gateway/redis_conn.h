@@ -5,6 +5,8 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,5 +50,20 @@ std::string CacheHmacKeyOrRandom(const std::string& configured);
 std::optional<CachedResponse> OpenCachedResponse(const std::string& hmac_key,
                                                  std::string_view redis_key,
                                                  std::string_view sealed);
+
+// The counts of a Redis cache client and the handling of the GET / SET replies they count.
+struct RedisCacheCounters {
+  std::atomic<uint64_t> hits{0}, misses{0}, puts{0}, errors{0};
+
+  // The cached answer in a GET reply for `redis_key` (null: the command failed, already
+  // counted): a hit, or a miss (and an error when the value is not one the gateway wrote, or
+  // the reply is neither a value nor nil).
+  std::optional<CachedResponse> OnGet(const Reply& r, const std::string& hmac_key,
+                                      std::string_view redis_key);
+  // Counts a SET reply (null: the command failed, already counted).
+  void OnSet(const Reply& r);
+  // hits, misses, puts and errors (the rest left at their defaults).
+  CacheStats Stats() const;
+};
 
 }  // namespace strata::gateway

@@ -14,7 +14,9 @@ namespace strata::gateway {
 
 using nlohmann::json;
 
-std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string DumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string ErrorEnvelope(const std::string& message, const std::string& type,
                           const std::string& code) {
@@ -43,8 +45,8 @@ Gateway::Gateway(const cluster::ClusterConfig& config) : config_(config) {
   const auto& g = config_.gateway;
   pool_ = std::make_unique<BackendPool>(std::move(infos), g.routing, g.health, g.circuit);
   upstream_ = std::make_unique<UpstreamPool>(
-      pool_->size(), UpstreamPool::Options{g.upstream.max_idle_per_backend,
-                                           g.upstream.idle_timeout_ms});
+      pool_->size(),
+      UpstreamPool::Options{g.upstream.max_idle_per_backend, g.upstream.idle_timeout_ms});
   admission_ = std::make_unique<Admission>(g.admission.max_concurrent, g.admission.max_queue,
                                            std::chrono::milliseconds(g.admission.queue_timeout_ms));
 }
@@ -69,7 +71,7 @@ Status Gateway::Run() {
     auto c = MakeResponseCache(co);
     if (!c.ok()) return c.status().With("gateway.cache");
     cache_ = std::move(c).value();
-    if (cache_->backend() != "memory") cache_io_ = std::make_unique<net::thread_pool>(2);
+    if (cache_->backend() != "memory") cache_io_ = std::make_unique<asio::thread_pool>(2);
   }
   ::strata::http::Limits limits;
   limits.body_bytes = static_cast<uint64_t>(g.admission.max_body_bytes);
@@ -85,14 +87,16 @@ Status Gateway::Run() {
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (!g.tls_cert.empty()) STRATA_RETURN_IF_ERROR(LoadTls().With("gateway"));
   STRATA_RETURN_IF_ERROR(http_->Listen());
-  LogEvent(LogLevel::kInfo, StrFormat("strata gateway: listening on %s://%s:%u (%zu backends, policy %s)",
-               g.tls_cert.empty() ? "http" : "https", g.listen_host.c_str(), http_->port(),
-               pool_->size(), cluster::RoutingPolicyName(g.routing.policy)), "");
+  LogEvent(LogLevel::kInfo,
+           StrFormat("strata gateway: listening on %s://%s:%u (%zu backends, policy %s)",
+                     g.tls_cert.empty() ? "http" : "https", g.listen_host.c_str(), http_->port(),
+                     pool_->size(), cluster::RoutingPolicyName(g.routing.policy)),
+           "");
   http_->StopOnSignals(std::chrono::seconds(10));
   if (!g.tls_cert.empty()) ReloadOnHangup();
   http_->Start();
   for (size_t i = 0; i < pool_->size(); ++i)
-    net::co_spawn(net::make_strand(ioc_), ProbeLoop(static_cast<int>(i)), net::detached);
+    asio::co_spawn(asio::make_strand(ioc_), ProbeLoop(static_cast<int>(i)), asio::detached);
   ::strata::http::ResourceMonitor::Options ro;
   ro.component = "gateway";
   ro.disk_path = g.resources.disk_path;
@@ -116,16 +120,17 @@ Status Gateway::LoadTls() {
 }
 
 void Gateway::ReloadOnHangup() {
-  if (!hangup_) hangup_ = std::make_unique<net::signal_set>(ioc_, SIGHUP);
+  if (!hangup_) hangup_ = std::make_unique<asio::signal_set>(ioc_, SIGHUP);
   hangup_->async_wait([this](const beast::error_code& ec, int) {
     if (ec) return;
     // A failed reload keeps the context in use: new connections still get a certificate.
     const Status st = LoadTls();
-    if (st.ok())
-      LogEvent(LogLevel::kInfo, "strata gateway: TLS certificate and key reloaded", "");
+    if (st.ok()) LogEvent(LogLevel::kInfo, "strata gateway: TLS certificate and key reloaded", "");
     else
-      LogEvent(LogLevel::kError, "strata gateway: TLS reload failed, keeping the previous certificate: " +
-                                     st.message(), "");
+      LogEvent(
+          LogLevel::kError,
+          "strata gateway: TLS reload failed, keeping the previous certificate: " + st.message(),
+          "");
     ReloadOnHangup();
   });
 }
@@ -151,14 +156,15 @@ Task<bool> Gateway::Send(ClientStream& s, const Request& req, Reply r, RequestLo
   res.prepare_payload();
   if (log) log->status = r.status;
   const bool ok = co_await s.Write(res);
-  co_return ok && req.keep_alive();
+  co_return ok&& req.keep_alive();
 }
 
 Task<bool> Gateway::SendError(ClientStream& s, const Request& req, Reply r, RequestLog* log) {
   if (log) {
     log->status = r.status;
     if (log->path.empty())
-      log->path = std::string(::strata::http::PathOf(std::string_view(req.target().data(), req.target().size())));
+      log->path = std::string(
+          ::strata::http::PathOf(std::string_view(req.target().data(), req.target().size())));
     if (log->method.empty()) log->method = std::string(req.method_string());
     AccessLog(*log, 0);
     CountRequest(log->path, r.status);
@@ -215,27 +221,27 @@ Task<void> Gateway::CachePut(const std::string& key, int status, const std::stri
     cache_->Put(key, c);
     co_return;
   }
-  co_await net::co_spawn(cache_io_->get_executor(), PutOn(cache_.get(), key, std::move(c)),
-                         net::use_awaitable);
+  co_await asio::co_spawn(cache_io_->get_executor(), PutOn(cache_.get(), key, std::move(c)),
+                          asio::use_awaitable);
 }
 
 Task<std::optional<CachedResponse>> Gateway::CacheGet(const std::string& key) {
   if (!cache_io_) co_return cache_->Get(key);
-  std::optional<CachedResponse> r = co_await net::co_spawn(
-      cache_io_->get_executor(), GetOn(cache_.get(), key), net::use_awaitable);
+  std::optional<CachedResponse> r = co_await asio::co_spawn(
+      cache_io_->get_executor(), GetOn(cache_.get(), key), asio::use_awaitable);
   co_return r;
 }
 
 // ---- active health checks ----
 
 Task<void> Gateway::ProbeLoop(int backend) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+  asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     co_await Probe(backend);
     if (backend == 0) upstream_->Expire();
     timer.expires_after(std::chrono::milliseconds(config_.gateway.health.interval_ms));
     beast::error_code ec;
-    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
   }
 }
@@ -243,20 +249,20 @@ Task<void> Gateway::ProbeLoop(int backend) {
 Task<void> Gateway::Probe(int backend) {
   const BackendInfo& info = pool_->info(backend);
   const auto t0 = Clock::now();
-  beast::tcp_stream up(co_await net::this_coro::executor);
+  beast::tcp_stream up(co_await asio::this_coro::executor);
   up.expires_after(std::chrono::milliseconds(config_.gateway.health.timeout_ms));
   beast::error_code ec;
   tcp::endpoint ep;
-  const auto addr = net::ip::make_address(info.host, ec);
+  const auto addr = asio::ip::make_address(info.host, ec);
   if (ec) {
-    tcp::resolver res(co_await net::this_coro::executor);
+    tcp::resolver res(co_await asio::this_coro::executor);
     auto r = co_await res.async_resolve(info.host, std::to_string(info.port),
-                                        net::redirect_error(net::use_awaitable, ec));
+                                        asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && !r.empty()) ep = *r.begin();
   } else {
     ep = tcp::endpoint(addr, static_cast<unsigned short>(info.port));
   }
-  if (!ec) co_await up.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
+  if (!ec) co_await up.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
   http::response<http::string_body> res;
   if (!ec) {
     Request req{http::verb::get, "/health", 11};
@@ -264,10 +270,10 @@ Task<void> Gateway::Probe(int backend) {
     if (!config_.gateway.node_api_key.empty())
       req.set(http::field::authorization, "Bearer " + config_.gateway.node_api_key);
     req.keep_alive(false);
-    co_await http::async_write(up, req, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_write(up, req, asio::redirect_error(asio::use_awaitable, ec));
   }
   beast::flat_buffer buf;
-  if (!ec) co_await http::async_read(up, buf, res, net::redirect_error(net::use_awaitable, ec));
+  if (!ec) co_await http::async_read(up, buf, res, asio::redirect_error(asio::use_awaitable, ec));
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   const HealthState before = pool_->health(backend);
   if (ec) {
@@ -277,8 +283,9 @@ Task<void> Gateway::Probe(int backend) {
     co_return;
   }
   const json j = json::parse(res.body(), nullptr, false);
-  const std::string status =
-      j.is_object() && j.contains("status") && j["status"].is_string() ? j["status"].get<std::string>() : "";
+  const std::string status = j.is_object() && j.contains("status") && j["status"].is_string()
+                                 ? j["status"].get<std::string>()
+                                 : "";
   auto num = [&](const char* k) {
     return j.is_object() && j.contains(k) && j[k].is_number_integer() ? j[k].get<int>() : 0;
   };
@@ -289,9 +296,11 @@ Task<void> Gateway::Probe(int backend) {
   if (!ok) upstream_->Drop(backend);
   pool_->ProbeResult(backend, ok, status == "loading", ms, num("slots_busy"), num("slots_total"),
                      num("requests_waiting"),
-                     ok ? "" : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),
-                                         PipelineDown(j) ? " (pipeline stage down)" : ""));
-  NoteHealthChange(backend, before, StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
+                     ok ? ""
+                        : StrFormat("probe: HTTP %d %s%s", res.result_int(), status.c_str(),
+                                    PipelineDown(j) ? " (pipeline stage down)" : ""));
+  NoteHealthChange(backend, before,
+                   StrFormat("probe: HTTP %d %s", res.result_int(), status.c_str()));
   beast::error_code ignore;
   up.socket().shutdown(tcp::socket::shutdown_both, ignore);
 }

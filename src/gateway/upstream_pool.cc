@@ -23,12 +23,10 @@ bool ConnectionQuiet(int fd) {
 bool LocalResourceError(const boost::system::error_code& ec) {
   return ec == boost::system::errc::too_many_files_open ||
          ec == boost::system::errc::too_many_files_open_in_system ||
-         ec == boost::system::errc::not_enough_memory ||
-         ec == boost::system::errc::no_buffer_space;
+         ec == boost::system::errc::not_enough_memory || ec == boost::system::errc::no_buffer_space;
 }
 
-UpstreamPool::UpstreamPool(size_t backends, Options options)
-    : idle_(backends), o_(options) {}
+UpstreamPool::UpstreamPool(size_t backends, Options options) : idle_(backends), o_(options) {}
 
 UpstreamPool::~UpstreamPool() {
   for (auto& v : idle_)

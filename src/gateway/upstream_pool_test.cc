@@ -64,7 +64,7 @@ TEST(UpstreamPool, ExpiredClosedAndDirtyConnectionsAreNotReused) {
   pool.Put(0, {good.mine, false}, t);
   pool.Put(0, {closed.mine, false}, t);
   pool.Put(0, {dirty.mine, false}, t);
-  ::close(closed.peer);                    // the node closed it
+  ::close(closed.peer);                       // the node closed it
   ASSERT_EQ(::write(dirty.peer, "x", 1), 1);  // bytes nobody asked for
   EXPECT_EQ(pool.Take(0, t).fd, good.mine);
   EXPECT_FALSE(IsOpen(dirty.mine));
@@ -108,10 +108,10 @@ TEST(UpstreamPool, LocalResourceErrors) {
 // The client watch: fires when the peer closes (also with unread bytes pending, e.g. a
 // pipelined request), not while it is merely quiet or sending, and never after it ended.
 TEST(ClientWatch, FiresOnPeerCloseOnly) {
-  namespace net = boost::asio;
-  using tcp = net::ip::tcp;
-  net::io_context io;
-  tcp::acceptor acc(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  namespace asio = boost::asio;
+  using tcp = asio::ip::tcp;
+  asio::io_context io;
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   auto connect = [&](tcp::socket* client, tcp::socket* server) {
     client->connect(acc.local_endpoint());
     acc.accept(*server);
@@ -127,14 +127,14 @@ TEST(ClientWatch, FiresOnPeerCloseOnly) {
   auto w1 = WatchForClose(s1, [&] { ++fired; });
   run_for(100);
   EXPECT_EQ(fired, 0);  // quiet
-  net::write(c1, net::buffer(std::string("POST / HTTP/1.1\r\n")));
+  asio::write(c1, asio::buffer(std::string("POST / HTTP/1.1\r\n")));
   run_for(150);
   EXPECT_EQ(fired, 0);  // sending is not leaving
   c1.close();
   run_for(300);
   EXPECT_EQ(fired, 1);  // closed with unread bytes pending
   char buf[64];
-  EXPECT_GT(s1.read_some(net::buffer(buf)), 0u);  // the bytes were left in the socket
+  EXPECT_GT(s1.read_some(asio::buffer(buf)), 0u);  // the bytes were left in the socket
 
   tcp::socket c2(io), s2(io);
   connect(&c2, &s2);

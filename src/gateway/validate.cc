@@ -29,10 +29,8 @@ std::optional<ValidationError> ValidateGatewayBody(std::string_view path,
 void DropNullFields(nlohmann::json* body) {
   if (!body->is_object()) return;
   for (auto it = body->begin(); it != body->end();) {
-    if (it->is_null())
-      it = body->erase(it);
-    else
-      ++it;
+    if (it->is_null()) it = body->erase(it);
+    else ++it;
   }
 }
 

@@ -18,10 +18,23 @@
 namespace strata::gguf {
 
 enum class ValueType : uint32_t {
-  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
 };
 const char* ValueTypeName(ValueType t);
+// Bytes of one value of a scalar type; 0 for kString and kArray.
+size_t ValueTypeSize(ValueType t);
 
 // One metadata value. Scalars are decoded; strings point into the mapped file. Arrays keep
 // their element type and count, with numeric elements as a raw little-endian view into the
@@ -35,8 +48,8 @@ struct Value {
   // arrays
   ValueType elem_type = ValueType::kUint8;
   uint64_t n_elems = 0;
-  const uint8_t* elems = nullptr;              // numeric arrays: n_elems * size(elem_type) bytes
-  std::vector<std::string_view> str_elems;     // string arrays
+  const uint8_t* elems = nullptr;           // numeric arrays: n_elems * size(elem_type) bytes
+  std::vector<std::string_view> str_elems;  // string arrays
 };
 
 struct MetaEntry {
@@ -48,7 +61,7 @@ struct TensorInfo {
   std::string_view name;
   std::vector<int64_t> dims;  // dims[0] is the row length (contiguous), as in ggml's ne
   DType type = DType::F32;
-  uint64_t offset = 0;        // relative to the data section
+  uint64_t offset = 0;  // relative to the data section
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // into the mapping
 

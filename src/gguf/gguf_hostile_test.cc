@@ -7,7 +7,6 @@ namespace {
 
 using namespace test_util;
 
-
 // ---------------------------------------------------------------------------------------------
 // Hostile inputs
 
@@ -29,7 +28,8 @@ TEST(GgufHostile, OpenErrorsNameTheFile) {
 }
 
 TEST(GgufHostile, BadMagicAndVersion) {
-  EXPECT_PARSE_ERROR(Raw().Put<uint32_t>(0x4c4d4747).Put<uint32_t>(3).Zeros(16), "bad magic");  // "GGML"
+  EXPECT_PARSE_ERROR(Raw().Put<uint32_t>(0x4c4d4747).Put<uint32_t>(3).Zeros(16),
+                     "bad magic");  // "GGML"
   EXPECT_PARSE_ERROR(Raw().Put<uint32_t>(0x47475546).Put<uint32_t>(3).Zeros(16), "bad magic");
   EXPECT_PARSE_ERROR(Raw().Header(0, 0, 1), "unsupported GGUF version 1");
   EXPECT_PARSE_ERROR(Raw().Header(0, 0, 4), "unsupported GGUF version 4");
@@ -89,14 +89,15 @@ TEST(GgufHostile, HugeStringLengths) {
   // Tensor name with a huge length.
   EXPECT_PARSE_ERROR(Raw().Header(1, 0).Put<uint64_t>(1ull << 63).Zeros(40), "too large");
   // Tensor name too long for ggml.
-  EXPECT_PARSE_ERROR(Raw().Header(1, 0).TensorInfo(std::string(64, 'x'), {4}, 0, 0).PadTo(32)
-                         .Zeros(16), "longer than 63");
+  EXPECT_PARSE_ERROR(
+      Raw().Header(1, 0).TensorInfo(std::string(64, 'x'), {4}, 0, 0).PadTo(32).Zeros(16),
+      "longer than 63");
 }
 
 TEST(GgufHostile, HugeArrayLengths) {
   auto arr = [](ValueType et, uint64_t n) {
     Raw r;
-    r.Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(static_cast<uint32_t>(et)).Put(n);
+    r.Header(0, 1).ArrayKv("a", et, n);
     return r.Zeros(64);
   };
   EXPECT_PARSE_ERROR(arr(ValueType::kUint8, 1ull << 62), "array length exceeds file size");
@@ -105,9 +106,9 @@ TEST(GgufHostile, HugeArrayLengths) {
   EXPECT_PARSE_ERROR(arr(ValueType::kString, ~0ull), "array length exceeds file size");
   EXPECT_PARSE_ERROR(arr(ValueType::kString, 9), "array length exceeds file size");
   EXPECT_TRUE(ParseBytes(arr(ValueType::kString, 8).bytes()).ok());  // 8 empty strings fit
-  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(2)
-                         .Str("ok").Put<uint64_t>(100).Zeros(50),
-                     "truncated");
+  EXPECT_PARSE_ERROR(
+      Raw().Header(0, 1).ArrayKv("a", ValueType::kString, 2).Str("ok").Put<uint64_t>(100).Zeros(50),
+      "truncated");
   EXPECT_TRUE(ParseBytes(arr(ValueType::kUint64, 8).bytes()).ok());
 }
 
@@ -129,13 +130,13 @@ TEST(GgufHostile, SparseFileWithHugeCounts) {
     const char* error;
   };
   Raw strings;
-  strings.Header(0, 1).Str("a").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(1ull << 30);
+  strings.Header(0, 1).ArrayKv("a", ValueType::kString, 1ull << 30);
   Raw kvs;
   kvs.Header(0, 1ull << 30);
   Raw tensors;
   tensors.Header(1ull << 28, 0);
-  for (const Case& c : {Case{strings, "strings exceeds the limit"},
-                        Case{kvs, "metadata count"}, Case{tensors, "tensor count"}}) {
+  for (const Case& c : {Case{strings, "strings exceeds the limit"}, Case{kvs, "metadata count"},
+                        Case{tensors, "tensor count"}}) {
     write(c.raw);
     auto f = File::Open(path);
     ASSERT_FALSE(f.ok()) << c.error;
@@ -151,30 +152,36 @@ TEST(GgufHostile, UnknownValueTypes) {
                      "unknown value type");
   EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(9).Zeros(16),
                      "invalid array element type 9");  // nested arrays
-  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(42).Zeros(16),
+  EXPECT_PARSE_ERROR(Raw().Header(0, 1).ArrayKv("k", 42, 0).Zeros(8),
                      "invalid array element type 42");
 }
 
 TEST(GgufHostile, InvalidBool) {
-  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("b").Put<uint32_t>(7).Put<uint8_t>(2),
+  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("b").Put<uint32_t>(7).Put<uint8_t>(2), "invalid bool");
+  EXPECT_PARSE_ERROR(Raw()
+                         .Header(0, 1)
+                         .ArrayKv("b", ValueType::kBool, 3)
+                         .Put<uint8_t>(1)
+                         .Put<uint8_t>(0)
+                         .Put<uint8_t>(255),
                      "invalid bool");
-  EXPECT_PARSE_ERROR(
-      Raw().Header(0, 1).Str("b").Put<uint32_t>(9).Put<uint32_t>(7).Put<uint64_t>(3)
-          .Put<uint8_t>(1).Put<uint8_t>(0).Put<uint8_t>(255),
-      "invalid bool");
 }
 
 TEST(GgufHostile, DuplicateKeysAndTensorNames) {
   EXPECT_PARSE_ERROR(Raw().Header(0, 2).KvU32("k", 1).KvU32("k", 2), "duplicate metadata key 'k'");
-  EXPECT_PARSE_ERROR(Raw().Header(2, 0).TensorInfo("t", {4}, 0, 0).TensorInfo("t", {4}, 0, 32)
-                         .PadTo(32).Zeros(64),
-                     "duplicate tensor 't'");
+  EXPECT_PARSE_ERROR(
+      Raw().Header(2, 0).TensorInfo("t", {4}, 0, 0).TensorInfo("t", {4}, 0, 32).PadTo(32).Zeros(64),
+      "duplicate tensor 't'");
 }
 
 TEST(GgufHostile, BadAlignment) {
   auto with_align = [](uint32_t a) {
-    return Raw().Header(1, 1).KvU32("general.alignment", a).TensorInfo("t", {4}, 0, 0)
-        .PadTo(64).Zeros(64);
+    return Raw()
+        .Header(1, 1)
+        .KvU32("general.alignment", a)
+        .TensorInfo("t", {4}, 0, 0)
+        .PadTo(64)
+        .Zeros(64);
   };
   EXPECT_PARSE_ERROR(with_align(0), "general.alignment 0 is not a power of two");
   EXPECT_PARSE_ERROR(with_align(3), "general.alignment 3 is not a power of two");
@@ -184,15 +191,13 @@ TEST(GgufHostile, BadAlignment) {
   EXPECT_TRUE(ParseBytes(with_align(1).bytes()).ok());
   EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("general.alignment").Put<uint32_t>(8).Str("32"),
                      "general.alignment must be an integer");
-  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("general.alignment").Put<uint32_t>(5)
-                         .Put<int32_t>(-32),
+  EXPECT_PARSE_ERROR(Raw().Header(0, 1).Str("general.alignment").Put<uint32_t>(5).Put<int32_t>(-32),
                      "not a power of two");
 }
 
 TEST(GgufHostile, BadTensorInfos) {
   auto one = [](std::vector<uint64_t> dims, uint32_t type, uint64_t offset, size_t data = 256) {
-    return Raw().Header(1, 0).TensorInfo("w", std::move(dims), type, offset).PadTo(32)
-        .Zeros(data);
+    return Raw().Header(1, 0).TensorInfo("w", std::move(dims), type, offset).PadTo(32).Zeros(data);
   };
   EXPECT_TRUE(ParseBytes(one({4, 4}, 0, 0).bytes()).ok());
   EXPECT_PARSE_ERROR(one({4}, 31, 0), "unknown type id 31");
@@ -206,9 +211,9 @@ TEST(GgufHostile, BadTensorInfos) {
   EXPECT_PARSE_ERROR(one({}, 0, 0), "0 dimensions");
   EXPECT_PARSE_ERROR(one({16}, 8, 0), "not a multiple of the Q8_0 block size");
   EXPECT_PARSE_ERROR(one({4}, 0, 4), "offset 4 is not aligned to 32");
-  EXPECT_PARSE_ERROR(one({64}, 0, 32), "lies outside the file");        // 32 + 256 > 256
+  EXPECT_PARSE_ERROR(one({64}, 0, 32), "lies outside the file");         // 32 + 256 > 256
   EXPECT_PARSE_ERROR(one({4}, 0, 1ull << 63), "lies outside the file");  // offset past the end
-  EXPECT_PARSE_ERROR(Raw().Header(1, 0).TensorInfo("w", {4}, 0, 0),  // ends before the padding
+  EXPECT_PARSE_ERROR(Raw().Header(1, 0).TensorInfo("w", {4}, 0, 0),      // ends before the padding
                      "truncated file: no tensor data section");
   EXPECT_PARSE_ERROR(one({4}, 0, 0, 0), "lies outside the file");
   // Huge n_dims must not be used to size anything.
@@ -217,23 +222,36 @@ TEST(GgufHostile, BadTensorInfos) {
 }
 
 TEST(GgufHostile, MisalignedOffsetWithCustomAlignment) {
-  auto r = Raw().Header(1, 1).KvU32("general.alignment", 64).TensorInfo("t", {4}, 0, 32)
-               .PadTo(64).Zeros(128);
+  auto r = Raw()
+               .Header(1, 1)
+               .KvU32("general.alignment", 64)
+               .TensorInfo("t", {4}, 0, 32)
+               .PadTo(64)
+               .Zeros(128);
   EXPECT_PARSE_ERROR(r, "offset 32 is not aligned to 64");
 }
 
 TEST(GgufHostile, OverlappingTensors) {
   // a covers [0, 64), b starts at 32.
-  auto r = Raw().Header(2, 0).TensorInfo("a", {16}, 0, 0).TensorInfo("b", {8}, 0, 32)
-               .PadTo(32).Zeros(128);
+  auto r = Raw()
+               .Header(2, 0)
+               .TensorInfo("a", {16}, 0, 0)
+               .TensorInfo("b", {8}, 0, 32)
+               .PadTo(32)
+               .Zeros(128);
   EXPECT_PARSE_ERROR(r, "overlap");
   // Same offset, listed out of order.
-  auto r2 = Raw().Header(3, 0).TensorInfo("c", {8}, 0, 64).TensorInfo("a", {8}, 0, 0)
-                .TensorInfo("b", {8}, 0, 64).PadTo(32).Zeros(128);
+  auto r2 = Raw()
+                .Header(3, 0)
+                .TensorInfo("c", {8}, 0, 64)
+                .TensorInfo("a", {8}, 0, 0)
+                .TensorInfo("b", {8}, 0, 64)
+                .PadTo(32)
+                .Zeros(128);
   EXPECT_PARSE_ERROR(r2, "overlap");
   // Adjacent tensors in any order are fine.
-  auto ok = Raw().Header(2, 0).TensorInfo("b", {8}, 0, 32).TensorInfo("a", {8}, 0, 0)
-                .PadTo(32).Zeros(64);
+  auto ok =
+      Raw().Header(2, 0).TensorInfo("b", {8}, 0, 32).TensorInfo("a", {8}, 0, 0).PadTo(32).Zeros(64);
   EXPECT_TRUE(ParseBytes(ok.bytes()).ok());
 }
 
@@ -252,7 +270,7 @@ TEST(GgufHostile, RandomMutationsNeverCrash) {
       const size_t pos = rng() % b.size();
       switch (rng() % 5) {
         case 0: b[pos] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;  // bit flip
-        case 1: b[pos] = static_cast<uint8_t>(rng()); break;                // random byte
+        case 1: b[pos] = static_cast<uint8_t>(rng()); break;               // random byte
         case 2: b[pos] = 0xff; break;
         case 3: b[pos] = 0; break;
         case 4: {  // overwrite an 8-byte word with an interesting value
@@ -265,7 +283,7 @@ TEST(GgufHostile, RandomMutationsNeverCrash) {
       }
     }
     if (rng() % 8 == 0) b.resize(rng() % b.size());  // sometimes truncate too
-    std::vector<uint8_t> exact(b);                    // exact-size heap block for ASan
+    std::vector<uint8_t> exact(b);                   // exact-size heap block for ASan
     auto f = File::Parse(exact.empty() ? nullptr : exact.data(), exact.size());
     if (f.ok()) {
       ++parsed;

@@ -16,16 +16,6 @@ constexpr uint64_t kMaxMetadataCount = 1ull << 16;
 constexpr uint64_t kMaxTensorCount = 1ull << 18;
 constexpr uint64_t kMaxStringArray = 1ull << 22;
 
-size_t ScalarSize(ValueType t) {
-  switch (t) {
-    case ValueType::kUint8: case ValueType::kInt8: case ValueType::kBool: return 1;
-    case ValueType::kUint16: case ValueType::kInt16: return 2;
-    case ValueType::kUint32: case ValueType::kInt32: case ValueType::kFloat32: return 4;
-    case ValueType::kUint64: case ValueType::kInt64: case ValueType::kFloat64: return 8;
-    default: return 0;
-  }
-}
-
 // Bounds-checked little-endian cursor over the file image.
 class Cursor {
  public:
@@ -46,7 +36,8 @@ class Cursor {
     STRATA_RETURN_IF_ERROR(Read(&len, what));
     if (len > kMaxStringLen) return Errorf("%s: string length %" PRIu64 " is too large", what, len);
     if (len > remaining())
-      return Errorf("truncated file: %s string of %" PRIu64 " bytes at offset %zu", what, len, pos_);
+      return Errorf("truncated file: %s string of %" PRIu64 " bytes at offset %zu", what, len,
+                    pos_);
     *out = std::string_view(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += len;
     return Status::Ok();
@@ -66,19 +57,38 @@ class Cursor {
 
 bool ValidValueType(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::kFloat64); }
 
+// An integer of type T, kept in both Value::u and Value::i (two's complement wrap-around).
+template <typename T>
+Status ReadInteger(Cursor& c, Value* v, const char* what) {
+  T x = 0;
+  STRATA_RETURN_IF_ERROR(c.Read(&x, what));
+  // A signed x sign-extends (int8_t too: clang-tidy takes a template's int8_t for a char).
+  v->i = static_cast<int64_t>(x);  // NOLINT(bugprone-signed-char-misuse)
+  v->u = static_cast<uint64_t>(v->i);
+  return Status::Ok();
+}
+
+template <typename T>
+Status ReadFloat(Cursor& c, Value* v, const char* what) {
+  T x = 0;
+  STRATA_RETURN_IF_ERROR(c.Read(&x, what));
+  v->f = x;
+  return Status::Ok();
+}
+
 Status ReadScalar(Cursor& c, ValueType t, Value* v, const char* what) {
   v->type = t;
   switch (t) {
-    case ValueType::kUint8: { uint8_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt8: { int8_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint16: { uint16_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt16: { int16_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint32: { uint32_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case ValueType::kInt32: { int32_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kUint64: { uint64_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->u = x; v->i = static_cast<int64_t>(x); return Status::Ok(); }
-    case ValueType::kInt64: { int64_t x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->i = x; v->u = static_cast<uint64_t>(x); return Status::Ok(); }
-    case ValueType::kFloat32: { float x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
-    case ValueType::kFloat64: { double x = 0; STRATA_RETURN_IF_ERROR(c.Read(&x, what)); v->f = x; return Status::Ok(); }
+    case ValueType::kUint8: return ReadInteger<uint8_t>(c, v, what);
+    case ValueType::kInt8: return ReadInteger<int8_t>(c, v, what);
+    case ValueType::kUint16: return ReadInteger<uint16_t>(c, v, what);
+    case ValueType::kInt16: return ReadInteger<int16_t>(c, v, what);
+    case ValueType::kUint32: return ReadInteger<uint32_t>(c, v, what);
+    case ValueType::kInt32: return ReadInteger<int32_t>(c, v, what);
+    case ValueType::kUint64: return ReadInteger<uint64_t>(c, v, what);
+    case ValueType::kInt64: return ReadInteger<int64_t>(c, v, what);
+    case ValueType::kFloat32: return ReadFloat<float>(c, v, what);
+    case ValueType::kFloat64: return ReadFloat<double>(c, v, what);
     case ValueType::kBool: {
       uint8_t x = 0;
       STRATA_RETURN_IF_ERROR(c.Read(&x, what));
@@ -93,8 +103,25 @@ Status ReadScalar(Cursor& c, ValueType t, Value* v, const char* what) {
 
 }  // namespace
 
+size_t ValueTypeSize(ValueType t) {
+  switch (t) {
+    case ValueType::kUint8:
+    case ValueType::kInt8:
+    case ValueType::kBool: return 1;
+    case ValueType::kUint16:
+    case ValueType::kInt16: return 2;
+    case ValueType::kUint32:
+    case ValueType::kInt32:
+    case ValueType::kFloat32: return 4;
+    case ValueType::kUint64:
+    case ValueType::kInt64:
+    case ValueType::kFloat64: return 8;
+    default: return 0;
+  }
+}
+
 const char* ValueTypeName(ValueType t) {
-  static const char* names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   auto i = static_cast<uint32_t>(t);
   return i < 13 ? names[i] : "?";
@@ -139,7 +166,8 @@ Status File::ParseImpl() {
   STRATA_RETURN_IF_ERROR(c.Read(&n_kv, "metadata count"));
   // Each kv needs >= 8+1+4 bytes, each tensor info >= 8+4+8+4+8 bytes: reject absurd counts
   // before reserving memory.
-  if (n_kv > c.remaining() / 13) return Errorf("metadata count %" PRIu64 " exceeds file size", n_kv);
+  if (n_kv > c.remaining() / 13)
+    return Errorf("metadata count %" PRIu64 " exceeds file size", n_kv);
   if (n_tensors > c.remaining() / 32)
     return Errorf("tensor count %" PRIu64 " exceeds file size", n_tensors);
   // A sparse file can be large without holding anything: counts are also capped absolutely
@@ -178,9 +206,9 @@ Status File::ParseImpl() {
           return Errorf("metadata '%.*s': array length exceeds file size",
                         static_cast<int>(e.key.size()), e.key.data());
         if (e.value.n_elems > kMaxStringArray)
-          return Errorf("metadata '%.*s': array of %" PRIu64 " strings exceeds the limit of %" PRIu64,
-                        static_cast<int>(e.key.size()), e.key.data(), e.value.n_elems,
-                        kMaxStringArray);
+          return Errorf(
+              "metadata '%.*s': array of %" PRIu64 " strings exceeds the limit of %" PRIu64,
+              static_cast<int>(e.key.size()), e.key.data(), e.value.n_elems, kMaxStringArray);
         e.value.str_elems.reserve(std::min<uint64_t>(e.value.n_elems, 1u << 16));
         for (uint64_t i = 0; i < e.value.n_elems; ++i) {
           std::string_view s;
@@ -188,7 +216,7 @@ Status File::ParseImpl() {
           e.value.str_elems.push_back(s);
         }
       } else {
-        const size_t es = ScalarSize(e.value.elem_type);
+        const size_t es = ValueTypeSize(e.value.elem_type);
         if (e.value.n_elems > c.remaining() / es)
           return Errorf("metadata '%.*s': array length exceeds file size",
                         static_cast<int>(e.key.size()), e.key.data());
@@ -265,7 +293,8 @@ Status File::ParseImpl() {
   const uint64_t data_size = size_ > data_offset_ ? size_ - data_offset_ : 0;
   for (TensorInfo& ti : tensors_) {
     if (ti.offset > data_size || ti.nbytes > data_size - ti.offset)
-      return Errorf("tensor '%.*s': data [%" PRIu64 ", +%" PRIu64 ") lies outside the file "
+      return Errorf("tensor '%.*s': data [%" PRIu64 ", +%" PRIu64
+                    ") lies outside the file "
                     "(data section is %" PRIu64 " bytes)",
                     static_cast<int>(ti.name.size()), ti.name.data(), ti.offset, ti.nbytes,
                     data_size);
@@ -315,18 +344,25 @@ bool IsSigned(ValueType t) {
          t == ValueType::kInt64;
 }
 
+template <typename T>
+int64_t LoadAs(const uint8_t* p) {
+  T x;
+  std::memcpy(&x, p, sizeof(T));
+  return static_cast<int64_t>(x);
+}
+
 int64_t ReadArrayInt(const Value& v, uint64_t i) {
-  const uint8_t* p = v.elems + i * ScalarSize(v.elem_type);
+  const uint8_t* p = v.elems + i * ValueTypeSize(v.elem_type);
   switch (v.elem_type) {
-    case ValueType::kUint8: return *p;
-    case ValueType::kInt8: return static_cast<int8_t>(*p);
-    case ValueType::kUint16: { uint16_t x; std::memcpy(&x, p, 2); return x; }
-    case ValueType::kInt16: { int16_t x; std::memcpy(&x, p, 2); return x; }
-    case ValueType::kUint32: { uint32_t x; std::memcpy(&x, p, 4); return x; }
-    case ValueType::kInt32: { int32_t x; std::memcpy(&x, p, 4); return x; }
-    case ValueType::kUint64: { uint64_t x; std::memcpy(&x, p, 8); return static_cast<int64_t>(x); }
-    case ValueType::kInt64: { int64_t x; std::memcpy(&x, p, 8); return x; }
-    case ValueType::kBool: return *p;
+    case ValueType::kUint8:
+    case ValueType::kBool: return LoadAs<uint8_t>(p);
+    case ValueType::kInt8: return LoadAs<int8_t>(p);
+    case ValueType::kUint16: return LoadAs<uint16_t>(p);
+    case ValueType::kInt16: return LoadAs<int16_t>(p);
+    case ValueType::kUint32: return LoadAs<uint32_t>(p);
+    case ValueType::kInt32: return LoadAs<int32_t>(p);
+    case ValueType::kUint64: return LoadAs<uint64_t>(p);
+    case ValueType::kInt64: return LoadAs<int64_t>(p);
     default: return 0;
   }
 }
@@ -410,8 +446,8 @@ Result<std::vector<int64_t>> File::GetIntArray(std::string_view key) const {
   const MetaEntry* e = Find(key);
   if (!e) return Missing(key);
   const Value& v = e->value;
-  if (v.type != ValueType::kArray || !(IsSigned(v.elem_type) || IsUnsigned(v.elem_type) ||
-                                       v.elem_type == ValueType::kBool))
+  if (v.type != ValueType::kArray ||
+      !(IsSigned(v.elem_type) || IsUnsigned(v.elem_type) || v.elem_type == ValueType::kBool))
     return WrongType(key, v, "array of integer");
   std::vector<int64_t> out(v.n_elems);
   for (uint64_t i = 0; i < v.n_elems; ++i) out[i] = ReadArrayInt(v, i);

@@ -61,7 +61,8 @@ TEST(GgufRoundTrip, EveryScalarType) {
 }
 
 TEST(GgufRoundTrip, Strings) {
-  const std::string non_ascii = "h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80";
+  const std::string non_ascii =
+      "h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80";
   const std::string with_nul("a\0b", 3);
   Writer w;
   w.SetString("empty", "");
@@ -166,7 +167,8 @@ TEST(GgufRoundTrip, ArraysOfEveryNumericTypeViaCopyEntry) {
     EXPECT_FALSE(f->GetFloatArray(key).ok()) << key;
   }
   EXPECT_EQ(f->GetFloatArray("arr.f32").value(), (std::vector<float>{0.25f, -8.0f}));
-  EXPECT_EQ(f->GetFloatArray("arr.f64").value(), (std::vector<float>{static_cast<float>(1e-300), 2.5f}));
+  EXPECT_EQ(f->GetFloatArray("arr.f64").value(),
+            (std::vector<float>{static_cast<float>(1e-300), 2.5f}));
   EXPECT_FALSE(f->GetIntArray("arr.f32").ok());
 }
 
@@ -498,8 +500,7 @@ TEST(GgufVocab, CopyEntryRoundTripsTheWholeVocab) {
     EXPECT_EQ(a[i].value.elem_type, b[i].value.elem_type) << a[i].key;
     EXPECT_EQ(a[i].value.n_elems, b[i].value.n_elems) << a[i].key;
     EXPECT_EQ(a[i].value.str_elems, b[i].value.str_elems) << a[i].key;
-    EXPECT_EQ(ValueToString(a[i].value, 1u << 20), ValueToString(b[i].value, 1u << 20))
-        << a[i].key;
+    EXPECT_EQ(ValueToString(a[i].value, 1u << 20), ValueToString(b[i].value, 1u << 20)) << a[i].key;
   }
 }
 

@@ -18,7 +18,6 @@
 #include "base/fp16.h"
 #include "gguf/gguf.h"
 
-
 namespace strata::gguf::test_util {
 
 // ---------------------------------------------------------------------------------------------
@@ -84,7 +83,15 @@ class Raw {
   Raw& KvU32(std::string_view key, uint32_t v) {
     return Str(key).Put<uint32_t>(static_cast<uint32_t>(ValueType::kUint32)).Put<uint32_t>(v);
   }
-  Raw& TensorInfo(std::string_view name, std::vector<uint64_t> dims, uint32_t type,
+  // The start of an array entry: key, kArray, the element type (raw: may be invalid) and the
+  // element count; the elements are up to the caller.
+  Raw& ArrayKv(std::string_view key, uint32_t elem_type, uint64_t n) {
+    return Str(key).Put<uint32_t>(static_cast<uint32_t>(ValueType::kArray)).Put(elem_type).Put(n);
+  }
+  Raw& ArrayKv(std::string_view key, ValueType elem_type, uint64_t n) {
+    return ArrayKv(key, static_cast<uint32_t>(elem_type), n);
+  }
+  Raw& TensorInfo(std::string_view name, const std::vector<uint64_t>& dims, uint32_t type,
                   uint64_t offset) {
     Str(name).Put<uint32_t>(static_cast<uint32_t>(dims.size()));
     for (uint64_t d : dims) Put<uint64_t>(d);
@@ -105,11 +112,11 @@ class Raw {
 };
 
 // Expects parsing to fail with a message containing `needle`.
-#define EXPECT_PARSE_ERROR(raw, needle)                                              \
-  do {                                                                               \
-    Status _st = ParseBytes((raw).bytes());                                          \
-    EXPECT_FALSE(_st.ok()) << "expected an error containing '" << (needle) << "'";   \
-    EXPECT_NE(_st.message().find(needle), std::string::npos) << _st.message();       \
+#define EXPECT_PARSE_ERROR(raw, needle)                                            \
+  do {                                                                             \
+    Status _st = ParseBytes((raw).bytes());                                        \
+    EXPECT_FALSE(_st.ok()) << "expected an error containing '" << (needle) << "'"; \
+    EXPECT_NE(_st.message().find(needle), std::string::npos) << _st.message();     \
   } while (0)
 
 inline std::vector<uint8_t> Pattern(size_t n, uint32_t seed) {
@@ -154,6 +161,5 @@ inline Writer SmallWriter() {
   EXPECT_TRUE(w.AddTensorData("t.q8", {32, 1}, DType::Q8_0, Pattern(34, 2)).ok());
   return w;
 }
-
 
 }  // namespace strata::gguf::test_util

@@ -29,17 +29,20 @@ std::vector<uint8_t> Scalar(ValueType t, T v) {
   return b;
 }
 
-size_t ElemSize(ValueType t) {
-  switch (t) {
-    case ValueType::kUint8: case ValueType::kInt8: case ValueType::kBool: return 1;
-    case ValueType::kUint16: case ValueType::kInt16: return 2;
-    case ValueType::kUint32: case ValueType::kInt32: case ValueType::kFloat32: return 4;
-    default: return 8;
-  }
+template <typename T>
+std::vector<uint8_t> NumericArray(ValueType elem_type, const std::vector<T>& v) {
+  std::vector<uint8_t> b;
+  Append<uint32_t>(b, static_cast<uint32_t>(ValueType::kArray));
+  Append<uint32_t>(b, static_cast<uint32_t>(elem_type));
+  Append<uint64_t>(b, v.size());
+  for (T x : v) Append<T>(b, x);
+  return b;
 }
 
 struct FileCloser {
-  void operator()(std::FILE* f) const { if (f) std::fclose(f); }
+  void operator()(std::FILE* f) const {
+    if (f) std::fclose(f);
+  }
 };
 
 }  // namespace
@@ -85,21 +88,11 @@ void Writer::SetStringArray(const std::string& k, const std::vector<std::string>
 }
 
 void Writer::SetFloat32Array(const std::string& k, const std::vector<float>& v) {
-  std::vector<uint8_t> b;
-  Append<uint32_t>(b, static_cast<uint32_t>(ValueType::kArray));
-  Append<uint32_t>(b, static_cast<uint32_t>(ValueType::kFloat32));
-  Append<uint64_t>(b, v.size());
-  for (float f : v) Append<float>(b, f);
-  Put(k, std::move(b));
+  Put(k, NumericArray(ValueType::kFloat32, v));
 }
 
 void Writer::SetInt32Array(const std::string& k, const std::vector<int32_t>& v) {
-  std::vector<uint8_t> b;
-  Append<uint32_t>(b, static_cast<uint32_t>(ValueType::kArray));
-  Append<uint32_t>(b, static_cast<uint32_t>(ValueType::kInt32));
-  Append<uint64_t>(b, v.size());
-  for (int32_t x : v) Append<int32_t>(b, x);
-  Put(k, std::move(b));
+  Put(k, NumericArray(ValueType::kInt32, v));
 }
 
 void Writer::CopyEntry(const MetaEntry& e) {
@@ -115,12 +108,13 @@ void Writer::CopyEntry(const MetaEntry& e) {
       if (v.elem_type == ValueType::kString) {
         for (auto s : v.str_elems) AppendString(b, s);
       } else {
-        b.insert(b.end(), v.elems, v.elems + v.n_elems * ElemSize(v.elem_type));
+        b.insert(b.end(), v.elems, v.elems + v.n_elems * ValueTypeSize(v.elem_type));
       }
       break;
     case ValueType::kFloat32: Append<float>(b, static_cast<float>(v.f)); break;
     case ValueType::kFloat64: Append<double>(b, v.f); break;
-    case ValueType::kUint8: case ValueType::kBool: Append<uint8_t>(b, static_cast<uint8_t>(v.u)); break;
+    case ValueType::kUint8:
+    case ValueType::kBool: Append<uint8_t>(b, static_cast<uint8_t>(v.u)); break;
     case ValueType::kInt8: Append<int8_t>(b, static_cast<int8_t>(v.i)); break;
     case ValueType::kUint16: Append<uint16_t>(b, static_cast<uint16_t>(v.u)); break;
     case ValueType::kInt16: Append<int16_t>(b, static_cast<int16_t>(v.i)); break;
@@ -150,10 +144,12 @@ void Writer::SetAlignment(uint32_t alignment) {
 
 Status Writer::AddTensor(const std::string& name, const std::vector<int64_t>& dims, DType type,
                          Fill fill) {
-  if (name.empty() || name.size() >= 64) return Errorf("tensor name '%s' must be 1..63 bytes", name.c_str());
+  if (name.empty() || name.size() >= 64)
+    return Errorf("tensor name '%s' must be 1..63 bytes", name.c_str());
   for (const Tensor& t : tensors_)
     if (t.name == name) return Errorf("duplicate tensor '%s'", name.c_str());
-  if (dims.empty() || dims.size() > 4) return Errorf("tensor '%s': 1..4 dims required", name.c_str());
+  if (dims.empty() || dims.size() > 4)
+    return Errorf("tensor '%s': 1..4 dims required", name.c_str());
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d <= 0) return Errorf("tensor '%s': dims must be positive", name.c_str());
@@ -166,11 +162,10 @@ Status Writer::AddTensor(const std::string& name, const std::vector<int64_t>& di
   return Status::Ok();
 }
 
-Status Writer::AddTensorData(const std::string& name, const std::vector<int64_t>& dims,
-                             DType type, std::vector<uint8_t> data) {
+Status Writer::AddTensorData(const std::string& name, const std::vector<int64_t>& dims, DType type,
+                             std::vector<uint8_t> data) {
   auto shared = std::make_shared<std::vector<uint8_t>>(std::move(data));
-  const std::string nm = name;
-  return AddTensor(name, dims, type, [shared, nm](uint8_t* dst, uint64_t nbytes) -> Status {
+  return AddTensor(name, dims, type, [shared, nm = name](uint8_t* dst, uint64_t nbytes) -> Status {
     if (shared->size() != nbytes)
       return Errorf("tensor '%s': %zu bytes given, %llu expected", nm.c_str(), shared->size(),
                     static_cast<unsigned long long>(nbytes));
@@ -181,8 +176,8 @@ Status Writer::AddTensorData(const std::string& name, const std::vector<int64_t>
 
 Status Writer::Write(const std::string& path) const {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0 || alignment_ > (1u << 20))
-    return Errorf("cannot write '%s': alignment %u is not a power of two <= 1 MiB",
-                  path.c_str(), alignment_);
+    return Errorf("cannot write '%s': alignment %u is not a power of two <= 1 MiB", path.c_str(),
+                  alignment_);
   const std::string tmp = path + ".tmp";
   // Writes the whole file to `tmp`; the caller renames it or removes it on error.
   auto write_tmp = [&]() -> Status {

@@ -74,7 +74,7 @@ class EchoHandler : public Handler {
     res.keep_alive(req.keep_alive());
     res.prepare_payload();
     const bool ok = co_await s.Write(res);
-    co_return ok && req.keep_alive();
+    co_return ok&& req.keep_alive();
   }
   Reply OnTransportError(int status, const std::string& message, const Request*) override {
     Reply r;
@@ -97,7 +97,8 @@ class ServerTest : public ::testing::Test {
   }
   void TearDown() override {
     if (!server_) return;
-    asio::post(ioc_, [this] { server_->Stop(std::chrono::milliseconds(500), [this] { ioc_.stop(); }); });
+    asio::post(ioc_,
+               [this] { server_->Stop(std::chrono::milliseconds(500), [this] { ioc_.stop(); }); });
     thread_.join();
   }
   // Connects, sends raw bytes, reads until the server closes or timeout_ms passes.
@@ -131,7 +132,8 @@ TEST_F(ServerTest, ServesAndRejectsByLimits) {
   l.header_bytes = 1024;
   l.body_bytes = 16;
   StartServer(l);
-  std::string r = Exchange("POST / HTTP/1.1\r\nX-Key: k\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+  std::string r =
+      Exchange("POST / HTTP/1.1\r\nX-Key: k\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
   EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
   EXPECT_NE(r.find("ok:abc"), std::string::npos) << r;
   r = Exchange("POST / HTTP/1.1\r\nX-Key: k\r\nContent-Length: 17\r\n\r\n");
@@ -155,7 +157,9 @@ TEST_F(ServerTest, RejectsOnHeadersWithoutReadingTheBody) {
   // Without a body the connection stays usable.
   tcp::socket s(client_ioc_);
   s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
-  asio::write(s, asio::buffer(std::string("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX-Key: k\r\nConnection: close\r\n\r\n")));
+  asio::write(
+      s, asio::buffer(std::string(
+             "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX-Key: k\r\nConnection: close\r\n\r\n")));
   const std::string both = ReadAll(s, 3000);
   EXPECT_NE(both.find("401"), std::string::npos) << both;
   EXPECT_NE(both.find("ok:"), std::string::npos) << both;
@@ -172,7 +176,8 @@ TEST_F(ServerTest, SlowHeadersHitTheRequestDeadline) {
   // One header byte every 50 ms: the server must close within the deadline, not keep going.
   for (int i = 0; i < 60 && !closed; ++i) {
     beast::error_code ec;
-    asio::write(s, asio::buffer(i == 0 ? std::string("GET / HTTP/1.1\r\nX-A: ") : std::string("a")), ec);
+    asio::write(s, asio::buffer(i == 0 ? std::string("GET / HTTP/1.1\r\nX-A: ") : std::string("a")),
+                ec);
     if (ec) closed = true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     char b;

@@ -174,8 +174,8 @@ Err CheckTokenIds(const json& arr, const char* key) {
                            ? int64_t{1} << 62
                            : t.get<int64_t>();
     if (id < 0 || id > std::numeric_limits<int32_t>::max())
-      return ValueError(key, StrFormat("token id %lld in '%s' is out of range",
-                                       static_cast<long long>(id), key));
+      return ValueError(
+          key, StrFormat("token id %lld in '%s' is out of range", static_cast<long long>(id), key));
   }
   return {};
 }
@@ -185,8 +185,8 @@ Err CheckStop(const json& obj) {
   if (!v || v->is_string()) return {};
   if (!v->is_array()) return TypeError("stop", "'stop' must be a string or an array of strings");
   if (v->size() > kMaxStopStrings)
-    return ValueError("stop", StrFormat("'stop' has %zu entries (at most %zu)", v->size(),
-                                        kMaxStopStrings));
+    return ValueError(
+        "stop", StrFormat("'stop' has %zu entries (at most %zu)", v->size(), kMaxStopStrings));
   for (const json& s : *v)
     if (!s.is_string()) return TypeError("stop", "'stop' must be a string or an array of strings");
   return {};
@@ -215,6 +215,39 @@ Err CheckMessages(const json& body) {
       if (!type || *type != "text" || !text || !text->is_string())
         return bad("'content' parts must be {\"type\": \"text\", \"text\": string}");
     }
+  }
+  return {};
+}
+
+// logprobs: chat's bool + top_logprobs 0..20, completions' int 0..5 (OpenAI's shapes).
+Err CheckLogprobs(GenKind kind, const json& body) {
+  if (kind == GenKind::kChat) {
+    if (Err e = CheckBool(body, "logprobs")) return e;
+    if (Err e = CheckInteger(body, "top_logprobs", 0, 20)) return e;
+    const json* lp = Field(body, "logprobs");
+    if (Field(body, "top_logprobs") && !(lp && lp->get<bool>()))
+      return ValueError("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    return {};
+  }
+  if (kind == GenKind::kCompletions) {
+    if (Err e = CheckInteger(body, "logprobs", 0, 5)) return e;
+    if (Err e = CheckBool(body, "echo")) return e;
+  }
+  return {};
+}
+
+// Chat's tool and thinking fields (their values are checked by the node).
+Err CheckChatTools(const json& body) {
+  if (const json* t = Field(body, "tools"); t && !t->is_array())
+    return TypeError("tools", "'tools' must be an array of function definitions");
+  if (const json* c = Field(body, "tool_choice"); c && !c->is_string() && !c->is_object())
+    return TypeError("tool_choice", "'tool_choice' must be a string or an object");
+  if (Err e = CheckBool(body, "parallel_tool_calls")) return e;
+  if (Err e = CheckBool(body, "think")) return e;
+  if (const json* kw = Field(body, "chat_template_kwargs")) {
+    if (!kw->is_object())
+      return TypeError("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    if (Err e = CheckBool(*kw, "enable_thinking")) return e;
   }
   return {};
 }
@@ -255,6 +288,10 @@ Err CheckStreamFields(const json& body) {
     }
   }
   if (Err e = CheckBool(body, "return_token_ids")) return e;
+  if (Err e = CheckBool(body, "return_tokens_as_token_ids")) return e;
+  if (const json* b = Field(body, "best_of"); b && AsInteger(*b) != 1)
+    return ValueError("best_of",
+                      "'best_of' is not supported (only 1): use 'n' for several choices");
   if (const json* c = Field(body, "continue_token_ids")) {
     if (!c->is_array())
       return TypeError("continue_token_ids", "'continue_token_ids' must be an array of token ids");
@@ -271,9 +308,10 @@ std::optional<FieldError> CheckGenerationBody(GenKind kind, const json& body) {
   if (!body.is_object()) return TypeError("", "the request body must be a JSON object");
   if (Err e = CheckString(body, "model")) return e;
   if (Err e = CheckInteger(body, "n", 1, 1 << 20)) return e;
-  if (const json* n = Field(body, "n"); n && AsInteger(*n) != 1)
-    return ValueError("n", StrFormat("'n' must be 1: this server returns one choice (got %lld)",
+  if (const json* n = Field(body, "n"); n && *AsInteger(*n) > kMaxChoices)
+    return ValueError("n", StrFormat("'n' must be 1..%d (got %lld)", kMaxChoices,
                                      static_cast<long long>(*AsInteger(*n))));
+  if (Err e = CheckLogprobs(kind, body)) return e;
   if (kind == GenKind::kInference)
     if (Err e = CheckInteger(body, "max_length", 0, kMaxTokensLimit)) return e;
   for (const char* f : {"max_tokens", "max_completion_tokens"})
@@ -291,6 +329,8 @@ std::optional<FieldError> CheckGenerationBody(GenKind kind, const json& body) {
   if (Err e = CheckStop(body)) return e;
   if (kind != GenKind::kInference)
     if (Err e = CheckStreamFields(body)) return e;
+  if (kind == GenKind::kChat)
+    if (Err e = CheckChatTools(body)) return e;
   return kind == GenKind::kChat ? CheckMessages(body) : CheckPrompt(kind, body);
 }
 

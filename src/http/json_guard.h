@@ -60,5 +60,6 @@ std::optional<FieldError> CheckGenerationBody(GenKind kind, const nlohmann::json
 inline constexpr int64_t kMaxTokensLimit = int64_t{1} << 24;
 inline constexpr size_t kMaxTokenIds = size_t{1} << 24;
 inline constexpr size_t kMaxStopStrings = 16;
+inline constexpr int kMaxChoices = 8;  // most choices of one request (n)
 
 }  // namespace strata::http

@@ -20,8 +20,7 @@ void Histogram::Observe(double v) {
   sum_ += v;
 }
 
-void Histogram::Render(const std::string& name, const std::string& labels,
-                       std::string* out) const {
+void Histogram::Render(const std::string& name, const std::string& labels, std::string* out) const {
   const std::string sep = labels.empty() ? "" : ",";
   uint64_t cum = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {

@@ -204,8 +204,8 @@ void ResourceMonitor::RenderMetrics(std::string* out) const {
   PromMetric("strata_host_memory_percent", "gauge",
              "Host memory in use percent (MemTotal - MemAvailable).", s.memory_percent, out);
   PromMetric("strata_host_disk_percent", "gauge",
-             "Disk use percent of the filesystem holding the model/data directory.",
-             s.disk_percent, out);
+             "Disk use percent of the filesystem holding the model/data directory.", s.disk_percent,
+             out);
   PromMetric("strata_process_resident_bytes", "gauge", "Resident set size of this process.",
              static_cast<double>(s.rss_bytes), out);
   PromHeader("strata_resource_warning", "gauge",

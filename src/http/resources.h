@@ -7,7 +7,6 @@
 #pragma once
 
 #include <array>
-#include <utility>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -15,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <boost/asio.hpp>
 #include <nlohmann/json.hpp>
@@ -54,7 +54,7 @@ struct ResourceSample {
   uint64_t rss_bytes = 0;
   uint64_t memory_total_bytes = 0, memory_available_bytes = 0;
   uint64_t disk_total_bytes = 0, disk_available_bytes = 0;
-  int64_t sampled_at_ms = 0;  // unix milliseconds
+  int64_t sampled_at_ms = 0;                   // unix milliseconds
   std::array<bool, kResourceCount> warning{};  // per Resource, with hysteresis
   double Percent(Resource r) const;
 };

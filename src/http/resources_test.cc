@@ -6,8 +6,8 @@ namespace strata::http {
 namespace {
 
 TEST(Resources, ParseProcStat) {
-  const auto t = ParseProcStat(
-      "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 1 2 3\n");
+  const auto t =
+      ParseProcStat("cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 1 2 3\n");
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->total, 1000u);
   EXPECT_EQ(t->busy, 160u);  // all but idle and iowait

@@ -279,7 +279,8 @@ Task<void> Server::Session(S stream, std::shared_ptr<Ctl> ctl, std::shared_ptr<v
 
 // Framing checks the parser does not make: a bounded number of header lines (431), and no
 // transfer coding other than chunked (request smuggling: "xchunked" next to a Content-Length).
-static std::optional<std::pair<int, std::string>> CheckFraming(const Request& req, const Limits& lim) {
+static std::optional<std::pair<int, std::string>> CheckFraming(const Request& req,
+                                                               const Limits& lim) {
   size_t fields = 0;
   for (auto it = req.begin(); it != req.end(); ++it) ++fields;
   if (fields > lim.header_fields)
@@ -333,7 +334,7 @@ Task<bool> Server::ServeOne(S& stream, Stream& s, Ctl& ctl) {
       auto res = MakeResponse(o_.server_header, parser.get().version(), keep, std::move(*r));
       const bool ok = co_await s.Write(res);
       if (!keep && ok) co_await HalfCloseAndDrain(low, o_.limits.drain_bytes, o_.limits.drain);
-      co_return keep && ok;
+      co_return keep&& ok;
     }
     co_await bhttp::async_read(stream, buf, parser, Redirect(ec));
   }

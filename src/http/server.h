@@ -48,15 +48,15 @@ struct Reply {
 };
 
 struct Limits {
-  size_t header_bytes = 64 * 1024;       // beyond: 431
-  size_t header_fields = 128;            // header lines; beyond: 431
-  uint64_t body_bytes = 8u << 20;        // beyond: 413
+  size_t header_bytes = 64 * 1024;                // beyond: 431
+  size_t header_fields = 128;                     // header lines; beyond: 431
+  uint64_t body_bytes = 8u << 20;                 // beyond: 413
   std::chrono::milliseconds idle{30000};          // waiting for a request's first byte
   std::chrono::milliseconds request_read{30000};  // reading one whole request (headers + body)
   std::chrono::milliseconds write{60000};         // each write
-  int max_connections = 2048;            // open client connections (0: unlimited)
-  int max_connections_per_client = 512;  // per remote address (0: unlimited)
-  uint64_t drain_bytes = 64u << 20;      // read and discarded after an early reject
+  int max_connections = 2048;                     // open client connections (0: unlimited)
+  int max_connections_per_client = 512;           // per remote address (0: unlimited)
+  uint64_t drain_bytes = 64u << 20;               // read and discarded after an early reject
   std::chrono::milliseconds drain{2000};
 };
 
@@ -96,7 +96,7 @@ class Handler {
 struct ServerOptions {
   std::string name = "strata";  // for messages: "strata node"
   std::string host = "127.0.0.1";
-  int port = 0;                 // 0: any free port
+  int port = 0;  // 0: any free port
   std::string server_header = "strata";
   Limits limits;
 };

@@ -6,8 +6,8 @@
 
 #include <openssl/evp.h>
 
+#include "base/progress.h"
 #include "hub/hf_api.h"
-#include "hub/progress.h"
 #include "hub/ref.h"
 
 namespace strata::hub {
@@ -101,10 +101,10 @@ struct Attempt {
       std::string len = r.FindHeader("x-linked-size");
       if (len.empty() && r.headers.count("content-length"))
         total = std::strtoull(r.headers.at("content-length").c_str(), nullptr, 10) + start;
-      else if (!len.empty())
-        total = std::strtoull(len.c_str(), nullptr, 10);
+      else if (!len.empty()) total = std::strtoull(len.c_str(), nullptr, 10);
     }
-    progress = std::make_unique<Progress>(label, total, start);
+    progress = std::make_unique<Progress>(label, total);
+    progress->Resume(start);
     return Status::Ok();
   }
 
@@ -112,7 +112,7 @@ struct Attempt {
     if (std::fwrite(p, 1, n, out.get()) != n) return Status::Error("error writing " + part);
     sha.Add(p, n);
     written += n;
-    progress->Update(written);
+    progress->Set(written);
     return Status::Ok();
   }
 };
@@ -140,7 +140,7 @@ Result<FetchResult> FetchResumable(const std::string& url, const Headers& header
     if (a.out) std::fflush(a.out.get());
     a.out.reset();
     if (!r.ok()) {
-      if (a.progress) std::fprintf(stderr, "\n");
+      if (a.progress) a.progress->Abandon();
       return r.status().With(StrFormat("downloading %s (%s kept in %s; run again to resume)",
                                        url.c_str(), HumanBytes(FileSize(part)).c_str(),
                                        part.c_str()));

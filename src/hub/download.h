@@ -13,10 +13,10 @@
 namespace strata::hub {
 
 struct FetchResult {
-  std::string sha256;           // of the whole .part file, lower-case hex
-  uint64_t size = 0;            // bytes in the .part file
-  std::string published_sha256; // from X-Linked-Etag / ETag, empty when none was published
-  uint64_t resumed_from = 0;    // bytes kept from an earlier attempt
+  std::string sha256;            // of the whole .part file, lower-case hex
+  uint64_t size = 0;             // bytes in the .part file
+  std::string published_sha256;  // from X-Linked-Etag / ETag, empty when none was published
+  uint64_t resumed_from = 0;     // bytes kept from an earlier attempt
 };
 
 // Downloads `url` into `part` (created or continued). `headers` go with the first request

@@ -63,13 +63,12 @@ Result<std::vector<RepoFile>> ParseTreeListing(const std::string& text) {
 }
 
 Result<std::vector<RepoFile>> ListRepoFiles(const HubConfig& hub, const std::string& repo,
-                                            const std::string& revision,
-                                            const HttpOptions& http) {
+                                            const std::string& revision, const HttpOptions& http) {
   const std::string url =
       hub.endpoint + "/api/models/" + repo + "/tree/" + revision + "?recursive=true";
   STRATA_ASSIGN_OR_RETURN(HttpResponse r, HttpGet(url, hub.AuthHeaders(), http));
-  if (r.status != 200) return Status::Error("listing " + repo + ": " +
-                                            HttpStatusError(r.status, url, true));
+  if (r.status != 200)
+    return Status::Error("listing " + repo + ": " + HttpStatusError(r.status, url, true));
   auto files = ParseTreeListing(r.body);
   if (!files.ok()) return files.status().With(url);
   return files;

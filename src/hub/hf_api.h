@@ -29,8 +29,7 @@ std::string ResolveUrl(const HubConfig& hub, const std::string& repo, const std:
 
 // Lists the files of a model repository at `revision`.
 Result<std::vector<RepoFile>> ListRepoFiles(const HubConfig& hub, const std::string& repo,
-                                            const std::string& revision,
-                                            const HttpOptions& http);
+                                            const std::string& revision, const HttpOptions& http);
 
 // Parses the JSON of a tree listing (exposed for tests).
 Result<std::vector<RepoFile>> ParseTreeListing(const std::string& json);

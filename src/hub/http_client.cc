@@ -65,14 +65,20 @@ asio::awaitable<void> Exchange(Stream& s, beast::tcp_stream& tcp, Hop& h) {
   for (const auto& [k, v] : *h.headers) req.set(k, v);
   tcp.expires_after(Ms(h.opt->idle_timeout_s));
   co_await http::async_write(s, req, tok);
-  if (ec) { h.status = Status::Error(Describe(h, ec, "sending to")); co_return; }
+  if (ec) {
+    h.status = Status::Error(Describe(h, ec, "sending to"));
+    co_return;
+  }
 
   beast::flat_buffer buf;
   http::response_parser<http::buffer_body> p;
   p.body_limit(std::numeric_limits<std::uint64_t>::max());
   tcp.expires_after(Ms(h.opt->idle_timeout_s));
   co_await http::async_read_header(s, buf, p, tok);
-  if (ec) { h.status = Status::Error(Describe(h, ec, "reading the response of")); co_return; }
+  if (ec) {
+    h.status = Status::Error(Describe(h, ec, "reading the response of"));
+    co_return;
+  }
   HttpResponse& r = *h.resp;
   r.status = static_cast<int>(p.get().result_int());
   r.headers.clear();
@@ -105,7 +111,10 @@ asio::awaitable<void> Exchange(Stream& s, beast::tcp_stream& tcp, Hop& h) {
         co_return;
       }
     }
-    if (ec) { h.status = Status::Error(Describe(h, ec, "reading the body from")); co_return; }
+    if (ec) {
+      h.status = Status::Error(Describe(h, ec, "reading the body from"));
+      co_return;
+    }
   }
 }
 
@@ -117,9 +126,15 @@ asio::awaitable<void> RunHop(Hop& h, ssl::context* tls) {
   beast::tcp_stream tcp(ex);
   tcp.expires_after(Ms(h.opt->connect_timeout_s));
   auto eps = co_await resolver.async_resolve(h.url.host, h.url.port, tok);
-  if (ec) { h.status = Status::Error(Describe(h, ec, "resolving")); co_return; }
+  if (ec) {
+    h.status = Status::Error(Describe(h, ec, "resolving"));
+    co_return;
+  }
   co_await tcp.async_connect(eps, tok);
-  if (ec) { h.status = Status::Error(Describe(h, ec, "connecting to")); co_return; }
+  if (ec) {
+    h.status = Status::Error(Describe(h, ec, "connecting to"));
+    co_return;
+  }
   if (!h.url.tls()) {
     co_await Exchange(tcp, tcp, h);
     co_return;
@@ -133,19 +148,25 @@ asio::awaitable<void> RunHop(Hop& h, ssl::context* tls) {
   s.set_verify_callback(ssl::host_name_verification(h.url.host));
   tcp.expires_after(Ms(h.opt->connect_timeout_s));
   co_await s.async_handshake(ssl::stream_base::client, tok);
-  if (ec) { h.status = Status::Error(Describe(h, ec, "TLS handshake with")); co_return; }
+  if (ec) {
+    h.status = Status::Error(Describe(h, ec, "TLS handshake with"));
+    co_return;
+  }
   co_await Exchange(s, tcp, h);
 }
 
 Status RunOneHop(Hop& h, ssl::context* tls) {
   asio::io_context ioc;
-  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-    try {
-      co_await RunHop(h, tls);
-    } catch (const std::exception& e) {
-      h.status = Status::Error(std::string("HTTP ") + h.url.HostPort() + ": " + e.what());
-    }
-  }, asio::detached);
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await RunHop(h, tls);
+        } catch (const std::exception& e) {
+          h.status = Status::Error(std::string("HTTP ") + h.url.HostPort() + ": " + e.what());
+        }
+      },
+      asio::detached);
   ioc.run();
   return h.status;
 }
@@ -157,8 +178,9 @@ Result<std::unique_ptr<ssl::context>> ClientTls() {
   if (ec) return Status::Error("TLS: cannot load the system CA store: " + ec.message());
   if (const char* f = std::getenv("SSL_CERT_FILE"); f && *f) {
     ctx->load_verify_file(f, ec);
-    if (ec) return Status::Error(std::string("TLS: cannot load SSL_CERT_FILE ") + f + ": " +
-                                 ec.message());
+    if (ec)
+      return Status::Error(std::string("TLS: cannot load SSL_CERT_FILE ") + f + ": " +
+                           ec.message());
   }
   return ctx;
 }
@@ -179,8 +201,8 @@ Result<Url> Url::Parse(const std::string& text) {
     return Status::Error("unsupported URL scheme '" + u.scheme + "' (http and https only)");
   const size_t start = sep + 3;
   const size_t slash = text.find_first_of("/?#", start);
-  std::string authority = text.substr(start, slash == std::string::npos ? std::string::npos
-                                                                          : slash - start);
+  std::string authority =
+      text.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
   if (authority.find('@') != std::string::npos)
     return Status::Error("URLs with user info are not supported: " + text);
   u.target = slash == std::string::npos ? "/" : text.substr(slash);

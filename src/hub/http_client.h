@@ -38,14 +38,14 @@ struct HttpResponse {
   Headers headers;                 // of the final response
   std::vector<Headers> redirects;  // headers of each redirect response, in order
   std::string final_url;
-  std::string body;                // only when no sink was given
+  std::string body;  // only when no sink was given
   // The first value of `name` in the redirect chain, then in the final response.
   std::string FindHeader(const std::string& name) const;
 };
 
 struct HttpOptions {
   double connect_timeout_s = 30;
-  double idle_timeout_s = 60;   // longest wait for any bytes while reading
+  double idle_timeout_s = 60;  // longest wait for any bytes while reading
   int max_redirects = 10;
   size_t max_body_in_memory = 64 << 20;
 };

@@ -158,7 +158,8 @@ TEST(Tree, ParsesListing) {
     {"type":"directory","oid":"x","size":0,"path":"F16"},
     {"type":"file","oid":"1","size":12,"path":"README.md"},
     {"type":"file","oid":"2","size":134,"path":"m-Q8_0.gguf",
-     "lfs":{"oid":")" + std::string(64, 'c') + R"(","size":1000,"pointerSize":134}}])";
+     "lfs":{"oid":")" + std::string(64, 'c') +
+                        R"(","size":1000,"pointerSize":134}}])";
   auto r = ParseTreeListing(j);
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->size(), 2u);

@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 bool IsGguf(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == ".gguf";
 }
 
@@ -26,14 +27,18 @@ void Describe(LocalModel* m) {
   m->arch = "?";
   auto f = gguf::File::Open(m->path);
   if (!f.ok()) return;
-  if (auto a = f.value()->GetString("general.architecture"); a.ok()) m->arch = std::string(a.value());
+  if (auto a = f.value()->GetString("general.architecture"); a.ok())
+    m->arch = std::string(a.value());
   if (!m->quant.empty()) return;
   std::map<std::string, uint64_t> bytes;
   for (const auto& t : f.value()->tensors())
     if (t.dims.size() >= 2) bytes[DTypeName(t.type)] += t.nbytes;
   uint64_t best = 0;
   for (const auto& [name, n] : bytes)
-    if (n > best) { best = n; m->quant = name; }
+    if (n > best) {
+      best = n;
+      m->quant = name;
+    }
 }
 
 }  // namespace

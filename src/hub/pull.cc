@@ -1,7 +1,7 @@
 #include "hub/pull.h"
 
-#include <sys/file.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,8 +83,11 @@ Result<Source> Locate(const std::string& text, const HttpOptions& http) {
 }
 
 Status WriteSidecar(const std::string& path, const Source& s, const PullResult& r) {
-  nlohmann::json j = {{"ref", s.ref.text}, {"url", s.url}, {"sha256", r.sha256},
-                      {"size", r.size}, {"verified", r.verified},
+  nlohmann::json j = {{"ref", s.ref.text},
+                      {"url", s.url},
+                      {"sha256", r.sha256},
+                      {"size", r.size},
+                      {"verified", r.verified},
                       {"pulled_at", std::chrono::duration_cast<std::chrono::seconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count()}};
@@ -147,8 +150,9 @@ Result<PullResult> Pull(const std::string& text, const Options& o) {
   const std::string dest = dir + "/" + LocalRelPath(s.ref, s.repo_file);
   std::error_code ec;
   fs::create_directories(fs::path(dest).parent_path(), ec);
-  if (ec) return Status::Error("cannot create " + fs::path(dest).parent_path().string() + ": " +
-                               ec.message());
+  if (ec)
+    return Status::Error("cannot create " + fs::path(dest).parent_path().string() + ": " +
+                         ec.message());
   FileLock lock(dest + ".lock");
   if (!lock.ok()) return Status::Error("cannot lock " + dest + ".lock");
   PullResult r;

@@ -18,7 +18,7 @@ struct Options {
 };
 
 struct PullResult {
-  std::string path;     // the installed file
+  std::string path;  // the installed file
   std::string sha256;
   uint64_t size = 0;
   bool already_present = false;
@@ -33,7 +33,7 @@ Result<PullResult> Pull(const std::string& ref, const Options& options);
 Result<std::string> ResolveModel(const std::string& ref_or_path, const Options& options);
 
 struct LocalModel {
-  std::string name;   // path relative to the models directory
+  std::string name;  // path relative to the models directory
   std::string path;
   uint64_t size = 0;
   std::string arch;   // general.architecture ("?" when unreadable)

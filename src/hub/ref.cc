@@ -14,8 +14,7 @@ std::string Upper(std::string s) {
 }
 
 bool EndsWithI(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         Upper(s.substr(s.size() - suffix.size())) == Upper(suffix);
+  return s.size() >= suffix.size() && Upper(s.substr(s.size() - suffix.size())) == Upper(suffix);
 }
 
 bool ValidName(const std::string& s) {
@@ -54,8 +53,7 @@ Result<Ref> ParseHfUrl(const std::string& text) {
     path.resize(at2);
   }
   STRATA_RETURN_IF_ERROR(CheckRepo(repo, text));
-  if (path.empty() || path.back() == '/' || path.find("..") != std::string::npos ||
-      path[0] == '/')
+  if (path.empty() || path.back() == '/' || path.find("..") != std::string::npos || path[0] == '/')
     return Status::Error("bad file path in '" + text + "'");
   if (r.revision.empty() || r.revision.find("..") != std::string::npos)
     return Status::Error("bad revision in '" + text + "'");
@@ -84,7 +82,8 @@ Result<Ref> ParseRef(const std::string& text) {
       return Status::Error("bad quantization tag in '" + text + "' (e.g. OWNER/REPO:Q4_K_M)");
   }
   if (std::count(r.repo.begin(), r.repo.end(), '/') != 1)
-    return Status::Error("'" + text + "' is not a model reference: expected hf://OWNER/REPO/"
+    return Status::Error("'" + text +
+                         "' is not a model reference: expected hf://OWNER/REPO/"
                          "FILE.gguf, OWNER/REPO:QUANT or an https:// URL");
   STRATA_RETURN_IF_ERROR(CheckRepo(r.repo, text));
   return r;
@@ -120,11 +119,10 @@ std::string QuantOfName(const std::string& path) {
   const size_t cut = base.find_last_of("-.");
   std::string tag = Upper(cut == std::string::npos ? base : base.substr(cut + 1));
   // Quantization tags start with a type letter and contain a digit (Q4_K_M, IQ2_XS, F16, BF16).
-  const bool has_digit = std::any_of(tag.begin(), tag.end(), [](char c) {
-    return std::isdigit(static_cast<unsigned char>(c));
-  });
-  if (tag.empty() || !has_digit || !(tag[0] == 'Q' || tag[0] == 'I' || tag[0] == 'F' ||
-                                     tag[0] == 'B' || tag[0] == 'T'))
+  const bool has_digit = std::any_of(
+      tag.begin(), tag.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  if (tag.empty() || !has_digit ||
+      !(tag[0] == 'Q' || tag[0] == 'I' || tag[0] == 'F' || tag[0] == 'B' || tag[0] == 'T'))
     return std::string();
   return tag;
 }
@@ -134,8 +132,7 @@ Result<RepoFile> PickQuantFile(const std::vector<RepoFile>& files, const std::st
   std::vector<const RepoFile*> ggufs;
   std::set<std::string> available;
   for (const RepoFile& f : files) {
-    if (!EndsWithI(f.path, ".gguf") || Upper(f.path).find("MMPROJ") != std::string::npos)
-      continue;
+    if (!EndsWithI(f.path, ".gguf") || Upper(f.path).find("MMPROJ") != std::string::npos) continue;
     ggufs.push_back(&f);
     if (std::string q = QuantOfName(f.path); !q.empty()) available.insert(q);
   }
@@ -153,8 +150,8 @@ Result<RepoFile> PickQuantFile(const std::vector<RepoFile>& files, const std::st
     const std::string dir = f->path.find('/') == std::string::npos
                                 ? std::string()
                                 : Upper(f->path.substr(0, f->path.rfind('/')));
-    const std::string dir_tag = dir.substr(dir.rfind('/') == std::string::npos ? 0
-                                                                               : dir.rfind('/') + 1);
+    const std::string dir_tag =
+        dir.substr(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1);
     if (QuantOfName(f->path) != want && dir_tag != want) continue;
     (IsSplitPart(f->path) ? split : single).push_back(f);
   }
@@ -167,7 +164,8 @@ Result<RepoFile> PickQuantFile(const std::vector<RepoFile>& files, const std::st
   }
   if (!split.empty())
     return Status::Error("quantization " + want + " of " + repo + " exists only as a split GGUF (" +
-                         split[0]->path + ", ...); strata loads single-file GGUFs: merge the "
+                         split[0]->path +
+                         ", ...); strata loads single-file GGUFs: merge the "
                          "parts with llama-gguf-split --merge, or pick another quantization");
   return Status::Error("no " + want + " GGUF in " + repo + "; available quantizations: " +
                        (list.empty() ? std::string("(none recognised)") : list));

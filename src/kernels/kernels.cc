@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -23,10 +24,9 @@ bool CpuHasAvx2() {
 }
 
 bool CpuHasAvx512() {
-  return CpuHasAvx2() && __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") &&
-         __builtin_cpu_supports("avx512bf16");
+  return CpuHasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
 }
 #endif
 
@@ -62,9 +62,9 @@ struct MatMulJob {
   const uint8_t* x;  // [n_tok, x_row] activations in tk->vec_dot_type
   size_t x_row;
   int64_t rows, cols, n_tok;
-  bool gemm;  // GEMM accumulation order (internal::UseGemmOrder), else per-row vec_dot
+  bool gemm;    // GEMM accumulation order (internal::UseGemmOrder), else per-row vec_dot
   bool repack;  // llama.cpp's repacked-weight orders (internal::UseRepackOrder) override both
-  float* y;  // [n_tok, rows]
+  float* y;     // [n_tok, rows]
   // GEMM order with prepared activations (tk->prepared_tile): groups of kMaxDotCols tokens.
   const uint8_t* xg = nullptr;  // [ceil(n_tok / kMaxDotCols), x_group]
   size_t x_group = 0;
@@ -99,8 +99,8 @@ void RowsByTiles(const MatMulJob& j, internal::VecDotTileFn tile, bool groups, i
         for (int64_t t = t0; t < t1; t += kC) {
           const int nx = static_cast<int>(std::min<int64_t>(kC, t1 - t));
           if (groups) {  // t is a multiple of kC: tile = one prepared group
-            tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.xg + t / kC * j.x_group, j.x_group,
-                 nx, j.y + t * j.rows + r, ys);
+            tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.xg + t / kC * j.x_group, j.x_group, nx,
+                 j.y + t * j.rows + r, ys);
           } else {
             tile(j.cols, j.w + r * j.w_row, j.w_row, nw, j.x + t * j.x_row, j.x_row, nx,
                  j.y + t * j.rows + r, ys);
@@ -117,8 +117,8 @@ void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
     const int64_t n_gemm = internal::RepackGemmTokens(j.n_tok);
     const bool groups = j.xg != nullptr;
     if (n_gemm > 0)
-      RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->repack_tile, groups, 0, n_gemm,
-                  r_begin, r_end);
+      RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->repack_tile, groups, 0, n_gemm, r_begin,
+                  r_end);
     if (j.tk->repack_gemv_tile != nullptr) {
       RowsByTiles(j, j.tk->repack_gemv_tile, false, n_gemm, j.n_tok, r_begin, r_end);
     } else {
@@ -126,8 +126,8 @@ void MatMulRange(const MatMulJob& j, int64_t r_begin, int64_t r_end) {
     }
   } else if (j.gemm) {
     const bool groups = j.xg != nullptr;
-    RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->vec_dot_tile, groups, 0, j.n_tok,
-                r_begin, r_end);
+    RowsByTiles(j, groups ? j.tk->prepared_tile : j.tk->vec_dot_tile, groups, 0, j.n_tok, r_begin,
+                r_end);
   } else if ((j.n_tok >= 2 || j.tk->tile_single_token) &&
              internal::TileMatchesVecDot(j.tk->weight_type) && j.tk->vec_dot_tile != nullptr) {
     RowsByTiles(j, j.tk->vec_dot_tile, false, 0, j.n_tok, r_begin, r_end);  // per-entry order
@@ -156,7 +156,18 @@ bool SupportsWeightType(DType t) {
 }
 
 void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n) {
-  const TypeKernels* t = internal::FindType(Active(), weight_type);
+  internal::QuantizeActivationRowWith(Active(), weight_type, x, dst, n);
+}
+
+float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row) {
+  return internal::VecDotWith(Active(), weight_type, n, w_row, x_row);
+}
+
+namespace internal {
+
+void QuantizeActivationRowWith(const IsaKernels& isa, DType w, const float* x, void* dst,
+                               int64_t n) {
+  const TypeKernels* t = FindType(isa, w);
   if (t == nullptr) return;
   if (t->quantize == nullptr) {
     std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
@@ -165,14 +176,16 @@ void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t
   }
 }
 
-float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row) {
-  const TypeKernels* t = internal::FindType(Active(), weight_type);
+float VecDotWith(const IsaKernels& isa, DType w, int64_t n, const void* w_row, const void* x_row) {
+  const TypeKernels* t = FindType(isa, w);
   if (t == nullptr) return std::numeric_limits<float>::quiet_NaN();
   return t->vec_dot(n, w_row, x_row);
 }
 
-void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
-            int64_t n_tok, float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch) {
+}  // namespace internal
+
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X, int64_t n_tok,
+            float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch) {
   if (rows <= 0 || n_tok <= 0) return;
   const TypeKernels* tk = internal::FindType(Active(), w_type);
   if (tk == nullptr) {
@@ -202,8 +215,8 @@ void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float
     // full groups of 4 in the repacked order (its GEMV takes the rest).
     const int64_t n_prep = job.repack ? internal::RepackGemmTokens(n_tok) : job.gemm ? n_tok : 0;
     // (The prepared tile has the repacked order for types that have one: see TypeKernels.)
-    const bool prepared = n_prep > 0 && tk->prepared_tile != nullptr &&
-                          (job.repack || tk->repack_vec_dot == nullptr);
+    const bool prepared =
+        n_prep > 0 && tk->prepared_tile != nullptr && (job.repack || tk->repack_vec_dot == nullptr);
     const int64_t n_groups = (n_prep + internal::kMaxDotCols - 1) / internal::kMaxDotCols;
     if (prepared) job.x_group = (tk->tile_x_bytes(cols) + 63) / 64 * 64;
     // Prepared groups after the rows, 64-byte aligned.
@@ -278,8 +291,7 @@ void Add(float* y, const float* x, int64_t n) { Active().add(y, x, n); }
 void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
                int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
                float* out, float* scratch) {
-  Active().attention(q, k, v, n_kv, kv_stride, n_heads, n_kv_heads, head_dim, scale, out,
-                     scratch);
+  Active().attention(q, k, v, n_kv, kv_stride, n_heads, n_kv_heads, head_dim, scale, out, scratch);
 }
 
 int64_t AttentionTiledScratch(int head_dim) {
@@ -300,8 +312,58 @@ void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int 
     Active().attention_tiled(q, q_stride, n_vis, n_q, k, v, kv_stride, head_dim, scale, out,
                              out_stride, scratch);
   } else {
-    ref::AttentionTiled(q, q_stride, n_vis, n_q, k, v, kv_stride, head_dim, scale, out,
-                        out_stride, scratch);
+    ref::AttentionTiled(q, q_stride, n_vis, n_q, k, v, kv_stride, head_dim, scale, out, out_stride,
+                        scratch);
+  }
+}
+
+void AttentionKv(const KvAttention& a, const float* q, float* out, float* scratch) {
+  const internal::IsaKernels& isa = Active();
+  internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
+#if defined(__x86_64__)
+  if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
+    acc = internal::AccumulateKvRowAvx2;
+#endif
+  internal::AttentionKvWith(isa, acc, a, q, out, scratch);
+}
+
+void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n) {
+  internal::QuantizeKvRowWith(Active(), t, x, dst, n);
+}
+
+void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, float* scratch) {
+  const internal::IsaKernels& isa = Active();
+  internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
+#if defined(__x86_64__)
+  if (std::strcmp(isa.name, "avx512") == 0 && avx512::AttentionKvPartialF16(a, q, partial, scratch))
+    return;
+  if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
+    acc = internal::AccumulateKvRowAvx2;
+#endif
+  internal::AttentionKvPartialWith(isa, acc, a, q, partial, scratch);
+}
+
+// One implementation for every path (it is cheap next to the chunks): plain loops, explicit
+// fmas, so that the result is the same wherever it runs.
+void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                            float* out) {
+  const int64_t stride = AttentionPartialStride(head_dim);
+  const int64_t chunk = stride * n_heads;
+  for (int h = 0; h < n_heads; ++h) {
+    const float* p = partials + h * stride;
+    float m = -INFINITY;
+    for (int64_t c = 0; c < n_chunks; ++c) m = std::fmax(m, p[c * chunk + head_dim]);
+    float* o = out + static_cast<int64_t>(h) * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const float* pc = p + c * chunk;
+      const float e = std::exp(pc[head_dim] - m);
+      sum = std::fma(pc[head_dim + 1], e, sum);
+      for (int i = 0; i < head_dim; ++i) o[i] = std::fma(pc[i], e, o[i]);
+    }
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+    for (int i = 0; i < head_dim; ++i) o[i] *= inv;
   }
 }
 

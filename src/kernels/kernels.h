@@ -33,8 +33,8 @@ float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row)
 // The accumulation order of each result is the one llama.cpp's CPU backend would use for the
 // same shape (see kernels_impl.h: tinyBLAS, vec_dot, or its repacked Q4_0/Q4_K kernels), so a
 // single-token result may differ in the last bits from VecDot for repacked types.
-void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
-            int64_t n_tok, float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch);
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X, int64_t n_tok,
+            float* Y, ThreadPool* pool, std::vector<uint8_t>* scratch);
 
 // ---- Element-wise and row kernels ------------------------------------------------------
 // y = x / sqrt(mean(x^2) + eps) * w    (y may alias x)
@@ -97,6 +97,57 @@ void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int 
                     const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
                     float scale, float* out, int64_t out_stride, float* scratch);
 
+// Attention of query heads over ONE KV head of a KV cache of any type (model/kv_cache.h:
+// F16, Q8_0 or Q4_0 keys and values). Used when the cache is quantized (an all-F16 cache keeps
+// Attention / AttentionTiled and their llama.cpp-identical numerics). Scores: the key type's
+// dot product with the query in its activation format (Q8_0 for the block types), times
+// scale; one softmax over them (Softmax's); values accumulated in f32 with those weights.
+constexpr int kMaxAttnHeads = 16;  // query heads per KV head AttentionKv supports
+struct KvAttention {
+  const void* k = nullptr;  // this KV head's keys of position 0; position j at + j * k_row_bytes
+  DType k_type = DType::F16;
+  size_t k_row_bytes = 0;
+  const void* v = nullptr;  // likewise for the values
+  DType v_type = DType::F16;
+  size_t v_row_bytes = 0;
+  int64_t n_kv = 0;  // visible positions (>= 1)
+  int n_heads = 1;   // query heads sharing this KV head (<= kMaxAttnHeads), one after the
+                     // other in q / out
+  int head_dim = 0;  // a multiple of 32 for the block types, <= kMaxHeadDim
+  float scale = 1.0f;
+};
+//   q, out: [n_heads, head_dim] f32; scratch: n_heads * n_kv floats
+void AttentionKv(const KvAttention& a, const float* q, float* out, float* scratch);
+// One position's keys or values (n elements) in the KV cache's type t.
+void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n);
+
+// Split-KV ("flash-decoding") attention of one query token over a long context, for any KV
+// cache type (F16 included). The visible positions [0, n_kv) are cut into chunks of
+// kSplitKvChunk from position 0; AttentionKvPartial turns one chunk into a partial result per
+// query head, and MergeAttentionPartials combines a row's partials in chunk order. The chunks
+// can run on different threads: the result depends only on the inputs and n_kv, never on which
+// thread ran which chunk or on the thread count. The model uses it for rows that see at least
+// kSplitKvMinKv positions (llama.cpp splits its decode attention from 512 keys as well; below
+// that the per-query kernels keep their llama.cpp-identical numerics).
+//   Chunk numerics: scores as AttentionKv's (the key type's dot product with the query in
+//   its activation format: f16-rounded for F16 keys), times scale; m = their maximum;
+//   weights ExpPoly(s - m) and their sum; acc = sum of weight * value in f32.
+constexpr int64_t kSplitKvMinKv = 512;
+constexpr int64_t kSplitKvChunk = 256;
+inline int64_t SplitKvChunks(int64_t n_kv) { return (n_kv + kSplitKvChunk - 1) / kSplitKvChunk; }
+// Floats per (chunk, query head) partial: head_dim accumulators, then m and the sum; padded so
+// that every partial starts 64-byte aligned when the buffer does.
+inline int64_t AttentionPartialStride(int head_dim) { return (head_dim + 2 + 15) / 16 * 16; }
+//   a: one chunk (a.k / a.v at its first position, 1 <= a.n_kv <= kSplitKvChunk)
+//   q: [a.n_heads, head_dim] f32; partial: [a.n_heads, AttentionPartialStride] f32
+//   scratch: a.n_heads * kSplitKvChunk floats
+void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, float* scratch);
+// out[h] = (sum over chunks c of e_c * acc[c][h]) / (sum of e_c * sum[c][h]) with
+// e_c = exp(m[c][h] - max over c of m[c][h]); sums in chunk order.
+//   partials: [n_chunks, n_heads, AttentionPartialStride(head_dim)]; out: [n_heads, head_dim]
+void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                            float* out);
+
 // Name of the SIMD path chosen at run time ("avx512", "avx2", "scalar"; "neon" on aarch64).
 const char* ActivePath();
 
@@ -116,8 +167,8 @@ bool SetPathForTesting(const char* path);
 namespace ref {
 void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n);
 float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row);
-void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
-            int64_t n_tok, float* Y);
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X, int64_t n_tok,
+            float* Y);
 void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps);
 void Rope(float* x, int64_t n_heads, int64_t head_dim, int32_t pos, float base,
           const float* freq_factors, bool neox);
@@ -132,6 +183,9 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
 void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
                     const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
                     float scale, float* out, int64_t out_stride, float* scratch);
+void AttentionKv(const KvAttention& a, const float* q, float* out, float* scratch);
+void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n);
+void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, float* scratch);
 }  // namespace ref
 
 }  // namespace strata::kernels

@@ -43,19 +43,19 @@ inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
 // exp calls, the sum) recording each key's rescale factor and weight, (c) the V accumulation
 // (each V vector converted once). No call inside (a) or (c), so nothing spills.
 template <int NV, int NH>
-void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16_t* v,
-                         int64_t n_kv, int64_t kv_stride, float scale, float* const* oh) {
+void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+                         int64_t kv_stride, float scale, float* const* oh) {
   constexpr int kChunk = 64;
   alignas(64) float q16[NH][16 * NV];
   __m512 acc[NH][NV];
-  #pragma GCC unroll 2
+#pragma GCC unroll 2
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < NV; ++i) {
       _mm512_store_ps(q16[h] + 16 * i, RoundF16(_mm512_loadu_ps(qh[h] + 16 * i)));
       acc[h][i] = _mm512_setzero_ps();
     }
   float mx[NH], sum[NH];
-  #pragma GCC unroll 2
+#pragma GCC unroll 2
   for (int h = 0; h < NH; ++h) {
     mx[h] = -INFINITY;
     sum[h] = 0.0f;
@@ -67,25 +67,24 @@ void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16
     for (int jj = 0; jj < m; ++jj) {
       const uint16_t* kj = k + (j0 + jj) * kv_stride;
       if constexpr (NV % 4 != 0) {  // AttnScoreDot's scalar tail: no shared loads
-        #pragma GCC unroll 2
-        for (int h = 0; h < NH; ++h)
-          score[h][jj] = AttnScoreDot(kj, q16[h], 16 * NV) * scale;
+#pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h) score[h][jj] = AttnScoreDot(kj, q16[h], 16 * NV) * scale;
         continue;
       }
       // AttnScoreDot's order for each head: 4 accumulators over the 64-element steps.
       __m512 a[NH][4];
-      #pragma GCC unroll 2
+#pragma GCC unroll 2
       for (int h = 0; h < NH; ++h)
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int u = 0; u < 4; ++u) a[h][u] = _mm512_setzero_ps();
 #pragma GCC unroll 8
       for (int i = 0; i < NV; ++i) {
         const __m512 kv = LoadF16::Load(kj, 16 * i);
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < NH; ++h)
           a[h][i % 4] = _mm512_fmadd_ps(kv, _mm512_load_ps(q16[h] + 16 * i), a[h][i % 4]);
       }
-      #pragma GCC unroll 2
+#pragma GCC unroll 2
       for (int h = 0; h < NH; ++h) {
         const double d = _mm512_reduce_add_ps(
             _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][2]), _mm512_add_ps(a[h][1], a[h][3])));
@@ -93,7 +92,7 @@ void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16
       }
     }
     for (int jj = 0; jj < m; ++jj) {
-      #pragma GCC unroll 2
+#pragma GCC unroll 2
       for (int h = 0; h < NH; ++h) {
         const float s = score[h][jj];
         float ms = 1.0f, vs = 1.0f;
@@ -110,7 +109,7 @@ void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16
       }
     }
     for (int jj = 0; jj < m; ++jj) {
-      #pragma GCC unroll 2
+#pragma GCC unroll 2
       for (int h = 0; h < NH; ++h) {
         if (raised[h][jj]) {
           const __m512 vms = _mm512_set1_ps(rescale[h][jj]);
@@ -120,18 +119,17 @@ void AttentionHeadsFixed(const float* const* qh, const uint16_t* k, const uint16
       }
       const uint16_t* vj = v + (j0 + jj) * kv_stride;
       __m512 vvs[NH];
-      #pragma GCC unroll 2
+#pragma GCC unroll 2
       for (int h = 0; h < NH; ++h) vvs[h] = _mm512_set1_ps(weight[h][jj]);
 #pragma GCC unroll 8
       for (int i = 0; i < NV; ++i) {
         const __m512 vv = LoadF16::Load(vj, 16 * i);
-        #pragma GCC unroll 2
-        for (int h = 0; h < NH; ++h)
-          acc[h][i] = RoundF16(_mm512_fmadd_ps(vv, vvs[h], acc[h][i]));
+#pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h) acc[h][i] = RoundF16(_mm512_fmadd_ps(vv, vvs[h], acc[h][i]));
       }
     }
   }
-  #pragma GCC unroll 2
+#pragma GCC unroll 2
   for (int h = 0; h < NH; ++h) {
     const __m512 inv = _mm512_set1_ps(sum[h] == 0.0f ? 0.0f : 1.0f / sum[h]);
     for (int i = 0; i < NV; ++i) _mm512_storeu_ps(oh[h] + 16 * i, _mm512_mul_ps(acc[h][i], inv));
@@ -163,8 +161,8 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
                             q + static_cast<int64_t>(h + nh - 1) * head_dim};
       float* oh[2] = {out + static_cast<int64_t>(h) * head_dim,
                       out + static_cast<int64_t>(h + nh - 1) * head_dim};
-      (nh == 2 ? kAttentionFixed<2> : kAttentionFixed<1>)[nv](qh, k + col, v + col, n_kv,
-                                                              kv_stride, scale, oh);
+      (nh == 2 ? kAttentionFixed<2> : kAttentionFixed<1>)[nv](qh, k + col, v + col, n_kv, kv_stride,
+                                                              scale, oh);
       h += nh;
     }
     return;
@@ -252,10 +250,10 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
                          float* out, int64_t out_stride, float* scratch) {
   constexpr int kTile = 64, kHd = 16 * NV;
   float* base = scratch + (16 - reinterpret_cast<uintptr_t>(scratch) / 4 % 16) % 16;
-  float* acc = base;                    // [64, kHd] value accumulators
-  float* kq = acc + kTile * kHd;        // [64, 64] scores, then weights
-  float* kt = kq + kTile * kTile;       // [kHd, 64] K tile, transposed
-  float* vt = kt + kHd * kTile;         // [64, kHd] V tile
+  float* acc = base;               // [64, kHd] value accumulators
+  float* kq = acc + kTile * kHd;   // [64, 64] scores, then weights
+  float* kt = kq + kTile * kTile;  // [kHd, 64] K tile, transposed
+  float* vt = kt + kHd * kTile;    // [64, kHd] V tile
   float m[kTile], sum[kTile];
   bool live[kTile];
   int32_t max_vis = 0;
@@ -367,7 +365,8 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
   for (int i = 0; i < n_q; ++i) {
     const __m512 inv = _mm512_set1_ps(sum[i] == 0.0f ? 0.0f : 1.0f / sum[i]);
     for (int d = 0; d < kHd; d += 16)
-      _mm512_storeu_ps(out + i * out_stride + d, _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), inv));
+      _mm512_storeu_ps(out + i * out_stride + d,
+                       _mm512_mul_ps(_mm512_load_ps(acc + i * kHd + d), inv));
   }
   (void)live;
 }
@@ -377,14 +376,165 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
 void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
                     const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
                     float scale, float* out, int64_t out_stride, float* scratch) {
-  using Fn = void (*)(const float*, int64_t, const int32_t*, int, const uint16_t*,
-                      const uint16_t*, int64_t, float, float*, int64_t, float*);
+  using Fn = void (*)(const float*, int64_t, const int32_t*, int, const uint16_t*, const uint16_t*,
+                      int64_t, float, float*, int64_t, float*);
   static constexpr Fn kFixed[] = {AttentionTiledFixed<1>, AttentionTiledFixed<2>,
                                   AttentionTiledFixed<3>, AttentionTiledFixed<4>,
                                   AttentionTiledFixed<5>, AttentionTiledFixed<6>,
                                   AttentionTiledFixed<7>, AttentionTiledFixed<8>};
   kFixed[head_dim / 16 - 1](q, q_stride, n_vis, n_q, k, v, kv_stride, scale, out, out_stride,
                             scratch);
+}
+
+namespace {
+
+// The sums of 16 vectors' lanes, one per vector, in the fold order x_i + x_{i+8}, then
+// + x_{i+4}, + x_{i+2}, + x_{i+1}: result lane j is the sum of v[j].
+inline __m512 FoldSum16(const __m512* v) {
+  __m512 r1[8], r2[4], r3[2];
+  for (int m = 0; m < 8; ++m)
+    r1[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44),
+                          _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xEE));
+  for (int m = 0; m < 4; ++m)
+    r2[m] = _mm512_add_ps(_mm512_shuffle_f32x4(r1[2 * m], r1[2 * m + 1], 0x88),
+                          _mm512_shuffle_f32x4(r1[2 * m], r1[2 * m + 1], 0xDD));
+  for (int m = 0; m < 2; ++m) {
+    const __m512d e = _mm512_castps_pd(r2[2 * m]), f = _mm512_castps_pd(r2[2 * m + 1]);
+    r3[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(e, f)),
+                          _mm512_castpd_ps(_mm512_unpackhi_pd(e, f)));
+  }
+  const __m512 r =
+      _mm512_add_ps(_mm512_shuffle_ps(r3[0], r3[1], 0x88), _mm512_shuffle_ps(r3[0], r3[1], 0xDD));
+  // Lane 4b + t holds vector b + 4t.
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(idx, r);
+}
+
+// Scores of one split-KV chunk: s[h * kSplitKvChunk + j] = (q16[h] . k[j]) * scale, each dot
+// product in 16 lanes (a sequential fma chain over the head dimension per lane), folded.
+template <int NV>
+void SplitScores(const float* q16, int nh, const uint8_t* k, size_t k_row, int64_t n_kv,
+                 float scale, float* s) {
+  constexpr int kHd = 16 * NV;
+  alignas(64) float lanes[kMaxAttnHeads][16][16];
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
+    const int nj = static_cast<int>(std::min<int64_t>(16, n_kv - j0));
+    for (int jj = 0; jj < 16; ++jj) {
+      if (jj >= nj) {
+        for (int h = 0; h < nh; ++h) _mm512_store_ps(lanes[h][jj], _mm512_setzero_ps());
+        continue;
+      }
+      const uint8_t* kr = k + static_cast<size_t>(j0 + jj) * k_row;
+      __m512 kv[NV];
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) kv[i] = LoadF16::Load(kr, 16 * i);
+      for (int h = 0; h < nh; ++h) {
+        const float* qh = q16 + h * kHd;
+        __m512 acc = _mm512_mul_ps(kv[0], _mm512_load_ps(qh));
+#pragma GCC unroll 8
+        for (int i = 1; i < NV; ++i) acc = _mm512_fmadd_ps(kv[i], _mm512_load_ps(qh + 16 * i), acc);
+        _mm512_store_ps(lanes[h][jj], acc);
+      }
+    }
+    for (int h = 0; h < nh; ++h) {
+      __m512 v[16];
+      for (int jj = 0; jj < 16; ++jj) v[jj] = _mm512_load_ps(lanes[h][jj]);
+      _mm512_mask_storeu_ps(s + h * kSplitKvChunk + j0, Mask16(nj),
+                            _mm512_mul_ps(FoldSum16(v), sc));
+    }
+  }
+}
+
+// acc[h][16 c + e] = sum over keys j of w[h][j] * v[j][16 c + e] from 0, a sequential fma
+// chain per element, for NH heads and CB vectors of columns (partial rows `stride` apart).
+template <int NH, int CB>
+void SplitValues(const float* w, const uint8_t* v, size_t v_row, int64_t n_kv, float* out,
+                 int64_t stride) {
+  __m512 acc[NH][CB];
+#pragma GCC unroll 6
+  for (int h = 0; h < NH; ++h)
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) acc[h][c] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const uint8_t* vr = v + static_cast<size_t>(j) * v_row;
+    __m512 vv[CB];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) vv[c] = LoadF16::Load(vr, 16 * c);
+#pragma GCC unroll 6
+    for (int h = 0; h < NH; ++h) {
+      const __m512 wh = _mm512_set1_ps(w[h * kSplitKvChunk + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < CB; ++c) acc[h][c] = _mm512_fmadd_ps(vv[c], wh, acc[h][c]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int h = 0; h < NH; ++h)
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) _mm512_storeu_ps(out + h * stride + 16 * c, acc[h][c]);
+}
+
+using SplitValuesFn = void (*)(const float*, const uint8_t*, size_t, int64_t, float*, int64_t);
+template <int NH>
+constexpr SplitValuesFn kSplitValuesRow[] = {SplitValues<NH, 1>, SplitValues<NH, 2>,
+                                             SplitValues<NH, 3>, SplitValues<NH, 4>};
+constexpr const SplitValuesFn* kSplitValues[] = {kSplitValuesRow<1>, kSplitValuesRow<2>,
+                                                 kSplitValuesRow<3>, kSplitValuesRow<4>,
+                                                 kSplitValuesRow<5>, kSplitValuesRow<6>};
+
+using SplitScoresFn = void (*)(const float*, int, const uint8_t*, size_t, int64_t, float, float*);
+constexpr SplitScoresFn kSplitScores[] = {SplitScores<1>, SplitScores<2>, SplitScores<3>,
+                                          SplitScores<4>, SplitScores<5>, SplitScores<6>,
+                                          SplitScores<7>, SplitScores<8>};
+
+}  // namespace
+
+bool AttentionKvPartialF16(const KvAttention& a, const float* q, float* partial, float* scratch) {
+  const int hd = a.head_dim, nh = a.n_heads;
+  if (a.k_type != DType::F16 || a.v_type != DType::F16 || hd % 16 != 0 || hd < 16 || hd > 128 ||
+      nh < 1 || nh > kMaxAttnHeads || a.n_kv < 1 || a.n_kv > kSplitKvChunk)
+    return false;
+  const int nv = hd / 16;
+  // The query as an F16 key's dot product sees it: rounded to f16.
+  alignas(64) float q16[kMaxAttnHeads * 128];
+  for (int h = 0; h < nh; ++h)
+    for (int i = 0; i < nv; ++i)
+      _mm512_store_ps(q16 + h * hd + 16 * i, RoundF16(_mm512_loadu_ps(q + h * hd + 16 * i)));
+  kSplitScores[nv - 1](q16, nh, static_cast<const uint8_t*>(a.k), a.k_row_bytes, a.n_kv, a.scale,
+                       scratch);
+  // Per head: the maximum, the weights (ExpPoly) and their sum.
+  const int64_t stride = AttentionPartialStride(hd);
+  for (int h = 0; h < nh; ++h) {
+    float* s = scratch + h * kSplitKvChunk;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < a.n_kv; j += 16)
+      mx =
+          _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
+                                                 Mask16(std::min<int64_t>(16, a.n_kv - j)), s + j));
+    const float m = _mm512_reduce_max_ps(mx);
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < a.n_kv; j += 16) {
+      const __mmask16 ok = Mask16(std::min<int64_t>(16, a.n_kv - j));
+      const __m512 w =
+          _mm512_maskz_mov_ps(ok, ExpPoly(_mm512_sub_ps(_mm512_maskz_loadu_ps(ok, s + j), mv)));
+      _mm512_mask_storeu_ps(s + j, ok, w);
+      sum = _mm512_add_ps(sum, w);
+    }
+    partial[h * stride + hd] = m;
+    partial[h * stride + hd + 1] = _mm512_reduce_add_ps(sum);
+  }
+  // Values: groups of up to 6 heads x up to 4 vectors of columns in registers.
+  const auto* v = static_cast<const uint8_t*>(a.v);
+  for (int h0 = 0; h0 < nh; h0 += 6) {
+    const int gh = std::min(6, nh - h0);
+    for (int c0 = 0; c0 < nv; c0 += 4) {
+      const int gc = std::min(4, nv - c0);
+      kSplitValues[gh - 1][gc - 1](scratch + h0 * kSplitKvChunk, v + 32 * c0, a.v_row_bytes, a.n_kv,
+                                   partial + h0 * stride + 16 * c0, stride);
+    }
+  }
+  return true;
 }
 
 }  // namespace strata::kernels::avx512

@@ -2,8 +2,8 @@
 // reached after the dispatcher has checked the CPU.
 #include <immintrin.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -102,28 +102,31 @@ void QuantizeBF16(const float* x, void* dst, int64_t n) {
 }
 
 void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
-  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  auto* out = static_cast<uint8_t*>(dst);  // blocks need not be aligned (KV rows)
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
+    BlockQ8_0 blk;
     __m256 v[4];
     for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k);
-    const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                                   _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    const __m256 m =
+        _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                      _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
     const float amax = HMax(m);
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    y[b].d = f32_to_fp16(d);
+    blk.d = f32_to_fp16(d);
     const __m256 mul = _mm256_set1_ps(id);
     __m256i q[4];
     for (int k = 0; k < 4; ++k)
-      q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul),
-                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      q[k] = _mm256_cvtps_epi32(
+          _mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
     const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
     const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), p);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk.qs), p);
+    std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
 
@@ -141,7 +144,9 @@ struct LoadF16 {
     return _mm256_cvtph_ps(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
   }
-  static float One(const void* p, int64_t i) { return fp16_to_f32(static_cast<const uint16_t*>(p)[i]); }
+  static float One(const void* p, int64_t i) {
+    return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
 };
 
 struct LoadBF16 {
@@ -150,7 +155,9 @@ struct LoadBF16 {
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-  static float One(const void* p, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(p)[i]); }
+  static float One(const void* p, int64_t i) {
+    return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
 };
 
 // The accumulation orders are llama.cpp's (see kernels_ref.cc): F32/F16/BF16 use 16 lanes
@@ -173,18 +180,18 @@ float FinishLanes(__m256 lo, __m256 hi, const void* w, const void* x, int64_t i,
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m256 lo[NX], hi[NX];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256 w0 = L::Load(w, i), w1 = L::Load(w, i + 8);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       lo[t] = _mm256_fmadd_ps(w0, L::Load(x + t * xs, i), lo[t]);
       hi[t] = _mm256_fmadd_ps(w1, L::Load(x + t * xs, i + 8), hi[t]);
     }
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = FinishLanes<L>(lo[t], hi[t], w, x + t * xs, i, n);
 }
 
@@ -194,7 +201,7 @@ template <int NX>
 void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   __m256 lo[NX], hi[NX];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   auto odd = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)); };
   auto even = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); };
@@ -203,7 +210,7 @@ void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) 
     const uint16_t* wp = static_cast<const uint16_t*>(w) + i;
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16));
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       const uint16_t* xp = reinterpret_cast<const uint16_t*>(x + t * xs) + i;
       const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
@@ -212,7 +219,7 @@ void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) 
       hi[t] = _mm256_fmadd_ps(even(w1), even(x1), _mm256_fmadd_ps(odd(w1), odd(x1), hi[t]));
     }
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) {
     if (i >= n) {
       out[t] = Reduce16(lo[t], hi[t]);
@@ -261,7 +268,8 @@ float DotF16Vec(int64_t n, const void* w, const void* x) {
   __m256 lo, hi;
   Fold4x16<LoadF16>(np, w, x, &lo, &hi);
   double sum = Reduce16(lo, hi);
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(LoadF16::One(w, i) * LoadF16::One(x, i));
+  for (int64_t i = np; i < n; ++i)
+    sum += static_cast<double>(LoadF16::One(w, i) * LoadF16::One(x, i));
   return static_cast<float>(sum);
 }
 
@@ -292,8 +300,7 @@ float DotBF16Vec(int64_t n, const void* w, const void* x) {
 
 struct BF16Dot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     for (int r = 0; r < NR; ++r) {
       float o[NX];
       DotBF16<NX>(n, w + r * ws, x, xs, o);
@@ -306,8 +313,7 @@ struct BF16Dot {
 // (signed) through maddubs, pairs summed to int32, scaled by dw*dx and accumulated in f32 lanes.
 struct Q8Dot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     const int64_t nb = n / kQK;
     const __m256i ones = _mm256_set1_epi16(1);
     // Fully unrolled (the pragmas): with loops left, acc[][] would live in memory.
@@ -349,8 +355,7 @@ struct Q8Dot {
 template <class L>
 struct FloatDot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     for (int r = 0; r < NR; ++r) {
       float o[NX];
       DotFloat<L, NX>(n, w + r * ws, x, xs, o);
@@ -382,8 +387,8 @@ void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps) {
   const __m256 sv = _mm256_set1_ps(scale);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
-                                          _mm256_loadu_ps(w + i)));
+    _mm256_storeu_ps(
+        y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
   for (; i < n; ++i) y[i] = (x[i] * scale) * w[i];
 }
 
@@ -394,8 +399,9 @@ void Softmax(float* x, int64_t n) {
   const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   __m256 mv = ninf;
   for (int64_t i = 0; i < n8; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
-  if (n8 < n) mv = _mm256_max_ps(mv, _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + n8, tail),
-                                                      _mm256_castsi256_ps(tail)));
+  if (n8 < n)
+    mv = _mm256_max_ps(
+        mv, _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + n8, tail), _mm256_castsi256_ps(tail)));
   const __m256 max = _mm256_set1_ps(HMax(mv));
   __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
   auto exp_block = [&](__m256 v) {
@@ -409,15 +415,17 @@ void Softmax(float* x, int64_t n) {
     s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
   }
   if (n8 < n) {
-    const __m256 e = _mm256_and_ps(exp_block(_mm256_maskload_ps(x + n8, tail)),
-                                   _mm256_castsi256_ps(tail));
+    const __m256 e =
+        _mm256_and_ps(exp_block(_mm256_maskload_ps(x + n8, tail)), _mm256_castsi256_ps(tail));
     _mm256_maskstore_ps(x + n8, tail, e);
     s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
     s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
   }
   const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / HSum(_mm256_add_pd(s0, s1))));
-  for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-  if (n8 < n) _mm256_maskstore_ps(x + n8, tail, _mm256_mul_ps(_mm256_maskload_ps(x + n8, tail), inv));
+  for (int64_t i = 0; i < n8; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+  if (n8 < n)
+    _mm256_maskstore_ps(x + n8, tail, _mm256_mul_ps(_mm256_maskload_ps(x + n8, tail), inv));
 }
 
 // ref::ExpPoly, 8 lanes; 2^n is applied as two exact power-of-two factors so that the one
@@ -429,13 +437,14 @@ inline __m256 ExpPoly8(__m256 x) {
                                     _mm256_fnmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), x));
   const __m256 u = _mm256_mul_ps(b, b);
   const __m256 j = _mm256_fmadd_ps(
-      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)),
-                      u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      _mm256_fmadd_ps(
+          _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+          _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
       u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
   const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), nn);
   const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
-  const __m256i ni = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nn, _mm256_set1_ps(-192.0f)),
-                                                      _mm256_set1_ps(192.0f)));
+  const __m256i ni = _mm256_cvtps_epi32(
+      _mm256_min_ps(_mm256_max_ps(nn, _mm256_set1_ps(-192.0f)), _mm256_set1_ps(192.0f)));
   const __m256i n1 = _mm256_srai_epi32(ni, 1);
   const __m256i n2 = _mm256_sub_epi32(ni, n1);
   auto pow2 = [](__m256i e) {
@@ -454,8 +463,9 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   for (; i < n16; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i);
     const __m256 e = ExpPoly8(_mm256_sub_ps(_mm256_setzero_ps(), g));
-    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
-                                             _mm256_loadu_ps(up + i)));
+    _mm256_storeu_ps(gate + i,
+                     _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                   _mm256_loadu_ps(up + i)));
   }
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -487,7 +497,8 @@ inline float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
   for (int i = 0; i < np; i += 64) {
     for (int j = 0; j < 4; ++j) {
       lo[j] = _mm256_fmadd_ps(LoadHalf8(k + i + 16 * j), _mm256_loadu_ps(q16 + i + 16 * j), lo[j]);
-      hi[j] = _mm256_fmadd_ps(LoadHalf8(k + i + 16 * j + 8), _mm256_loadu_ps(q16 + i + 16 * j + 8), hi[j]);
+      hi[j] = _mm256_fmadd_ps(LoadHalf8(k + i + 16 * j + 8), _mm256_loadu_ps(q16 + i + 16 * j + 8),
+                              hi[j]);
     }
   }
   const __m256 l = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
@@ -530,7 +541,8 @@ void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_k
       const uint16_t* vj = v + j * kv_stride + col;
       const __m256 vvs = _mm256_set1_ps(vs);
       for (d = 0; d < hd8; d += 8)
-        _mm256_store_ps(acc + d, RoundF16(_mm256_fmadd_ps(LoadHalf8(vj + d), vvs, _mm256_load_ps(acc + d))));
+        _mm256_store_ps(acc + d,
+                        RoundF16(_mm256_fmadd_ps(LoadHalf8(vj + d), vvs, _mm256_load_ps(acc + d))));
       for (; d < head_dim; ++d) acc[d] = RoundF16(std::fma(fp16_to_f32(vj[d]), vs, acc[d]));
       sum = sum * ms + vs;
     }
@@ -547,8 +559,9 @@ namespace internal {
 
 const IsaKernels& Avx2Kernels() {
   static const IsaKernels k = {
-      "avx2", avx2::kTypes, static_cast<int>(std::size(avx2::kTypes)), avx2::RmsNorm, avx2::Softmax,
-      avx2::SiluMul, avx2::Add, avx2::Attention,
+      "avx2",        avx2::kTypes,    static_cast<int>(std::size(avx2::kTypes)),
+      avx2::RmsNorm, avx2::Softmax,   avx2::SiluMul,
+      avx2::Add,     avx2::Attention,
   };
   return k;
 }

@@ -2,15 +2,15 @@
 // only reached after the dispatcher has checked the CPU.
 #include <immintrin.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
 
 #include "base/fp16.h"
-#include "kernels/kernels.h"
 #include "kernels/avx512_lanes.h"
+#include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/x86_reduce.h"
 
@@ -21,7 +21,6 @@ namespace {
 using internal::TypeKernels;
 
 constexpr int kQK = 32;
-
 
 // e^x to within a few ulp (same construction as the AVX2 path): x = n*ln2 + r,
 // degree-7 Taylor polynomial for e^r, 2^n applied as two factors.
@@ -69,8 +68,8 @@ inline __m256i Bf16From(__m512i u) {
   const __m512i hi = _mm512_srli_epi32(u, 16);
   const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(
       _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                        _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+  const __m512i bias =
+      _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
   r = _mm512_mask_or_epi32(r, is_nan, hi, _mm512_set1_epi32(64));
   return _mm512_cvtepi32_epi16(r);
@@ -88,22 +87,24 @@ void QuantizeBF16(const float* x, void* dst, int64_t n) {
 }
 
 void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
-  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  auto* out = static_cast<uint8_t*>(dst);  // blocks need not be aligned (KV rows)
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
+    BlockQ8_0 blk;
     const __m512 v0 = _mm512_loadu_ps(xb);
     const __m512 v1 = _mm512_loadu_ps(xb + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    y[b].d = f32_to_fp16(d);
+    blk.d = f32_to_fp16(d);
     const __m512 mul = _mm512_set1_ps(id);
     const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, mul),
                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, mul),
                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs), _mm512_cvtsepi32_epi8(q0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + 16), _mm512_cvtsepi32_epi8(q1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs + 16), _mm512_cvtsepi32_epi8(q1));
+    std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
 
@@ -140,17 +141,18 @@ void QuantizeQ8K(const float* x, void* dst, int64_t n) {
     const float iscale = -127.0f / max;
     const __m512 is = _mm512_set1_ps(iscale);
     for (int j = 0; j < 16; ++j) {
-      const __m512i q = _mm512_min_epi32(
-          _mm512_cvt_roundps_epi32(_mm512_mul_ps(is, v[j]),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-          _mm512_set1_epi32(127));
+      const __m512i q =
+          _mm512_min_epi32(_mm512_cvt_roundps_epi32(_mm512_mul_ps(is, v[j]),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                           _mm512_set1_epi32(127));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs + 16 * j), _mm512_cvtsepi32_epi8(q));
     }
     // Sums of 16: four-byte sums (lane e of 128-bit lane L of part k = bytes 64k + 16L + 4e..),
     // then twice pack to 16 bits + add pairs: lane (L, m) = group 4m + L.
     __m512i s4[4];
     for (int k = 0; k < 4; ++k)
-      s4[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones8, _mm512_loadu_si512(blk.qs + 64 * k));
+      s4[k] =
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones8, _mm512_loadu_si512(blk.qs + 64 * k));
     const __m512i s8a = _mm512_madd_epi16(_mm512_packs_epi32(s4[0], s4[1]), ones16);
     const __m512i s8b = _mm512_madd_epi16(_mm512_packs_epi32(s4[2], s4[3]), ones16);
     const __m512i s16 = _mm512_madd_epi16(_mm512_packs_epi32(s8a, s8b), ones16);
@@ -163,19 +165,21 @@ void QuantizeQ8K(const float* x, void* dst, int64_t n) {
 // ---- dot products ------------------------------------------------------------------------
 
 struct LoadF32 {
-  static __m512 Load(const void* p, int64_t i) { return _mm512_loadu_ps(static_cast<const float*>(p) + i); }
+  static __m512 Load(const void* p, int64_t i) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  }
   static __m512 LoadMasked(const void* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
   }
 };
-
 
 struct LoadBF16 {
   static __m512 Widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
   static __m512 Load(const void* p, int64_t i) {
-    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+    return Widen(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
   }
   static __m512 LoadMasked(const void* p, int64_t i, __mmask16 m) {
     return Widen(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
@@ -190,22 +194,22 @@ struct LoadBF16 {
 template <class L, int NX>
 void DotFloat(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m512 acc[NX];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 wv = L::Load(w, i);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) acc[t] = _mm512_fmadd_ps(wv, L::Load(x + t * xs, i), acc[t]);
   }
   if (i < n) {
     const __mmask16 m = Mask16(n - i);
     const __m512 wv = L::LoadMasked(w, i, m);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t)
       acc[t] = _mm512_fmadd_ps(wv, L::LoadMasked(x + t * xs, i, m), acc[t]);
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
@@ -222,15 +226,15 @@ struct DotBF16Pairs {
 template <int NX>
 void DotBF16(int64_t n, const void* w, const uint8_t* x, size_t xs, float* out) {
   __m512 acc[NX];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 32) {
     const __m512bh wv = DotBF16Pairs::Load(w, i, n);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t)
       acc[t] = _mm512_dpbf16_ps(acc[t], wv, DotBF16Pairs::Load(x + t * xs, i, n));
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
@@ -262,7 +266,8 @@ float DotF16Vec(int64_t n, const void* w, const void* x) {
   double sum = _mm512_reduce_add_ps(Fold4x16<LoadF16>(np, w, x));
   const uint16_t* a = static_cast<const uint16_t*>(w);
   const uint16_t* b = static_cast<const uint16_t*>(x);
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(fp16_to_f32(a[i]) * fp16_to_f32(b[i]));
+  for (int64_t i = np; i < n; ++i)
+    sum += static_cast<double>(fp16_to_f32(a[i]) * fp16_to_f32(b[i]));
   return static_cast<float>(sum);
 }
 
@@ -290,8 +295,7 @@ using x86::Reduce8;
 // takes fma(dw*dx, lanes).
 struct Q8Dot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     const int64_t nb = n / kQK;
     if constexpr (NR == 2) {
       RunPair<NX>(nb, w, ws, x, xs, out);
@@ -303,35 +307,35 @@ struct Q8Dot {
     }
     const __m256i zero = _mm256_setzero_si256();
     __m256 acc[NR][NX];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xv[NX];
       float dx[NX];
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
         xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
         dx[t] = _cvtsh_ss(xb->d);
       }
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + b;
         const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs));
         const __m256i aw = _mm256_sign_epi8(wv, wv);
         const float dw = _cvtsh_ss(wb->d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const __m256i s = _mm256_dpbusd_epi32(zero, aw, _mm256_sign_epi8(xv[t], wv));
           acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(s), acc[r][t]);
         }
       }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) out[t * NR + r] = Reduce8(acc[r][t]);
   }
 
@@ -364,8 +368,8 @@ struct Q8Dot {
 #pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) {
         const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
-        const __m256i xu = _mm256_xor_si256(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip);
+        const __m256i xu =
+            _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip);
         const __m512i s = _mm512_dpbusd_epi32(neg_corr, _mm512_broadcast_i64x4(xu), wv);
         const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(xb->d)));
         acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[t]);
@@ -412,8 +416,8 @@ void Q8Dot::RunQuad(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, s
 #pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + b;
-      const __m512i xu = _mm512_broadcast_i64x4(_mm256_xor_si256(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip));
+      const __m512i xu = _mm512_broadcast_i64x4(
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip));
       const __m512 dx = _mm512_set1_ps(_cvtsh_ss(xb->d));
       acc[0][t] = _mm512_fmadd_ps(_mm512_mul_ps(d01, dx),
                                   _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c01, xu, w01)), acc[0][t]);
@@ -455,8 +459,8 @@ void Q8PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
       __m256i v = _mm256_setzero_si256();
       float d = 0.0f;
       if (t < nx) {
-        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(
-                                  static_cast<const uint8_t*>(x) + t * xs) + b;
+        const BlockQ8_0* xb =
+            reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) + t * xs) + b;
         v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs)), flip);
         d = fp16_to_f32(xb->d);
       }
@@ -472,19 +476,18 @@ void Q8PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
 // products dw * dx for the 4 tokens (one 128-bit multiply, kept in memory so that the fma
 // takes each as a broadcast operand; see below).
 template <int NR, int NX>
-void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, float* y,
-                   size_t ys) {
+void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, float* y, size_t ys) {
   const __m256i zero = _mm256_setzero_si256();
   const __m256i k128 = _mm256_set1_epi8(static_cast<char>(0x80));
   const uint8_t* xq = g;
   const float* xd = reinterpret_cast<const float*>(g + nb * kPrepQsBytes);
   const BlockQ8_0* wr[NR];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int r = 0; r < NR; ++r) wr[r] = reinterpret_cast<const BlockQ8_0*>(w + r * ws);
   __m256 acc[NR][NX];
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int r = 0; r < NR; ++r)
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) acc[r][t] = _mm256_setzero_ps();
   // The scale products dw * dx of block b are computed one block ahead, into the other half of
   // a double buffer: the fma's broadcast loads then read stores that have long retired. Loading
@@ -493,7 +496,7 @@ void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, fl
   alignas(64) float pb[2][NR * kGroup];
   auto scales = [&](int64_t blk, float* dst) {
     const __m128 dx = _mm_load_ps(xd + blk * kGroup);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       const __m128 dw = _mm_cvtph_ps(_mm_set1_epi16(static_cast<short>(wr[r][blk].d)));
       _mm_store_ps(dst + r * kGroup, _mm_mul_ps(dw, dx));
@@ -514,16 +517,16 @@ void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, fl
     const float* p = pb[b & 1];
     if (b + 1 < nb) scales(b + 1, pb[(b + 1) & 1]);
     __m256i wv[NR], corr[NR];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[r][b].qs));
       corr[r] = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, k128, wv[r]));
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < NX; ++t) {
       const __m256i xu =
           _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + b * kPrepQsBytes + t * kQK));
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const __m256i s = _mm256_dpbusd_epi32(corr[r], xu, wv[r]);
         acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * kGroup + t), _mm256_cvtepi32_ps(s),
@@ -531,9 +534,9 @@ void Q8PreparedRun(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, fl
       }
     }
   }
-  #pragma GCC unroll 4
+#pragma GCC unroll 4
   for (int t = 0; t < NX; ++t)
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) y[t * ys + r] = Reduce8(acc[r][t]);
 }
 
@@ -541,46 +544,31 @@ template <int NR>
 void Q8PreparedRows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* g, int nx, float* y,
                     size_t ys) {
   switch (nx) {
-    case 4:
-      Q8PreparedRun<NR, 4>(nb, w, ws, g, y, ys);
-      break;
-    case 3:
-      Q8PreparedRun<NR, 3>(nb, w, ws, g, y, ys);
-      break;
-    case 2:
-      Q8PreparedRun<NR, 2>(nb, w, ws, g, y, ys);
-      break;
-    default:
-      Q8PreparedRun<NR, 1>(nb, w, ws, g, y, ys);
+    case 4: Q8PreparedRun<NR, 4>(nb, w, ws, g, y, ys); break;
+    case 3: Q8PreparedRun<NR, 3>(nb, w, ws, g, y, ys); break;
+    case 2: Q8PreparedRun<NR, 2>(nb, w, ws, g, y, ys); break;
+    default: Q8PreparedRun<NR, 1>(nb, w, ws, g, y, ys);
   }
 }
 
-void Q8PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                    int nx, float* y, size_t ys) {
+void Q8PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                    float* y, size_t ys) {
   (void)xs;
   const int64_t nb = n / kQK;
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* g = static_cast<const uint8_t*>(x);
   switch (nw) {
-    case 4:
-      Q8PreparedRows<4>(nb, wp, ws, g, nx, y, ys);
-      break;
-    case 3:
-      Q8PreparedRows<3>(nb, wp, ws, g, nx, y, ys);
-      break;
-    case 2:
-      Q8PreparedRows<2>(nb, wp, ws, g, nx, y, ys);
-      break;
-    default:
-      Q8PreparedRows<1>(nb, wp, ws, g, nx, y, ys);
+    case 4: Q8PreparedRows<4>(nb, wp, ws, g, nx, y, ys); break;
+    case 3: Q8PreparedRows<3>(nb, wp, ws, g, nx, y, ys); break;
+    case 2: Q8PreparedRows<2>(nb, wp, ws, g, nx, y, ys); break;
+    default: Q8PreparedRows<1>(nb, wp, ws, g, nx, y, ys);
   }
 }
 
 template <class L>
 struct FloatDot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     for (int r = 0; r < NR; ++r) {
       float o[NX];
       DotFloat<L, NX>(n, w + r * ws, x, xs, o);
@@ -591,8 +579,7 @@ struct FloatDot {
 
 struct BF16Dot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     for (int r = 0; r < NR; ++r) {
       float o[NX];
       DotBF16<NX>(n, w + r * ws, x, xs, o);
@@ -610,22 +597,22 @@ const TypeKernels kTypes[] = {
     {DType::F32, DType::F32, nullptr, DotF32Vec, VecDotTile<FloatDot<LoadF32>>},
     {DType::F16, DType::F16, QuantizeF16, DotF16Vec, VecDotTile<FloatDot<LoadF16>>},
     {DType::BF16, DType::BF16, QuantizeBF16, DotBF16Vec, VecDotTile<BF16Dot>},
-    {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>, nullptr,
-     nullptr, Q8PrepareTileX, Q8TileXBytes, Q8PreparedTile},
+    {DType::Q8_0, DType::Q8_0, QuantizeQ8_0, VecDotOne<Q8Dot>, VecDotTile<Q8Dot>, nullptr, nullptr,
+     Q8PrepareTileX, Q8TileXBytes, Q8PreparedTile},
     // 4/5/6-bit types: AVX-512 kernels for Q4_K and Q6_K (the types of the _M files) and the
     // repacked Q4_0 order, AVX2 ones for plain Q4_0 (rows not a multiple of 8) and Q5_K.
     {DType::Q4_0, DType::Q8_0, QuantizeQ8_0, lb2::DotQ4_0Plain,
-     internal::PerEntryTile<lb2::DotQ4_0Plain>, lb512::DotQ4_0Repack,
-     lb512::TileQ4_0Repack, lb512::Q4_0PrepareTileX, lb512::Q4_0TileXBytes,
-     lb512::Q4_0PreparedTile, lb512::TileQ4_0Repack},
+     internal::PerEntryTile<lb2::DotQ4_0Plain>, lb512::DotQ4_0Repack, lb512::TileQ4_0Repack,
+     lb512::Q4_0PrepareTileX, lb512::Q4_0TileXBytes, lb512::Q4_0PreparedTile,
+     lb512::TileQ4_0Repack},
     {DType::Q4_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ4_KPlain,
-     internal::PerEntryTile<lb2::DotQ4_KPlain>, lb512::DotQ4_KRepackGemv,
-     lb512::TileQ4_KRepackGemm, lb512::Q4_KPrepareTileX, lb512::Q4_KTileXBytes,
-     lb512::Q4_KPreparedTile, lb512::TileQ4_KRepackGemv},
+     internal::PerEntryTile<lb2::DotQ4_KPlain>, lb512::DotQ4_KRepackGemv, lb512::TileQ4_KRepackGemm,
+     lb512::Q4_KPrepareTileX, lb512::Q4_KTileXBytes, lb512::Q4_KPreparedTile,
+     lb512::TileQ4_KRepackGemv},
     {DType::Q5_K, DType::Q8_K, QuantizeQ8K, lb2::DotQ5_KPlain,
      internal::PerEntryTile<lb2::DotQ5_KPlain>},
-    {DType::Q6_K, DType::Q8_K, QuantizeQ8K, lb512::DotQ6_KPlain,
-     lb512::TileQ6_K, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, false},
+    {DType::Q6_K, DType::Q8_K, QuantizeQ8K, lb512::DotQ6_KPlain, lb512::TileQ6_K, nullptr, nullptr,
+     nullptr, nullptr, nullptr, nullptr, false},
 };
 
 // ---- row kernels -------------------------------------------------------------------------
@@ -656,18 +643,19 @@ void Softmax(float* x, int64_t n) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = Mask16(std::min<int64_t>(16, n - i));
-    const __m512 e = _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
+    const __m512 e =
+        _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
     _mm512_mask_storeu_ps(x + i, m, e);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
     s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
   }
-  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+  const __m512 inv =
+      _mm512_set1_ps(static_cast<float>(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = Mask16(std::min<int64_t>(16, n - i));
     _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
   }
 }
-
 
 // Same results as ref::SiluMul: whole groups of 16 with ExpPoly, the tail with libm's exp.
 void SiluMul(float* gate, const float* up, int64_t n) {
@@ -675,8 +663,9 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   for (; i + 16 <= n; i += 16) {
     const __m512 g = _mm512_loadu_ps(gate + i);
     const __m512 e = ExpPoly(_mm512_sub_ps(_mm512_setzero_ps(), g));
-    _mm512_storeu_ps(gate + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
-                                             _mm512_loadu_ps(up + i)));
+    _mm512_storeu_ps(gate + i,
+                     _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
+                                   _mm512_loadu_ps(up + i)));
   }
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -684,8 +673,8 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 void Add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = Mask16(std::min<int64_t>(16, n - i));
-    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
-                                                  _mm512_maskz_loadu_ps(m, x + i)));
+    _mm512_mask_storeu_ps(
+        y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 
@@ -704,8 +693,9 @@ namespace internal {
 
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels k = {
-      "avx512", avx512::kTypes, static_cast<int>(std::size(avx512::kTypes)), avx512::RmsNorm, avx512::Softmax,
-      avx512::SiluMul, avx512::Add, avx512::Attention, avx512::AttentionTiled,
+      "avx512",        avx512::kTypes,    static_cast<int>(std::size(avx512::kTypes)),
+      avx512::RmsNorm, avx512::Softmax,   avx512::SiluMul,
+      avx512::Add,     avx512::Attention, avx512::AttentionTiled,
   };
   return k;
 }

@@ -13,6 +13,10 @@
 
 #include "tensor/dtype.h"
 
+namespace strata::kernels {
+struct KvAttention;  // kernels.h
+}  // namespace strata::kernels
+
 namespace strata::kernels::internal {
 
 // f32 -> activation format (n a multiple of that format's block size).
@@ -77,8 +81,7 @@ struct IsaKernels {
   // kernels::AttentionTiled for head_dim a multiple of 16 up to 128; null: none on this path.
   void (*attention_tiled)(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
                           const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
-                          float scale, float* out, int64_t out_stride,
-                          float* scratch) = nullptr;
+                          float scale, float* out, int64_t out_stride, float* scratch) = nullptr;
 };
 
 // Which accumulation order a matmul uses, as llama.cpp decides it: its GEMM (llamafile's
@@ -124,8 +127,8 @@ float DotQ6_KPlain(int64_t n, const void* w, const void* x);
 namespace lowbit_avx2 {
 float DotQ4_0Plain(int64_t n, const void* w, const void* x);
 float DotQ4_0Repack(int64_t n, const void* w, const void* x);
-void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                    int nx, float* y, size_t ys);
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                    float* y, size_t ys);
 float DotQ4_KPlain(int64_t n, const void* w, const void* x);
 float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
 float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x);
@@ -147,21 +150,21 @@ namespace lowbit_avx512 {
 // DotQ4_0Repack (llama.cpp's repacked Q4_0 order) and a tile of its results, for its GEMM and
 // GEMV alike (kernels_q4_0_avx512.cc).
 float DotQ4_0Repack(int64_t n, const void* w, const void* x);
-void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                    int nx, float* y, size_t ys);
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                    float* y, size_t ys);
 // The repacked GEMM order over prepared activations.
 void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n);
 size_t Q4_0TileXBytes(int64_t n);
-void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                      int nx, float* y, size_t ys);
+void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                      float* y, size_t ys);
 // Tile of DotQ4_KRepackGemm results (llama.cpp's repacked GEMM order, groups of 4 tokens).
 void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
                         int nx, float* y, size_t ys);
 // The same over prepared activations (TypeKernels::prepare_tile_x / tile_x_bytes / prepared_tile).
 void Q4_KPrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n);
 size_t Q4_KTileXBytes(int64_t n);
-void Q4_KPreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                      int nx, float* y, size_t ys);
+void Q4_KPreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                      float* y, size_t ys);
 // DotQ4_KRepackGemv and a tile of its results (decode).
 float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x);
 void TileQ4_KRepackGemv(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
@@ -178,25 +181,46 @@ void PerEntryTile(int64_t n, const void* w, size_t ws, int nw, const void* x, si
                   float* y, size_t ys) {
   for (int i = 0; i < nx; ++i)
     for (int r = 0; r < nw; ++r)
-      y[i * ys + r] = kDot(n, static_cast<const uint8_t*>(w) + r * ws,
-                           static_cast<const uint8_t*>(x) + i * xs);
+      y[i * ys + r] =
+          kDot(n, static_cast<const uint8_t*>(w) + r * ws, static_cast<const uint8_t*>(x) + i * xs);
 }
 
 // The TypeKernels entries of the 4/5/6-bit types for the SIMD tables; `q8_0` is the table's
 // Q8_0 activation quantizer.
 #define STRATA_LB_ ::strata::kernels::internal
-#define STRATA_LOWBIT_SIMD_TYPES(q8_0)                                                          \
-  {DType::Q4_0, DType::Q8_0, q8_0, STRATA_LB_::lowbit_avx2::DotQ4_0Plain,                     \
-   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_0Plain>,                           \
-   STRATA_LB_::lowbit_avx2::DotQ4_0Repack, STRATA_LB_::lowbit_avx2::TileQ4_0Repack},          \
-  {DType::Q4_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ4_KPlain,   \
-   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KPlain>,                           \
-   STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemv,                                                 \
-   STRATA_LB_::lowbit_avx2::TileQ4_KRepackGemm},                                               \
-  {DType::Q5_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ5_KPlain,   \
-   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ5_KPlain>},                          \
-  {DType::Q6_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ6_KPlain,   \
-   STRATA_LB_::lowbit_avx2::TileQ6_K}
+#define STRATA_LOWBIT_SIMD_TYPES(q8_0)                                                           \
+  {DType::Q4_0,                                                                                  \
+   DType::Q8_0,                                                                                  \
+   q8_0,                                                                                         \
+   STRATA_LB_::lowbit_avx2::DotQ4_0Plain,                                                        \
+   STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_0Plain>,                              \
+   STRATA_LB_::lowbit_avx2::DotQ4_0Repack,                                                       \
+   STRATA_LB_::lowbit_avx2::TileQ4_0Repack},                                                     \
+      {DType::Q4_K,                                                                              \
+       DType::Q8_K,                                                                              \
+       STRATA_LB_::QuantizeQ8K,                                                                  \
+       STRATA_LB_::lowbit_avx2::DotQ4_KPlain,                                                    \
+       STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ4_KPlain>,                          \
+       STRATA_LB_::lowbit_avx2::DotQ4_KRepackGemv,                                               \
+       STRATA_LB_::lowbit_avx2::TileQ4_KRepackGemm},                                             \
+      {DType::Q5_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ5_KPlain, \
+       STRATA_LB_::PerEntryTile<STRATA_LB_::lowbit_avx2::DotQ5_KPlain>},                         \
+  {                                                                                              \
+    DType::Q6_K, DType::Q8_K, STRATA_LB_::QuantizeQ8K, STRATA_LB_::lowbit_avx2::DotQ6_KPlain,    \
+        STRATA_LB_::lowbit_avx2::TileQ6_K                                                        \
+  }
+
+// Quantized KV cache (kv_quant.cc): acc[i] += w * row[i] over n elements of a row of type t
+// (F32, F16, Q8_0, Q4_0; n a multiple of 32 for the block types), one fma per element; the AVX2
+// twin (kernels_kvq_avx2.cc) is bit-identical.
+using AccumulateKvRowFn = void (*)(DType t, const void* row, float w, float* acc, int64_t n);
+void AccumulateKvRow(DType t, const void* row, float w, float* acc, int64_t n);
+void AccumulateKvRowAvx2(DType t, const void* row, float w, float* acc, int64_t n);
+void QuantizeKvRowWith(const IsaKernels& isa, DType t, const float* x, void* dst, int64_t n);
+void AttentionKvWith(const IsaKernels& isa, AccumulateKvRowFn accumulate, const KvAttention& a,
+                     const float* q, float* out, float* scratch);
+void AttentionKvPartialWith(const IsaKernels& isa, AccumulateKvRowFn accumulate,
+                            const KvAttention& a, const float* q, float* partial, float* scratch);
 
 // Null when the ISA table has no entry for `w`.
 inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {
@@ -204,6 +228,12 @@ inline const TypeKernels* FindType(const IsaKernels& isa, DType w) {
     if (isa.types[i].weight_type == w) return &isa.types[i];
   return nullptr;
 }
+
+// QuantizeActivationRow and VecDot through the entry of `w` in an ISA table (kernels.cc).
+// Without one: nothing is written, and the dot is NaN.
+void QuantizeActivationRowWith(const IsaKernels& isa, DType w, const float* x, void* dst,
+                               int64_t n);
+float VecDotWith(const IsaKernels& isa, DType w, int64_t n, const void* w_row, const void* x_row);
 
 const IsaKernels& ScalarKernels();  // kernels_ref.cc
 const IsaKernels& Avx2Kernels();    // kernels_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
@@ -221,8 +251,8 @@ namespace strata::kernels::internal {
 template <class K>
 float VecDotOne(int64_t n, const void* w, const void* x) {
   float out;
-  K::template Run<1, 1>(n, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x),
-                        0, &out);
+  K::template Run<1, 1>(n, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0,
+                        &out);
   return out;
 }
 
@@ -236,7 +266,7 @@ void VecDotTileRows(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, si
       for (int r = 0; r < NR; ++r) y[(i + a) * ys + r] = out[a * NR + r];
     i += cnt;
   };
-  while (i + 4 <= nx) {
+  while (i + 4 <= nx) {  // NOLINT(bugprone-infinite-loop): put() advances i
     K::template Run<NR, 4>(n, w, ws, x + i * xs, xs, out);
     put(4);
   }
@@ -257,19 +287,20 @@ void VecDotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(x);
   switch (nw) {
-    case 4:
-      VecDotTileRows<K, 4>(n, wp, ws, xp, xs, nx, y, ys);
-      break;
+    case 4: VecDotTileRows<K, 4>(n, wp, ws, xp, xs, nx, y, ys); break;
     case 3:
       VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
       VecDotTileRows<K, 1>(n, wp + 2 * ws, ws, xp, xs, nx, y + 2, ys);
       break;
-    case 2:
-      VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys);
-      break;
-    default:
-      VecDotTileRows<K, 1>(n, wp, ws, xp, xs, nx, y, ys);
+    case 2: VecDotTileRows<K, 2>(n, wp, ws, xp, xs, nx, y, ys); break;
+    default: VecDotTileRows<K, 1>(n, wp, ws, xp, xs, nx, y, ys);
   }
 }
 
 }  // namespace strata::kernels::internal
+
+namespace strata::kernels::avx512 {
+// kernels::AttentionKvPartial for F16 keys and values (kernels_attn_avx512.cc): false, having
+// done nothing, for the shapes it does not cover (the caller then runs the generic chunk).
+bool AttentionKvPartialF16(const KvAttention& a, const float* q, float* partial, float* scratch);
+}  // namespace strata::kernels::avx512

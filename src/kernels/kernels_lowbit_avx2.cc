@@ -31,9 +31,7 @@ inline __m256i ScaledDot4(__m256i u, __m256i s, __m256i scale16) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
 }
 
-inline __m256i Load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
+inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 inline float Fp16(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -85,13 +83,15 @@ inline __m256i KPairLanes(const uint8_t* qs, const uint8_t* qh, const int8_t* x,
   if constexpr (kFiveBit) {
     const __m256i h = Load256(qh);
     const __m256i one = _mm256_set1_epi8(1);
-    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
+    lo = _mm256_or_si256(lo,
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
     hi = _mm256_or_si256(
         hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4));
   }
-  const __m256i pl = ScaledDot4(lo, Load256(x + 64 * c), _mm256_set1_epi16(static_cast<int16_t>(s.sc(2 * c))));
-  const __m256i ph =
-      ScaledDot4(hi, Load256(x + 64 * c + 32), _mm256_set1_epi16(static_cast<int16_t>(s.sc(2 * c + 1))));
+  const __m256i pl =
+      ScaledDot4(lo, Load256(x + 64 * c), _mm256_set1_epi16(static_cast<int16_t>(s.sc(2 * c))));
+  const __m256i ph = ScaledDot4(hi, Load256(x + 64 * c + 32),
+                                _mm256_set1_epi16(static_cast<int16_t>(s.sc(2 * c + 1))));
   return _mm256_add_epi32(pl, ph);
 }
 
@@ -200,16 +200,15 @@ float DotQ4_0Plain(int64_t n, const void* w, const void* x) {
 // chains of several rows / tokens run side by side.
 struct Q4_0RepackDot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     const int64_t nb = n / 32;
     float acc[NR][NX] = {};
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {  // four block sums at once, then four chain steps
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ4_0* a = reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i;
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(x + t * xs) + i;
           const __m256i h01 = _mm256_hadd_epi32(Q4_0Lanes(a[0], b[0]), Q4_0Lanes(a[1], b[1]));
@@ -219,25 +218,25 @@ struct Q4_0RepackDot {
               _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
           float fs[4];
           _mm_storeu_ps(fs, f);
-          #pragma GCC unroll 4
+#pragma GCC unroll 4
           for (int k = 0; k < 4; ++k)
             acc[r][t] = std::fma(fs[k], Fp16(a[k].d) * Fp16(b[k].d), acc[r][t]);
         }
       }
     }
     for (; i < nb; ++i)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r)
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < NX; ++t) {
           const BlockQ4_0& a = reinterpret_cast<const BlockQ4_0*>(w + r * ws)[i];
           const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + t * xs)[i];
-          acc[r][t] = std::fma(static_cast<float>(HsumI32(Q4_0Lanes(a, b))),
-                               Fp16(a.d) * Fp16(b.d), acc[r][t]);
+          acc[r][t] = std::fma(static_cast<float>(HsumI32(Q4_0Lanes(a, b))), Fp16(a.d) * Fp16(b.d),
+                               acc[r][t]);
         }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int t = 0; t < NX; ++t) out[t * NR + r] = acc[r][t];
   }
 };
@@ -246,8 +245,8 @@ float DotQ4_0Repack(int64_t n, const void* w, const void* x) {
   return VecDotOne<Q4_0RepackDot>(n, w, x);
 }
 
-void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                    int nx, float* y, size_t ys) {
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                    float* y, size_t ys) {
   VecDotTile<Q4_0RepackDot>(n, w, ws, nw, x, xs, nx, y, ys);
 }
 
@@ -280,11 +279,11 @@ void TileQ4_KRepackGemm(int64_t n, const void* w, size_t ws, int nw, const void*
   const BlockQ4_K* a[4];
   const BlockQ8_K* b[4];
   for (int r = 0; r < 4; ++r)
-    a[r] = reinterpret_cast<const BlockQ4_K*>(static_cast<const uint8_t*>(w) +
-                                              (r < nw ? r : 0) * ws);
+    a[r] =
+        reinterpret_cast<const BlockQ4_K*>(static_cast<const uint8_t*>(w) + (r < nw ? r : 0) * ws);
   for (int t = 0; t < 4; ++t)
-    b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) +
-                                              (t < nx ? t : 0) * xs);
+    b[t] =
+        reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) + (t < nx ? t : 0) * xs);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
   __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
@@ -395,7 +394,8 @@ float DotQ6_KPlain(int64_t n, const void* w, const void* xv) {
     const int8_t* sc = a[i].scales;
     const int8_t* x = b[i].qs;
     // The 16 scales as int16; pair p = (sc[2p], sc[2p+1]) is 32-bit unit p.
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
                                             2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
     __m256i sumi = _mm256_setzero_si256();
@@ -424,8 +424,8 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* xv, size_
               float* y, size_t ys) {
   const BlockQ8_K* b[4];
   for (int t = 0; t < 4; ++t)
-    b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(xv) +
-                                              (t < nx ? t : 0) * xs);
+    b[t] =
+        reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(xv) + (t < nx ? t : 0) * xs);
   const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
   for (int r = 0; r < nw; ++r) {
@@ -456,7 +456,8 @@ void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* xv, size_
 #pragma GCC unroll 4
       for (int t = 0; t < 4; ++t) {
         const __m256i bs = Load256(b[t][i].bsums);
-        const __m256i v = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+        const __m256i v =
+            _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
         acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dw), _mm256_cvtepi32_ps(v), acc[t]);
       }
     }

@@ -57,9 +57,10 @@ void QuantizeF16(const float* x, void* dst, int64_t n) {
 }
 
 void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
-  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  auto* out = static_cast<uint8_t*>(dst);  // blocks need not be aligned (KV rows)
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
+    BlockQ8_0 blk;
     float32x4_t v[8];
     float32x4_t m = vdupq_n_f32(0.0f);
     for (int k = 0; k < 8; ++k) {
@@ -70,14 +71,15 @@ void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     const uint16_t dh = f32_to_fp16(d);
-    std::memcpy(&y[b].d, &dh, sizeof(dh));
+    std::memcpy(&blk.d, &dh, sizeof(dh));
     for (int k = 0; k < 8; k += 2) {
       // Round half to even, as nearbyintf in the default rounding mode.
       const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(v[k], id));
       const int32x4_t q1 = vcvtnq_s32_f32(vmulq_n_f32(v[k + 1], id));
       const int16x8_t q = vcombine_s16(vmovn_s32(q0), vmovn_s32(q1));
-      vst1_s8(y[b].qs + 4 * k, vmovn_s16(q));
+      vst1_s8(blk.qs + 4 * k, vmovn_s16(q));
     }
+    std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
 
@@ -110,19 +112,18 @@ inline float ScaleOf(const BlockQ8_0* b) {
 // out[i * NR + r] = dot(weight row r, token row i), each in the twin's order.
 struct Q8Dot {
   template <int NR, int NX>
-  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
-                  float* out) {
+  static void Run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* out) {
     float32x4_t lo[NR][NX], hi[NR][NX];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int i = 0; i < NX; ++i) lo[r][i] = hi[r][i] = vdupq_n_f32(0.0f);
     for (int64_t blk = 0; blk < n / kQK; ++blk) {
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
         const BlockQ8_0* a = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + blk;
         const float da = ScaleOf(a);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int i = 0; i < NX; ++i) {
           const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(x + i * xs) + blk;
           const float32x4_t d = vdupq_n_f32(da * ScaleOf(b));
@@ -133,9 +134,9 @@ struct Q8Dot {
         }
       }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int i = 0; i < NX; ++i)
-      #pragma GCC unroll 4
+#pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) out[i * NR + r] = Reduce8(lo[r][i], hi[r][i]);
   }
 };
@@ -161,8 +162,7 @@ struct LoadF16 {
 // GEMM order: 16 lanes, lane j accumulates elements 16c + j with FMA; Reduce16.
 template <class L>
 float DotLanes(int64_t n, const void* w, const void* x) {
-  float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
-                        vdupq_n_f32(0.0f)};
+  float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
     for (int k = 0; k < 4; ++k)
@@ -242,8 +242,8 @@ inline float32x4_t ExpPoly4(float32x4_t x) {
   const float32x4_t z = vfmaq_f32(r, x, vdupq_n_f32(0x1.715476p+0f));
   const float32x4_t nn = vsubq_f32(z, r);
   const float32x4_t neg = vnegq_f32(nn);
-  const float32x4_t b = vfmaq_f32(vfmaq_f32(x, neg, vdupq_n_f32(0x1.62e4p-1f)), neg,
-                                  vdupq_n_f32(0x1.7f7d1cp-20f));
+  const float32x4_t b =
+      vfmaq_f32(vfmaq_f32(x, neg, vdupq_n_f32(0x1.62e4p-1f)), neg, vdupq_n_f32(0x1.7f7d1cp-20f));
   const float32x4_t u = vmulq_f32(b, b);
   const float32x4_t p54 = vfmaq_f32(vdupq_n_f32(0x1.573e2ep-5f), vdupq_n_f32(0x1.0e4020p-7f), b);
   const float32x4_t p32 = vfmaq_f32(vdupq_n_f32(0x1.fffdb6p-2f), vdupq_n_f32(0x1.555e66p-3f), b);
@@ -256,8 +256,8 @@ inline float32x4_t ExpPoly4(float32x4_t x) {
   const int32x4_t n1 = vshrq_n_s32(ni, 1);  // floor(n / 2), in [-96, 96]
   const int32x4_t n2 = vsubq_s32(ni, n1);
   const float32x4_t scaled = vmulq_f32(vmulq_f32(j, Pow2(n1)), Pow2(n2));
-  const float32x4_t sat = vbslq_f32(vcleq_f32(nn, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f),
-                                    vdupq_n_f32(INFINITY));
+  const float32x4_t sat =
+      vbslq_f32(vcleq_f32(nn, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), vdupq_n_f32(INFINITY));
   return vbslq_f32(big, sat, scaled);
 }
 
@@ -315,13 +315,12 @@ const IsaKernels& NeonKernels() {
         case DType::Q4_0:
           k.quantize = neon::QuantizeQ8_0;  // its activations are Q8_0
           break;
-        default:
-          break;
+        default: break;
       }
       types[n++] = k;
     }
-    return IsaKernels{"neon",    types,         n,         neon::RmsNorm, s.softmax,
-                      neon::SiluMul, neon::Add, s.attention};
+    return IsaKernels{"neon",    types,         n,         neon::RmsNorm,
+                      s.softmax, neon::SiluMul, neon::Add, s.attention};
   }();
   return isa;
 }

@@ -138,13 +138,13 @@ void Gemv(int64_t nb, const Rows4& w, const BlockQ8_0* const x[4], float out[16]
 
 // MatMul gives this tile the repacked GEMV's tokens (decode, and the last n_tok % 4 tokens of
 // a batch); full groups of 4 go to Q4_0PreparedTile.
-void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                    int nx, float* y, size_t ys) {
+void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                    float* y, size_t ys) {
   const Rows4 rows(w, ws, nw);
   const BlockQ8_0* xr[4];
   for (int t = 0; t < 4; ++t)
-    xr[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) +
-                                               (t < nx ? t : 0) * xs);
+    xr[t] =
+        reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) + (t < nx ? t : 0) * xs);
   // Software prefetch of the next tile's rows (MatMul's next call, nw * ws bytes on), at the
   // pace this tile consumes its own: few tokens stream the weights from DRAM, and 4 interleaved
   // row streams alone get less bandwidth than one sequential stream.
@@ -153,17 +153,10 @@ void TileQ4_0Repack(int64_t n, const void* w, size_t ws, int nw, const void* x, 
   const int64_t nb = n / kBlock;
   float out[16];
   switch (nx) {
-    case 1:
-      Gemv<1>(nb, rows, xr, out, next, step);
-      break;
-    case 2:
-      Gemv<2>(nb, rows, xr, out, next, step);
-      break;
-    case 3:
-      Gemv<3>(nb, rows, xr, out, next, step);
-      break;
-    default:
-      Gemv<4>(nb, rows, xr, out, next, step);
+    case 1: Gemv<1>(nb, rows, xr, out, next, step); break;
+    case 2: Gemv<2>(nb, rows, xr, out, next, step); break;
+    case 3: Gemv<3>(nb, rows, xr, out, next, step); break;
+    default: Gemv<4>(nb, rows, xr, out, next, step);
   }
   for (int t = 0; t < nx; ++t)
     for (int r = 0; r < nw; ++r) y[t * ys + r] = out[4 * t + r];
@@ -210,8 +203,8 @@ void Q4_0PrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
   }
 }
 
-void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                      int nx, float* y, size_t ys) {
+void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                      float* y, size_t ys) {
   (void)xs;  // one group
   const Rows4 rows(w, ws, nw);
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -248,11 +241,11 @@ void Q4_0PreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x
     step(hi, 5, std::integral_constant<int, 0x55>{});
     step(hi, 6, std::integral_constant<int, 0xAA>{});
     step(hi, 7, std::integral_constant<int, 0xFF>{});
-    const __m512i s = _mm512_add_epi32(_mm512_add_epi32(sk[0], sk[1]), _mm512_add_epi32(sk[2], sk[3]));
-    const __m512 scale = _mm512_mul_ps(
-        _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(rows.Scales(b))),
-                                       _mm512_broadcast_f32x4(_mm_load_ps(
-                                           reinterpret_cast<const float*>(g + 144))));
+    const __m512i s =
+        _mm512_add_epi32(_mm512_add_epi32(sk[0], sk[1]), _mm512_add_epi32(sk[2], sk[3]));
+    const __m512 scale =
+        _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(rows.Scales(b))),
+                      _mm512_broadcast_f32x4(_mm_load_ps(reinterpret_cast<const float*>(g + 144))));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
   }
   alignas(64) float out[16];

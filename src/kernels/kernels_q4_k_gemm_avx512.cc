@@ -29,8 +29,10 @@ namespace {
 
 // Lanes (r, k) of the four tokens' 32-bit sums -> lane 4r + t = sum over k of m[t] lane (r, k).
 inline __m512i SumLanesPerRow(__m512i m0, __m512i m1, __m512i m2, __m512i m3) {
-  const __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(m0, m1), _mm512_unpackhi_epi32(m0, m1));
-  const __m512i u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(m2, m3), _mm512_unpackhi_epi32(m2, m3));
+  const __m512i u01 =
+      _mm512_add_epi32(_mm512_unpacklo_epi32(m0, m1), _mm512_unpackhi_epi32(m0, m1));
+  const __m512i u23 =
+      _mm512_add_epi32(_mm512_unpacklo_epi32(m2, m3), _mm512_unpackhi_epi32(m2, m3));
   return _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
 }
 
@@ -55,8 +57,9 @@ class PlainX {
     i_ = i;
     __m128i sbs[4];
     for (int t = 0; t < 4; ++t)
-      sbs[t] = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b_[t][i].bsums)),
-                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b_[t][i].bsums + 8)));
+      sbs[t] =
+          _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b_[t][i].bsums)),
+                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(b_[t][i].bsums + 8)));
     // 32-bit unit 4t + c = (B(2c), B(2c+1)) of token t.
     bsum_ = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(sbs[1], sbs[0])),
                                _mm256_set_m128i(sbs[3], sbs[2]), 1);
@@ -94,21 +97,21 @@ template <class X>
 void Tile(int64_t n, const void* w, size_t ws, int nw, X xs, int nx, float* y, size_t ys) {
   const BlockQ4_K* a[4];
   for (int r = 0; r < 4; ++r)
-    a[r] = reinterpret_cast<const BlockQ4_K*>(static_cast<const uint8_t*>(w) +
-                                              (r < nw ? r : 0) * ws);
+    a[r] =
+        reinterpret_cast<const BlockQ4_K*>(static_cast<const uint8_t*>(w) + (r < nw ? r : 0) * ws);
   const __m512i m4 = _mm512_set1_epi8(0xF);
   const __m512i zero = _mm512_setzero_si512();
   __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
   __m512i scale_pick[4];  // pshufb controls: 16-bit unit j of a lane -> 2c + (j >= 4)
   for (int c = 0; c < 4; ++c) {
     const char lo = static_cast<char>(4 * c), hi = static_cast<char>(4 * c + 2);
-    scale_pick[c] = _mm512_broadcast_i32x4(_mm_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
-                                                         lo + 1, hi, hi + 1, hi, hi + 1, hi,
-                                                         hi + 1, hi, hi + 1));
+    scale_pick[c] =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, hi,
+                                             hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
   }
   const __m512i var_shift = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0, 0, 4));
-  const __m512i low_mask = _mm512_broadcast_i32x4(
-      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m512i low_mask =
+      _mm512_broadcast_i32x4(_mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
   const __m512i high_mask = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     xs.Start(i);
@@ -144,10 +147,13 @@ void Tile(int64_t n, const void* w, size_t ws, int nw, X xs, int nx, float* y, s
       const __m512i r1 = _mm512_loadu_si512(a[1][i].qs + 64 * h);
       const __m512i r2 = _mm512_loadu_si512(a[2][i].qs + 64 * h);
       const __m512i r3 = _mm512_loadu_si512(a[3][i].qs + 64 * h);
-      const __m512i t01a = _mm512_shuffle_i64x2(r0, r1, 0x44), t23a = _mm512_shuffle_i64x2(r2, r3, 0x44);
-      const __m512i t01b = _mm512_shuffle_i64x2(r0, r1, 0xEE), t23b = _mm512_shuffle_i64x2(r2, r3, 0xEE);
-      const __m512i z[4] = {_mm512_shuffle_i64x2(t01a, t23a, 0x88), _mm512_shuffle_i64x2(t01a, t23a, 0xDD),
-                            _mm512_shuffle_i64x2(t01b, t23b, 0x88), _mm512_shuffle_i64x2(t01b, t23b, 0xDD)};
+      const __m512i t01a = _mm512_shuffle_i64x2(r0, r1, 0x44),
+                    t23a = _mm512_shuffle_i64x2(r2, r3, 0x44);
+      const __m512i t01b = _mm512_shuffle_i64x2(r0, r1, 0xEE),
+                    t23b = _mm512_shuffle_i64x2(r2, r3, 0xEE);
+      const __m512i z[4] = {
+          _mm512_shuffle_i64x2(t01a, t23a, 0x88), _mm512_shuffle_i64x2(t01a, t23a, 0xDD),
+          _mm512_shuffle_i64x2(t01b, t23b, 0x88), _mm512_shuffle_i64x2(t01b, t23b, 0xDD)};
 #pragma GCC unroll 2
       for (int cc = 0; cc < 2; ++cc) {
         const int c = 2 * h + cc;
@@ -203,8 +209,8 @@ void Q4_KPrepareTileX(const void* x, size_t xs, int nx, void* dst, int64_t n) {
   }
 }
 
-void Q4_KPreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs,
-                      int nx, float* y, size_t ys) {
+void Q4_KPreparedTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
+                      float* y, size_t ys) {
   (void)xs;  // one group
   Tile(n, w, ws, nw, PreparedX(x), nx, y, ys);
 }

@@ -37,10 +37,10 @@ using x86::Reduce8;  // the twin's final reduction of the 8 float lanes
 
 // Constants of the level / scale unpack.
 struct Q6Consts {
-  __m512i low4;   // 0x0F per byte: ternlog select mask (nibble bits from ql)
-  __m512i hmask;  // 0x33 per byte in the lower 256 bits, 0xCC in the upper
-  __m512i shl;    // int16 shift counts: 4 (lower half), 2 (upper half)
-  __m512i shr;    // int16 shift counts: 0 (lower half), 2 (upper half)
+  __m512i low4;     // 0x0F per byte: ternlog select mask (nibble bits from ql)
+  __m512i hmask;    // 0x33 per byte in the lower 256 bits, 0xCC in the upper
+  __m512i shl;      // int16 shift counts: 4 (lower half), 2 (upper half)
+  __m512i shr;      // int16 shift counts: 0 (lower half), 2 (upper half)
   __m512i idx[4];   // vpermw indices: word p of scale vector m = sc[4m + p / 8]
   __m512i idx2[2];  // vpermw indices: word p of scale pair k = sc[4 (2k + p % 2) + p / 8]
 };
@@ -48,8 +48,8 @@ struct Q6Consts {
 inline Q6Consts MakeConsts() {
   Q6Consts c;
   c.low4 = _mm512_set1_epi8(0x0F);
-  c.hmask = _mm512_inserti64x4(_mm512_set1_epi8(0x33), _mm256_set1_epi8(static_cast<char>(0xCC)),
-                               1);
+  c.hmask =
+      _mm512_inserti64x4(_mm512_set1_epi8(0x33), _mm256_set1_epi8(static_cast<char>(0xCC)), 1);
   c.shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
   c.shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   for (int m = 0; m < 4; ++m) {
@@ -94,8 +94,8 @@ inline __m512i DotBlock(const __m512i q[4], const __m512i s[4], const int8_t* x)
   __m512i acc = _mm512_madd_epi16(_mm512_maddubs_epi16(q[0], _mm512_loadu_si512(x)), s[0]);
 #pragma GCC unroll 3
   for (int m = 1; m < 4; ++m)
-    acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(q[m], _mm512_loadu_si512(x + 64 * m)),
-                              s[m]);
+    acc =
+        _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(q[m], _mm512_loadu_si512(x + 64 * m)), s[m]);
   return acc;
 }
 
@@ -140,8 +140,8 @@ inline __m256 RowLanes(int64_t nb, const BlockQ6_K* a, const BlockQ8_K* b, const
                            _mm512_permutexvar_epi16(c.idx2[1], sc)};
     __m256i v = Fold(DotBlockVnni(q, s2, b[i].qs));
     // - 32 * (bsum[2l] sc[2l] + bsum[2l + 1] sc[2l + 1]) = bsum . (sc * -32): |sc * 32| <= 4096.
-    const __m256i scm = _mm256_slli_epi16(_mm256_sub_epi16(_mm256_setzero_si256(),
-                                                           _mm512_castsi512_si256(sc)), 5);
+    const __m256i scm =
+        _mm256_slli_epi16(_mm256_sub_epi16(_mm256_setzero_si256(), _mm512_castsi512_si256(sc)), 5);
     v = _mm256_dpwssd_epi32(v, LoadBsums(b[i]), scm);
     acc = _mm256_fmadd_ps(DxDw(b[i], a[i]), _mm256_cvtepi32_ps(v), acc);
   }
@@ -177,12 +177,11 @@ void Tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, f
 #pragma GCC unroll 2
     for (int p = 0; p < kPairs; ++p) {
       // -bsum: |bsum| <= 16 * 128 for Q8_K blocks.
-      bsp[p] = _mm512_sub_epi16(
-          _mm512_setzero_si512(),
-          _mm512_inserti64x4(_mm512_castsi256_si512(LoadBsums(b[2 * p][i])),
-                             LoadBsums(b[2 * p + 1][i]), 1));
-      dxp[p] = _mm512_insertf32x8(_mm512_set1_ps(b[2 * p][i].d), _mm256_set1_ps(b[2 * p + 1][i].d),
-                                  1);
+      bsp[p] = _mm512_sub_epi16(_mm512_setzero_si512(),
+                                _mm512_inserti64x4(_mm512_castsi256_si512(LoadBsums(b[2 * p][i])),
+                                                   LoadBsums(b[2 * p + 1][i]), 1));
+      dxp[p] =
+          _mm512_insertf32x8(_mm512_set1_ps(b[2 * p][i].d), _mm256_set1_ps(b[2 * p + 1][i].d), 1);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
@@ -231,8 +230,8 @@ constexpr TileFn kTiles[3] = {Tile<NR, 2>, Tile<NR, 3>, Tile<NR, 4>};
 
 float DotQ6_KPlain(int64_t n, const void* w, const void* x) {
   const Q6Consts c = MakeConsts();
-  return Reduce8(RowLanes(n / kQK_K, static_cast<const BlockQ6_K*>(w),
-                          static_cast<const BlockQ8_K*>(x), c));
+  return Reduce8(
+      RowLanes(n / kQK_K, static_cast<const BlockQ6_K*>(w), static_cast<const BlockQ8_K*>(x), c));
 }
 
 void TileQ6_K(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,

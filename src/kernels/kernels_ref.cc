@@ -30,15 +30,17 @@ void QuantizeBF16(const float* x, void* dst, int64_t n) {
 
 // Per block of 32: d = amax/127 (stored as fp16), q = round-half-even(x * 127/amax).
 void QuantizeQ8_0(const float* x, void* dst, int64_t n) {
-  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  auto* out = static_cast<uint8_t*>(dst);  // blocks need not be aligned (KV rows)
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
+    BlockQ8_0 blk;
     float amax = 0.0f;
     for (int i = 0; i < kQK; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    y[b].d = f32_to_fp16(d);
-    for (int i = 0; i < kQK; ++i) y[b].qs[i] = static_cast<int8_t>(std::nearbyintf(xb[i] * id));
+    blk.d = f32_to_fp16(d);
+    for (int i = 0; i < kQK; ++i) blk.qs[i] = static_cast<int8_t>(std::nearbyintf(xb[i] * id));
+    std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
 
@@ -75,8 +77,12 @@ float DotFloatLanes(int64_t n, const void* w, const void* x) {
 }
 
 float LoadF32At(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
-float LoadF16At(const void* p, int64_t i) { return fp16_to_f32(static_cast<const uint16_t*>(p)[i]); }
-float LoadBF16At(const void* p, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(p)[i]); }
+float LoadF16At(const void* p, int64_t i) {
+  return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+float LoadBF16At(const void* p, int64_t i) {
+  return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
 
 float DotF32(int64_t n, const void* w, const void* x) { return DotFloatLanes<LoadF32At>(n, w, x); }
 float DotF16(int64_t n, const void* w, const void* x) { return DotFloatLanes<LoadF16At>(n, w, x); }
@@ -167,8 +173,8 @@ void DotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t 
              float* y, size_t ys) {
   for (int i = 0; i < nx; ++i)
     for (int r = 0; r < nw; ++r)
-      y[i * ys + r] = kDot(n, static_cast<const uint8_t*>(w) + r * ws,
-                           static_cast<const uint8_t*>(x) + i * xs);
+      y[i * ys + r] =
+          kDot(n, static_cast<const uint8_t*>(w) + r * ws, static_cast<const uint8_t*>(x) + i * xs);
 }
 
 using internal::TypeKernels;
@@ -193,13 +199,6 @@ void AddScalar(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-const TypeKernels* FindScalarType(DType w) {
-  for (const TypeKernels& t : kScalarTypes)
-    if (t.weight_type == w) return &t;
-  return nullptr;
-}
-
-
 // q.k of attention: llama.cpp's single-token f16 dot (q already rounded to f16 values).
 float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
   return DotF16VecT<LoadF32At>(n, k, q16);
@@ -210,24 +209,16 @@ float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
 namespace ref {
 
 void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n) {
-  const TypeKernels* t = FindScalarType(weight_type);
-  if (t == nullptr) return;
-  if (t->quantize == nullptr) {
-    std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
-  } else {
-    t->quantize(x, dst, n);
-  }
+  internal::QuantizeActivationRowWith(internal::ScalarKernels(), weight_type, x, dst, n);
 }
 
 float VecDot(DType weight_type, int64_t n, const void* w_row, const void* x_row) {
-  const TypeKernels* t = FindScalarType(weight_type);
-  if (t == nullptr) return std::numeric_limits<float>::quiet_NaN();
-  return t->vec_dot(n, w_row, x_row);
+  return internal::VecDotWith(internal::ScalarKernels(), weight_type, n, w_row, x_row);
 }
 
-void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X,
-            int64_t n_tok, float* Y) {
-  const TypeKernels* t = FindScalarType(w_type);
+void MatMul(const void* W, DType w_type, int64_t rows, int64_t cols, const float* X, int64_t n_tok,
+            float* Y) {
+  const TypeKernels* t = internal::FindType(internal::ScalarKernels(), w_type);
   if (t == nullptr) {
     for (int64_t i = 0; i < rows * n_tok; ++i) Y[i] = std::numeric_limits<float>::quiet_NaN();
     return;
@@ -411,7 +402,8 @@ void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int 
       sum = static_cast<float>(static_cast<double>(sum) + tile_sum);
       for (int d = 0; d < head_dim; ++d) {
         float a = acc[d];
-        for (int t = 0; t < n; ++t) a = std::fma(fp16_to_f32(v[(ic + t) * kv_stride + d]), kq[t], a);
+        for (int t = 0; t < n; ++t)
+          a = std::fma(fp16_to_f32(v[(ic + t) * kv_stride + d]), kq[t], a);
         acc[d] = a;
       }
     }
@@ -426,9 +418,9 @@ namespace internal {
 
 const IsaKernels& ScalarKernels() {
   static const IsaKernels k = {
-      "scalar",      kScalarTypes,    static_cast<int>(std::size(kScalarTypes)),
-      ref::RmsNorm,  ref::Softmax,    ref::SiluMul,
-      AddScalar,     ref::Attention,
+      "scalar",     kScalarTypes,   static_cast<int>(std::size(kScalarTypes)),
+      ref::RmsNorm, ref::Softmax,   ref::SiluMul,
+      AddScalar,    ref::Attention,
   };
   return k;
 }

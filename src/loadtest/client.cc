@@ -3,8 +3,8 @@
 #include <chrono>
 
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -12,22 +12,23 @@
 namespace strata::loadtest {
 namespace {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = net::ip::tcp;
+using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string ErrorKind(const beast::error_code& ec) {
   if (ec == beast::error::timeout) return "timeout";
-  if (ec == net::error::connection_refused) return "connect";
-  if (ec == net::error::connection_reset || ec == http::error::end_of_stream ||
-      ec == net::error::eof || ec == http::error::partial_message)
+  if (ec == asio::error::connection_refused) return "connect";
+  if (ec == asio::error::connection_reset || ec == http::error::end_of_stream ||
+      ec == asio::error::eof || ec == http::error::partial_message)
     return "disconnect";
   return "io";
 }
@@ -77,10 +78,8 @@ class SseReader {
     if (!err.empty() && error_.empty()) error_ = err;
     if (!text) return;
     const double t = std::chrono::duration<double>(now - start_).count();
-    if (r_->chunks == 0)
-      r_->ttft = t;
-    else
-      r_->itl.push_back(t - last_);
+    if (r_->chunks == 0) r_->ttft = t;
+    else r_->itl.push_back(t - last_);
     last_ = t;
     ++r_->chunks;
   }
@@ -92,21 +91,21 @@ class SseReader {
   bool done_ = false;
 };
 
-net::awaitable<void> Exchange(const Target& t, const std::string& body, const CallOptions& o,
-                              RequestResult* r, beast::error_code& ec) {
+asio::awaitable<void> Exchange(const Target& t, const std::string& body, const CallOptions& o,
+                               RequestResult* r, beast::error_code& ec) {
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
-  auto ex = co_await net::this_coro::executor;
+  auto ex = co_await asio::this_coro::executor;
   tcp::resolver resolver(ex);
-  auto endpoints =
-      co_await resolver.async_resolve(t.host, t.port, net::redirect_error(net::use_awaitable, ec));
+  auto endpoints = co_await resolver.async_resolve(t.host, t.port,
+                                                   asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     r->error = "resolve";
     co_return;
   }
   beast::tcp_stream stream(ex);
   stream.expires_at(deadline);
-  co_await stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   http::request<http::string_body> req{http::verb::post, t.path, 11};
   req.set(http::field::host, t.host + ":" + t.port);
@@ -116,13 +115,13 @@ net::awaitable<void> Exchange(const Target& t, const std::string& body, const Ca
   if (!o.api_key.empty()) req.set(http::field::authorization, "Bearer " + o.api_key);
   req.body() = body;
   req.prepare_payload();
-  co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
+  co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
 
   beast::flat_buffer buf;
   http::response_parser<http::buffer_body> p;
   p.body_limit(std::numeric_limits<std::uint64_t>::max());
-  co_await http::async_read_header(stream, buf, p, net::redirect_error(net::use_awaitable, ec));
+  co_await http::async_read_header(stream, buf, p, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   const int status = p.get().result_int();
   SseReader sse(r, start);
@@ -132,14 +131,12 @@ net::awaitable<void> Exchange(const Target& t, const std::string& body, const Ca
   while (!p.is_done()) {
     p.get().body().data = tmp;
     p.get().body().size = sizeof tmp;
-    co_await http::async_read_some(stream, buf, p, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_read_some(stream, buf, p, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return;
     const size_t got = sizeof tmp - p.get().body().size;
-    if (sse_reply)
-      sse.Feed(tmp, got, Clock::now());
-    else
-      whole.append(tmp, got);
+    if (sse_reply) sse.Feed(tmp, got, Clock::now());
+    else whole.append(tmp, got);
   }
   r->latency = std::chrono::duration<double>(Clock::now() - start).count();
   if (status != 200) {
@@ -188,7 +185,8 @@ Result<Target> ParseTarget(const std::string& url, const std::string& endpoint_p
     const size_t close = hostport.find(']');
     if (close == std::string::npos) return Errorf("bad URL '%s'", url.c_str());
     t.host = hostport.substr(1, close - 1);
-    t.port = close + 1 < hostport.size() && hostport[close + 1] == ':' ? hostport.substr(close + 2) : "80";
+    t.port = close + 1 < hostport.size() && hostport[close + 1] == ':' ? hostport.substr(close + 2)
+                                                                       : "80";
   } else {
     const size_t colon = hostport.rfind(':');
     t.host = hostport.substr(0, colon);
@@ -198,10 +196,8 @@ Result<Target> ParseTarget(const std::string& url, const std::string& endpoint_p
     return Errorf("bad URL '%s': port", url.c_str());
   if (EndsWith(prefix, "/v1/completions") || EndsWith(prefix, "/v1/chat/completions"))
     t.path = prefix;
-  else if (EndsWith(prefix, "/v1"))
-    t.path = prefix + endpoint_path.substr(3);
-  else
-    t.path = prefix + endpoint_path;
+  else if (EndsWith(prefix, "/v1")) t.path = prefix + endpoint_path.substr(3);
+  else t.path = prefix + endpoint_path;
   return t;
 }
 
@@ -233,14 +229,16 @@ bool ParseChunk(const std::string& payload, bool* has_text, int64_t* prompt_toke
     for (const char* part : {"delta", "message"}) {
       const auto d = c.find(part);
       if (d != c.end() && d->is_object() &&
-          (nonempty(*d, "content") || nonempty(*d, "reasoning_content") || nonempty(*d, "reasoning")))
+          (nonempty(*d, "content") || nonempty(*d, "reasoning_content") ||
+           nonempty(*d, "reasoning")))
         *has_text = true;
     }
   }
   return true;
 }
 
-net::awaitable<RequestResult> Call(const Target& t, const std::string& body, const CallOptions& o) {
+asio::awaitable<RequestResult> Call(const Target& t, const std::string& body,
+                                    const CallOptions& o) {
   RequestResult r;
   beast::error_code ec;
   try {

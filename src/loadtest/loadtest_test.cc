@@ -99,14 +99,16 @@ TEST(ParseChunk, TextUsageAndErrors) {
   std::string err;
   EXPECT_TRUE(ParseChunk(R"({"choices":[{"delta":{"content":"hi"}}]})", &text, &p, &c, &err));
   EXPECT_TRUE(text);
-  EXPECT_TRUE(ParseChunk(R"({"choices":[{"delta":{"reasoning_content":"hm"}}]})", &text, &p, &c, &err));
+  EXPECT_TRUE(
+      ParseChunk(R"({"choices":[{"delta":{"reasoning_content":"hm"}}]})", &text, &p, &c, &err));
   EXPECT_TRUE(text);
-  EXPECT_TRUE(ParseChunk(R"({"choices":[{"delta":{"role":"assistant","content":""}}]})", &text, &p, &c, &err));
+  EXPECT_TRUE(ParseChunk(R"({"choices":[{"delta":{"role":"assistant","content":""}}]})", &text, &p,
+                         &c, &err));
   EXPECT_FALSE(text);
   EXPECT_TRUE(ParseChunk(R"({"choices":[{"text":"x"}]})", &text, &p, &c, &err));
   EXPECT_TRUE(text);
-  EXPECT_TRUE(ParseChunk(R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}})", &text, &p,
-                         &c, &err));
+  EXPECT_TRUE(ParseChunk(R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}})",
+                         &text, &p, &c, &err));
   EXPECT_FALSE(text);
   EXPECT_EQ(p, 12);
   EXPECT_EQ(c, 5);

@@ -15,20 +15,20 @@
 namespace strata::loadtest {
 namespace {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 // Common English words that are single tokens in the GPT-2/Qwen/Llama-3 BPE vocabularies
 // when preceded by a space.
 const char* const kWords[] = {
-    "the",   "time",  "people", "year",  "way",   "day",   "man",   "thing", "woman", "life",
-    "child", "world", "school", "state", "family", "student", "group", "country", "problem",
-    "hand",  "part",  "place",  "case",  "week",  "company", "system", "program", "question",
-    "work",  "number", "night", "point", "home",  "water", "room",  "mother", "area", "money",
-    "story", "fact",  "month",  "lot",   "right", "study", "book",  "eye",   "job",  "word",
-    "business", "issue", "side", "kind", "head",  "house", "service", "friend", "father",
-    "power", "hour",  "game",   "line",  "end"};
+    "the",      "time",   "people", "year",     "way",   "day",    "man",     "thing",  "woman",
+    "life",     "child",  "world",  "school",   "state", "family", "student", "group",  "country",
+    "problem",  "hand",   "part",   "place",    "case",  "week",   "company", "system", "program",
+    "question", "work",   "number", "night",    "point", "home",   "water",   "room",   "mother",
+    "area",     "money",  "story",  "fact",     "month", "lot",    "right",   "study",  "book",
+    "eye",      "job",    "word",   "business", "issue", "side",   "kind",    "head",   "house",
+    "service",  "friend", "father", "power",    "hour",  "game",   "line",    "end"};
 
 std::string MakeBody(const LoadOptions& o, const json& prompt_or_messages) {
   json j = json::object();
@@ -77,14 +77,10 @@ Result<std::vector<json>> ReadPrompts(const std::string& path, bool chat) {
     }
     const json j = json::parse(line, nullptr, false);
     if (!j.is_object()) return Errorf("%s:%d: not a JSON object", path.c_str(), n);
-    if (chat && j.contains("messages") && j["messages"].is_array())
-      out.push_back(j["messages"]);
-    else if (j.contains("prompt") && j["prompt"].is_string())
-      out.push_back(j["prompt"]);
-    else if (j.contains("text") && j["text"].is_string())
-      out.push_back(j["text"]);
-    else
-      return Errorf("%s:%d: needs \"prompt\" (or \"messages\" for chat)", path.c_str(), n);
+    if (chat && j.contains("messages") && j["messages"].is_array()) out.push_back(j["messages"]);
+    else if (j.contains("prompt") && j["prompt"].is_string()) out.push_back(j["prompt"]);
+    else if (j.contains("text") && j["text"].is_string()) out.push_back(j["text"]);
+    else return Errorf("%s:%d: needs \"prompt\" (or \"messages\" for chat)", path.c_str(), n);
   }
   if (out.empty()) return Errorf("%s: no prompts", path.c_str());
   return out;
@@ -114,34 +110,34 @@ struct LevelState {
   bool MoreToSend() const {
     return o.duration_s > 0 ? Clock::now() < end : next < static_cast<size_t>(o.requests);
   }
-  net::awaitable<void> One(size_t i) {
+  asio::awaitable<void> One(size_t i) {
     RequestResult r = co_await Call(t, w.bodies[i % w.bodies.size()], o.call);
     r.prompt_estimate = w.prompt_estimates[i % w.bodies.size()];
     results.push_back(std::move(r));
     --in_flight;
     if (on_done) on_done(results.size(), total);
   }
-  net::awaitable<void> Worker() {
+  asio::awaitable<void> Worker() {
     while (MoreToSend()) {
       ++in_flight;
       co_await One(next++);
     }
   }
-  net::awaitable<void> Arrivals(double rate, int cap, uint64_t seed) {
+  asio::awaitable<void> Arrivals(double rate, int cap, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::exponential_distribution<double> gap(rate);
-    net::steady_timer timer(co_await net::this_coro::executor);
+    asio::steady_timer timer(co_await asio::this_coro::executor);
     boost::system::error_code ec;
     while (MoreToSend()) {
       while (cap > 0 && in_flight >= static_cast<size_t>(cap)) {
         timer.expires_after(std::chrono::milliseconds(1));
-        co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
       ++in_flight;
-      net::co_spawn(timer.get_executor(), One(next++), net::detached);
-      timer.expires_after(std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(gap(rng))));
-      co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+      asio::co_spawn(timer.get_executor(), One(next++), asio::detached);
+      timer.expires_after(
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng))));
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 };
@@ -182,17 +178,17 @@ std::string Level::Label() const {
 
 LevelRun RunLevel(const Target& t, const LoadOptions& o, const Workload& w, const Level& level,
                   const std::function<void(size_t, size_t)>& on_done) {
-  net::io_context ioc(1);
+  asio::io_context ioc(1);
   LevelState st(t, o, w, on_done);
   st.total = o.duration_s > 0 ? 0 : static_cast<size_t>(o.requests);
   const auto start = Clock::now();
-  st.end = start + std::chrono::duration_cast<Clock::duration>(
-                       std::chrono::duration<double>(o.duration_s));
+  st.end = start +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
   if (level.rate > 0) {
-    net::co_spawn(ioc, st.Arrivals(level.rate, level.concurrency, o.seed), net::detached);
+    asio::co_spawn(ioc, st.Arrivals(level.rate, level.concurrency, o.seed), asio::detached);
   } else {
     for (int i = 0; i < std::max(1, level.concurrency); ++i)
-      net::co_spawn(ioc, st.Worker(), net::detached);
+      asio::co_spawn(ioc, st.Worker(), asio::detached);
   }
   ioc.run();
   const double dur = std::chrono::duration<double>(Clock::now() - start).count();
@@ -202,16 +198,16 @@ LevelRun RunLevel(const Target& t, const LoadOptions& o, const Workload& w, cons
 RequestResult Warmup(const Target& t, const LoadOptions& o, const Workload& w) {
   RequestResult first_failure;
   first_failure.ok = true;
-  net::io_context ioc(1);
-  net::co_spawn(
+  asio::io_context ioc(1);
+  asio::co_spawn(
       ioc,
-      [&]() -> net::awaitable<void> {
+      [&]() -> asio::awaitable<void> {
         for (int i = 0; i < o.warmup; ++i) {
           RequestResult r = co_await Call(t, w.bodies[i % w.bodies.size()], o.call);
           if (!r.ok && first_failure.ok) first_failure = r;
         }
       },
-      net::detached);
+      asio::detached);
   ioc.run();
   return first_failure;
 }

@@ -18,16 +18,16 @@ struct LoadOptions {
   bool chat = true;  // /v1/chat/completions, else /v1/completions
   std::string model;
   CallOptions call;
-  int prompt_tokens = 128;   // fixed-length prompts: about this many tokens
-  int output_tokens = 64;    // max_tokens
-  bool ignore_eos = false;   // also send ignore_eos and min_tokens = output_tokens
+  int prompt_tokens = 128;  // fixed-length prompts: about this many tokens
+  int output_tokens = 64;   // max_tokens
+  bool ignore_eos = false;  // also send ignore_eos and min_tokens = output_tokens
   double temperature = 0;
   std::string prompts_file;  // JSONL ({"prompt": ...} or {"messages": [...]}) or text lines
   int requests = 32;         // per level, unless duration_s > 0
   double duration_s = 0;     // per level: stop sending after this long
   int warmup = 1;            // untimed requests before the first level
   uint64_t seed = 1;
-  bool progress = false;     // draw a progress bar on stderr
+  bool progress = false;  // draw a progress bar on stderr
 };
 
 // One request body per prompt, and the client's estimate of its prompt length.

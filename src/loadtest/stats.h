@@ -13,14 +13,14 @@ namespace strata::loadtest {
 // What one request measured on the client. Times in seconds from the request's send.
 struct RequestResult {
   bool ok = false;
-  std::string error;          // kind when !ok: "connect", "timeout", "http_401", "stream", ...
-  std::string error_detail;   // first words of the server's message, for the report
-  double ttft = 0;            // first chunk carrying generated text (streaming only)
-  double latency = 0;         // end to end: send to the last byte
-  std::vector<double> itl;    // gaps between consecutive text chunks (streaming only)
+  std::string error;           // kind when !ok: "connect", "timeout", "http_401", "stream", ...
+  std::string error_detail;    // first words of the server's message, for the report
+  double ttft = 0;             // first chunk carrying generated text (streaming only)
+  double latency = 0;          // end to end: send to the last byte
+  std::vector<double> itl;     // gaps between consecutive text chunks (streaming only)
   int64_t prompt_tokens = -1;  // from the server's usage; -1 when it sent none
   int64_t output_tokens = -1;
-  int64_t chunks = 0;          // text chunks received
+  int64_t chunks = 0;           // text chunks received
   int64_t prompt_estimate = 0;  // the client's own estimate of the prompt's length
 };
 

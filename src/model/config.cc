@@ -51,7 +51,8 @@ Result<ModelConfig> ConfigFromGguf(const gguf::File& f) {
   if (f.Has(p + "attention.key_length")) {
     STRATA_RETURN_IF_ERROR(geti("attention.key_length", 2, 1024, &hd));
     int64_t vl = hd;
-    if (f.Has(p + "attention.value_length")) STRATA_RETURN_IF_ERROR(geti("attention.value_length", 2, 1024, &vl));
+    if (f.Has(p + "attention.value_length"))
+      STRATA_RETURN_IF_ERROR(geti("attention.value_length", 2, 1024, &vl));
     if (vl != hd) return Status::Error("attention.value_length != key_length is not supported");
   }
   if (hd % 2 != 0) return Errorf("head dimension %lld must be even", static_cast<long long>(hd));
@@ -60,11 +61,14 @@ Result<ModelConfig> ConfigFromGguf(const gguf::File& f) {
     int64_t rd;
     STRATA_RETURN_IF_ERROR(geti("rope.dimension_count", 2, 1024, &rd));
     if (rd != hd)
-      return Errorf("partial rotary embeddings (rope.dimension_count %lld < head dim %lld) are "
-                    "not supported", static_cast<long long>(rd), static_cast<long long>(hd));
+      return Errorf(
+          "partial rotary embeddings (rope.dimension_count %lld < head dim %lld) are "
+          "not supported",
+          static_cast<long long>(rd), static_cast<long long>(hd));
   }
   c.n_ctx_train = 4096;
-  if (f.Has(p + "context_length")) STRATA_RETURN_IF_ERROR(geti("context_length", 1, 1ll << 24, &c.n_ctx_train));
+  if (f.Has(p + "context_length"))
+    STRATA_RETURN_IF_ERROR(geti("context_length", 1, 1ll << 24, &c.n_ctx_train));
 
   STRATA_ASSIGN_OR_RETURN(double eps, f.GetFloatOr(p + "attention.layer_norm_rms_epsilon", 1e-5));
   if (!(eps > 0 && eps < 1)) return Errorf("rms epsilon %g is out of range", eps);
@@ -80,9 +84,10 @@ Result<ModelConfig> ConfigFromGguf(const gguf::File& f) {
       if (!(factor >= 1)) return Errorf("rope.scaling.factor %g is out of range", factor);
       c.rope_freq_scale = static_cast<float>(1.0 / factor);
     } else if (st != "none") {
-      return Errorf("rope scaling type '%.*s' is not supported (supported: none, linear; "
-                    "llama3 scaling comes from the rope_freqs tensor)",
-                    static_cast<int>(st.size()), st.data());
+      return Errorf(
+          "rope scaling type '%.*s' is not supported (supported: none, linear; "
+          "llama3 scaling comes from the rope_freqs tensor)",
+          static_cast<int>(st.size()), st.data());
     }
   }
 

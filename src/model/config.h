@@ -17,11 +17,11 @@ struct ModelConfig {
   std::string name;       // general.name
 
   int n_layers = 0;
-  int64_t hidden = 0;      // embedding_length
-  int64_t ffn = 0;         // feed_forward_length
+  int64_t hidden = 0;  // embedding_length
+  int64_t ffn = 0;     // feed_forward_length
   int n_heads = 0;
   int n_kv_heads = 0;
-  int head_dim = 0;        // embedding_length / head_count unless attention.key_length says
+  int head_dim = 0;  // embedding_length / head_count unless attention.key_length says
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
   float rms_eps = 1e-5f;

@@ -14,7 +14,7 @@ struct EmbeddedBlob {
   size_t size;
 };
 
-EmbeddedBlob EmbeddedQwen2Vocab();        // tests/data/vocab/ggml-vocab-qwen2.gguf
+EmbeddedBlob EmbeddedQwen2Vocab();          // tests/data/vocab/ggml-vocab-qwen2.gguf
 std::string_view EmbeddedR1ChatTemplate();  // tests/data/templates/...R1-Distill-Llama-8B.jinja
 
 }  // namespace strata

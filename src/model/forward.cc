@@ -84,7 +84,8 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
     const int l = il - model_.first_layer();
 
     // Attention block.
-    for (int t = 0; t < n; ++t) kernels::RmsNorm(x + t * H, L.attn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
+    for (int t = 0; t < n; ++t)
+      kernels::RmsNorm(x + t * H, L.attn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
     kernels::MatMul(L.wq.data, L.wq.type, QD, H, xn_.data(), n, q_.data(), pool_, &mm_scratch_);
     kernels::MatMul(L.wk.data, L.wk.type, KVD, H, xn_.data(), n, k_.data(), pool_, &mm_scratch_);
     kernels::MatMul(L.wv.data, L.wv.type, KVD, H, xn_.data(), n, v_.data(), pool_, &mm_scratch_);
@@ -92,9 +93,19 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
     AddBias(k_.data(), L.bk, n, KVD);
     AddBias(v_.data(), L.bv, n, KVD);
     for (int t = 0; t < n; ++t) {
-      kernels::Rope(q_.data() + t * QD, c.n_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff, c.rope_neox);
-      kernels::Rope(k_.data() + t * KVD, c.n_kv_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff, c.rope_neox);
+      kernels::Rope(q_.data() + t * QD, c.n_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff,
+                    c.rope_neox);
+      kernels::Rope(k_.data() + t * KVD, c.n_kv_heads, c.head_dim, b.pos[t], c.rope_base, rope_ff,
+                    c.rope_neox);
       // Store this token's key and value in its sequence's cache rows.
+      if (cache_->quantized()) {
+        const size_t pos = static_cast<size_t>(b.pos[t]);
+        kernels::QuantizeKvRow(cache_->k_type(), k_.data() + t * KVD,
+                               cache_->KRows(l, b.seq[t]) + pos * cache_->k_row_bytes(), KVD);
+        kernels::QuantizeKvRow(cache_->v_type(), v_.data() + t * KVD,
+                               cache_->VRows(l, b.seq[t]) + pos * cache_->v_row_bytes(), KVD);
+        continue;
+      }
       uint16_t* kc = cache_->K(l, b.seq[t]) + static_cast<size_t>(b.pos[t]) * KVD;
       uint16_t* vc = cache_->V(l, b.seq[t]) + static_cast<size_t>(b.pos[t]) * KVD;
       for (int64_t i = 0; i < KVD; ++i) {
@@ -103,15 +114,20 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
       }
     }
     Attention(b, l);
-    kernels::MatMul(L.wo.data, L.wo.type, H, QD, attn_.data(), n, proj_.data(), pool_, &mm_scratch_);
+    kernels::MatMul(L.wo.data, L.wo.type, H, QD, attn_.data(), n, proj_.data(), pool_,
+                    &mm_scratch_);
     for (int t = 0; t < n; ++t) kernels::Add(x + t * H, proj_.data() + t * H, H);
 
     // Feed-forward block (SwiGLU).
-    for (int t = 0; t < n; ++t) kernels::RmsNorm(x + t * H, L.ffn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
-    kernels::MatMul(L.w_gate.data, L.w_gate.type, FF, H, xn_.data(), n, gate_.data(), pool_, &mm_scratch_);
-    kernels::MatMul(L.w_up.data, L.w_up.type, FF, H, xn_.data(), n, up_.data(), pool_, &mm_scratch_);
+    for (int t = 0; t < n; ++t)
+      kernels::RmsNorm(x + t * H, L.ffn_norm.data(), xn_.data() + t * H, H, c.rms_eps);
+    kernels::MatMul(L.w_gate.data, L.w_gate.type, FF, H, xn_.data(), n, gate_.data(), pool_,
+                    &mm_scratch_);
+    kernels::MatMul(L.w_up.data, L.w_up.type, FF, H, xn_.data(), n, up_.data(), pool_,
+                    &mm_scratch_);
     kernels::SiluMul(gate_.data(), up_.data(), static_cast<int64_t>(nz) * FF);
-    kernels::MatMul(L.w_down.data, L.w_down.type, H, FF, gate_.data(), n, proj_.data(), pool_, &mm_scratch_);
+    kernels::MatMul(L.w_down.data, L.w_down.type, H, FF, gate_.data(), n, proj_.data(), pool_,
+                    &mm_scratch_);
     for (int t = 0; t < n; ++t) kernels::Add(x + t * H, proj_.data() + t * H, H);
   }
 
@@ -153,13 +169,18 @@ void Forward::Attention(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
   const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
+  if (cache_->quantized()) {
+    AttentionQuantized(b, l);
+    return;
+  }
   if (n >= kernels::kTiledAttentionMinBatch && kernels::HasTiledAttention(hd)) {
     AttentionTiled(b, l);
     return;
   }
+  if (AttentionSplit(b, l) == n) return;
   Grow(scores_, static_cast<size_t>(nth) * cache_->n_ctx());
-  // One task per (token, pair of query heads sharing a KV head): the kernel reads each K / V
-  // row once for both heads. Each thread owns a scores row.
+  // The other rows: one task per (token, pair of query heads sharing a KV head): the kernel
+  // reads each K / V row once for both heads. Each thread owns a scores row.
   const int pairs = (group + 1) / 2;  // per KV head
   const int64_t per_token = static_cast<int64_t>(c.n_kv_heads) * pairs;
   const int64_t tasks = static_cast<int64_t>(n) * per_token;
@@ -167,15 +188,55 @@ void Forward::Attention(const Batch& b, int l) {
     float* scratch = scores_.data() + static_cast<size_t>(ith) * cache_->n_ctx();
     for (int64_t task = ith; task < tasks; task += nthr) {
       const int t = static_cast<int>(task / per_token);
+      if (SplitRow(b, t)) continue;
       const int kvh = static_cast<int>(task % per_token) / pairs;
       const int h = kvh * group + 2 * (static_cast<int>(task % per_token) % pairs);
       const int nh = std::min(2, kvh * group + group - h);
       const int64_t n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
       kernels::Attention(q_.data() + t * QD + static_cast<int64_t>(h) * hd,
                          cache_->K(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd,
-                         cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD,
-                         nh, 1, hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd,
-                         scratch);
+                         cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD, nh, 1,
+                         hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd, scratch);
+    }
+  };
+  if (pool_) pool_->Run(work);
+  else work(0, 1);
+}
+
+// A quantized K or V cache: one task per (token, KV head), covering the query heads that
+// share it (kernels::AttentionKv reads each of the head's rows once for all of them).
+void Forward::AttentionQuantized(const Batch& b, int l) {
+  const ModelConfig& c = model_.config();
+  const int n = b.size();
+  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
+  if (AttentionSplit(b, l) == n) return;
+  const int per_call = std::min(group, kernels::kMaxAttnHeads);
+  const size_t per_thread = static_cast<size_t>(per_call) * cache_->n_ctx();
+  Grow(scores_, static_cast<size_t>(nth) * per_thread);
+  const size_t k_head = RowBytesUnchecked(cache_->k_type(), hd);
+  const size_t v_head = RowBytesUnchecked(cache_->v_type(), hd);
+  const int64_t tasks = static_cast<int64_t>(n) * c.n_kv_heads;
+  auto work = [&](int ith, int nthr) {
+    float* scratch = scores_.data() + static_cast<size_t>(ith) * per_thread;
+    for (int64_t task = ith; task < tasks; task += nthr) {
+      const int t = static_cast<int>(task / c.n_kv_heads);
+      if (SplitRow(b, t)) continue;
+      const int kvh = static_cast<int>(task % c.n_kv_heads);
+      kernels::KvAttention a;
+      a.k = cache_->KRows(l, b.seq[t]) + kvh * k_head;
+      a.k_type = cache_->k_type();
+      a.k_row_bytes = cache_->k_row_bytes();
+      a.v = cache_->VRows(l, b.seq[t]) + kvh * v_head;
+      a.v_type = cache_->v_type();
+      a.v_row_bytes = cache_->v_row_bytes();
+      a.n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
+      a.head_dim = hd;
+      a.scale = scale;
+      for (int h0 = 0; h0 < group; h0 += per_call) {
+        a.n_heads = std::min(per_call, group - h0);
+        const int64_t off = t * QD + static_cast<int64_t>(kvh * group + h0) * hd;
+        kernels::AttentionKv(a, q_.data() + off, attn_.data() + off, scratch);
+      }
     }
   };
   if (pool_) pool_->Run(work);
@@ -212,8 +273,7 @@ void Forward::AttentionTiled(const Batch& b, int l) {
       kernels::AttentionTiled(q_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD,
                               n_vis_.data() + t0, rows, cache_->K(l, b.seq[t0]) + col,
                               cache_->V(l, b.seq[t0]) + col, KVD, hd, scale,
-                              attn_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD,
-                              scratch);
+                              attn_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD, scratch);
     }
   };
   if (pool_) pool_->Run(work);

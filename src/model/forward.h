@@ -8,26 +8,14 @@
 
 #include "base/status.h"
 #include "base/thread_pool.h"
+#include "base/token_batch.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 
 namespace strata {
 
-struct Batch {
-  std::vector<int32_t> tokens;  // [n] token ids (used when the range starts at layer 0)
-  std::vector<int32_t> pos;     // [n] position of each token in its sequence
-  std::vector<int32_t> seq;     // [n] KV cache slot of each token
-  std::vector<uint8_t> output;  // [n] 1: produce logits for this token (range with the head)
-
-  int size() const { return static_cast<int>(pos.size()); }
-  void Add(int32_t token, int32_t position, int32_t seq_id, bool want_output) {
-    tokens.push_back(token);
-    pos.push_back(position);
-    seq.push_back(seq_id);
-    output.push_back(want_output ? 1 : 0);
-  }
-  void Clear() { tokens.clear(); pos.clear(); seq.clear(); output.clear(); }
-};
+// A batch for Forward: tokens (or, mid-pipeline, hidden rows) at their positions and slots.
+struct Batch : TokenBatch {};
 
 class Forward {
  public:
@@ -45,7 +33,13 @@ class Forward {
  private:
   Status Validate(const Batch& batch) const;
   void Attention(const Batch& batch, int il);
-  void AttentionTiled(const Batch& batch, int il);  // batches of >= 64 tokens
+  void AttentionTiled(const Batch& batch, int il);      // batches of >= 64 tokens
+  void AttentionQuantized(const Batch& batch, int il);  // a Q8_0 / Q4_0 K or V cache
+  // Rows that see >= kernels::kSplitKvMinKv positions (SplitRow), any cache type: split-KV
+  // attention (attention_split.cc). Returns how many rows it handled.
+  int AttentionSplit(const Batch& batch, int il);
+  void AttentionSplitRows(const Batch& batch, int il, int r0, int r1);  // rows [r0, r1)
+  static bool SplitRow(const Batch& batch, int t);
   // What both attention paths derive from the config: q / kv row sizes, head size, query heads
   // per KV head, 1/sqrt(head_dim), threads.
   struct AttentionShape {
@@ -62,9 +56,16 @@ class Forward {
 
   // Scratch reused between calls (grown, never shrunk).
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
-  std::vector<float> scores_;      // [n_threads, n_ctx] (or the tiled kernel's scratch)
-  std::vector<int32_t> n_vis_;     // [n] visible keys per batch row (tiled attention)
-  std::vector<int32_t> chunks_;    // [n_chunks + 1] row starts of the tiled attention's chunks
+  std::vector<float> scores_;    // [n_threads, n_ctx] (or the tiled kernel's scratch)
+  std::vector<int32_t> n_vis_;   // [n] visible keys per batch row (tiled attention)
+  std::vector<int32_t> chunks_;  // [n_chunks + 1] row starts of the tiled attention's chunks
+  // Split-KV attention: the rows, each row's first task (+ the total), each task's row, the
+  // chunks left per row, partials [tasks, n_heads, stride] and per-thread scratch.
+  std::vector<int32_t> split_rows_;
+  std::vector<int64_t> split_first_;
+  std::vector<int32_t> task_row_;
+  std::vector<int32_t> split_left_;
+  std::vector<float> partials_, split_scratch_;
   std::vector<uint8_t> mm_scratch_;
 };
 

@@ -19,8 +19,8 @@ std::string TinyModel(const std::string& arch, DType type, bool tied = false) {
   s.tied = tied;
   s.type = type;
   s.seed = 7;
-  auto path = testdata::TinyModelFile(s, "strata_model_test_" + arch + "_" + DTypeName(type) +
-                                            (tied ? "_tied" : "") + ".gguf");
+  auto path = testdata::TinyModelFile(
+      s, "strata_model_test_" + arch + "_" + DTypeName(type) + (tied ? "_tied" : "") + ".gguf");
   EXPECT_TRUE(path.ok()) << path.status().message();
   return path.ok() ? *path : std::string();
 }
@@ -136,7 +136,8 @@ std::vector<float> EngineLogits(const Model& m, const std::vector<int32_t>& toke
   ThreadPool pool(threads);
   Forward fwd(m, &cache, &pool);
   Batch b;
-  for (size_t i = 0; i < tokens.size(); ++i) b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i)
+    b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
   std::vector<float> out;
   Status st = fwd.Run(b, nullptr, &out);
   EXPECT_TRUE(st.ok()) << st.message();
@@ -166,10 +167,10 @@ TEST_P(ForwardVsReference, LogitsMatch) {
   EXPECT_GT(max_abs, 1.0);  // the model is not degenerate
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Types, ForwardVsReference,
-    ::testing::Combine(::testing::Values("qwen2", "llama"),
-                       ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0)));
+INSTANTIATE_TEST_SUITE_P(Types, ForwardVsReference,
+                         ::testing::Combine(::testing::Values("qwen2", "llama"),
+                                            ::testing::Values(DType::F32, DType::F16, DType::BF16,
+                                                              DType::Q8_0)));
 
 TEST(Forward, LayerRangesComposeBitIdentically) {
   for (const char* arch : {"qwen2", "llama"}) {
@@ -239,13 +240,42 @@ TEST(Forward, BatchedSequencesMatchSeparateRuns) {
   EXPECT_EQ(cache.length(1), 3);
 }
 
+// Decode steps that see >= kernels::kSplitKvMinKv positions run split-KV attention (chunked
+// partials merged in chunk order): still the reference's logits.
+TEST(Forward, LongContextDecodeMatchesReference) {
+  auto m = Model::Load(TinyModel("qwen2", DType::F32)).value();
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 530; ++i) tokens.push_back(3 + (i * 97) % 1000);
+  auto cache = KvCache::Create(m->config().n_layers, 1, 540, m->config().kv_dim()).value();
+  ThreadPool pool(2);
+  Forward fwd(*m, &cache, &pool);
+  Batch b;
+  for (size_t i = 0; i + 2 < tokens.size(); ++i) b.Add(tokens[i], static_cast<int>(i), 0, false);
+  std::vector<float> got;
+  ASSERT_TRUE(fwd.Run(b, nullptr, &got).ok());
+  for (size_t i = tokens.size() - 2; i < tokens.size(); ++i) {
+    b.Clear();
+    b.Add(tokens[i], static_cast<int>(i), 0, true);
+    ASSERT_TRUE(fwd.Run(b, nullptr, &got).ok());
+  }
+  auto ref = Reference(*m).Logits(tokens);
+  ASSERT_EQ(got.size(), ref.size());
+  double max_abs = 0, max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_abs = std::max(max_abs, std::fabs(ref[i]));
+    max_diff = std::max(max_diff, std::fabs(ref[i] - got[i]));
+  }
+  EXPECT_LT(max_diff, 1.5e-3 * max_abs) << "max |logit| " << max_abs;
+}
+
 TEST(Forward, TiedOutputUsesEmbedding) {
   auto m = Model::Load(TinyModel("qwen2", DType::F32, true));
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m.value()->output().data, m.value()->tok_embd().data);
   auto ref = Reference(*m.value()).Logits({1, 2, 3});
   auto got = EngineLogits(*m.value(), {1, 2, 3}, 2);
-  for (size_t i = 0; i < ref.size(); i += 97) EXPECT_NEAR(got[i], ref[i], 1e-2 + 1e-4 * std::fabs(ref[i]));
+  for (size_t i = 0; i < ref.size(); i += 97)
+    EXPECT_NEAR(got[i], ref[i], 1e-2 + 1e-4 * std::fabs(ref[i]));
 }
 
 TEST(Forward, RejectsInvalidBatches) {
@@ -264,7 +294,8 @@ TEST(Forward, RejectsInvalidBatches) {
   EXPECT_FALSE(fwd.Run(b, nullptr, &out).ok());
   b.Clear();
   for (int i = 0; i < 5; ++i) b.Add(1, i, 0, i == 4);
-  EXPECT_NE(fwd.Run(b, nullptr, &out).message().find("exceeds the context size 4"), std::string::npos);
+  EXPECT_NE(fwd.Run(b, nullptr, &out).message().find("exceeds the context size 4"),
+            std::string::npos);
   EXPECT_EQ(cache.length(0), 0);  // nothing was committed
 }
 

@@ -83,7 +83,8 @@ std::vector<float> Llama3RopeFactors(int head_dim, float base) {
   const double low_wavelen = orig_ctx / low, high_wavelen = orig_ctx / high;
   std::vector<float> out;
   for (int i = 0; i < head_dim; i += 2) {
-    const double freq = 1.0 / std::pow(static_cast<double>(base), static_cast<double>(i) / head_dim);
+    const double freq =
+        1.0 / std::pow(static_cast<double>(base), static_cast<double>(i) / head_dim);
     const double wavelen = 2.0 * M_PI / freq;
     double f;
     if (wavelen < high_wavelen) {
@@ -120,8 +121,10 @@ Result<SynthShape> NamedSynthShape(const std::string& name) {
   } else if (name == "tiny-llama-k") {
     s = {"llama", 4, 256, 512, 4, 2, 0, 131072, 500000.0f, 1e-5f, true, false, true};
   } else {
-    return Errorf("unknown shape '%s' (known: r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, "
-                  "tiny-qwen2, tiny-llama, tiny-qwen2-k, tiny-llama-k, demo)", name.c_str());
+    return Errorf(
+        "unknown shape '%s' (known: r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, "
+        "tiny-qwen2, tiny-llama, tiny-qwen2-k, tiny-llama-k, demo)",
+        name.c_str());
   }
   return s;
 }
@@ -132,9 +135,9 @@ std::string DefaultDataDir() {
 }
 
 std::string DefaultVocabFor(const SynthShape& shape) {
-  const std::string path = DefaultDataDir() + (shape.arch == "llama"
-                                                   ? "/vocab/ggml-vocab-llama-bpe.gguf"
-                                                   : "/vocab/ggml-vocab-qwen2.gguf");
+  const std::string path =
+      DefaultDataDir() +
+      (shape.arch == "llama" ? "/vocab/ggml-vocab-llama-bpe.gguf" : "/vocab/ggml-vocab-qwen2.gguf");
   if (shape.arch != "llama" && std::getenv("STRATA_DATA_DIR") == nullptr &&
       !std::ifstream(path, std::ios::binary))
     return "";  // an installed binary: the embedded copy
@@ -313,8 +316,8 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
   const float inv_h = 1.0f / std::sqrt(static_cast<float>(H));
   STRATA_RETURN_IF_ERROR(add("token_embd.weight", H, n_vocab, o.type, {0.0f, 1.0f}));
   if (s.llama3_rope)
-    STRATA_RETURN_IF_ERROR(add_const("rope_freqs.weight",
-                                     Llama3RopeFactors(static_cast<int>(head_dim), s.rope_base)));
+    STRATA_RETURN_IF_ERROR(
+        add_const("rope_freqs.weight", Llama3RopeFactors(static_cast<int>(head_dim), s.rope_base)));
   for (int il = 0; il < s.n_layers; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     STRATA_RETURN_IF_ERROR(add(p + "attn_norm.weight", H, 1, DType::F32, {1.0f, 0.1f}));

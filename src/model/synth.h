@@ -18,13 +18,13 @@ struct SynthShape {
   int64_t ffn = 128;
   int n_heads = 4;
   int n_kv_heads = 2;
-  int64_t n_vocab = 0;      // 0: the vocabulary file's token count
+  int64_t n_vocab = 0;  // 0: the vocabulary file's token count
   int64_t n_ctx_train = 131072;
   float rope_base = 10000.0f;
   float rms_eps = 1e-6f;
   bool llama3_rope = false;  // write rope_freqs (factor 8, low 1, high 4, original 8192)
   bool tied_output = false;
-  bool r1_tokens = true;     // rename special tokens as the DeepSeek-R1 distills do
+  bool r1_tokens = true;  // rename special tokens as the DeepSeek-R1 distills do
 };
 
 // "r1-qwen-1.5b", "r1-qwen-7b", "r1-llama-8b", "tiny-qwen2", "tiny-llama",
@@ -34,17 +34,17 @@ Result<SynthShape> NamedSynthShape(const std::string& name);
 
 struct SynthOptions {
   SynthShape shape;
-  DType type = DType::F32;   // of the 2-D weights (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K);
-                             // norms (and biases) stay F32
+  DType type = DType::F32;  // of the 2-D weights (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K);
+                            // norms (and biases) stay F32
   uint64_t seed = 1;
-  std::string vocab_path;    // vocabulary GGUF to copy the tokenizer from ("": the Qwen2
-                             // vocabulary compiled into the binary)
-  std::string template_path; // Jinja chat template to embed (empty: the vocab file's, if any)
-  int threads = 0;           // 0: all cores
+  std::string vocab_path;     // vocabulary GGUF to copy the tokenizer from ("": the Qwen2
+                              // vocabulary compiled into the binary)
+  std::string template_path;  // Jinja chat template to embed (empty: the vocab file's, if any)
+  int threads = 0;            // 0: all cores
   // Marks the file as the demo model: metadata strata.demo = true (nodes then warn that its
   // weights are random) and general.name "strata-demo".
   bool demo = false;
-  bool progress = true;      // progress on stderr (base/progress.h)
+  bool progress = true;  // progress on stderr (base/progress.h)
 };
 
 // The metadata key marking a demo model (random weights: its text is meaningless).

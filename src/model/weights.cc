@@ -41,8 +41,10 @@ Result<Matrix> Model::BindMatrix(const std::string& name, int64_t rows, int64_t 
                   t->dims.size() > 1 ? std::to_string(t->dims[1]).c_str() : "",
                   static_cast<long long>(cols), static_cast<long long>(rows));
   if (!Info(t->type).compute)
-    return Errorf("tensor '%s' has type %s, which is not supported (supported: F32, F16, BF16, "
-                  "Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)", name.c_str(), DTypeName(t->type));
+    return Errorf(
+        "tensor '%s' has type %s, which is not supported (supported: F32, F16, BF16, "
+        "Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)",
+        name.c_str(), DTypeName(t->type));
   Matrix mat;
   mat.data = t->data;
   mat.type = t->type;

@@ -26,16 +26,16 @@ struct Matrix {
 };
 
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [hidden]
-  Matrix wq;                     // [n_heads * head_dim, hidden]
-  Matrix wk;                     // [n_kv_heads * head_dim, hidden]
-  Matrix wv;                     // [n_kv_heads * head_dim, hidden]
-  std::vector<float> bq, bk, bv; // qwen2 biases, empty otherwise
-  Matrix wo;                     // [hidden, n_heads * head_dim]
-  std::vector<float> ffn_norm;   // [hidden]
-  Matrix w_gate;                 // [ffn, hidden]
-  Matrix w_up;                   // [ffn, hidden]
-  Matrix w_down;                 // [hidden, ffn]
+  std::vector<float> attn_norm;   // [hidden]
+  Matrix wq;                      // [n_heads * head_dim, hidden]
+  Matrix wk;                      // [n_kv_heads * head_dim, hidden]
+  Matrix wv;                      // [n_kv_heads * head_dim, hidden]
+  std::vector<float> bq, bk, bv;  // qwen2 biases, empty otherwise
+  Matrix wo;                      // [hidden, n_heads * head_dim]
+  std::vector<float> ffn_norm;    // [hidden]
+  Matrix w_gate;                  // [ffn, hidden]
+  Matrix w_up;                    // [ffn, hidden]
+  Matrix w_down;                  // [hidden, ffn]
 };
 
 class Model {
@@ -53,9 +53,9 @@ class Model {
   bool has_embedding() const { return first_ == 0; }
   bool has_head() const { return last_ == cfg_.n_layers; }
 
-  const Matrix& tok_embd() const { return tok_embd_; }   // [n_vocab, hidden]; first == 0
+  const Matrix& tok_embd() const { return tok_embd_; }  // [n_vocab, hidden]; first == 0
   const std::vector<float>& output_norm() const { return output_norm_; }
-  const Matrix& output() const { return output_; }       // [n_vocab, hidden]; last == n_layers
+  const Matrix& output() const { return output_; }  // [n_vocab, hidden]; last == n_layers
   const LayerWeights& layer(int il) const { return layers_[static_cast<size_t>(il - first_)]; }
   // Per-dimension-pair rope divisors [head_dim / 2] (llama3 rope_freqs, linear scaling), or
   // empty when none apply.

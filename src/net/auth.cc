@@ -36,7 +36,8 @@ Result<Nonce> RandomNonce() {
 Digest ComputeProof(const std::string& secret, Role role, const Nonce& client_nonce,
                     const Nonce& server_nonce, const StageInfo& client_info,
                     const StageInfo* server_info) {
-  const std::string label = role == Role::kClient ? "strata-stage-v1 client" : "strata-stage-v1 server";
+  const std::string label =
+      role == Role::kClient ? "strata-stage-v1 client" : "strata-stage-v1 server";
   std::vector<uint8_t> msg(label.begin(), label.end());
   msg.push_back(0);
   msg.insert(msg.end(), client_nonce.begin(), client_nonce.end());

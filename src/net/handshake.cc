@@ -54,7 +54,8 @@ Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const
     SendError(c, 0, ErrorCode::kProtocol, server.status().message());
     return server.status().With(where);
   }
-  const Digest want = ComputeProof(opts.secret, Role::kServer, cn, challenge.nonce, self, &server->info);
+  const Digest want =
+      ComputeProof(opts.secret, Role::kServer, cn, challenge.nonce, self, &server->info);
   if (!DigestsEqual(want, server->proof)) {
     SendError(c, 0, ErrorCode::kAuth, "authentication failed: wrong cluster secret");
     return Errorf("%s failed to prove the cluster secret (authentication failed)", where.c_str());
@@ -70,12 +71,12 @@ Result<StageInfo> ClientHandshake(Connection& c, const std::string& where, const
 
 Status ServerHandshake(Connection& c, const StageInfo& self, const std::string& secret,
                        int timeout_ms, StageInfo* peer, ErrorCode* code) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(timeout_ms);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   int t = 0;
   auto left = [&]() -> Status {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now()).count();
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
     if (ms <= 0) return Errorf("handshake not completed within %d ms", timeout_ms);
     t = static_cast<int>(ms);
     return Status::Ok();

@@ -13,11 +13,11 @@
 namespace strata::net {
 
 struct StageClientOptions {
-  std::string secret;                        // shared cluster secret (required)
+  std::string secret;  // shared cluster secret (required)
   size_t max_frame_bytes = kDefaultMaxFrameBytes;
   int connect_timeout_ms = 5000;
   int handshake_timeout_ms = 5000;
-  int request_timeout_ms = 60000;            // waiting for a Result
+  int request_timeout_ms = 60000;  // waiting for a Result
 };
 
 // The client half of the handshake; returns the server's StageInfo. `where` names the peer in

@@ -37,9 +37,24 @@ void StageLink::Stop() {
 
 Status StageLink::WaitFirstAttempt(int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return first_done_ || stop_; });
+  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+               [this] { return first_done_ || stop_; });
   if (!first_done_) return Errorf("%s: no answer within %d ms", where_.c_str(), timeout_ms);
   return first_status_;
+}
+
+Status StageLink::WaitConnectedOrRetrying(const std::string& who) {
+  Status first =
+      WaitFirstAttempt(opts_.client.connect_timeout_ms + opts_.client.handshake_timeout_ms);
+  if (first.ok()) return first;
+  const std::string& m = first.message();
+  const bool unreachable = m.rfind("cannot connect", 0) == 0 || m.rfind("cannot resolve", 0) == 0 ||
+                           m.find("no answer within") != std::string::npos;
+  if (!unreachable) return first.With("connecting to the next stage");
+  STRATA_LOG(LogLevel::kWarn,
+             "%s: next stage %s:%u not reachable yet (%s); retrying in the background", who.c_str(),
+             host_.c_str(), port_, m.c_str());
+  return Status::Ok();
 }
 
 bool StageLink::connected() const {
@@ -67,11 +82,16 @@ LinkStats StageLink::stats() const {
 }
 
 void StageLink::SendForward(const ForwardMsg& msg, Callback done) {
+  const Clock::time_point t0 = Clock::now();
   auto payload = EncodeForward(msg);
   if (payload.ok() && payload->size() > opts_.client.max_frame_bytes)
     payload = Errorf("Forward of %zu bytes exceeds the frame limit of %zu", payload->size(),
                      opts_.client.max_frame_bytes);
   Send(FrameType::kForward, msg.id, std::move(payload), std::move(done));
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.forward_send_seconds += secs;
+  stats_.forward_tokens += static_cast<uint64_t>(msg.batch.size());
 }
 
 void StageLink::SendClear(uint64_t id, const std::vector<int32_t>& seqs, Callback done) {
@@ -102,8 +122,10 @@ void StageLink::Send(FrameType type, uint64_t id, Result<std::vector<uint8_t>> p
     }
     if (pending_.count(id)) {
       mu_.unlock();
-      done(LinkReply{Errorf("request id %llu is already in flight", static_cast<unsigned long long>(id)),
-                     ErrorCode::kRequest, {}});
+      done(LinkReply{
+          Errorf("request id %llu is already in flight", static_cast<unsigned long long>(id)),
+          ErrorCode::kRequest,
+          {}});
       mu_.lock();
       return;
     }
@@ -192,7 +214,10 @@ void StageLink::ReadLoop(const std::shared_ptr<Connection>& conn) {
     const auto now = Clock::now();
     if (f.type == FrameType::kPong) {
       auto p = DecodePing(f.payload);
-      if (!p.ok()) { why = p.status().message(); break; }
+      if (!p.ok()) {
+        why = p.status().message();
+        break;
+      }
       std::lock_guard<std::mutex> lock(mu_);
       last_rx_ = now;
       auto it = pings_.find(p->nonce);
@@ -209,12 +234,18 @@ void StageLink::ReadLoop(const std::shared_ptr<Connection>& conn) {
     uint64_t id = 0;
     if (f.type == FrameType::kResult) {
       auto r = DecodeResult(f.payload);
-      if (!r.ok()) { why = r.status().message(); break; }
+      if (!r.ok()) {
+        why = r.status().message();
+        break;
+      }
       id = r->id;
       reply.result = std::move(r).value();
     } else if (f.type == FrameType::kError) {
       auto e = DecodeError(f.payload);
-      if (!e.ok()) { why = e.status().message(); break; }
+      if (!e.ok()) {
+        why = e.status().message();
+        break;
+      }
       if (e->id == 0) {
         why = "refused: " + e->message;
         break;
@@ -255,7 +286,8 @@ void StageLink::ReadLoop(const std::shared_ptr<Connection>& conn) {
     pings_.clear();
     stats_.failures++;
     // A cut-off detected by the heartbeat left its reason in last_error.
-    if (why == "connection shut down" && !stats_.last_error.empty() && !stopping) why = stats_.last_error;
+    if (why == "connection shut down" && !stats_.last_error.empty() && !stopping)
+      why = stats_.last_error;
     stats_.last_error = "connection lost: " + why;
   }
   conn->Shutdown();
@@ -272,9 +304,11 @@ void StageLink::Heartbeat() {
     cv_.wait_for(lock, std::chrono::milliseconds(opts_.heartbeat_ms), [this] { return stop_; });
     if (stop_ || conn_ == nullptr) continue;
     const auto now = Clock::now();
-    const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_rx_).count();
+    const auto silent =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - last_rx_).count();
     if (silent > opts_.dead_after_ms) {
-      stats_.last_error = StrFormat("no answer for %lld ms (stage cut off?)", static_cast<long long>(silent));
+      stats_.last_error =
+          StrFormat("no answer for %lld ms (stage cut off?)", static_cast<long long>(silent));
       conn_->Shutdown();  // wakes the reader, which fails the pending requests
       continue;
     }
@@ -287,7 +321,8 @@ void StageLink::Heartbeat() {
       std::unique_lock<std::mutex> wlock(write_mu_, std::try_to_lock);
       // Busy writing a request: that traffic is enough; the dead check still applies.
       if (wlock.owns_lock()) {
-        Status st = c->WriteFrame(FrameType::kPing, EncodePing(PingMsg{nonce}), opts_.dead_after_ms);
+        Status st =
+            c->WriteFrame(FrameType::kPing, EncodePing(PingMsg{nonce}), opts_.dead_after_ms);
         if (!st.ok()) c->Shutdown();
       }
     }

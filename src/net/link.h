@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "base/status.h"
-#include "net/protocol.h"
 #include "net/handshake.h"
+#include "net/protocol.h"
 #include "net/transport.h"
 
 namespace strata::net {
@@ -41,13 +41,16 @@ struct LinkReply {
 
 struct LinkStats {
   bool connected = false;
-  uint64_t connects = 0;           // successful handshakes (1 + reconnects)
-  uint64_t failures = 0;           // connections lost
-  uint64_t bytes_sent = 0;         // over every connection
+  uint64_t connects = 0;    // successful handshakes (1 + reconnects)
+  uint64_t failures = 0;    // connections lost
+  uint64_t bytes_sent = 0;  // over every connection
   uint64_t bytes_received = 0;
-  uint64_t requests = 0;           // replies received
-  double request_seconds = 0;      // sum of send -> reply times
-  double last_rtt_seconds = 0;     // last Ping -> Pong round trip (the hop's network latency)
+  uint64_t requests = 0;       // replies received
+  double request_seconds = 0;  // sum of send -> reply times
+  // The hop's own cost on this side: encoding and writing Forward frames, and their tokens.
+  double forward_send_seconds = 0;
+  uint64_t forward_tokens = 0;
+  double last_rtt_seconds = 0;  // last Ping -> Pong round trip (the hop's network latency)
   double rtt_seconds_sum = 0;
   uint64_t rtt_count = 0;
   std::string last_error;
@@ -64,6 +67,11 @@ class StageLink {
 
   // Waits until connected or the first attempt failed; returns the first attempt's status.
   Status WaitFirstAttempt(int timeout_ms);
+  // WaitFirstAttempt for the connect + handshake timeouts, as a pipeline hop starts: OK when
+  // connected, and also when the next stage is merely not reachable yet (not listening, not
+  // resolvable, silent), which is logged as a warning from `who` while the link keeps
+  // retrying in the background. Any other failure (a refused handshake) is returned.
+  Status WaitConnectedOrRetrying(const std::string& who);
 
   // Sends a Forward (or ClearSeq when clear is true); `done` runs exactly once, on the reader
   // thread, or on this thread before Send returns when the link is down.

@@ -130,13 +130,12 @@ TEST(Protocol, RejectsTruncatedAndTrailing) {
       {"fwd-f32", EncodeForward(SampleForward(64, Activations::kF32, rng)).value()},
       {"fwd-q8", EncodeForward(SampleForward(64, Activations::kQ8, rng)).value()},
   };
-  auto check = [](const std::vector<uint8_t>& p) -> bool {
-    return DecodeForward(p).ok();
-  };
+  auto check = [](const std::vector<uint8_t>& p) -> bool { return DecodeForward(p).ok(); };
   for (auto& [name, p] : cases) {
     ASSERT_TRUE(check(p)) << name;
     for (size_t n = 0; n < p.size(); ++n)
-      EXPECT_FALSE(check(std::vector<uint8_t>(p.begin(), p.begin() + n))) << name << " prefix " << n;
+      EXPECT_FALSE(check(std::vector<uint8_t>(p.begin(), p.begin() + n)))
+          << name << " prefix " << n;
     auto longer = p;
     longer.push_back(0);
     EXPECT_FALSE(check(longer)) << name;
@@ -187,10 +186,16 @@ TEST(Protocol, FuzzMutations) {
     const int n_mut = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < n_mut; ++k) {
       switch (rng() % 4) {
-        case 0: if (!p.empty()) p[rng() % p.size()] = static_cast<uint8_t>(rng()); break;
-        case 1: if (!p.empty()) p.resize(rng() % p.size()); break;
+        case 0:
+          if (!p.empty()) p[rng() % p.size()] = static_cast<uint8_t>(rng());
+          break;
+        case 1:
+          if (!p.empty()) p.resize(rng() % p.size());
+          break;
         case 2: p.push_back(static_cast<uint8_t>(rng())); break;
-        case 3: if (!p.empty()) p[rng() % p.size()] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
+        case 3:
+          if (!p.empty()) p[rng() % p.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
       }
     }
     ++total;
@@ -206,10 +211,22 @@ TEST(Protocol, FuzzMutations) {
         EXPECT_EQ(EncodeResult(*m).value(), p);
       }
     }
-    if (auto m = DecodeError(p); m.ok()) { ++accepted; EXPECT_EQ(EncodeError(*m), p); }
-    if (auto m = DecodeClearSeq(p); m.ok()) { ++accepted; EXPECT_EQ(EncodeClearSeq(*m), p); }
-    if (auto m = DecodeAuth(p); m.ok()) { ++accepted; EXPECT_EQ(EncodeAuth(*m), p); }
-    if (auto m = DecodeHello(p); m.ok()) { ++accepted; EXPECT_EQ(EncodeHello(*m), p); }
+    if (auto m = DecodeError(p); m.ok()) {
+      ++accepted;
+      EXPECT_EQ(EncodeError(*m), p);
+    }
+    if (auto m = DecodeClearSeq(p); m.ok()) {
+      ++accepted;
+      EXPECT_EQ(EncodeClearSeq(*m), p);
+    }
+    if (auto m = DecodeAuth(p); m.ok()) {
+      ++accepted;
+      EXPECT_EQ(EncodeAuth(*m), p);
+    }
+    if (auto m = DecodeHello(p); m.ok()) {
+      ++accepted;
+      EXPECT_EQ(EncodeHello(*m), p);
+    }
     if (p.size() >= kFrameHeaderBytes) (void)DecodeFrameHeader(p.data(), 1 << 20);
   }
   EXPECT_GT(accepted, 0);  // value-only mutations do get through (and were checked)

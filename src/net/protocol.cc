@@ -17,7 +17,11 @@ class Out {
   void U32(uint32_t v) { Le(v, 4); }
   void U64(uint64_t v) { Le(v, 8); }
   void I32(int32_t v) { U32(static_cast<uint32_t>(v)); }
-  void F32(float f) { uint32_t u; std::memcpy(&u, &f, 4); U32(u); }
+  void F32(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    U32(u);
+  }
   void Bytes(const uint8_t* p, size_t n) { buf_.insert(buf_.end(), p, p + n); }
   void Str(const std::string& s) {
     const size_t n = std::min<size_t>(s.size(), kMaxMessageChars);
@@ -49,16 +53,27 @@ class In {
   uint32_t U32() { return static_cast<uint32_t>(Le(4)); }
   uint64_t U64() { return Le(8); }
   int32_t I32() { return static_cast<int32_t>(U32()); }
-  float F32() { const uint32_t u = U32(); float f; std::memcpy(&f, &u, 4); return f; }
+  float F32() {
+    const uint32_t u = U32();
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
   const uint8_t* Bytes(size_t n) {
-    if (!ok_ || n > remaining()) { ok_ = false; return nullptr; }
+    if (!ok_ || n > remaining()) {
+      ok_ = false;
+      return nullptr;
+    }
     const uint8_t* r = p_ + at_;
     at_ += n;
     return r;
   }
   std::string Str() {
     const uint32_t n = U32();
-    if (n > kMaxMessageChars) { ok_ = false; return {}; }
+    if (n > kMaxMessageChars) {
+      ok_ = false;
+      return {};
+    }
     const uint8_t* b = Bytes(n);
     return b ? std::string(reinterpret_cast<const char*>(b), n) : std::string();
   }
@@ -71,7 +86,10 @@ class In {
 
  private:
   uint64_t Le(int n) {
-    if (!ok_ || static_cast<size_t>(n) > remaining()) { ok_ = false; return 0; }
+    if (!ok_ || static_cast<size_t>(n) > remaining()) {
+      ok_ = false;
+      return 0;
+    }
     uint64_t v = 0;
     for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(p_[at_ + i]) << (8 * i);
     at_ += static_cast<size_t>(n);
@@ -133,7 +151,8 @@ void PutActivations(Out& o, const float* x, uint32_t rows, uint32_t cols, Activa
   }
 }
 
-bool GetActivations(In& in, uint32_t rows, uint32_t cols, Activations enc, std::vector<float>* out) {
+bool GetActivations(In& in, uint32_t rows, uint32_t cols, Activations enc,
+                    std::vector<float>* out) {
   const uint64_t bytes = ActivationBytes(rows, cols, enc);
   if (bytes > in.remaining()) return false;
   if (enc == Activations::kQ8) {
@@ -167,7 +186,8 @@ Status PutSections(Out& o, const ForwardMsg& m) {
   if (!(m.flags & kSample) && !m.samples.empty())
     return Status::Error("Forward: sampling rows without the kSample flag");
   if (m.flags & kHasCopies) {
-    if (m.copies.size() > kMaxKvCopies) return Errorf("Forward: %zu KV copies (at most %u)", m.copies.size(), kMaxKvCopies);
+    if (m.copies.size() > kMaxKvCopies)
+      return Errorf("Forward: %zu KV copies (at most %u)", m.copies.size(), kMaxKvCopies);
     o.U32(static_cast<uint32_t>(m.copies.size()));
     for (const WireKvCopy& c : m.copies) {
       o.I32(c.src);
@@ -194,7 +214,8 @@ Status PutSections(Out& o, const ForwardMsg& m) {
         o.I32(p.penalty_last_n);
         o.U64(p.seed);
       }
-      if (s.accept.size() > kMaxBatchTokens) return Status::Error("Forward: too many accepted tokens");
+      if (s.accept.size() > kMaxBatchTokens)
+        return Status::Error("Forward: too many accepted tokens");
       o.U32(static_cast<uint32_t>(s.accept.size()));
       PutI32s(o, s.accept);
     }
@@ -217,7 +238,8 @@ Status GetSections(In& in, ForwardMsg* m) {
   }
   if (m->flags & kSample) {
     const size_t rows = FlaggedRows(m->batch);
-    if (rows > in.remaining()) return Status::Error("Forward: sampling rows do not fit the payload");
+    if (rows > in.remaining())
+      return Status::Error("Forward: sampling rows do not fit the payload");
     m->samples.resize(rows);
     for (WireSample& s : m->samples) {
       const uint8_t reset = in.U8();
@@ -234,7 +256,8 @@ Status GetSections(In& in, ForwardMsg* m) {
         p.frequency_penalty = in.F32();
         p.penalty_last_n = in.I32();
         p.seed = in.U64();
-        if (in.ok() && !FiniteParams(p)) return Status::Error("Forward: non-finite sampler parameter");
+        if (in.ok() && !FiniteParams(p))
+          return Status::Error("Forward: non-finite sampler parameter");
       }
       const uint32_t na = in.U32();
       if (!in.ok()) return in.Finish();
@@ -282,7 +305,8 @@ Result<FrameHeader> DecodeFrameHeader(const uint8_t* h, size_t max_payload) {
   const uint32_t length = in.U32();
   const uint16_t type = in.U16();
   const uint16_t flags = in.U16();
-  if (magic != kFrameMagic) return Errorf("bad frame magic 0x%08x (not a stage protocol peer?)", magic);
+  if (magic != kFrameMagic)
+    return Errorf("bad frame magic 0x%08x (not a stage protocol peer?)", magic);
   if (flags != 0) return Errorf("bad frame flags 0x%04x", flags);
   if (type < static_cast<uint16_t>(FrameType::kHello) ||
       type > static_cast<uint16_t>(FrameType::kPong))
@@ -325,7 +349,8 @@ std::vector<uint8_t> EncodeAuth(const AuthMsg& m) {
 Result<AuthMsg> DecodeAuth(const std::vector<uint8_t>& payload) {
   In in(payload, "Auth");
   AuthMsg m;
-  if (const uint8_t* f = in.Bytes(kDigestBytes)) std::memcpy(m.info.fingerprint.data(), f, kDigestBytes);
+  if (const uint8_t* f = in.Bytes(kDigestBytes))
+    std::memcpy(m.info.fingerprint.data(), f, kDigestBytes);
   m.info.n_layers = in.U32();
   m.info.first = in.U32();
   m.info.last = in.U32();
@@ -345,15 +370,17 @@ std::string ShortHex(const Digest& d) {
 
 Status CheckAdjacent(const StageInfo& up, const StageInfo& down) {
   if (up.fingerprint != down.fingerprint)
-    return Errorf("model fingerprint mismatch: upstream stage serves '%s' (fingerprint %s), "
-                  "downstream stage serves '%s' (fingerprint %s); all stages must load the same "
-                  "GGUF file",
-                  up.model_name.c_str(), ShortHex(up.fingerprint).c_str(),
-                  down.model_name.c_str(), ShortHex(down.fingerprint).c_str());
+    return Errorf(
+        "model fingerprint mismatch: upstream stage serves '%s' (fingerprint %s), "
+        "downstream stage serves '%s' (fingerprint %s); all stages must load the same "
+        "GGUF file",
+        up.model_name.c_str(), ShortHex(up.fingerprint).c_str(), down.model_name.c_str(),
+        ShortHex(down.fingerprint).c_str());
   if (up.n_layers != down.n_layers || up.hidden != down.hidden || up.n_vocab != down.n_vocab)
-    return Errorf("model shape mismatch: upstream has %u layers / hidden %u / vocab %u, "
-                  "downstream %u / %u / %u",
-                  up.n_layers, up.hidden, up.n_vocab, down.n_layers, down.hidden, down.n_vocab);
+    return Errorf(
+        "model shape mismatch: upstream has %u layers / hidden %u / vocab %u, "
+        "downstream %u / %u / %u",
+        up.n_layers, up.hidden, up.n_vocab, down.n_layers, down.hidden, down.n_vocab);
   const bool up_driver = up.first == 0 && up.last == 0;
   if (!up_driver && (up.first >= up.last || up.last > up.n_layers))
     return Errorf("invalid upstream layer range [%u, %u) of %u layers", up.first, up.last,
@@ -365,16 +392,18 @@ Status CheckAdjacent(const StageInfo& up, const StageInfo& down) {
     return Errorf("layer ranges overlap: upstream serves [%u, %u), downstream serves [%u, %u)",
                   up.first, up.last, down.first, down.last);
   if (up.last != down.first)
-    return Errorf("layer ranges are not adjacent: upstream serves [%u, %u) but downstream "
-                  "starts at layer %u (expected %u)",
-                  up.first, up.last, down.first, up.last);
+    return Errorf(
+        "layer ranges are not adjacent: upstream serves [%u, %u) but downstream "
+        "starts at layer %u (expected %u)",
+        up.first, up.last, down.first, up.last);
   return Status::Ok();
 }
 
 Result<std::vector<uint8_t>> EncodeForward(const ForwardMsg& m) {
   const WireBatch& b = m.batch;
   const size_t n = b.pos.size();
-  if (n == 0 || n > kMaxBatchTokens) return Errorf("batch of %zu tokens (1..%u allowed)", n, kMaxBatchTokens);
+  if (n == 0 || n > kMaxBatchTokens)
+    return Errorf("batch of %zu tokens (1..%u allowed)", n, kMaxBatchTokens);
   if (b.seq.size() != n || b.output.size() != n || (m.hidden_dim == 0 && b.tokens.size() != n))
     return Status::Error("batch arrays differ in length");
   if (m.hidden_dim > kMaxRowLength) return Errorf("hidden size %u too large", m.hidden_dim);
@@ -408,13 +437,17 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
   const uint32_t n = in.U32();
   m.hidden_dim = in.U32();
   if (!in.ok()) return in.Finish();
-  if (m.flags & ~(kWantTokenIds | kQ8Hops | kSample | kHasCopies)) return Errorf("Forward: unknown flags 0x%02x", m.flags);
+  if (m.flags & ~(kWantTokenIds | kQ8Hops | kSample | kHasCopies))
+    return Errorf("Forward: unknown flags 0x%02x", m.flags);
   if (!ValidEncoding(enc)) return Errorf("Forward: unknown activation encoding %u", enc);
   m.encoding = static_cast<Activations>(enc);
-  if (n == 0 || n > kMaxBatchTokens) return Errorf("Forward: batch of %u tokens (1..%u allowed)", n, kMaxBatchTokens);
-  if (m.hidden_dim > kMaxRowLength) return Errorf("Forward: hidden size %u too large", m.hidden_dim);
+  if (n == 0 || n > kMaxBatchTokens)
+    return Errorf("Forward: batch of %u tokens (1..%u allowed)", n, kMaxBatchTokens);
+  if (m.hidden_dim > kMaxRowLength)
+    return Errorf("Forward: hidden size %u too large", m.hidden_dim);
   // Fixed per-token arrays: pos, seq (4 + 4 bytes) and output (1 byte).
-  const uint64_t body = m.hidden_dim == 0 ? uint64_t{n} * 4 : ActivationBytes(n, m.hidden_dim, m.encoding);
+  const uint64_t body =
+      m.hidden_dim == 0 ? uint64_t{n} * 4 : ActivationBytes(n, m.hidden_dim, m.encoding);
   const bool sections = (m.flags & (kSample | kHasCopies)) != 0;
   const uint64_t want = uint64_t{n} * 9 + body;
   if (sections ? want > in.remaining() : want != in.remaining())
@@ -456,7 +489,8 @@ Result<std::vector<uint8_t>> EncodeResult(const ResultMsg& m) {
       break;
     case ResultKind::kHidden:
     case ResultKind::kLogits:
-      if (m.values.size() != nv) return Errorf("result holds %zu values, expected %zu", m.values.size(), nv);
+      if (m.values.size() != nv)
+        return Errorf("result holds %zu values, expected %zu", m.values.size(), nv);
       if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
         return Status::Error("logits travel as F32");
       PutActivations(o, m.values.data(), m.rows, m.cols, m.encoding);
@@ -478,11 +512,13 @@ Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
   m.rows = in.U32();
   m.cols = in.U32();
   if (!in.ok()) return in.Finish();
-  if (kind > static_cast<uint8_t>(ResultKind::kTokenIds)) return Errorf("Result: unknown kind %u", kind);
+  if (kind > static_cast<uint8_t>(ResultKind::kTokenIds))
+    return Errorf("Result: unknown kind %u", kind);
   if (!ValidEncoding(enc)) return Errorf("Result: unknown encoding %u", enc);
   m.kind = static_cast<ResultKind>(kind);
   m.encoding = static_cast<Activations>(enc);
-  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength) return Status::Error("Result: shape too large");
+  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength)
+    return Status::Error("Result: shape too large");
   switch (m.kind) {
     case ResultKind::kNone:
       if (m.rows != 0 || m.cols != 0) return Status::Error("Result: empty result with a shape");
@@ -492,12 +528,14 @@ Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
       if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
         return Status::Error("Result: logits must be F32");
       if (ActivationBytes(m.rows, m.cols, m.encoding) != in.remaining())
-        return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(), m.rows, m.cols);
+        return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(),
+                      m.rows, m.cols);
       if (!GetActivations(in, m.rows, m.cols, m.encoding, &m.values)) return in.Finish();
       break;
     case ResultKind::kTokenIds:
       if (m.cols != 1 || uint64_t{m.rows} * 4 != in.remaining())
-        return Errorf("Result: token ids payload of %zu bytes does not match %u rows", in.remaining(), m.rows);
+        return Errorf("Result: token ids payload of %zu bytes does not match %u rows",
+                      in.remaining(), m.rows);
       m.tokens = GetI32s(in, m.rows);
       break;
   }

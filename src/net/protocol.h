@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/token_batch.h"
 
 namespace strata::net {
 
-inline constexpr uint32_t kProtocolVersion = 2;  // 2: sampling at the tail, KV copies, Ping
+inline constexpr uint32_t kProtocolVersion = 2;      // 2: sampling at the tail, KV copies, Ping
 inline constexpr uint32_t kFrameMagic = 0x31505453;  // bytes "STP1"
 inline constexpr size_t kFrameHeaderBytes = 12;      // magic u32, length u32, type u16, flags u16
 inline constexpr size_t kDefaultMaxFrameBytes = 64u << 20;
@@ -96,19 +97,7 @@ enum class Activations : uint8_t { kF32 = 0, kQ8 = 1 };
 
 // The wire's own view of a batch and its side data. The protocol knows no model: the
 // pipeline layer (src/pipeline/wire.h) converts these to and from the engine's types.
-struct WireBatch {
-  std::vector<int32_t> tokens;  // [n] token ids (hidden_dim == 0)
-  std::vector<int32_t> pos;     // [n] position of each token in its sequence
-  std::vector<int32_t> seq;     // [n] KV slot of each token
-  std::vector<uint8_t> output;  // [n] 1: this token's row is returned / sampled
-  int size() const { return static_cast<int>(pos.size()); }
-  void Add(int32_t token, int32_t position, int32_t seq_id, bool want_output) {
-    tokens.push_back(token);
-    pos.push_back(position);
-    seq.push_back(seq_id);
-    output.push_back(want_output ? 1 : 0);
-  }
-};
+struct WireBatch : TokenBatch {};  // tokens: when hidden_dim == 0
 
 // Copy the first n KV positions of slot src into slot dst.
 struct WireKvCopy {
@@ -130,9 +119,9 @@ struct WireSamplerParams {
 
 // How the last stage samples one flagged row (see runtime/step.h's SampleSpec).
 struct WireSample {
-  bool reset = false;             // new sampler with `params`
-  WireSamplerParams params;       // used when reset
-  std::vector<int32_t> accept;    // tokens (or skip entries) to accept before sampling
+  bool reset = false;           // new sampler with `params`
+  WireSamplerParams params;     // used when reset
+  std::vector<int32_t> accept;  // tokens (or skip entries) to accept before sampling
 };
 
 enum ForwardFlags : uint8_t {
@@ -145,10 +134,10 @@ enum ForwardFlags : uint8_t {
 struct ForwardMsg {
   uint64_t id = 0;
   uint8_t flags = 0;
-  WireBatch batch;             // tokens used when hidden_dim == 0
-  uint32_t hidden_dim = 0;     // 0: the batch carries token ids; else hidden states follow
+  WireBatch batch;          // tokens used when hidden_dim == 0
+  uint32_t hidden_dim = 0;  // 0: the batch carries token ids; else hidden states follow
   Activations encoding = Activations::kF32;  // how `hidden` travels
-  std::vector<float> hidden;   // [n, hidden_dim] (after decoding a Q8 frame: dequantized)
+  std::vector<float> hidden;        // [n, hidden_dim] (after decoding a Q8 frame: dequantized)
   std::vector<WireKvCopy> copies;   // sent when flags has kHasCopies
   std::vector<WireSample> samples;  // kSample: one per flagged token, in batch order
 };
@@ -164,14 +153,14 @@ struct ResultMsg {
   ResultKind kind = ResultKind::kNone;
   uint32_t rows = 0, cols = 0;
   Activations encoding = Activations::kF32;  // kHidden only
-  std::vector<float> values;     // kHidden / kLogits: [rows, cols]
-  std::vector<int32_t> tokens;   // kTokenIds: [rows]
+  std::vector<float> values;                 // kHidden / kLogits: [rows, cols]
+  std::vector<int32_t> tokens;               // kTokenIds: [rows]
 };
 Result<std::vector<uint8_t>> EncodeResult(const ResultMsg& m);
 Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload);
 
 enum class ErrorCode : uint32_t {
-  kProtocol = 1,      // malformed / unexpected frame
+  kProtocol = 1,  // malformed / unexpected frame
   kVersion = 2,
   kAuth = 3,
   kIncompatible = 4,  // fingerprint or layer range

@@ -8,7 +8,8 @@ Result<std::unique_ptr<StageClient>> StageClient::Connect(const std::string& hos
                                                           const StageInfo& self,
                                                           const StageClientOptions& opts) {
   if (opts.secret.empty()) return Status::Error("stage client: the cluster secret is empty");
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Dial(host, port, opts.connect_timeout_ms));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                          Dial(host, port, opts.connect_timeout_ms));
   const std::string where = StrFormat("stage %s:%u", host.c_str(), port);
   STRATA_ASSIGN_OR_RETURN(StageInfo peer, ClientHandshake(*conn, where, self, opts));
   std::unique_ptr<StageClient> client(new StageClient());
@@ -18,7 +19,8 @@ Result<std::unique_ptr<StageClient>> StageClient::Connect(const std::string& hos
   return client;
 }
 
-Result<ResultMsg> StageClient::Call(FrameType type, const std::vector<uint8_t>& payload, uint64_t id) {
+Result<ResultMsg> StageClient::Call(FrameType type, const std::vector<uint8_t>& payload,
+                                    uint64_t id) {
   if (broken_) return Status::Error("stage connection is broken");
   Status st = conn_->WriteFrame(type, payload, opts_.request_timeout_ms);
   Frame f;
@@ -29,16 +31,23 @@ Result<ResultMsg> StageClient::Call(FrameType type, const std::vector<uint8_t>& 
   }
   if (f.type == FrameType::kError) {
     auto e = DecodeError(f.payload);
-    if (!e.ok()) { broken_ = true; return e.status(); }
+    if (!e.ok()) {
+      broken_ = true;
+      return e.status();
+    }
     if (e->id != id) broken_ = true;
     return Errorf("stage %s: %s", conn_->peer().c_str(), e->message.c_str());
   }
   if (f.type != FrameType::kResult) {
     broken_ = true;
-    return Errorf("stage %s sent an unexpected %s frame", conn_->peer().c_str(), FrameTypeName(f.type));
+    return Errorf("stage %s sent an unexpected %s frame", conn_->peer().c_str(),
+                  FrameTypeName(f.type));
   }
   auto r = DecodeResult(f.payload);
-  if (!r.ok()) { broken_ = true; return r.status(); }
+  if (!r.ok()) {
+    broken_ = true;
+    return r.status();
+  }
   if (r->id != id) {
     broken_ = true;
     return Errorf("stage %s answered request %llu, expected %llu", conn_->peer().c_str(),

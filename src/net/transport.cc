@@ -17,7 +17,8 @@ namespace {
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch()).count();
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 int64_t Deadline(int timeout_ms) { return timeout_ms < 0 ? -1 : NowMs() + timeout_ms; }
@@ -93,7 +94,8 @@ Status Connection::WriteExact(const uint8_t* p, size_t n, int64_t deadline_ms) {
     boost::system::error_code ec;
     const size_t w = socket_.write_some(asio::buffer(p + put, n - put), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      STRATA_RETURN_IF_ERROR(Wait(socket_.native_handle(), POLLOUT, deadline_ms, "writing a frame"));
+      STRATA_RETURN_IF_ERROR(
+          Wait(socket_.native_handle(), POLLOUT, deadline_ms, "writing a frame"));
       continue;
     }
     if (ec) return Errorf("write failed: %s", ec.message().c_str());
@@ -135,7 +137,10 @@ Result<std::unique_ptr<Connection>> Dial(const std::string& host, uint16_t port,
     socket.connect(e.endpoint(), ec);
     if (ec == asio::error::in_progress || ec == asio::error::would_block) {
       Status st = Wait(socket.native_handle(), POLLOUT, Deadline(timeout_ms), "connecting");
-      if (!st.ok()) { ec = asio::error::timed_out; continue; }
+      if (!st.ok()) {
+        ec = asio::error::timed_out;
+        continue;
+      }
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len);

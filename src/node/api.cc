@@ -2,16 +2,16 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "http/json_guard.h"
+#include "tokenizer/tool_calls.h"
 
 namespace strata::node {
 
 using nlohmann::json;
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::string ErrorJson(const ApiError& e) {
   json err = {{"message", e.message}, {"type", e.type}};
@@ -82,6 +82,78 @@ std::string MessageContent(const json& m) {
   return out;
 }
 
+ChatMessage ReadMessage(const json& m) {
+  ChatMessage msg;
+  msg.role = m["role"].get<std::string>();
+  msg.content = MessageContent(m);
+  msg.content_null = Field(m, "content") == nullptr;
+  GetString(m, "tool_call_id", &msg.tool_call_id);
+  if (const json* calls = Field(m, "tool_calls")) {
+    for (const json& c : *calls) {
+      ToolCall call;
+      GetString(c, "id", &call.id);
+      const json& f = c.at("function");
+      call.name = f.at("name").get<std::string>();
+      const json* args = Field(f, "arguments");
+      call.arguments = !args ? "{}" : args->is_string() ? args->get<std::string>() : Dump(*args);
+      msg.tool_calls.push_back(std::move(call));
+    }
+  }
+  return msg;
+}
+
+// tools, tool_choice, parallel_tool_calls and the thinking switches of a chat request.
+// Tools are read again from the body with their key order (templates print them as given).
+void ReadChatOptions(const json& j, std::string_view body, GenRequest* r) {
+  if (const json* tc = Field(j, "tool_choice")) {
+    if (tc->is_string()) {
+      r->tool_choice = tc->get<std::string>();
+    } else {
+      r->tool_choice = "function";
+      r->tool_choice_name = tc->at("function").at("name").get<std::string>();
+    }
+  }
+  GetBool(j, "parallel_tool_calls", &r->parallel_tool_calls);
+  if (const json* kw = Field(j, "chat_template_kwargs"))
+    GetBool(*kw, "enable_thinking", &r->enable_thinking);
+  bool think = true;
+  GetBool(j, "think", &think);
+  if (!think) r->enable_thinking = false;
+  if (Field(j, "tools") && !j["tools"].empty()) {
+    const auto ordered = nlohmann::ordered_json::parse(body);
+    for (const auto& t : ordered["tools"]) r->tools.push_back(t);
+  }
+}
+
+// Checks of the chat fields beyond their JSON types; "" when fine.
+std::string CheckChatOptions(const GenRequest& r) {
+  const std::string& c = r.tool_choice;
+  if (c != "none" && c != "auto" && c != "required" && c != "function")
+    return "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+           "\"function\": {\"name\": ...}} (got \"" +
+           c + "\")";
+  if ((c == "required" || c == "function") && r.tools.empty())
+    return "'tool_choice' \"" + c + "\" needs 'tools'";
+  if (c == "function") {
+    bool found = false;
+    for (const auto& t : r.tools)
+      if (t.contains("function") && t["function"].value("name", "") == r.tool_choice_name)
+        found = true;
+    if (!found)
+      return "'tool_choice' names the function '" + r.tool_choice_name +
+             "', which is not in 'tools'";
+  }
+  for (size_t i = 0; i < r.tools.size(); ++i) {
+    const auto& t = r.tools[i];
+    if (!t.is_object() || !t.contains("function") || !t["function"].is_object() ||
+        !t["function"].contains("name") || !t["function"]["name"].is_string())
+      return "tools[" + std::to_string(i) +
+             "]: expected {\"type\": \"function\", \"function\": "
+             "{\"name\": string, \"parameters\": object}}";
+  }
+  return {};
+}
+
 void ReadStop(const json& obj, std::vector<std::string>* out) {
   const json* v = Field(obj, "stop");
   if (!v) return;
@@ -106,7 +178,7 @@ void ReadPrompt(const json& j, GenRequest* r) {
 }
 
 // Reads an accepted body into *r.
-void ReadGenRequest(const json& j, GenRequest* r) {
+void ReadGenRequest(const json& j, std::string_view body, GenRequest* r) {
   const Endpoint endpoint = r->endpoint;
   GetString(j, "model", &r->model);
   int64_t max_tokens = endpoint == Endpoint::kInference ? 256 : r->max_tokens;
@@ -132,19 +204,109 @@ void ReadGenRequest(const json& j, GenRequest* r) {
     r->seed_given = true;
   }
   ReadStop(j, &r->stop);
+  int64_t n = 1;
+  GetInt(j, "n", &n);
+  r->n = static_cast<int>(n);
+  if (endpoint == Endpoint::kChat) {
+    bool lp = false;
+    GetBool(j, "logprobs", &lp);
+    int64_t top = 0;
+    GetInt(j, "top_logprobs", &top);
+    if (lp) r->top_logprobs = static_cast<int>(top);
+  } else if (endpoint == Endpoint::kCompletions) {
+    int64_t lp = -1;
+    GetInt(j, "logprobs", &lp);
+    r->top_logprobs = static_cast<int>(lp);
+    GetBool(j, "echo", &r->echo);
+  }
   if (endpoint != Endpoint::kInference) {
     GetBool(j, "stream", &r->stream);
     if (const json* so = Field(j, "stream_options"))
       GetBool(*so, "include_usage", &r->include_usage);
     GetBool(j, "return_token_ids", &r->return_token_ids);
+    GetBool(j, "return_tokens_as_token_ids", &r->return_tokens_as_token_ids);
     if (const json* c = Field(j, "continue_token_ids")) r->continue_ids = TokenIds(*c);
   }
   if (endpoint == Endpoint::kChat) {
-    for (const json& m : j["messages"])
-      r->messages.push_back(ChatMessage{m["role"].get<std::string>(), MessageContent(m)});
+    for (const json& m : j["messages"]) r->messages.push_back(ReadMessage(m));
   } else {
     ReadPrompt(j, r);
   }
+}
+
+// response_format, grammar, json_schema (at most one), thinking_budget, reasoning_effort and
+// ignore_eos: "" when valid, else the 400 message. The schema is read again from the body
+// with its keys in order (properties are generated in the order they are declared).
+std::string ReadConstraintFields(const json& j, std::string_view body, GenRequest* r) {
+  using grammar::ConstraintSpec;
+  ConstraintSpec& c = r->constraint;
+  int given = 0;
+  const char* schema_at = nullptr;  // path of the schema in the body
+  if (const json* rf = Field(j, "response_format")) {
+    const json* type = rf->is_object() ? Field(*rf, "type") : nullptr;
+    if (!type || !type->is_string())
+      return "'response_format' must be an object with a 'type' (text, json_object, json_schema)";
+    const std::string t = type->get<std::string>();
+    if (t == "json_object") {
+      c.kind = ConstraintSpec::kJsonObject;
+      ++given;
+    } else if (t == "json_schema") {
+      const json* js = Field(*rf, "json_schema");
+      const json* schema = js && js->is_object() ? Field(*js, "schema") : nullptr;
+      if (!schema || !(schema->is_object() || schema->is_boolean()))
+        return "'response_format.json_schema.schema' must be a JSON Schema object";
+      if (const json* strict = Field(*js, "strict"); strict && !strict->is_boolean())
+        return "'response_format.json_schema.strict' must be a boolean";
+      c.kind = ConstraintSpec::kJsonSchema;
+      schema_at = "rf";
+      ++given;
+    } else if (t != "text") {
+      return "'response_format.type' must be text, json_object or json_schema (got '" + t + "')";
+    }
+  }
+  if (const json* g = Field(j, "grammar")) {
+    if (!g->is_string() || g->get<std::string>().empty())
+      return "'grammar' must be a non-empty GBNF string";
+    c.kind = ConstraintSpec::kGbnf;
+    c.gbnf = g->get<std::string>();
+    ++given;
+  }
+  if (const json* js = Field(j, "json_schema")) {
+    if (!js->is_object()) return "'json_schema' must be a JSON Schema object";
+    c.kind = ConstraintSpec::kJsonSchema;
+    schema_at = "top";
+    ++given;
+  }
+  if (given > 1)
+    return "give at most one constraint: response_format (json_object or json_schema), grammar "
+           "or json_schema";
+  if (schema_at) {
+    const nlohmann::ordered_json o = nlohmann::ordered_json::parse(body);
+    c.schema =
+        schema_at[0] == 't' ? o["json_schema"] : o["response_format"]["json_schema"]["schema"];
+  }
+  if (const json* e = Field(j, "reasoning_effort")) {
+    const std::string v = e->is_string() ? e->get<std::string>() : "";
+    if (v == "low") {
+      r->thinking_budget = kEffortLow;
+    } else if (v == "medium") {
+      r->thinking_budget = kEffortMedium;
+    } else if (v == "high") {
+      r->thinking_budget = kEffortHigh;
+    } else {
+      return "'reasoning_effort' must be low, medium or high";
+    }
+  }
+  if (const json* tb = Field(j, "thinking_budget")) {  // wins over reasoning_effort
+    if (!tb->is_number_integer() || tb->get<int64_t>() < 0 || tb->get<int64_t>() > (1 << 24))
+      return "'thinking_budget' must be an integer in 0..16777216";
+    r->thinking_budget = static_cast<int>(tb->get<int64_t>());
+  }
+  if (const json* ie = Field(j, "ignore_eos")) {
+    if (!ie->is_boolean()) return "'ignore_eos' must be a boolean";
+    r->ignore_eos = ie->get<bool>();
+  }
+  return "";
 }
 
 }  // namespace
@@ -179,13 +341,86 @@ bool ParseGenRequest(Endpoint endpoint, std::string_view body, GenRequest* out, 
   GenRequest r;
   r.endpoint = endpoint;
   try {
-    ReadGenRequest(j, &r);
+    ReadGenRequest(j, body, &r);
+    if (endpoint == Endpoint::kChat) ReadChatOptions(j, body, &r);
+    if (endpoint != Endpoint::kInference) {
+      const std::string bad = ReadConstraintFields(j, body, &r);
+      if (!bad.empty()) {
+        *err = BadRequest(bad);
+        return false;
+      }
+    }
   } catch (const std::exception& e) {  // a reader and the check disagree: report, never escape
     *err = BadRequest(std::string("invalid request: ") + e.what());
     return false;
   }
+  if (std::string why = endpoint == Endpoint::kChat ? CheckChatOptions(r) : ""; !why.empty()) {
+    *err = BadRequest(why);
+    return false;
+  }
   *out = std::move(r);
   return true;
+}
+
+json ToolCallsJson(const std::vector<ToolCall>& calls, size_t first_index, bool with_index) {
+  json out = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c = {{"id", calls[k].id},
+              {"type", "function"},
+              {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (with_index) c["index"] = first_index + k;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+namespace {
+json Bytes(const std::string& s) {
+  json b = json::array();
+  for (const char c : s) b.push_back(static_cast<unsigned char>(c));
+  return b;
+}
+}  // namespace
+
+json ChatLogprobs(const std::vector<LogprobToken>& tokens) {
+  json content = json::array();
+  for (const LogprobToken& t : tokens) {
+    json top = json::array();
+    for (const auto& [piece, lp] : t.top)
+      top.push_back({{"token", piece}, {"logprob", lp}, {"bytes", Bytes(piece)}});
+    content.push_back({{"token", t.piece},
+                       {"logprob", t.logprob},
+                       {"bytes", Bytes(t.piece)},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return {{"content", std::move(content)}};
+}
+
+json CompletionLogprobs(const std::vector<LogprobToken>& tokens, size_t offset0) {
+  json toks = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  size_t off = offset0;
+  for (const LogprobToken& t : tokens) {
+    toks.push_back(t.piece);
+    lps.push_back(t.logprob);
+    json top = json::object();
+    for (const auto& [piece, lp] : t.top)
+      if (!top.contains(piece)) top[piece] = lp;
+    tops.push_back(std::move(top));
+    offs.push_back(off);
+    off += t.piece.size();
+  }
+  return {{"tokens", std::move(toks)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offs)}};
+}
+
+std::string NewToolCallId() {
+  static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) id += kAlnum[rng() % (sizeof(kAlnum) - 1)];
+  return id;
 }
 
 // ---- Reasoning split ----
@@ -193,17 +428,9 @@ bool ParseGenRequest(Endpoint endpoint, std::string_view body, GenRequest* out, 
 namespace {
 constexpr std::string_view kOpen = "<think>";
 constexpr std::string_view kClose = "</think>";
-
-// Length of the longest suffix of s that is a proper prefix of tag.
-size_t PartialTag(std::string_view s, std::string_view tag) {
-  for (size_t len = std::min(s.size(), tag.size() - 1); len > 0; --len)
-    if (s.substr(s.size() - len) == tag.substr(0, len)) return len;
-  return 0;
-}
 }  // namespace
 
-void ReasoningSplitter::Push(std::string_view text, std::string* reasoning,
-                             std::string* content) {
+void ReasoningSplitter::Push(std::string_view text, std::string* reasoning, std::string* content) {
   buf_.append(text);
   Drain(false, reasoning, content);
 }
@@ -263,9 +490,12 @@ void ReasoningSplitter::Drain(bool final, std::string* reasoning, std::string* c
 // ---- Responses ----
 
 json UsageJson(const Usage& u) {
-  return {{"prompt_tokens", u.prompt_tokens},
-          {"completion_tokens", u.completion_tokens},
-          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+  json j = {{"prompt_tokens", u.prompt_tokens},
+            {"completion_tokens", u.completion_tokens},
+            {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+  if (u.reasoning_tokens >= 0)
+    j["completion_tokens_details"] = {{"reasoning_tokens", u.reasoning_tokens}};
+  return j;
 }
 
 json ChatResponse(const std::string& id, int64_t created, const std::string& model,
@@ -277,11 +507,10 @@ json ChatResponse(const std::string& id, int64_t created, const std::string& mod
           {"object", "chat.completion"},
           {"created", created},
           {"model", model},
-          {"choices",
-           json::array({{{"index", 0},
-                         {"message", msg},
-                         {"logprobs", nullptr},
-                         {"finish_reason", finish_reason}}})},
+          {"choices", json::array({{{"index", 0},
+                                    {"message", msg},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", finish_reason}}})},
           {"usage", UsageJson(usage)}};
 }
 
@@ -292,11 +521,10 @@ json CompletionResponse(const std::string& id, int64_t created, const std::strin
           {"object", "text_completion"},
           {"created", created},
           {"model", model},
-          {"choices",
-           json::array({{{"index", 0},
-                         {"text", text},
-                         {"logprobs", nullptr},
-                         {"finish_reason", finish_reason}}})},
+          {"choices", json::array({{{"index", 0},
+                                    {"text", text},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", finish_reason}}})},
           {"usage", UsageJson(usage)}};
 }
 

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "grammar/constraint.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat_template.h"
 
@@ -30,12 +31,12 @@ enum class Endpoint { kInference, kCompletions, kChat };
 
 struct GenRequest {
   Endpoint endpoint = Endpoint::kCompletions;
-  std::string model;                   // "" when not given
-  std::string prompt;                  // kInference / kCompletions text
-  std::vector<int32_t> prompt_ids;     // kCompletions given as token ids
+  std::string model;                // "" when not given
+  std::string prompt;               // kInference / kCompletions text
+  std::vector<int32_t> prompt_ids;  // kCompletions given as token ids
   bool prompt_is_ids = false;
-  std::vector<ChatMessage> messages;   // kChat
-  int max_tokens = -1;                 // -1: until the context is full
+  std::vector<ChatMessage> messages;  // kChat
+  int max_tokens = -1;                // -1: until the context is full
   SamplerParams sampler;
   bool seed_given = false;
   std::vector<std::string> stop;
@@ -45,7 +46,49 @@ struct GenRequest {
   // from ids generated earlier (appended to the prompt; their text is not sent again).
   bool return_token_ids = false;
   std::vector<int32_t> continue_ids;
+  // Constrained decoding and thinking control (docs/constrained-decoding.md): one of
+  // response_format json_object / json_schema, grammar, json_schema; thinking_budget (or
+  // reasoning_effort's budget; -1: not given); ignore_eos.
+  grammar::ConstraintSpec constraint;
+  int thinking_budget = -1;
+  bool ignore_eos = false;
+  // Chat tools (docs/api.md): definitions in request order, the choice ("none", "auto",
+  // "required", or "function" with tool_choice_name), whether several calls may come.
+  std::vector<nlohmann::ordered_json> tools;
+  std::string tool_choice = "auto";
+  std::string tool_choice_name;
+  bool parallel_tool_calls = true;
+  // chat_template_kwargs.enable_thinking / think: false switches the reasoning off.
+  bool enable_thinking = true;
+  int n = 1;  // choices, seeded seed, seed+1, ... (docs/api.md)
+  // Logprob entries name tokens "token_id:ID" instead of their text (vLLM's extension: exact
+  // ids, e.g. to compare with another engine's logits).
+  bool return_tokens_as_token_ids = false;
+  int top_logprobs = -1;  // -1: no logprobs; else per token with the k most likely
+  bool echo = false;      // completions: the prompt's text before the completion
 };
+
+// reasoning_effort's thinking budgets in tokens.
+inline constexpr int kEffortLow = 256, kEffortMedium = 1024, kEffortHigh = 4096;
+
+// One sampled token's log-probabilities for the response: the token's text (its bytes as
+// the vocabulary holds them) and the k most likely alternatives.
+struct LogprobToken {
+  std::string piece;
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+// Chat's shape: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
+nlohmann::json ChatLogprobs(const std::vector<LogprobToken>& tokens);
+// Completions' legacy shape: {"tokens", "token_logprobs", "top_logprobs" ({text: logprob}),
+// "text_offset"}; offsets count from `offset0` (the echoed prompt's length).
+nlohmann::json CompletionLogprobs(const std::vector<LogprobToken>& tokens, size_t offset0);
+
+// Tool calls parsed from an answer, as OpenAI's message.tool_calls ("call_" ids).
+nlohmann::json ToolCallsJson(const std::vector<ToolCall>& calls, size_t first_index = 0,
+                             bool with_index = false);
+// A fresh tool-call id: "call_" + 24 random letters and digits.
+std::string NewToolCallId();
 
 // Parses and validates a request body. On failure fills *err (400) and returns false.
 // Unknown fields are ignored; null values count as absent.
@@ -72,6 +115,7 @@ class ReasoningSplitter {
 struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int reasoning_tokens = -1;  // >= 0: completion_tokens_details.reasoning_tokens
 };
 nlohmann::json UsageJson(const Usage& u);
 

@@ -9,6 +9,7 @@
 #include "base/timer.h"
 #include "http/prom.h"
 #include "node/server_impl.h"
+#include "tokenizer/tool_calls.h"
 
 namespace strata::node {
 
@@ -45,31 +46,47 @@ ApiError GenerationError(const SchedUpdate& u) {
 }  // namespace
 
 bool Server::ModelMatches(const std::string& name) const {
+  // The served id (--alias, cluster.yaml model.name, else the file name), the path, the file's
+  // stem and the GGUF's general.name all name this model.
   if (name.empty() || name == model_id_ || name == o_.model_path) return true;
+  if (name == std::filesystem::path(o_.model_path).filename().string()) return true;
   if (!model_name_.empty() && name == model_name_) return true;
   const std::string stem = std::filesystem::path(o_.model_path).stem().string();
   return name == stem;
 }
 
-Result<std::vector<int32_t>> Server::ChatTokens(const std::vector<ChatMessage>& messages,
-                                                bool* in_reasoning) const {
-  const Tokenizer& tok = *tok_;
-  const std::string bos = tok.bos() >= 0 ? tok.Text(tok.bos()) : std::string();
-  STRATA_ASSIGN_OR_RETURN(ChatRender r, RenderChatWithSpans(template_, messages, true, bos));
-  const std::string& text = r.text;
-  // The templates write BOS themselves: add it only when the rendered text lacks it, so the
-  // prompt has exactly one. Message contents are plain text unless configured otherwise.
-  const bool has_bos = !bos.empty() && text.rfind(bos, 0) == 0;
-  std::vector<int32_t> ids = o_.parse_special_in_content
-                                 ? tok_->Encode(text, !has_bos, true)
-                                 : tok_->EncodeWithPlainSpans(text, !has_bos, r.contents);
-  if (tok.bos() >= 0 && ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos())
-    ids.erase(ids.begin());
-  size_t end = text.find_last_not_of(" \t\r\n");
-  end = end == std::string::npos ? 0 : end + 1;
-  *in_reasoning = end >= 7 && text.compare(end - 7, 7, "<think>") == 0;
-  return ids;
+Result<std::vector<int32_t>> Server::ChatTokens(const GenRequest& g, bool* in_reasoning) const {
+  ChatRenderOptions opts;
+  opts.enable_thinking = g.enable_thinking;
+  if (g.tool_choice != "none") opts.tools = g.tools;  // "none": no tools in the prompt
+  return ChatPromptTokens(*tok_, template_, g.messages, opts, o_.parse_special_in_content,
+                          in_reasoning);
 }
+
+nlohmann::json Server::ChatTemplateJson() const {
+  json j = {{"name", chat_.name}, {"source", chat_.source}, {"fallback", chat_.fallback}};
+  if (chat_.note.empty()) return j;
+  j["note"] = chat_.note;
+  return j;
+}
+
+namespace {
+
+// Whether the answer's tool-call markup is parsed into tool_calls.
+bool ParsesTools(const GenRequest& g) {
+  return g.endpoint == Endpoint::kChat && !g.tools.empty() && g.tool_choice != "none";
+}
+
+// Ids for calls just parsed; only the first call when parallel_tool_calls is false.
+void AdoptCalls(const GenRequest& g, size_t already, std::vector<ToolCall>* calls) {
+  if (!g.parallel_tool_calls) {
+    const size_t room = already > 0 ? 0 : 1;
+    if (calls->size() > room) calls->resize(room);
+  }
+  for (ToolCall& c : *calls) c.id = NewToolCallId();
+}
+
+}  // namespace
 
 std::optional<ApiError> Server::CheckHeaders(const Request& req) const {
   const std::string_view path = PathOf(std::string_view(req.target().data(), req.target().size()));
@@ -85,8 +102,7 @@ std::optional<ApiError> Server::CheckHeaders(const Request& req) const {
     return MakeError(405, want_post ? "use POST" : "use GET", "invalid_request_error");
   // /metrics takes the admin key when one is set, else the API key.
   const std::string& key = path == "/metrics" && !o_.admin_key.empty() ? o_.admin_key : o_.api_key;
-  if (path != "/health" && !key.empty() &&
-      !::strata::http::SecretEquals(BearerToken(req), key))
+  if (path != "/health" && !key.empty() && !::strata::http::SecretEquals(BearerToken(req), key))
     return MakeError(401, "invalid or missing API key", "authentication_error", "invalid_api_key");
   return std::nullopt;
 }
@@ -167,7 +183,8 @@ Task<bool> Server::Handle(ClientStream& s, const Request& req, beast::flat_buffe
                     {"n_vocab", model_->config().n_vocab},
                     {"n_layers", n_layers_},
                     {"slots", o_.parallel},
-                    {"name", model_name_}}}};
+                    {"name", model_name_},
+                    {"chat_template", ChatTemplateJson()}}}};
     if (demo_) {
       model["meta"]["demo"] = true;
       model["warning"] = kDemoWarning;
@@ -209,6 +226,19 @@ Task<bool> Server::Health(ClientStream& s, const Request& req) {
     j["layers"] = 0;
   }
   j["model"] = model_id_;
+  if (ok) j["chat_template"] = ChatTemplateJson();
+  if (ok && model_ != nullptr) {
+    // The KV cache this node reserved (its layers x slots x context in the cache types).
+    const DType kt = ParseKvType(o_.cache_type_k).value(),
+                vt = ParseKvType(o_.cache_type_v).value();
+    j["kv_cache"] = {
+        {"type_k", o_.cache_type_k},
+        {"type_v", o_.cache_type_v},
+        {"ctx", o_.ctx},
+        {"bytes",
+         KvCache::BytesFor(n_layers_, o_.parallel, o_.ctx, model_->config().kv_dim(), kt, vt)},
+        {"bytes_per_token", KvCache::BytesFor(n_layers_, 1, 1, model_->config().kv_dim(), kt, vt)}};
+  }
   if (demo_) {
     j["demo"] = true;
     j["warning"] = kDemoWarning;
@@ -253,11 +283,53 @@ void Server::HeadChain(json* j) const {
                         {"addr", ""},
                         {"state", up ? "unknown" : "down"}});
   } else {  // never connected: its range is not known yet
-    stages.push_back({{"layers", StrFormat("%d-", o_.last_layer + 1)},
-                      {"addr", next_addr},
-                      {"state", "down"}});
+    stages.push_back(
+        {{"layers", StrFormat("%d-", o_.last_layer + 1)}, {"addr", next_addr}, {"state", "down"}});
   }
   (*j)["stages"] = std::move(stages);
+}
+
+SubmitResult Server::SubmitChoice(const SchedRequestParams& p, int choice,
+                                  std::shared_ptr<Pipe> pipe) {
+  SchedRequestParams params = p;
+  params.sampler.seed += static_cast<uint64_t>(choice);  // choice i: seed + i
+  // Each choice walks the grammar on its own, from the start (choice 0's may have advanced).
+  if (params.constraint)
+    params.constraint = std::make_shared<grammar::Matcher>(params.constraint->shared_automaton());
+  Metrics* metrics = &metrics_;
+  return sched_->Submit(std::move(params), [pipe, metrics, choice](const SchedUpdate& u) {
+    if (u.token >= 0 && choice == 0) {  // token timing: of the first choice
+      const auto now = Clock::now();
+      if (!pipe->seen_token)
+        metrics->ObserveTtft(std::chrono::duration<double>(now - pipe->start).count());
+      else
+        metrics->ObserveInterToken(std::chrono::duration<double>(now - pipe->last_token).count());
+      pipe->seen_token = true;
+      pipe->last_token = now;
+    }
+    if (choice == 0) {
+      pipe->Push(u);
+      return;
+    }
+    SchedUpdate tagged = u;
+    tagged.choice = choice;
+    pipe->Push(tagged);
+  });
+}
+
+LogprobToken Server::LogprobOf(const SchedUpdate& u, bool as_ids) const {
+  auto name = [&](int32_t id) {
+    return as_ids ? "token_id:" + std::to_string(id) : tok_->TokenToPiece(id, true);
+  };
+  LogprobToken t;
+  t.piece = name(u.logprob.id);
+  t.logprob = u.logprob.logprob;
+  for (const auto& [id, lp] : u.logprob.top) t.top.emplace_back(name(id), lp);
+  return t;
+}
+
+std::string Server::PromptText(const GenRequest& g) const {
+  return g.prompt_is_ids ? tok_->Decode(g.prompt_ids) : g.prompt;
 }
 
 Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
@@ -273,10 +345,17 @@ Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buf
     co_return co_await SendError(s, req, err, plain);
   }
 
+  if (g.top_logprobs >= 0 && (pipeline() || g.echo)) {
+    err = BadRequest(pipeline() ? "logprobs are not available on a pipeline (its last stage "
+                                  "samples): send the request to a single node"
+                                : "'echo' with 'logprobs' is not supported (the prompt's "
+                                  "log-probabilities are not computed)");
+    co_return co_await SendError(s, req, err, plain);
+  }
   bool in_reasoning = false;
   std::vector<int32_t> prompt;
   if (ep == Endpoint::kChat) {
-    auto t = ChatTokens(g.messages, &in_reasoning);
+    auto t = ChatTokens(g, &in_reasoning);
     if (!t.ok()) {
       err = BadRequest(t.status().message());
       co_return co_await SendError(s, req, err, plain);
@@ -315,25 +394,18 @@ Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buf
   p.sampler = g.sampler;
   if (!g.seed_given) p.sampler.seed = std::random_device{}() ^ (next_id_.load() << 32);
   p.stop = g.stop;
+  if (std::optional<ApiError> bad = Constrain(g, in_reasoning, &p)) {
+    err = std::move(*bad);
+    co_return co_await SendError(s, req, err, plain);
+  }
   if (o_.request_timeout_s > 0)
     p.deadline =
         Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o_.request_timeout_s * 1000));
 
-  auto pipe = std::make_shared<Pipe>(co_await net::this_coro::executor);
-  Metrics* metrics = &metrics_;
+  p.top_logprobs = g.top_logprobs;
+  auto pipe = std::make_shared<Pipe>(co_await asio::this_coro::executor);
   Timer timer;
-  SubmitResult sub = sched_->Submit(std::move(p), [pipe, metrics](const SchedUpdate& u) {
-    if (u.token >= 0) {
-      const auto now = Clock::now();
-      if (!pipe->seen_token)
-        metrics->ObserveTtft(std::chrono::duration<double>(now - pipe->start).count());
-      else
-        metrics->ObserveInterToken(std::chrono::duration<double>(now - pipe->last_token).count());
-      pipe->seen_token = true;
-      pipe->last_token = now;
-    }
-    pipe->Push(u);
-  });
+  SubmitResult sub = SubmitChoice(p, 0, pipe);
   if (sub.code == SubmitCode::kQueueFull) {
     metrics_.CountRejected();
     {
@@ -346,8 +418,29 @@ Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buf
                                            : MakeError(503, sub.message, "unavailable_error");
     co_return co_await SendError(s, req, err, plain);
   }
+  const int n_choices = ep == Endpoint::kInference ? 1 : g.n;
+  if (n_choices > 1) {
+    pipe->start_siblings = [this, p, n_choices, raw = pipe.get()] {
+      auto self = raw->shared_from_this();
+      for (int i = 1; i < n_choices; ++i) {
+        SubmitResult r = SubmitChoice(p, i, self);
+        if (r.code == SubmitCode::kOk) {
+          raw->siblings.push_back(r.request);
+          continue;
+        }
+        SchedUpdate u;  // the choice ends at once, as a failure of this node
+        u.done = true;
+        u.choice = i;
+        u.finish_reason = r.code == SubmitCode::kStopped ? "cancelled" : "error";
+        u.error = r.message;
+        u.error_code = r.code == SubmitCode::kQueueFull ? "queue_full" : "internal_error";
+        raw->Push(u);
+      }
+    };
+  }
   pipe->request = sub.request;
   StartWatch(&s.socket(), pipe);
+  const bool p_reasoning = ep == Endpoint::kChat && in_reasoning;
 
   const uint64_t n = next_id_.fetch_add(1);
   const std::string id =
@@ -355,60 +448,115 @@ Task<bool> Server::Generate(ClientStream& s, const Request& req, beast::flat_buf
                 static_cast<unsigned long long>(started_), static_cast<unsigned long long>(n));
   if (g.stream) co_return co_await Stream(s, req, buf, g, pipe, id, in_reasoning);
 
-  std::string text, continued_text;
-  std::vector<int32_t> token_ids;
-  SchedUpdate last;
-  for (bool done = false; !done;) {
+  struct ChoiceAcc {
+    std::string text, continued_text;
+    std::vector<int32_t> token_ids;
+    std::vector<LogprobToken> logprobs;
+    SchedUpdate last;
+  };
+  std::vector<ChoiceAcc> acc(static_cast<size_t>(n_choices));
+  for (int n_done = 0; n_done < n_choices;) {
     auto ups = pipe->Take();
     if (ups.empty()) {
       co_await pipe->Wait();
       continue;
     }
     for (SchedUpdate& u : ups) {
-      continued_text += u.continued_text;
-      if (u.token >= 0) token_ids.push_back(u.token);
-      text += u.text;
+      pipe->MaybeStartSiblings(u);
+      ChoiceAcc& a = acc[static_cast<size_t>(u.choice)];
+      a.continued_text += u.continued_text;
+      if (u.token >= 0) a.token_ids.push_back(u.token);
+      if (u.token >= 0 && g.top_logprobs >= 0)
+        a.logprobs.push_back(LogprobOf(u, g.return_tokens_as_token_ids));
+      a.text += u.text;
       if (u.done) {
-        last = std::move(u);
-        done = true;
+        a.last = std::move(u);
+        ++n_done;
       }
     }
   }
   co_await StopWatch(&s.socket(), pipe.get(), buf);
   if (pipe->disconnected) co_return false;
-  if (last.finish_reason == "error" || last.finish_reason == "cancelled") {
-    err = GenerationError(last);
-    co_return co_await SendError(s, req, err, plain);
+  for (const ChoiceAcc& a : acc) {
+    if (a.last.finish_reason == "error" || a.last.finish_reason == "cancelled") {
+      err = GenerationError(a.last);
+      co_return co_await SendError(s, req, err, plain);
+    }
   }
-  Usage usage{last.n_prompt, last.n_generated};
+  Usage usage{acc[0].last.n_prompt, 0};
+  for (const ChoiceAcc& a : acc) usage.completion_tokens += a.last.n_generated;
+  if (p_reasoning) {
+    usage.reasoning_tokens = 0;
+    for (const ChoiceAcc& a : acc) usage.reasoning_tokens += a.last.n_thinking;
+  }
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
-  const std::string finish = OpenAiFinish(last.finish_reason);
-  json out;
-  if (ep == Endpoint::kInference) {
-    out = {{"response", text},
-           {"inference_time", timer.ElapsedMs() / 1000.0},
-           {"model", model_id_},
-           {"prompt_tokens", usage.prompt_tokens},
-           {"completion_tokens", usage.completion_tokens},
-           {"finish_reason", finish}};
-  } else if (ep == Endpoint::kCompletions) {
-    out = CompletionResponse(id, created, model_id_, text, finish, usage);
-  } else {
-    std::string reasoning, content;
+  // The response of one choice (its "choices" holds that choice only).
+  auto one = [&](const ChoiceAcc& a) {
+    const std::string finish = OpenAiFinish(a.last.finish_reason);
+    const std::string& text = a.text;
+    if (ep == Endpoint::kInference) {
+      return json{{"response", text},
+                  {"inference_time", timer.ElapsedMs() / 1000.0},
+                  {"model", model_id_},
+                  {"prompt_tokens", usage.prompt_tokens},
+                  {"completion_tokens", usage.completion_tokens},
+                  {"finish_reason", finish}};
+    }
+    if (ep == Endpoint::kCompletions) {
+      const std::string echoed = g.echo ? PromptText(g) : std::string();
+      json o = CompletionResponse(id, created, model_id_, echoed + text, finish, usage);
+      if (g.top_logprobs >= 0)
+        o["choices"][0]["logprobs"] = CompletionLogprobs(a.logprobs, echoed.size());
+      return o;
+    }
+    std::string reasoning, content, c0;
     if (o_.reasoning_format == "deepseek") {
       ReasoningSplitter split(in_reasoning);
-      if (!continued_text.empty()) {  // shown before: only the splitter's state matters
-        std::string r0, c0;
-        split.Push(continued_text, &r0, &c0);
+      if (!a.continued_text.empty()) {  // shown before: only the splitter's state matters
+        std::string r0;
+        split.Push(a.continued_text, &r0, &c0);
       }
       split.Push(text, &reasoning, &content);
       split.Flush(&reasoning, &content);
     } else {
+      c0 = a.continued_text;
       content = text;
     }
-    out = ChatResponse(id, created, model_id_, reasoning, content, finish, usage);
+    std::vector<ToolCall> calls;
+    if (ParsesTools(g)) {
+      // Continued text was shown before, except markup held back: its calls still count.
+      ToolCallParser parser(template_.family);
+      std::string shown, answer;
+      parser.Push(c0, &shown, &calls);
+      parser.Push(content, &answer, &calls);
+      parser.Flush(&answer, &calls);
+      AdoptCalls(g, 0, &calls);
+      content = std::move(answer);
+    }
+    json o = ChatResponse(id, created, model_id_, reasoning, content,
+                          calls.empty() ? finish : "tool_calls", usage);
+    if (!calls.empty()) {
+      json& msg = o["choices"][0]["message"];
+      msg["tool_calls"] = ToolCallsJson(calls);
+      if (content.empty()) msg["content"] = nullptr;
+    }
+    if (g.top_logprobs >= 0) o["choices"][0]["logprobs"] = ChatLogprobs(a.logprobs);
+    return o;
+  };
+  json out = one(acc[0]);
+  if (ep != Endpoint::kInference) {
+    json choices = json::array();
+    for (size_t i = 0; i < acc.size(); ++i) {
+      json c = i == 0 ? out["choices"][0] : one(acc[i])["choices"][0];
+      c["index"] = i;
+      if (g.return_token_ids) c["token_ids"] = acc[i].token_ids;
+      choices.push_back(std::move(c));
+    }
+    out["choices"] = std::move(choices);
+    // The prompt's ids (as vLLM's return_token_ids): the rendered chat prompt, checkable.
+    if (g.return_token_ids)
+      out["prompt_token_ids"] = std::vector<int32_t>(prompt.begin(), prompt.end() - n_continued);
   }
-  if (g.return_token_ids && ep != Endpoint::kInference) out["choices"][0]["token_ids"] = token_ids;
   std::vector<std::pair<std::string, std::string>> headers;
   if (n_continued > 0) headers.emplace_back("X-Strata-Continued", std::to_string(n_continued));
   co_return co_await Send(s, req.version(), req.keep_alive(), 200, Dump(out), "application/json",
@@ -422,114 +570,165 @@ Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffe
   const bool split = chat && o_.reasoning_format == "deepseek";
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   const bool usage_null = g.include_usage;
-  ReasoningSplitter splitter(in_reasoning);
+  const bool tools = ParsesTools(g);  // tool calls: each sent whole in one delta when complete
+  const bool with_ids = g.return_token_ids;
+  const bool with_lp = g.top_logprobs >= 0;
 
   http::response<http::empty_body> res{http::status::ok, req.version()};
   res.set(http::field::server, "strata");
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-cache");
-  if (!g.continue_ids.empty())
-    res.set("X-Strata-Continued", std::to_string(g.continue_ids.size()));
+  if (!g.continue_ids.empty()) res.set("X-Strata-Continued", std::to_string(g.continue_ids.size()));
   res.keep_alive(req.keep_alive());
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
   bool broken = !co_await s.WriteHeader(sr);
 
+  // The state of each choice (n > 1: events carry the choice's index).
+  struct Choice {
+    int index;
+    ReasoningSplitter splitter;
+    ToolCallParser parser;
+    std::vector<ToolCall> new_calls;
+    size_t n_calls = 0;
+    // With return_token_ids, the ids sampled since the last event that carried text: they go
+    // with the next one (and the rest with the finish chunk). Each update then makes at most
+    // one event (reasoning and content in one delta, the last text in the finish chunk), so a
+    // stream cut between events never splits a token's text from its id.
+    std::vector<int32_t> ids;
+    std::vector<LogprobToken> logprobs;  // not sent yet: go with the next event
+    size_t text_offset = 0;              // completions' logprobs
+  };
+  std::vector<Choice> choices;
+  for (int i = 0; i < g.n; ++i)
+    choices.push_back(Choice{i, ReasoningSplitter(in_reasoning), ToolCallParser(template_.family)});
+  Choice* c = &choices[0];
+
   std::string out;
-  // With return_token_ids, the ids sampled since the last event that carried text: they go
-  // with the next one (and the rest with the finish chunk). Each update then makes at most
-  // one event (reasoning and content in one delta, the last text in the finish chunk), so a
-  // stream cut between events never splits a token's text from its id.
-  std::vector<int32_t> ids;
-  const bool with_ids = g.return_token_ids;
-  auto take_ids = [&](json chunk) {
+  auto decorate = [&](json chunk) {
+    json& ch = chunk["choices"][0];
+    ch["index"] = c->index;
     if (with_ids) {
-      chunk["choices"][0]["token_ids"] = ids;
-      ids.clear();
+      ch["token_ids"] = c->ids;
+      c->ids.clear();
     }
-    return chunk;
+    if (with_lp && !c->logprobs.empty()) {
+      ch["logprobs"] =
+          chat ? ChatLogprobs(c->logprobs) : CompletionLogprobs(c->logprobs, c->text_offset);
+      for (const LogprobToken& t : c->logprobs) c->text_offset += t.piece.size();
+      c->logprobs.clear();
+    }
+    return SseEvent(chunk);
   };
   // Text of one update for the client: the completion text, or chat's reasoning and content.
   auto split_text = [&](const std::string& text, bool final, std::string* reasoning,
                         std::string* content) {
     if (split) {
-      splitter.Push(text, reasoning, content);
-      if (final) splitter.Flush(reasoning, content);
+      c->splitter.Push(text, reasoning, content);
+      if (final) c->splitter.Flush(reasoning, content);
     } else {
       *content = text;
     }
+    if (!tools) return;
+    std::string raw = std::move(*content);
+    content->clear();
+    c->parser.Push(raw, content, &c->new_calls);
+    if (final) c->parser.Flush(content, &c->new_calls);
   };
-  auto delta_of = [](const std::string& reasoning, const std::string& content) {
+  auto delta_of = [&](const std::string& reasoning, const std::string& content) {
     json d = json::object();
     if (!reasoning.empty()) d["reasoning_content"] = reasoning;
     if (!content.empty()) d["content"] = content;
+    AdoptCalls(g, c->n_calls, &c->new_calls);
+    if (!c->new_calls.empty()) d["tool_calls"] = ToolCallsJson(c->new_calls, c->n_calls, true);
+    c->n_calls += c->new_calls.size();
+    c->new_calls.clear();
     return d;
+  };
+  auto chunk = [&](json delta, const std::string& finish) {
+    return decorate(ChatChunk(id, created, model_id_, std::move(delta), finish, usage_null));
   };
   auto emit_text = [&](const std::string& text, bool final) {
     if (!chat) {
       if (!text.empty())
-        out += SseEvent(take_ids(CompletionChunk(id, created, model_id_, text, "", usage_null)));
+        out += decorate(CompletionChunk(id, created, model_id_, text, "", usage_null));
       return;
     }
     std::string reasoning, content;
     split_text(text, final, &reasoning, &content);
     if (with_ids) {
-      if (!reasoning.empty() || !content.empty())
-        out += SseEvent(take_ids(
-            ChatChunk(id, created, model_id_, delta_of(reasoning, content), "", usage_null)));
+      if (!reasoning.empty() || !content.empty() || !c->new_calls.empty())
+        out += chunk(delta_of(reasoning, content), "");
       return;
     }
-    if (!reasoning.empty())
-      out += SseEvent(
-          ChatChunk(id, created, model_id_, {{"reasoning_content", reasoning}}, "", usage_null));
-    if (!content.empty())
-      out += SseEvent(ChatChunk(id, created, model_id_, {{"content", content}}, "", usage_null));
+    if (!reasoning.empty()) out += chunk({{"reasoning_content", reasoning}}, "");
+    if (!content.empty()) out += chunk({{"content", content}}, "");
+    if (!c->new_calls.empty()) out += chunk(delta_of("", ""), "");
   };
   // The finish chunk, with the update's last text when token ids are reported.
-  auto emit_finish = [&](const std::string& text, const std::string& finish) {
+  auto emit_finish = [&](const std::string& text, const std::string& reason) {
     if (!with_ids) {
       emit_text(text, true);
-      out += SseEvent(chat ? ChatChunk(id, created, model_id_, json::object(), finish, usage_null)
-                           : CompletionChunk(id, created, model_id_, "", finish, usage_null));
+      const std::string finish = c->n_calls > 0 ? "tool_calls" : reason;
+      out += chat ? chunk(json::object(), finish)
+                  : decorate(CompletionChunk(id, created, model_id_, "", finish, usage_null));
       return;
     }
     if (!chat) {
-      out += SseEvent(take_ids(CompletionChunk(id, created, model_id_, text, finish, usage_null)));
+      out += decorate(CompletionChunk(id, created, model_id_, text, reason, usage_null));
       return;
     }
     std::string reasoning, content;
     split_text(text, true, &reasoning, &content);
-    out += SseEvent(take_ids(
-        ChatChunk(id, created, model_id_, delta_of(reasoning, content), finish, usage_null)));
+    json delta = delta_of(reasoning, content);
+    out += chunk(std::move(delta), c->n_calls > 0 ? "tool_calls" : reason);
   };
-  if (chat)
-    out += SseEvent(ChatChunk(id, created, model_id_, {{"role", "assistant"}, {"content", ""}}, "",
-                              usage_null));
+  if (chat) {
+    for (Choice& ch : choices) {
+      c = &ch;
+      out += chunk({{"role", "assistant"}, {"content", ""}}, "");
+    }
+  }
 
-  bool done = false;
-  while (!broken && !done) {
+  int n_done = 0;
+  Usage usage;
+  bool failed = false;
+  while (!broken && n_done < g.n && !failed) {
     auto ups = pipe->Take();
     if (ups.empty() && out.empty()) {
       co_await pipe->Wait();
       continue;
     }
     for (SchedUpdate& u : ups) {
-      if (!u.continued_text.empty() && split) {  // shown before: only the splitter's state
-        std::string r0, c0;
-        splitter.Push(u.continued_text, &r0, &c0);
+      if (failed) break;
+      pipe->MaybeStartSiblings(u);
+      c = &choices[static_cast<size_t>(u.choice)];
+      if (!u.continued_text.empty() && (split || tools)) {  // shown before: parsers' state
+        std::string r0, c0 = split ? std::string() : u.continued_text;
+        if (split) c->splitter.Push(u.continued_text, &r0, &c0);
+        std::string shown;
+        if (tools) c->parser.Push(c0, &shown, &c->new_calls);  // held markup was never shown
+        if (!c->new_calls.empty()) out += chunk(delta_of("", ""), "");
       }
-      if (with_ids && u.token >= 0) ids.push_back(u.token);
-      const bool failed = u.done && (u.finish_reason == "error" || u.finish_reason == "cancelled");
+      if (with_ids && u.token >= 0) c->ids.push_back(u.token);
+      if (with_lp && u.token >= 0)
+        c->logprobs.push_back(LogprobOf(u, g.return_tokens_as_token_ids));
+      failed = u.done && (u.finish_reason == "error" || u.finish_reason == "cancelled");
       if (!u.done || failed) emit_text(u.text, u.done);
       if (!u.done) continue;
-      done = true;
+      ++n_done;
       if (failed) {
         out += SseEvent(json::parse(ErrorJson(GenerationError(u))));
-      } else {
-        emit_finish(u.text, OpenAiFinish(u.finish_reason));
-        if (g.include_usage)
-          out += SseEvent(UsageChunk(id, created, model_id_, chat, {u.n_prompt, u.n_generated}));
+        out += kSseDone;
+        break;
       }
+      emit_finish(u.text, OpenAiFinish(u.finish_reason));
+      usage.prompt_tokens = u.n_prompt;
+      usage.completion_tokens += u.n_generated;
+      if (chat && in_reasoning)
+        usage.reasoning_tokens = std::max(usage.reasoning_tokens, 0) + u.n_thinking;
+      if (n_done < g.n) continue;
+      if (g.include_usage) out += SseEvent(UsageChunk(id, created, model_id_, chat, usage));
       out += kSseDone;
     }
     if (out.empty()) continue;
@@ -537,7 +736,7 @@ Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffe
     out.clear();
   }
   if (!broken && !co_await s.WriteLastChunk()) broken = true;
-  if (broken && pipe->request) pipe->request->Cancel();
+  if (broken || failed) pipe->CancelAll();
   co_await StopWatch(&s.socket(), pipe.get(), buf);
   metrics_.CountHttp(200);
   co_return !broken && !pipe->disconnected && req.keep_alive();

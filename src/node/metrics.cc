@@ -39,6 +39,38 @@ double ProcessCpuSeconds() {
          1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
+void Metrics::RenderSpec(const SchedulerStats& s, std::string* out) {
+  auto metric = [out](const char* name, const char* type, const char* help, double value) {
+    PromMetric(name, type, help, value, out);
+  };
+  metric("strata_spec_draft_tokens_total", "counter",
+         "Speculative decoding: tokens drafted (draft model or n-gram lookup).",
+         static_cast<double>(s.spec_drafted));
+  metric("strata_spec_accepted_tokens_total", "counter",
+         "Speculative decoding: drafted tokens the model accepted.",
+         static_cast<double>(s.spec_accepted));
+  metric("strata_spec_verify_steps_total", "counter",
+         "Speculative decoding: sequence steps that verified a draft.",
+         static_cast<double>(s.spec_verified));
+  metric("strata_spec_paused_steps_total", "counter",
+         "Speculative decoding: steps without drafting because more sequences ran than "
+         "--spec-max-seqs.",
+         static_cast<double>(s.spec_paused));
+  metric("strata_spec_draft_seconds_total", "counter", "Speculative decoding: time spent drafting.",
+         s.spec_draft_seconds);
+  metric("strata_spec_acceptance_ratio", "gauge",
+         "Speculative decoding: accepted / drafted tokens so far.",
+         s.spec_drafted > 0 ? static_cast<double>(s.spec_accepted) / s.spec_drafted : 0.0);
+  // Each verifying step emits its accepted tokens plus one of the model's own: tokens per
+  // model step of a drafting sequence, the speedup before the cost of drafting and verifying.
+  metric("strata_spec_tokens_per_step", "gauge",
+         "Speculative decoding: tokens generated per model step of a drafting sequence "
+         "((accepted + verify steps) / verify steps; 1 without speculation).",
+         s.spec_verified > 0
+             ? static_cast<double>(s.spec_accepted + s.spec_verified) / s.spec_verified
+             : 1.0);
+}
+
 std::string Metrics::Render(const SchedulerStats* st, const std::string& model_path) const {
   std::string out;
   const SchedulerStats s = st ? *st : SchedulerStats{};
@@ -53,6 +85,9 @@ std::string Metrics::Render(const SchedulerStats* st, const std::string& model_p
   metric("strata_prompt_tokens_cached_total", "counter",
          "Prompt tokens whose KV came from the prompt cache.",
          static_cast<double>(s.cached_tokens));
+  metric("strata_prompt_prefills_total", "counter",
+         "Requests whose prompt was evaluated (not wholly reused: n > 1 choices share one).",
+         static_cast<double>(s.prefills));
   metric("strata_generation_tokens_total", "counter", "Generated (sampled) tokens.",
          static_cast<double>(s.generated_tokens));
   metric("strata_evaluated_tokens_total", "counter", "Tokens run through the model.",
@@ -64,21 +99,23 @@ std::string Metrics::Render(const SchedulerStats* st, const std::string& model_p
   metric("strata_kv_cache_used_tokens", "gauge", "KV cache positions in use.", s.kv_used);
   metric("strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.",
          s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
+  RenderSpec(s, &out);
   {
     std::lock_guard<std::mutex> lock(mu_);
     metric("strata_requests_rejected_total", "counter",
            "Requests refused with 503 because the wait queue was full.",
            static_cast<double>(rejected_));
-    out += "# HELP strata_http_responses_total HTTP responses by status code.\n"
-           "# TYPE strata_http_responses_total counter\n";
+    out +=
+        "# HELP strata_http_responses_total HTTP responses by status code.\n"
+        "# TYPE strata_http_responses_total counter\n";
     for (const auto& [code, n] : http_)
       out += "strata_http_responses_total{code=\"" + std::to_string(code) + "\"} " +
              std::to_string(n) + "\n";
     PromHeader("strata_time_to_first_token_seconds", "histogram",
                "Time from request arrival to the first generated token.", &out);
     ttft_.Render("strata_time_to_first_token_seconds", "", &out);
-    PromHeader("strata_inter_token_latency_seconds", "histogram",
-               "Time between generated tokens.", &out);
+    PromHeader("strata_inter_token_latency_seconds", "histogram", "Time between generated tokens.",
+               &out);
     itl_.Render("strata_inter_token_latency_seconds", "", &out);
   }
   metric("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessCpuSeconds());

@@ -26,6 +26,7 @@ class Metrics {
   std::string Render(const SchedulerStats* stats, const std::string& model_path) const;
 
  private:
+  static void RenderSpec(const SchedulerStats& s, std::string* out);  // strata_spec_*
   mutable std::mutex mu_;
   ::strata::http::Histogram ttft_, itl_;
   std::map<int, uint64_t> http_;

@@ -23,11 +23,16 @@ void LinkMetrics(std::string* out, const ::strata::net::LinkStats& l, uint64_t t
   Gauge(out, "strata_stage_hop_rtt_seconds", "gauge",
         "Last Ping/Pong round trip to the next stage (network latency of the hop).",
         l.last_rtt_seconds);
-  Gauge(out, "strata_stage_hop_rtt_seconds_avg", "gauge", "Mean Ping/Pong round trip to the next stage.",
+  Gauge(out, "strata_stage_hop_rtt_seconds_avg", "gauge",
+        "Mean Ping/Pong round trip to the next stage.",
         l.rtt_count ? l.rtt_seconds_sum / static_cast<double>(l.rtt_count) : 0.0);
   Gauge(out, "strata_stage_hop_request_seconds_avg", "gauge",
         "Mean time from sending a step to the next stage to its answer (later stages included).",
         l.requests ? l.request_seconds / static_cast<double>(l.requests) : 0.0);
+  Gauge(out, "strata_stage_hop_send_seconds_per_token", "gauge",
+        "Time to encode and write the steps to the next stage, per token sent (the hop's own "
+        "cost on this side; the network's is strata_stage_hop_rtt_seconds).",
+        l.forward_tokens ? l.forward_send_seconds / static_cast<double>(l.forward_tokens) : 0.0);
   Gauge(out, "strata_stage_hop_requests_total", "counter", "Steps answered by the next stage.",
         static_cast<double>(l.requests));
   Gauge(out, "strata_stage_bytes_sent_total", "counter", "Bytes sent to the next stage.",
@@ -44,8 +49,10 @@ std::string Server::PipelineMetrics() const {
   if (!pipeline()) return out;
   out += "# HELP strata_stage_info This node's pipeline stage.\n# TYPE strata_stage_info gauge\n";
   out += StrFormat("strata_stage_info{role=\"%s\",first_layer=\"%d\",last_layer=\"%d\"} 1\n",
-                   o_.first_layer == 0 ? "head" : o_.next_port ? "middle" : "tail", o_.first_layer,
-                   o_.last_layer);
+                   o_.first_layer == 0 ? "head"
+                   : o_.next_port      ? "middle"
+                                       : "tail",
+                   o_.first_layer, o_.last_layer);
   uint64_t tokens = 0;
   double compute = 0;
   if (head_ != nullptr) {
@@ -93,9 +100,11 @@ std::string Server::PipelineMetrics() const {
   }
   Gauge(&out, "strata_stage_tokens_total", "counter", "Tokens run through this stage's layers.",
         static_cast<double>(tokens));
-  Gauge(&out, "strata_stage_compute_seconds_total", "counter", "Time in this stage's layers.", compute);
+  Gauge(&out, "strata_stage_compute_seconds_total", "counter", "Time in this stage's layers.",
+        compute);
   Gauge(&out, "strata_stage_compute_seconds_per_token", "gauge",
-        "Compute time of this stage per token.", tokens ? compute / static_cast<double>(tokens) : 0.0);
+        "Compute time of this stage per token.",
+        tokens ? compute / static_cast<double>(tokens) : 0.0);
   return out;
 }
 

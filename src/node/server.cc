@@ -21,7 +21,7 @@ void Pipe::Push(const SchedUpdate& u) {
 }
 
 void Pipe::Wake() {
-  net::post(executor, [self = shared_from_this()] { self->timer.cancel(); });
+  asio::post(executor, [self = shared_from_this()] { self->timer.cancel(); });
 }
 
 std::deque<SchedUpdate> Pipe::Take() {
@@ -36,14 +36,15 @@ Task<void> Pipe::Wait() {
   // a Push after Take() always cancels this wait.
   timer.expires_at(Clock::time_point::max());
   beast::error_code ec;
-  co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 // ---- Server ----
 
 Server::Server(const NodeOptions& o) : o_(o) {
   started_ = static_cast<int64_t>(std::time(nullptr));
-  model_id_ = std::filesystem::path(o_.model_path).filename().string();
+  model_id_ =
+      o_.alias.empty() ? std::filesystem::path(o_.model_path).filename().string() : o_.alias;
 }
 
 Server::~Server() {
@@ -64,6 +65,8 @@ void Server::Load() {
     eo.n_seq = o_.parallel;
     eo.threads = o_.threads;
     eo.n_batch = o_.n_batch;
+    eo.cache_type_k = ParseKvType(o_.cache_type_k).value();  // checked by RunNode
+    eo.cache_type_v = ParseKvType(o_.cache_type_v).value();
     auto e = Engine::Load(eo);
     if (e.ok()) {
       engine_ = std::move(e).value();
@@ -88,25 +91,39 @@ void Server::Load() {
     if (demo_) STRATA_LOG(LogLevel::kWarn, "%s", kDemoWarning);
   }
   if (tok_ != nullptr) {
+    // One choice for every endpoint (and `strata run --chat`): the flag, the GGUF's
+    // template, or DeepSeek-R1's as an announced fallback.
     auto tpl = model_->file().GetString("tokenizer.chat_template");
-    if (tpl.ok()) {
-      auto info = AnalyzeChatTemplate(std::string(tpl.value()));
-      if (info.ok()) {
-        template_ = info.value();
-        has_template_ = true;
-      } else {
-        STRATA_LOG(LogLevel::kWarn, "chat template not recognised (%s): using DeepSeek-R1's",
-                   info.status().message().c_str());
-      }
+    auto choice =
+        ChooseChatTemplate(tpl.ok() ? std::string(tpl.value()) : std::string(), o_.chat_template);
+    if (!choice.ok()) {  // the flag was checked when parsed: only a defect lands here
+      load_error_ = choice.status().message();
+      state_.store(kFailed, std::memory_order_release);
+      ioc_.stop();
+      return;
     }
-    if (!has_template_) {
-      template_ = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
-      has_template_ = true;
+    chat_ = std::move(choice).value();
+    template_ = chat_.info;
+    has_template_ = true;
+    if (chat_.fallback) {
+      STRATA_LOG(LogLevel::kWarn,
+                 "chat template: %s; using the fallback '%s' (choose one with "
+                 "--chat-template)",
+                 chat_.note.c_str(), chat_.name.c_str());
+    } else {
+      STRATA_LOG(LogLevel::kInfo, "chat template: %s (from %s)", chat_.name.c_str(),
+                 chat_.source.c_str());
     }
     SchedulerOptions so;
     so.n_batch = o_.n_batch;
     so.max_queue = o_.max_queue;
     if (engine_) {
+      if (Status sst = SetUpSpeculation(&so); !sst.ok()) {
+        load_error_ = sst.message();
+        state_.store(kFailed, std::memory_order_release);
+        ioc_.stop();
+        return;
+      }
       sched_ = std::make_unique<Scheduler>(engine_.get(), so);
     } else {
       ::strata::pipeline::PipelineHeadOptions ho;
@@ -117,7 +134,10 @@ void Server::Load() {
                                               : ::strata::net::Activations::kF32;
       ho.n_seq = o_.parallel;
       ho.n_ctx = o_.ctx;
-      ho.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
+      ho.cache_type_k = ParseKvType(o_.cache_type_k).value();
+      ho.cache_type_v = ParseKvType(o_.cache_type_v).value();
+      ho.threads =
+          o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
       ho.depth = o_.micro_batches;
       ho.grace_ms = o_.stage_grace_ms;
       auto h = ::strata::pipeline::PipelineHead::Start(*model_, ho);
@@ -133,22 +153,62 @@ void Server::Load() {
   }
   state_.store(kReady, std::memory_order_release);
   if (pipeline())
-    LogEvent(LogLevel::kInfo, StrFormat("strata node: layers %d-%d of %s ready (%d slots x %d context)",
-                 o_.first_layer, o_.last_layer, model_id_.c_str(), o_.parallel, o_.ctx), "");
+    LogEvent(LogLevel::kInfo,
+             StrFormat("strata node: layers %d-%d of %s ready (%d slots x %d context)",
+                       o_.first_layer, o_.last_layer, model_id_.c_str(), o_.parallel, o_.ctx),
+             "");
   else
-    LogEvent(LogLevel::kInfo, StrFormat("strata node: model %s loaded (%d slots x %d context)",
-                 model_id_.c_str(), o_.parallel, o_.ctx), "");
+    LogEvent(LogLevel::kInfo,
+             StrFormat("strata node: model %s loaded (%d slots x %d context)", model_id_.c_str(),
+                       o_.parallel, o_.ctx),
+             "");
+}
+
+Status Server::SetUpSpeculation(SchedulerOptions* so) {
+  so->spec.draft_max = o_.draft_max;
+  so->spec.draft_min = o_.draft_min;
+  so->spec.p_min = o_.draft_p_min;
+  so->spec.ngram_n = o_.spec_ngram_size_n;
+  so->spec.max_seqs = o_.spec_max_seqs;
+  if (!o_.model_draft.empty()) {
+    auto m = Model::Load(o_.model_draft);
+    if (!m.ok()) return m.status().With("loading the draft model '" + o_.model_draft + "'");
+    if (m.value()->config().n_vocab != model_->config().n_vocab)
+      return Errorf(
+          "the draft model '%s' has %lld tokens in its vocabulary, the model %lld: a draft "
+          "must share the model's tokenizer",
+          o_.model_draft.c_str(), static_cast<long long>(m.value()->config().n_vocab),
+          static_cast<long long>(model_->config().n_vocab));
+    m.value()->PageIn(false);
+    STRATA_ASSIGN_OR_RETURN(
+        auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx, o_.n_batch,
+                                     o_.draft_p_min, &engine_->pool()));
+    so->drafter = std::move(d);
+    LogEvent(LogLevel::kInfo,
+             StrFormat("speculative decoding: draft model %s, up to %d tokens per step",
+                       o_.model_draft.c_str(), o_.draft_max),
+             "");
+  } else if (o_.spec_type == "ngram-simple") {
+    so->drafter = std::make_shared<NgramDrafter>(o_.spec_ngram_size_n);
+    LogEvent(LogLevel::kInfo,
+             StrFormat("speculative decoding: n-gram lookup (n <= %d), up to %d tokens per step",
+                       o_.spec_ngram_size_n, o_.draft_max),
+             "");
+  }
+  return Status::Ok();
 }
 
 Status Server::LoadPipeline() {
   if (o_.cluster_secret.empty())
-    return Status::Error("pipeline mode needs a cluster secret (--cluster-secret or STRATA_CLUSTER_SECRET)");
+    return Status::Error(
+        "pipeline mode needs a cluster secret (--cluster-secret or STRATA_CLUSTER_SECRET)");
   STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(o_.model_path, o_.first_layer, o_.last_layer + 1));
   const int n_layers = m->config().n_layers;
   n_layers_ = o_.last_layer - o_.first_layer + 1;
   if (o_.first_layer == 0) {
     if (o_.next_port == 0)
-      return Errorf("the head stage (layers 0-%d of %d) needs --next HOST:PORT", o_.last_layer, n_layers);
+      return Errorf("the head stage (layers 0-%d of %d) needs --next HOST:PORT", o_.last_layer,
+                    n_layers);
     auto tok = Tokenizer::FromGguf(m->file());
     if (!tok.ok()) return tok.status().With("loading the tokenizer of '" + o_.model_path + "'");
     range_tok_ = std::move(tok).value();
@@ -157,7 +217,8 @@ Status Server::LoadPipeline() {
     tok_ = range_tok_.get();
     return Status::Ok();
   }
-  if (o_.stage_port <= 0) return Status::Error("a pipeline stage after the head needs --stage-port");
+  if (o_.stage_port <= 0)
+    return Status::Error("a pipeline stage after the head needs --stage-port");
   if (o_.last_layer + 1 < n_layers && o_.next_port == 0)
     return Errorf("stage %d-%d does not hold the last layer (%d): it needs --next HOST:PORT",
                   o_.first_layer, o_.last_layer, n_layers - 1);
@@ -167,6 +228,8 @@ Status Server::LoadPipeline() {
   so.secret = o_.cluster_secret;
   so.n_seq = o_.parallel;
   so.n_ctx = o_.ctx;
+  so.cache_type_k = ParseKvType(o_.cache_type_k).value();
+  so.cache_type_v = ParseKvType(o_.cache_type_v).value();
   so.threads = o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency());
   if (o_.last_layer + 1 < n_layers) {
     so.next_host = o_.next_host;
@@ -175,8 +238,10 @@ Status Server::LoadPipeline() {
   const Model* raw = m.get();
   STRATA_ASSIGN_OR_RETURN(stage_, ::strata::pipeline::StageServer::Start(std::move(m), so));
   model_ = raw;  // owned by the stage server
-  LogEvent(LogLevel::kInfo, StrFormat("strata node: stage layers %d-%d listening for its upstream on %s:%u",
-               o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port()), "");
+  LogEvent(LogLevel::kInfo,
+           StrFormat("strata node: stage layers %d-%d listening for its upstream on %s:%u",
+                     o_.first_layer, o_.last_layer, o_.host.c_str(), stage_->port()),
+           "");
   return Status::Ok();
 }
 
@@ -192,8 +257,10 @@ Status Server::Run() {
   so.limits.max_connections_per_client = o_.max_connections_per_client;
   http_ = std::make_unique<::strata::http::Server>(ioc_, *this, so);
   if (Status st = http_->Listen(); !st.ok()) return st;
-  LogEvent(LogLevel::kInfo, StrFormat("strata node: listening on http://%s:%u (loading %s)", o_.host.c_str(),
-               http_->port(), o_.model_path.c_str()), "");
+  LogEvent(LogLevel::kInfo,
+           StrFormat("strata node: listening on http://%s:%u (loading %s)", o_.host.c_str(),
+                     http_->port(), o_.model_path.c_str()),
+           "");
   http_->StopOnSignals(std::chrono::seconds(10));
   http_->Start();
   StartResources();
@@ -235,7 +302,7 @@ Task<bool> Server::Send(ClientStream& s, unsigned version, bool keep_alive, int 
   res.prepare_payload();
   const bool ok = co_await s.Write(res);
   metrics_.CountHttp(status);
-  co_return ok && keep_alive;
+  co_return ok&& keep_alive;
 }
 
 ::strata::http::Reply ErrorReply(const ApiError& e, bool plain) {
@@ -253,8 +320,7 @@ std::string RequestIdOf(const Request& req) {
   return std::string(it->value().substr(0, 128));
 }
 
-Task<bool> Server::SendError(ClientStream& s, const Request& req, const ApiError& e,
-                             bool plain) {
+Task<bool> Server::SendError(ClientStream& s, const Request& req, const ApiError& e, bool plain) {
   ::strata::http::Reply r = ErrorReply(e, plain);
   STRATA_LOG_REQ(e.status >= 500 ? LogLevel::kWarn : LogLevel::kInfo, RequestIdOf(req), "%s: %d %s",
                  std::string(req.target()).c_str(), e.status, e.message.c_str());
@@ -266,7 +332,7 @@ void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
   pipe->watching = true;
   Pipe* p = pipe.get();
   socket->async_read_some(
-      net::buffer(p->peek),
+      asio::buffer(p->peek),
       [this, socket, pipe = std::move(pipe)](const beast::error_code& ec, size_t n) mutable {
         if (!ec && pipe->pipelined.size() + n <= o_.pipelined_limit) {
           // A pipelined next request: keep its bytes, keep watching.
@@ -277,14 +343,14 @@ void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
         // Gone, or sending more than the pipelining limit while the request runs: cancel
         // it and close the connection.
         pipe->watching = false;
-        if (ec != net::error::operation_aborted) {
+        if (ec != asio::error::operation_aborted) {
           if (!ec) {  // over the limit: nothing more goes out on this connection
             pipe->pipelined.clear();
             beast::error_code ignore;
             socket->shutdown(tcp::socket::shutdown_both, ignore);
           }
           pipe->disconnected = true;
-          if (pipe->request) pipe->request->Cancel();
+          pipe->CancelAll();
         }
         pipe->timer.cancel();
       });
@@ -298,7 +364,7 @@ Task<void> Server::StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer
   }
   if (!pipe->pipelined.empty()) {
     auto mb = buf->prepare(pipe->pipelined.size());
-    net::buffer_copy(mb, net::buffer(pipe->pipelined));
+    asio::buffer_copy(mb, asio::buffer(pipe->pipelined));
     buf->commit(pipe->pipelined.size());
     pipe->pipelined.clear();
   }
@@ -309,11 +375,24 @@ Status RunNode(const NodeOptions& opts) {
   if (opts.ctx < 8) return Errorf("--ctx must be at least 8 (got %d)", opts.ctx);
   if (opts.first_layer >= 0 && (opts.last_layer < opts.first_layer))
     return Errorf("--layers %d-%d is not a range", opts.first_layer, opts.last_layer);
+  for (const std::string* t : {&opts.cache_type_k, &opts.cache_type_v})
+    if (auto kt = ParseKvType(*t); !kt.ok()) return kt.status().With("--cache-type-k / -v");
   if (opts.activations != "f32" && opts.activations != "q8")
     return Errorf("--activations must be f32 or q8 (got '%s')", opts.activations.c_str());
   if (opts.reasoning_format != "deepseek" && opts.reasoning_format != "none")
     return Errorf("--reasoning-format must be deepseek or none (got '%s')",
                   opts.reasoning_format.c_str());
+  if (opts.spec_type != "none" && opts.spec_type != "ngram-simple")
+    return Errorf("--spec-type must be none or ngram-simple (got '%s')", opts.spec_type.c_str());
+  if (opts.first_layer >= 0 && (!opts.model_draft.empty() || opts.spec_type != "none"))
+    return Status::Error(
+        "speculative decoding (--model-draft, --spec-type) is not supported in pipeline mode "
+        "yet: run it on a single node");
+  if (opts.draft_max < 0 || opts.draft_min < 0 || opts.draft_p_min < 0 || opts.draft_p_min > 1 ||
+      opts.spec_ngram_size_n < 1)
+    return Status::Error(
+        "--draft-max and --draft-min must be >= 0, --draft-p-min in [0, 1], "
+        "--spec-ngram-size-n >= 1");
   Server server(opts);
   return server.Run();
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,19 +31,19 @@
 
 namespace strata::node {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = net::ip::tcp;
+using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Request = http::request<http::string_body>;
 template <typename T>
-using Task = net::awaitable<T>;
+using Task = asio::awaitable<T>;
 
 // Carries a request's updates from the scheduler thread to its connection's coroutine, and
 // watches the socket for the client going away while the request runs.
 struct Pipe : std::enable_shared_from_this<Pipe> {
-  explicit Pipe(const net::any_io_executor& ex)
+  explicit Pipe(const asio::any_io_executor& ex)
       : executor(ex), timer(ex, Clock::time_point::max()) {}
 
   // Scheduler thread.
@@ -53,11 +54,26 @@ struct Pipe : std::enable_shared_from_this<Pipe> {
   Task<void> Wait();
   void Wake();
 
-  net::any_io_executor executor;
-  net::steady_timer timer;
+  asio::any_io_executor executor;
+  asio::steady_timer timer;
   std::mutex mu;
   std::deque<SchedUpdate> updates;
   std::shared_ptr<SchedRequest> request;
+  // n > 1: choices 1..n-1, submitted by start_siblings (connection strand) once choice 0
+  // has prefilled the prompt, so that they copy its keys/values.
+  std::vector<std::shared_ptr<SchedRequest>> siblings;
+  std::function<void()> start_siblings;
+  void CancelAll() {
+    if (request) request->Cancel();
+    for (auto& r : siblings) r->Cancel();
+  }
+  // Runs start_siblings once, when an update of choice 0 arrives.
+  void MaybeStartSiblings(const SchedUpdate& u) {
+    if (u.choice != 0 || !start_siblings) return;
+    auto f = std::move(start_siblings);
+    start_siblings = nullptr;
+    f();
+  }
 
   // Token timing for the metrics (scheduler thread only).
   Clock::time_point start = Clock::now(), last_token;
@@ -65,7 +81,7 @@ struct Pipe : std::enable_shared_from_this<Pipe> {
 
   // Disconnect watcher (connection strand only).
   std::array<char, 4096> peek{};
-  std::string pipelined;   // bytes of a next request that arrived meanwhile (bounded)
+  std::string pipelined;  // bytes of a next request that arrived meanwhile (bounded)
   bool watching = false;
   bool disconnected = false;  // gone, or sent more than the pipelining limit
 };
@@ -99,11 +115,10 @@ class Server : public ::strata::http::Handler {
  private:
   // Transport (server.cc).
   // Sends one complete response; returns whether the connection stays open.
-  Task<bool> Send(ClientStream& s, unsigned version, bool keep_alive, int status,
-                  std::string body, const char* content_type = "application/json",
+  Task<bool> Send(ClientStream& s, unsigned version, bool keep_alive, int status, std::string body,
+                  const char* content_type = "application/json",
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
-  Task<bool> SendError(ClientStream& s, const Request& req, const ApiError& e,
-                       bool plain = false);
+  Task<bool> SendError(ClientStream& s, const Request& req, const ApiError& e, bool plain = false);
   void StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe);
   Task<void> StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer* buf);
 
@@ -113,16 +128,24 @@ class Server : public ::strata::http::Handler {
   Task<bool> Handle(ClientStream& s, const Request& req, beast::flat_buffer* buf);
   Task<bool> Health(ClientStream& s, const Request& req);
   void HeadChain(nlohmann::json* j) const;  // the head's /health view of its pipeline
-  Task<bool> Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf,
-                      Endpoint ep);
+  Task<bool> Generate(ClientStream& s, const Request& req, beast::flat_buffer* buf, Endpoint ep);
   Task<bool> Stream(ClientStream& s, const Request& req, beast::flat_buffer* buf,
                     const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
                     bool in_reasoning);
+  // Submits choice `choice` (seed + choice) whose updates go to `pipe` tagged with it.
+  SubmitResult SubmitChoice(const SchedRequestParams& p, int choice, std::shared_ptr<Pipe> pipe);
+  LogprobToken LogprobOf(const SchedUpdate& u, bool as_ids) const;
+  std::string PromptText(const GenRequest& g) const;  // completions' echo
   bool ModelMatches(const std::string& name) const;
-  Result<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& messages,
-                                          bool* in_reasoning) const;
+  // Constraint and thinking budget of a request into *p (constrain.cc); an error (400) when
+  // its grammar or schema is refused.
+  std::optional<ApiError> Constrain(const GenRequest& g, bool in_reasoning, SchedRequestParams* p);
+  Result<std::vector<int32_t>> ChatTokens(const GenRequest& g, bool* in_reasoning) const;
+  nlohmann::json ChatTemplateJson() const;
   void Load();
   Status LoadPipeline();
+  // The drafter and speculative options of the scheduler (NodeOptions::model_draft, ...).
+  Status SetUpSpeculation(SchedulerOptions* so);
   void StartResources();  // host CPU / memory / disk sampling (server.cc)
   std::string PipelineMetrics() const;
   bool pipeline() const { return o_.first_layer >= 0; }
@@ -132,21 +155,24 @@ class Server : public ::strata::http::Handler {
   enum State { kLoading = 0, kReady = 1, kFailed = 2 };
 
   NodeOptions o_;
-  net::io_context ioc_;
-  std::unique_ptr<::strata::http::Server> http_;  // before ioc_ in destruction
+  asio::io_context ioc_;
+  std::unique_ptr<::strata::http::Server> http_;                // before ioc_ in destruction
   std::unique_ptr<::strata::http::ResourceMonitor> resources_;  // likewise (its timer)
   std::atomic<int> state_{kLoading};
   std::string load_error_;
-  std::unique_ptr<Engine> engine_;            // single node
-  std::unique_ptr<Model> range_model_;        // pipeline: this node's layer range
-  std::unique_ptr<Tokenizer> range_tok_;      // pipeline head
-  const Model* model_ = nullptr;              // whichever of the above
+  std::unique_ptr<Engine> engine_;        // single node
+  std::unique_ptr<Model> range_model_;    // pipeline: this node's layer range
+  std::unique_ptr<Tokenizer> range_tok_;  // pipeline head
+  const Model* model_ = nullptr;          // whichever of the above
   const Tokenizer* tok_ = nullptr;
-  ::strata::pipeline::PipelineHead* head_ = nullptr;  // owned by sched_ (pipeline head)
+  ::strata::pipeline::PipelineHead* head_ = nullptr;        // owned by sched_ (pipeline head)
   std::unique_ptr<::strata::pipeline::StageServer> stage_;  // pipeline stage after the head
   std::unique_ptr<Scheduler> sched_;
+  std::mutex grammars_mu_;
+  std::unique_ptr<grammar::GrammarCache> grammars_;  // made on the first constrained request
   bool has_template_ = false;
   ChatTemplateInfo template_;
+  ChatTemplateChoice chat_;  // what /v1/models and /health report as chat_template
   std::string model_id_, model_name_;
   // The model is a demo (metadata strata.demo = true): random weights, meaningless text.
   bool demo_ = false;

@@ -24,22 +24,17 @@ Result<std::unique_ptr<PipelineHead>> PipelineHead::Start(const Model& model,
     return Status::Error("the pipeline head needs the next stage's address (--next HOST:PORT)");
   std::unique_ptr<PipelineHead> h(new PipelineHead(model, opts));
   if (h->opts_.depth < 1) h->opts_.depth = 1;
+  STRATA_RETURN_IF_ERROR(
+      KvCache::CheckTypes(opts.cache_type_k, opts.cache_type_v, model.config().head_dim));
   STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(model.last_layer(), opts.n_seq, opts.n_ctx,
-                                                         model.config().kv_dim()));
+                                                         model.config().kv_dim(), opts.cache_type_k,
+                                                         opts.cache_type_v));
   h->cache_ = std::make_unique<KvCache>(std::move(cache));
   h->pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
   h->forward_ = std::make_unique<Forward>(model, h->cache_.get(), h->pool_.get());
-  h->link_ = std::make_unique<StageLink>(opts.next_host, opts.next_port, StageInfoFor(model), opts.link);
-  Status first = h->link_->WaitFirstAttempt(opts.link.client.connect_timeout_ms +
-                                            opts.link.client.handshake_timeout_ms);
-  if (!first.ok()) {
-    const bool unreachable = first.message().rfind("cannot connect", 0) == 0 ||
-                             first.message().rfind("cannot resolve", 0) == 0 ||
-                             first.message().find("no answer within") != std::string::npos;
-    if (!unreachable) return first.With("connecting to the next stage");
-    STRATA_LOG(LogLevel::kWarn, "pipeline head: next stage %s:%u not reachable yet (%s); retrying in "
-               "the background", opts.next_host.c_str(), opts.next_port, first.message().c_str());
-  }
+  h->link_ =
+      std::make_unique<StageLink>(opts.next_host, opts.next_port, StageInfoFor(model), opts.link);
+  STRATA_RETURN_IF_ERROR(h->link_->WaitConnectedOrRetrying("pipeline head"));
   PipelineHead* self = h.get();
   h->worker_ = std::thread([self] { self->Worker(); });
   return h;
@@ -141,6 +136,14 @@ bool PipelineHead::WaitForPipeline() {
     if (now >= outage_since_ + std::chrono::milliseconds(opts_.grace_ms)) return connected;
     cv_.wait_for(lock, std::chrono::milliseconds(20));
   }
+}
+
+int PipelineHead::stages() const {
+  const StageInfo peer = link_->peer();
+  if (peer.n_layers == 0 || peer.last <= peer.first) return 2;  // not connected yet
+  const uint32_t span = peer.last - peer.first;
+  const uint32_t left = peer.n_layers > peer.last ? peer.n_layers - peer.last : 0;
+  return 2 + static_cast<int>((left + span - 1) / span);
 }
 
 PipelineHeadStats PipelineHead::stats() const {

@@ -30,12 +30,14 @@ namespace strata::pipeline {
 struct PipelineHeadOptions {
   std::string next_host;
   uint16_t next_port = 0;
-  net::LinkOptions link;            // link.client.secret is required
+  net::LinkOptions link;  // link.client.secret is required
   net::Activations activations = net::Activations::kF32;
-  int n_seq = 4;               // KV slots (the same on every stage)
+  int n_seq = 4;  // KV slots (the same on every stage)
   int n_ctx = 4096;
   int threads = 1;
-  int depth = 4;               // micro-batches in flight
+  DType cache_type_k = DType::F16;  // KV cache types (KvCache: F16, Q8_0, Q4_0)
+  DType cache_type_v = DType::F16;
+  int depth = 4;  // micro-batches in flight at most (the scheduler uses one per stage)
   // A failed stage that is back within this long loses no request (they are replayed into
   // the re-formed pipeline); 0: steps fail as soon as the pipeline does.
   int grace_ms = 10000;
@@ -43,10 +45,10 @@ struct PipelineHeadOptions {
 
 struct PipelineHeadStats {
   uint64_t steps = 0, failed_steps = 0;
-  uint64_t tokens = 0;           // tokens through the head's layers
-  uint64_t outages = 0;          // times the pipeline failed after working
-  bool degraded = false;         // failing now (waiting for a stage to come back)
-  double compute_seconds = 0;    // the head's forward passes
+  uint64_t tokens = 0;         // tokens through the head's layers
+  uint64_t outages = 0;        // times the pipeline failed after working
+  bool degraded = false;       // failing now (waiting for a stage to come back)
+  double compute_seconds = 0;  // the head's forward passes
   net::LinkStats link;
 };
 
@@ -60,6 +62,9 @@ class PipelineHead : public StepBackend {
   int n_seq() const override { return cache_->n_seq(); }
   int n_ctx() const override { return cache_->n_ctx(); }
   int depth() const override { return opts_.depth; }
+  // This head, the next stage and, when that one does not end the model, as many more of its
+  // size as the layers left need (the head sees only its next stage); 2 before it connects.
+  int stages() const override;
   void Submit(Step step) override;
   StepResult Next() override;
 
@@ -91,9 +96,9 @@ class PipelineHead : public StepBackend {
   std::condition_variable cv_;
   bool stop_ = false;
   bool interrupted_ = false;
-  std::deque<Step> queue_;                 // submitted, not yet computed
-  std::deque<uint64_t> order_;             // submitted, not yet returned by Next()
-  std::map<uint64_t, StepResult> done_;    // results waiting for Next()
+  std::deque<Step> queue_;               // submitted, not yet computed
+  std::deque<uint64_t> order_;           // submitted, not yet returned by Next()
+  std::map<uint64_t, StepResult> done_;  // results waiting for Next()
   PipelineHeadStats stats_;
   // The current outage: since the first failed step (zero while the pipeline works) and the
   // latest failure.

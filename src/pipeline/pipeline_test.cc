@@ -15,6 +15,7 @@
 #include "net/protocol.h"
 #include "net/stage_client.h"
 #include "net/transport.h"
+#include "pipeline/pipeline_head.h"
 #include "pipeline/stage_info.h"
 #include "pipeline/stage_server.h"
 #include "pipeline/wire.h"
@@ -224,8 +225,8 @@ TEST(Handshake, AuthenticatedPeerSendingMalformedFramesIsCutOff) {
   ASSERT_TRUE(c->ReadFrame(&f, 4096, 1000).ok());
   ASSERT_EQ(f.type, FrameType::kAuth);
   const AuthMsg sa = DecodeAuth(f.payload).value();
-  EXPECT_TRUE(DigestsEqual(sa.proof, ComputeProof(kSecret, Role::kServer, hello.nonce, ch.nonce,
-                                                  head, &sa.info)));
+  EXPECT_TRUE(DigestsEqual(
+      sa.proof, ComputeProof(kSecret, Role::kServer, hello.nonce, ch.nonce, head, &sa.info)));
   ASSERT_TRUE(c->WriteFrame(FrameType::kReady, {}, 1000).ok());
 
   // Token ids sent to a stage that starts at layer 1: a request error, connection kept.
@@ -298,12 +299,14 @@ Trace SingleModel() {
   auto cache = KvCache::Create(m->config().n_layers, 2, 64, m->config().kv_dim()).value();
   ThreadPool pool(2);
   Forward fwd(*m, &cache, &pool);
-  return Generate([&](const Batch& b) {
-    std::vector<float> out;
-    Status st = fwd.Run(b, nullptr, &out);
-    EXPECT_TRUE(st.ok()) << st.message();
-    return out;
-  }, nullptr);
+  return Generate(
+      [&](const Batch& b) {
+        std::vector<float> out;
+        Status st = fwd.Run(b, nullptr, &out);
+        EXPECT_TRUE(st.ok()) << st.message();
+        return out;
+      },
+      nullptr);
 }
 
 // The head stage: layers [0, k) locally, then the rest through `client`.
@@ -397,12 +400,15 @@ TEST(Pipeline, ThreeStagesAreBitIdenticalAndReturnTokenIds) {
   Head head(1, mid->port(), Activations::kF32);
   ASSERT_NE(head.client(), nullptr);
   std::vector<int32_t> ids;
-  Trace got = Generate([&](const Batch& b) {
-    head.Step(b, &ids);
-    std::vector<float> onehot(32000, 0.0f);  // feeds the returned id back as the argmax
-    if (ids.size() == 1 && ids[0] >= 0 && ids[0] < 32000) onehot[static_cast<size_t>(ids[0])] = 1;
-    return ids.size() == 1 ? onehot : std::vector<float>();
-  }, nullptr);
+  Trace got = Generate(
+      [&](const Batch& b) {
+        head.Step(b, &ids);
+        std::vector<float> onehot(32000, 0.0f);  // feeds the returned id back as the argmax
+        if (ids.size() == 1 && ids[0] >= 0 && ids[0] < 32000)
+          onehot[static_cast<size_t>(ids[0])] = 1;
+        return ids.size() == 1 ? onehot : std::vector<float>();
+      },
+      nullptr);
   EXPECT_EQ(got.tokens, want.tokens);
   // A request error (a position that does not continue the sequence) comes back as a
   // clear error and the pipeline keeps serving.
@@ -416,6 +422,31 @@ TEST(Pipeline, ThreeStagesAreBitIdenticalAndReturnTokenIds) {
   auto r = head.client()->Forward(m);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("position"), std::string::npos) << r.status().message();
+}
+
+// The scheduler runs one micro-batch per stage: the head counts them from its next stage's
+// range (and the layers left after it).
+TEST(Pipeline, HeadCountsTheStages) {
+  auto last = StartStage(2, 3);
+  ASSERT_NE(last, nullptr);
+  auto mid = StartStage(1, 2, last->port());
+  ASSERT_NE(mid, nullptr);
+  for (const auto& [head_layers, port, want] :
+       {std::tuple{2, last->port(), 2}, std::tuple{1, mid->port(), 3}}) {
+    auto m = Model::Load(QwenPath(), 0, head_layers);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    PipelineHeadOptions o;
+    o.next_host = "127.0.0.1";
+    o.next_port = port;
+    o.link.client = ClientOpts();
+    o.n_seq = 2;
+    o.n_ctx = 64;
+    o.depth = 4;
+    auto h = PipelineHead::Start(**m, o);
+    ASSERT_TRUE(h.ok()) << h.status().message();
+    EXPECT_EQ((*h)->stages(), want) << "head of layers [0, " << head_layers << ")";
+    EXPECT_EQ((*h)->depth(), 4);
+  }
 }
 
 TEST(Pipeline, Q8ActivationsAreClose) {
@@ -433,18 +464,21 @@ TEST(Pipeline, Q8ActivationsAreClose) {
   int agree = 0;
   for (size_t s = 0; s < want.logits.size(); ++s) {
     for (size_t i = 0; i < want.logits[s].size(); ++i) {
-      max_diff = std::max(max_diff, std::fabs(static_cast<double>(got.logits[s][i]) - want.logits[s][i]));
+      max_diff =
+          std::max(max_diff, std::fabs(static_cast<double>(got.logits[s][i]) - want.logits[s][i]));
       max_abs = std::max(max_abs, std::fabs(static_cast<double>(want.logits[s][i])));
     }
     agree += got.tokens[s] == want.tokens[s];
   }
-  std::printf("q8 activations: max |logit diff| %.5f (max |logit| %.3f), top-1 agreement %d/%zu, "
-              "%llu bytes sent by the head\n",
-              max_diff, max_abs, agree, want.logits.size(),
-              static_cast<unsigned long long>(head.client()->bytes_sent() - sent0));
+  std::printf(
+      "q8 activations: max |logit diff| %.5f (max |logit| %.3f), top-1 agreement %d/%zu, "
+      "%llu bytes sent by the head\n",
+      max_diff, max_abs, agree, want.logits.size(),
+      static_cast<unsigned long long>(head.client()->bytes_sent() - sent0));
   RecordProperty("q8_max_logit_diff", std::to_string(max_diff));
-  RecordProperty("q8_top1_agreement", std::to_string(agree) + "/" + std::to_string(want.logits.size()));
-  EXPECT_GT(max_diff, 0.0);                 // q8 really was used
+  RecordProperty("q8_top1_agreement",
+                 std::to_string(agree) + "/" + std::to_string(want.logits.size()));
+  EXPECT_GT(max_diff, 0.0);  // q8 really was used
   EXPECT_LT(max_diff, 0.05 * max_abs + 0.05);
   EXPECT_GE(agree, static_cast<int>(want.logits.size()) - 1);
 }
@@ -500,10 +534,12 @@ TEST(Pipeline, GarbageConnectionsDoNotDisturbIt) {
       ++attacks;
     }
   });
-  const Trace got = Generate([&](const Batch& b) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // overlap the attacks
-    return head.Step(b);
-  }, nullptr);
+  const Trace got = Generate(
+      [&](const Batch& b) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // overlap the attacks
+        return head.Step(b);
+      },
+      nullptr);
   done = true;
   attacker.join();
   ExpectIdentical(got, want, "under attack");

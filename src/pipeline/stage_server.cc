@@ -37,8 +37,10 @@ Result<std::unique_ptr<StageServer>> StageServer::Start(std::unique_ptr<Model> m
   s->opts_ = opts;
   s->info_ = StageInfoFor(*model);
   const ModelConfig& c = model->config();
-  STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(model->last_layer() - model->first_layer(),
-                                                         opts.n_seq, opts.n_ctx, c.kv_dim()));
+  STRATA_RETURN_IF_ERROR(KvCache::CheckTypes(opts.cache_type_k, opts.cache_type_v, c.head_dim));
+  STRATA_ASSIGN_OR_RETURN(
+      KvCache cache, KvCache::Create(model->last_layer() - model->first_layer(), opts.n_seq,
+                                     opts.n_ctx, c.kv_dim(), opts.cache_type_k, opts.cache_type_v));
   s->cache_ = std::make_unique<KvCache>(std::move(cache));
   s->pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
   s->model_ = std::move(model);
@@ -54,16 +56,8 @@ Result<std::unique_ptr<StageServer>> StageServer::Start(std::unique_ptr<Model> m
     lo.heartbeat_ms = opts.heartbeat_ms;
     lo.dead_after_ms = opts.dead_after_ms;
     s->next_ = std::make_unique<StageLink>(opts.next_host, opts.next_port, s->info_, lo);
-    Status first = s->next_->WaitFirstAttempt(lo.client.connect_timeout_ms + lo.client.handshake_timeout_ms);
-    if (!first.ok()) {
-      const bool unreachable = first.message().rfind("cannot connect", 0) == 0 ||
-                               first.message().rfind("cannot resolve", 0) == 0 ||
-                               first.message().find("no answer within") != std::string::npos;
-      if (!unreachable) return first.With("connecting to the next stage");
-      STRATA_LOG(LogLevel::kWarn, "stage [%u, %u): next stage %s:%u not reachable yet (%s); retrying "
-                 "in the background", s->info_.first, s->info_.last, opts.next_host.c_str(),
-                 opts.next_port, first.message().c_str());
-    }
+    STRATA_RETURN_IF_ERROR(s->next_->WaitConnectedOrRetrying(
+        StrFormat("stage [%u, %u)", s->info_.first, s->info_.last)));
   }
   STRATA_ASSIGN_OR_RETURN(s->listener_, Listener::Bind(opts.host, opts.port));
   StageServer* self = s.get();
@@ -274,7 +268,8 @@ void StageServer::Reply(const std::shared_ptr<Upstream>& up, FrameType type,
     stats_.bytes_upstream += up->conn->bytes_sent() - before;
   }
   if (!st.ok()) {
-    STRATA_LOG(LogLevel::kWarn, "stage: writing to %s: %s", up->conn->peer().c_str(), st.message().c_str());
+    STRATA_LOG(LogLevel::kWarn, "stage: writing to %s: %s", up->conn->peer().c_str(),
+               st.message().c_str());
     up->open = false;
     up->conn->Shutdown();
   }
@@ -316,7 +311,8 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
   const std::vector<KvCopy> copies = FromWire(msg.copies);
   if (model_->has_embedding()) {
     if (msg.hidden_dim != 0)
-      return ReplyError(up, msg.id, ErrorCode::kRequest, "this stage starts at layer 0: send token ids");
+      return ReplyError(up, msg.id, ErrorCode::kRequest,
+                        "this stage starts at layer 0: send token ids");
   } else if (msg.hidden_dim != static_cast<uint32_t>(c.hidden)) {
     return ReplyError(up, msg.id, ErrorCode::kRequest,
                       StrFormat("this stage expects hidden states of size %lld, got %u",
@@ -334,7 +330,8 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
     if (msg.flags & kSample) {
       result.kind = ResultKind::kTokenIds;
       result.cols = 1;
-      st = SampleRows(*samplers_, b, FromWire(std::move(msg.samples)), out_, static_cast<int32_t>(vocab), &result.tokens, &stale);
+      st = SampleRows(*samplers_, b, FromWire(std::move(msg.samples)), out_,
+                      static_cast<int32_t>(vocab), &result.tokens, &stale);
       result.rows = static_cast<uint32_t>(result.tokens.size());
     } else if (msg.flags & kWantTokenIds) {
       result.kind = ResultKind::kTokenIds;
@@ -354,13 +351,16 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
   }
   {
     std::lock_guard<std::mutex> lock(conns_mu_);
-    stats_.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats_.compute_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (st.ok()) stats_.tokens += static_cast<uint64_t>(b.size());
   }
-  if (!st.ok()) return ReplyError(up, msg.id, stale ? ErrorCode::kStale : ErrorCode::kRequest, st.message());
+  if (!st.ok())
+    return ReplyError(up, msg.id, stale ? ErrorCode::kStale : ErrorCode::kRequest, st.message());
   if (model_->has_head()) {
     auto payload = EncodeResult(result);
-    if (!payload.ok()) return ReplyError(up, msg.id, ErrorCode::kRequest, payload.status().message());
+    if (!payload.ok())
+      return ReplyError(up, msg.id, ErrorCode::kRequest, payload.status().message());
     {
       std::lock_guard<std::mutex> lock(conns_mu_);
       ++stats_.requests;
@@ -380,11 +380,13 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
   const uint64_t orig = msg.id;
   next_->SendForward(next, [this, up, orig](LinkReply r) {
     if (!r.status.ok())
-      return ReplyError(up, orig, r.code == ErrorCode::kStale ? ErrorCode::kStale : ErrorCode::kDownstream,
+      return ReplyError(up, orig,
+                        r.code == ErrorCode::kStale ? ErrorCode::kStale : ErrorCode::kDownstream,
                         r.status.message());
     r.result.id = orig;
     auto payload = EncodeResult(r.result);
-    if (!payload.ok()) return ReplyError(up, orig, ErrorCode::kDownstream, payload.status().message());
+    if (!payload.ok())
+      return ReplyError(up, orig, ErrorCode::kDownstream, payload.status().message());
     {
       std::lock_guard<std::mutex> lock(conns_mu_);
       ++stats_.requests;

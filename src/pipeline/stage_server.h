@@ -46,13 +46,15 @@ using net::StageInfo;
 
 struct StageServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                 // 0: any free port
-  std::string secret;                // shared cluster secret (required)
-  int n_seq = 4;                     // KV slots
-  int n_ctx = 512;                   // positions per slot
-  int threads = 1;                   // compute threads
+  uint16_t port = 0;                // 0: any free port
+  std::string secret;               // shared cluster secret (required)
+  int n_seq = 4;                    // KV slots
+  int n_ctx = 512;                  // positions per slot
+  int threads = 1;                  // compute threads
+  DType cache_type_k = DType::F16;  // KV cache types (KvCache: F16, Q8_0, Q4_0)
+  DType cache_type_v = DType::F16;
   size_t max_frame_bytes = net::kDefaultMaxFrameBytes;
-  int handshake_timeout_ms = 5000;   // the whole handshake of a new peer (one deadline)
+  int handshake_timeout_ms = 5000;  // the whole handshake of a new peer (one deadline)
   // Connections still in their handshake (unauthenticated) at once; a new connection beyond
   // it closes the oldest of them, so that idle peers cannot lock the real upstream out.
   int max_handshakes = 8;
@@ -64,9 +66,9 @@ struct StageServerOptions {
   // (requests fail with a clear error meanwhile), a refused handshake fails Start().
   std::string next_host;
   uint16_t next_port = 0;
-  StageClientOptions next;           // its secret defaults to `secret`
-  int heartbeat_ms = 200;            // liveness pings to the next stage
-  int dead_after_ms = 900;           // silence after which the next stage counts as cut off
+  StageClientOptions next;  // its secret defaults to `secret`
+  int heartbeat_ms = 200;   // liveness pings to the next stage
+  int dead_after_ms = 900;  // silence after which the next stage counts as cut off
 };
 
 struct StageStats {
@@ -111,7 +113,8 @@ class StageServer {
   void Worker();
   void RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& msg);
   void RunClear(const std::shared_ptr<Upstream>& up, const ClearSeqMsg& msg);
-  void Reply(const std::shared_ptr<Upstream>& up, FrameType type, const std::vector<uint8_t>& payload);
+  void Reply(const std::shared_ptr<Upstream>& up, FrameType type,
+             const std::vector<uint8_t>& payload);
   void ReplyError(const std::shared_ptr<Upstream>& up, uint64_t id, ErrorCode code,
                   const std::string& message);
   void Reject(Connection& conn, ErrorCode code, const Status& why);

@@ -23,8 +23,18 @@ namespace strata {
 namespace {
 
 enum class Category {
-  kTokenEmbd, kAttnQ, kAttnK, kAttnV, kAttnQkv, kAttnKvB, kAttnOutput,
-  kFfnUp, kFfnGate, kFfnDown, kOutput, kOther,
+  kTokenEmbd,
+  kAttnQ,
+  kAttnK,
+  kAttnV,
+  kAttnQkv,
+  kAttnKvB,
+  kAttnOutput,
+  kFfnUp,
+  kFfnGate,
+  kFfnDown,
+  kOutput,
+  kOther,
 };
 
 bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
@@ -59,8 +69,7 @@ int LayerOf(const std::string& name) {
 // The layers of a _M mix that get more bits: the first and last eighth, and every third
 // layer in between.
 bool UseMoreBits(int i_layer, int n_layers) {
-  return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 ||
-         (i_layer - n_layers / 8) % 3 == 2;
+  return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
 }
 
 bool IsFloatType(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
@@ -135,19 +144,45 @@ DType DefaultTensorType(QuantFileType t) {
 bool TensorAllowsQuantization(const std::string& name, int n_dims) {
   if (n_dims < 2) return false;
   const std::string suffix = "weight";
-  if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(),
-                                                  suffix) != 0)
+  if (name.size() < suffix.size() ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
     return false;
   static const char* const kNever[] = {
-      "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
-      "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight",
-      "indexer.q_proj.weight", "time_mix_first.weight", "time_mix_w0.weight",
-      "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-      "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
-      "time_mix_g1.weight", "time_mix_g2.weight", "time_mix_decay_w1.weight",
-      "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight", "attn_rel_b.weight",
-      ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos", ".patch_embd",
-      ".patch_merger", "a.rvq.codebook", "mm.a.code_embd",
+      "_norm.weight",
+      "ffn_gate_inp.weight",
+      "ffn_gate_tid2eid.weight",
+      "altup",
+      "laurel",
+      "per_layer_model_proj",
+      "ssm_conv1d",
+      "shortconv.conv.weight",
+      "indexer.k_proj.weight",
+      "indexer.q_proj.weight",
+      "time_mix_first.weight",
+      "time_mix_w0.weight",
+      "time_mix_w1.weight",
+      "time_mix_w2.weight",
+      "time_mix_v0.weight",
+      "time_mix_v1.weight",
+      "time_mix_v2.weight",
+      "time_mix_a0.weight",
+      "time_mix_a1.weight",
+      "time_mix_a2.weight",
+      "time_mix_g1.weight",
+      "time_mix_g2.weight",
+      "time_mix_decay_w1.weight",
+      "time_mix_decay_w2.weight",
+      "time_mix_lerp_fused.weight",
+      "attn_rel_b.weight",
+      ".position_embd",
+      "sam.pos_embd",
+      "sam.neck.",
+      "sam.net_",
+      ".rel_pos",
+      ".patch_embd",
+      ".patch_merger",
+      "a.rvq.codebook",
+      "mm.a.code_embd",
   };
   for (const char* part : kNever)
     if (Contains(name, part)) return false;
@@ -167,8 +202,10 @@ Result<std::vector<QuantTensorPlan>> PlanQuantization(const std::vector<QuantTen
     const DTypeInfo& info = Info(t.type);
     if (!IsFloatType(t.type)) {
       if (info.block_size > 1)
-        return Errorf("the input is already quantized (tensor '%s' is %s); strata quantize needs "
-                      "F32, F16 or BF16 weights", t.name.c_str(), info.name);
+        return Errorf(
+            "the input is already quantized (tensor '%s' is %s); strata quantize needs "
+            "F32, F16 or BF16 weights",
+            t.name.c_str(), info.name);
       if (TensorAllowsQuantization(t.name, static_cast<int>(t.dims.size())))
         return Errorf("tensor '%s' has type %s, which cannot be quantized", t.name.c_str(),
                       info.name);
@@ -189,8 +226,9 @@ Result<std::vector<QuantTensorPlan>> PlanQuantization(const std::vector<QuantTen
     if (cat == Category::kOutput) c.tied_embeddings = false;
   }
   c.n_ffn_down = model.n_layers;
-  c.model_70b = model.n_layers == 80 &&
-                (model.arch == "qwen2" || (model.arch == "llama" && model.n_heads != model.n_kv_heads));
+  c.model_70b =
+      model.n_layers == 80 &&
+      (model.arch == "qwen2" || (model.arch == "llama" && model.n_heads != model.n_kv_heads));
 
   std::vector<QuantTensorPlan> plan;
   plan.reserve(order.size());
@@ -210,11 +248,12 @@ Result<std::vector<QuantTensorPlan>> PlanQuantization(const std::vector<QuantTen
         }
         if (ncols % BlockOf(fb) != 0) fb = DType::F16;
         if (!Info(fb).compute)
-          return Errorf("tensor '%s': its row length %lld is not a multiple of %lld, so %s would "
-                        "fall back to %s as llama.cpp does, a type Strata cannot run; use Q8_0, "
-                        "Q4_0 or Q6_K for this model", t->name.c_str(),
-                        static_cast<long long>(ncols), static_cast<long long>(BlockOf(to)),
-                        DTypeName(to), DTypeName(fb));
+          return Errorf(
+              "tensor '%s': its row length %lld is not a multiple of %lld, so %s would "
+              "fall back to %s as llama.cpp does, a type Strata cannot run; use Q8_0, "
+              "Q4_0 or Q6_K for this model",
+              t->name.c_str(), static_cast<long long>(ncols), static_cast<long long>(BlockOf(to)),
+              DTypeName(to), DTypeName(fb));
         to = fb;
       }
       p.to = to;

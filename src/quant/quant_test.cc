@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
-#include <cstring>
 #include <set>
 
 #include "gguf/gguf.h"
@@ -94,8 +94,8 @@ void ExpectMix(const Shape& s, QuantFileType ft, const std::set<int>& more_bits)
     n_more += more;
     EXPECT_EQ(m.at(b + "attn_v.weight"), more ? DType::Q6_K : base) << i;
     EXPECT_EQ(m.at(b + "ffn_down.weight"), more ? DType::Q6_K : base) << i;
-    for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_output.weight",
-                          "ffn_gate.weight", "ffn_up.weight"})
+    for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight",
+                          "ffn_up.weight"})
       EXPECT_EQ(m.at(b + n), base) << b + n;
     EXPECT_EQ(m.at(b + "attn_norm.weight"), DType::F32);
     EXPECT_EQ(m.at(b + "ffn_norm.weight"), DType::F32);
@@ -225,7 +225,8 @@ TEST(QuantError, WithinLlamaCppTotalErrorBound) {
   // Its synthetic data: 0.1 + 2 cos(i), 4096 values; error = sqrt(sum of squares) / n.
   const size_t n = 32 * 128;
   std::vector<float> x(n), y(n);
-  for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(0.1 + 2.0f * cosf(static_cast<float>(i)));
+  for (size_t i = 0; i < n; ++i)
+    x[i] = static_cast<float>(0.1 + 2.0f * cosf(static_cast<float>(i)));
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     std::vector<uint8_t> q(RowBytes(t, static_cast<int64_t>(n)).value());
     QuantizeRow(t, x.data(), q.data(), static_cast<int64_t>(n));
@@ -383,8 +384,8 @@ TEST(QuantizeModel, Q4KMEndToEnd) {
 
 TEST(QuantizeModel, Q8_0FromF32TiedAndAllTypesLoad) {
   const std::string in = SynthTiny(DType::F32, /*tied=*/true, "in_f32_tied.gguf");
-  for (QuantFileType ft : {QuantFileType::kQ8_0, QuantFileType::kQ4_0, QuantFileType::kQ5_K_M,
-                           QuantFileType::kQ6_K}) {
+  for (QuantFileType ft :
+       {QuantFileType::kQ8_0, QuantFileType::kQ4_0, QuantFileType::kQ5_K_M, QuantFileType::kQ6_K}) {
     const std::string out = TempPath(std::string("out_") + QuantFileTypeName(ft) + ".gguf");
     QuantizeOptions opts;
     opts.threads = 2;
@@ -393,8 +394,7 @@ TEST(QuantizeModel, Q8_0FromF32TiedAndAllTypesLoad) {
     auto m = Model::Load(out);
     ASSERT_TRUE(m.ok()) << QuantFileTypeName(ft) << ": " << m.status().message();
     // Tied: the embedding is the head, Q8_0 in Q8_0 files and Q6_K otherwise.
-    EXPECT_EQ(m.value()->tok_embd().type,
-              ft == QuantFileType::kQ8_0 ? DType::Q8_0 : DType::Q6_K);
+    EXPECT_EQ(m.value()->tok_embd().type, ft == QuantFileType::kQ8_0 ? DType::Q8_0 : DType::Q6_K);
     EXPECT_EQ(m.value()->layer(2).wq.type, DefaultTensorType(ft));
     EXPECT_EQ(m.value()->file().GetUint("general.file_type").value(), static_cast<uint32_t>(ft));
     std::filesystem::remove(out);
@@ -412,8 +412,8 @@ TEST(QuantizeModel, Errors) {
   auto r = QuantizeModel(junk, TempPath("junk_out.gguf"), QuantFileType::kQ8_0);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(junk), std::string::npos) << r.status().message();
-  auto missing = QuantizeModel(TempPath("does_not_exist.gguf"), TempPath("x.gguf"),
-                               QuantFileType::kQ8_0);
+  auto missing =
+      QuantizeModel(TempPath("does_not_exist.gguf"), TempPath("x.gguf"), QuantFileType::kQ8_0);
   EXPECT_FALSE(missing.ok());
   std::filesystem::remove(junk);
 

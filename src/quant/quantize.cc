@@ -31,8 +31,7 @@ Result<QuantModelInfo> ReadModelInfo(const gguf::File& f) {
                   m.arch.c_str());
   STRATA_ASSIGN_OR_RETURN(uint64_t n_layers, f.GetUint(m.arch + ".block_count"));
   STRATA_ASSIGN_OR_RETURN(uint64_t n_heads, f.GetUintOr(m.arch + ".attention.head_count", 0));
-  STRATA_ASSIGN_OR_RETURN(uint64_t n_kv,
-                          f.GetUintOr(m.arch + ".attention.head_count_kv", n_heads));
+  STRATA_ASSIGN_OR_RETURN(uint64_t n_kv, f.GetUintOr(m.arch + ".attention.head_count_kv", n_heads));
   STRATA_ASSIGN_OR_RETURN(uint64_t n_expert, f.GetUintOr(m.arch + ".expert_count", 0));
   if (n_expert > 1)
     return Errorf("mixture-of-experts models (%llu experts) are not supported by strata quantize",

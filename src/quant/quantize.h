@@ -79,7 +79,7 @@ struct QuantizeStats {
   int n_tensors = 0;
   int n_quantized = 0;
   int n_fallback = 0;
-  uint64_t bytes_in = 0;   // tensor data
+  uint64_t bytes_in = 0;  // tensor data
   uint64_t bytes_out = 0;
   int64_t n_elements = 0;
   double seconds = 0;

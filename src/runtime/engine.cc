@@ -26,8 +26,9 @@ Result<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& o) {
     return Errorf("tokenizer has %d tokens but the model's vocabulary is %lld",
                   tok.value()->n_vocab(), static_cast<long long>(model->config().n_vocab));
   const ModelConfig& c = model->config();
-  STRATA_ASSIGN_OR_RETURN(KvCache cache,
-                          KvCache::Create(c.n_layers, o.n_seq, o.n_ctx, c.kv_dim()));
+  STRATA_RETURN_IF_ERROR(KvCache::CheckTypes(o.cache_type_k, o.cache_type_v, c.head_dim));
+  STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(c.n_layers, o.n_seq, o.n_ctx, c.kv_dim(),
+                                                         o.cache_type_k, o.cache_type_v));
   return std::unique_ptr<Engine>(
       new Engine(std::move(model), std::move(tok).value(), std::move(cache), o.threads, o.n_batch));
 }
@@ -62,8 +63,8 @@ Result<GenerateResult> Engine::Generate(
   r.prompt_tokens = prompt;
   if (prompt.empty()) return Status::Error("the prompt is empty");
   if (static_cast<int>(prompt.size()) >= cache_.n_ctx())
-    return Errorf("the prompt has %zu tokens but the context holds %d (raise --ctx)",
-                  prompt.size(), cache_.n_ctx());
+    return Errorf("the prompt has %zu tokens but the context holds %d (raise --ctx)", prompt.size(),
+                  cache_.n_ctx());
   if (opts.seq < 0 || opts.seq >= cache_.n_seq())
     return Errorf("sequence slot %d does not exist", opts.seq);
   cache_.Clear(opts.seq);

@@ -20,10 +20,12 @@ namespace strata {
 
 struct EngineOptions {
   std::string model_path;
-  int n_ctx = 4096;     // KV cache positions per sequence (never the model's training maximum)
-  int n_seq = 1;        // KV cache slots
-  int threads = 0;      // 0: all cores
-  int n_batch = 512;    // prompt tokens per forward step
+  int n_ctx = 4096;   // KV cache positions per sequence (never the model's training maximum)
+  int n_seq = 1;      // KV cache slots
+  int threads = 0;    // 0: all cores
+  int n_batch = 512;  // prompt tokens per forward step
+  DType cache_type_k = DType::F16;  // KV cache types (KvCache: F16, Q8_0, Q4_0)
+  DType cache_type_v = DType::F16;
 };
 
 struct GenerateOptions {
@@ -36,7 +38,7 @@ struct GenerateResult {
   std::vector<int32_t> prompt_tokens;
   std::vector<int32_t> tokens;  // generated ids (an end-of-generation token included)
   std::string text;             // detokenized generated text (special tokens not rendered)
-  std::string stop_reason;      // "eog", "length" (max tokens), "context" (context full), "cancelled"
+  std::string stop_reason;  // "eog", "length" (max tokens), "context" (context full), "cancelled"
   double prompt_ms = 0;
   double gen_ms = 0;
 };

@@ -52,8 +52,7 @@ SubmitResult Scheduler::Submit(SchedRequestParams params,
       return r;
     }
   }
-  if (params.n_continued < 0 ||
-      static_cast<size_t>(params.n_continued) >= params.prompt.size()) {
+  if (params.n_continued < 0 || static_cast<size_t>(params.n_continued) >= params.prompt.size()) {
     r.code = SubmitCode::kInvalid;
     r.message = StrFormat("%d continued tokens need a prompt before them (%zu tokens in all)",
                           params.n_continued, params.prompt.size());
@@ -185,20 +184,32 @@ int Scheduler::Admit(std::shared_ptr<SchedRequest> req) {
   s.replay_since = {};
   s.decoder = std::make_unique<StreamDecoder>(tok_);
   s.last_used = ++use_clock_;
+  s.thinking = req->params_.in_reasoning;
+  s.n_thinking = 0;
+  s.think_tail.clear();
+  s.forced.clear();
+  if (s.mask_job.valid()) s.mask_job.wait();
+  s.mask_job = {};
   s.req = std::move(req);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.running++;
   stats_.prompt_tokens += prompt.size();
   stats_.cached_tokens += static_cast<uint64_t>(keep);
+  if (keep + 1 < static_cast<int>(prompt.size())) stats_.prefills++;
   return idx;
 }
 
 void Scheduler::Continue(Slot& s) {
   const SchedRequestParams& p = s.req->params_;
-  if (p.n_continued == 0) return;
+  if (p.n_continued == 0) {
+    SpendBudget(s);  // a budget of 0
+    PrefetchMask(s);
+    return;
+  }
   std::string text;
   for (size_t i = p.prompt.size() - static_cast<size_t>(p.n_continued); i < p.prompt.size(); ++i) {
     const int32_t id = p.prompt[i];
+    (void)Track(s, id);    // the earlier run generated it under the same rules
     if (tok_.IsEog(id)) {  // the earlier run had ended here
       s.continued_text = std::move(text);
       s.decoder.reset();
@@ -217,6 +228,8 @@ void Scheduler::Continue(Slot& s) {
     }
   }
   s.continued_text = std::move(text);
+  SpendBudget(s);
+  PrefetchMask(s);
 }
 
 bool Scheduler::TakeText(Slot& s, const std::vector<std::string>& stop, bool final,
@@ -261,8 +274,12 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
   u.n_prompt = PromptTokens(s.req->params_);
   u.n_cached = s.n_cached;
   u.n_generated = s.n_generated;
+  u.n_thinking = s.n_thinking;
   u.continued_text = std::move(s.continued_text);
   s.continued_text.clear();
+  if (s.mask_job.valid()) s.mask_job.wait();
+  s.mask_job = {};
+  s.forced.clear();
   if (reason != "error" && reason != "stop" && s.decoder) {
     // Whatever the decoder and the stop-string hold back is final text now.
     s.held += s.decoder->Flush();
@@ -293,9 +310,22 @@ void Scheduler::Finish(Slot& s, const std::string& reason, const std::string& er
   DeliverFinal(*req, u);
 }
 
-void Scheduler::OnToken(Slot& s, int32_t id) {
+void Scheduler::OnToken(Slot& s, int32_t id, const TokenLogprob* logprob) {
   const Tokenizer& tok = tok_;
   const SchedRequestParams& p = s.req->params_;
+  if (!s.forced.empty()) {  // the thinking budget is spent: its closing text instead
+    id = s.forced.front();
+    s.forced.pop_front();
+  }
+  const bool constrained = Constrained(s);
+  if (!Track(s, id)) {
+    Finish(s, "error", StrFormat("the grammar does not allow the sampled token %d", id),
+           "internal_error");
+    return;
+  }
+  // The grammar can go no further: the generation ends with this token.
+  const bool grammar_done =
+      constrained && !tok.IsEog(id) && p.constraint->Accepting() && !p.constraint->CanContinue();
   s.n_generated++;
   s.generated.push_back(id);
   {
@@ -309,12 +339,15 @@ void Scheduler::OnToken(Slot& s, int32_t id) {
   }
   SchedUpdate u;
   u.token = id;
+  if (logprob && p.top_logprobs >= 0) u.logprob = *logprob;
   u.n_prompt = PromptTokens(p);
   u.continued_text = std::move(s.continued_text);
   s.continued_text.clear();
   u.n_cached = s.n_cached;
   u.n_generated = s.n_generated;
-  if (tok.IsEog(id)) {
+  u.n_thinking = s.n_thinking;
+  if (tok.IsEog(id) || grammar_done) {
+    if (!tok.IsEog(id)) s.held += s.decoder->Push(id);
     // The end-of-generation token is not text; what is held back is final now.
     s.held += s.decoder->Flush();
     TakeText(s, p.stop, /*final=*/true, &u.text);
@@ -349,8 +382,8 @@ void Scheduler::Loop() {
       std::unique_lock<std::mutex> lock(mu_);
       for (;;) {
         if (stop_) break;
-        const bool any_running =
-            std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; });
+        const bool any_running = std::any_of(slots_.begin(), slots_.end(),
+                                             [](const Slot& s) { return s.req != nullptr; });
         const bool any_free = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
           return s.req == nullptr && !s.in_flight;
         });
@@ -426,17 +459,31 @@ void Scheduler::Loop() {
       }
     }
 
-    // Micro-batches: the running sequences split into depth() groups, each its own step, so
-    // every stage of a pipeline has one to work on. Depth 1: one step with every sequence.
-    const int depth = std::max(1, backend_->depth());
-    const int active = static_cast<int>(
-        std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; }));
-    const int per_step = depth == 1 ? n_slots() : std::max(1, (active + depth - 1) / depth);
-    while (static_cast<int>(in_flight_.size()) < depth && SubmitStep(per_step)) {
+    // Micro-batches: the running sequences split into groups, each its own step, so every
+    // stage of a pipeline has one to work on (MicroBatches). Depth 1: one step with all.
+    const int active = static_cast<int>(std::count_if(
+        slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; }));
+    const int groups = MicroBatches(backend_->depth(), backend_->stages(), active);
+    const int per_step = groups == 1 ? n_slots() : (active + groups - 1) / groups;
+    while (static_cast<int>(in_flight_.size()) < groups && SubmitStep(per_step)) {}
+    if (in_flight_.empty()) {  // nothing could run: wait for a mask being computed
+      for (Slot& s : slots_)
+        if (s.req && s.mask_job.valid()) {
+          s.mask_job.wait();
+          break;
+        }
+      continue;
     }
-    if (in_flight_.empty()) continue;
     Complete(backend_->Next());
   }
+}
+
+int Scheduler::MicroBatches(int depth, int stages, int active) {
+  // Steps in flight are capped at the group count too: a sequence whose step completes waits
+  // for the next completion rather than going out alone, so groups that started small (the
+  // requests arrived one by one) merge into full ones.
+  if (depth <= 1 || active <= 1) return 1;
+  return std::clamp(stages, 1, std::min(depth, active));
 }
 
 bool Scheduler::SubmitStep(int max_seqs) {
@@ -451,18 +498,21 @@ bool Scheduler::SubmitStep(int max_seqs) {
       if (s.n_skip > 0) sp.accept.push_back(SkipSamplesEntry(s.n_skip));
       s.need_reset = false;
     }
+    sp.allow = Allowed(s);
+    sp.top_logprobs = s.req->params_.top_logprobs;
     return sp;
   };
-  // A decode token per generating sequence, then prompt chunks.
+  // A decode token per generating sequence (and its draft, speculating), then prompt chunks.
   int budget = opts_.n_batch;
+  const std::vector<std::vector<int32_t>> drafts = Drafts(max_seqs, budget);
   for (int i = 0; i < n_slots() && static_cast<int>(f.slots.size()) < max_seqs; ++i) {
     Slot& s = slots_[static_cast<size_t>(i)];
     if (!s.req || s.in_flight || s.pending < 0) continue;
-    step.batch.Add(s.pending, static_cast<int32_t>(s.tokens.size()), i, true);
-    step.samples.push_back(spec(s));
-    f.row_slot.push_back(i);
+    if (MaskPending(s)) continue;  // its mask is being computed: the others go on
+    const std::vector<int32_t>& d = drafts[static_cast<size_t>(i)];
+    AddDecode(i, spec(s), d, &step, &f);
     f.slots.push_back(i);
-    --budget;
+    budget -= 1 + static_cast<int>(d.size());
   }
   for (int i = 0; i < n_slots() && budget > 0 && static_cast<int>(f.slots.size()) < max_seqs; ++i) {
     Slot& s = slots_[static_cast<size_t>(i)];
@@ -479,6 +529,11 @@ bool Scheduler::SubmitStep(int max_seqs) {
       m = 1;
     } else {
       m = std::min(m, own - s.n_prompt_done);
+    }
+    // The chunk that samples waits for its first mask (being computed): the rest goes on.
+    if (s.n_prompt_done + m == prompt.size() && MaskPending(s)) {
+      if (m <= 1) continue;
+      --m;
     }
     const int start = static_cast<int>(s.tokens.size());
     for (size_t j = 0; j < m; ++j) {
@@ -501,6 +556,8 @@ bool Scheduler::SubmitStep(int max_seqs) {
     s.copies.clear();
   }
   step.id = f.id = next_step_++;
+  f.is_draft.resize(static_cast<size_t>(step.batch.size()), 0);
+  f.row_draft.resize(f.row_slot.size(), -1);
   f.batch = step.batch;
   backend_->Submit(std::move(step));
   in_flight_.push_back(std::move(f));
@@ -512,9 +569,12 @@ void Scheduler::Complete(const StepResult& r) {
   in_flight_.pop_front();
   for (int i : f.slots) slots_[static_cast<size_t>(i)].in_flight = false;
   Status st = r.status;
-  if (st.ok() && r.id != f.id) st = Errorf("step %llu answered as %llu", static_cast<unsigned long long>(f.id), static_cast<unsigned long long>(r.id));
+  if (st.ok() && r.id != f.id)
+    st = Errorf("step %llu answered as %llu", static_cast<unsigned long long>(f.id),
+                static_cast<unsigned long long>(r.id));
   if (st.ok() && r.tokens.size() != f.row_slot.size())
-    st = Errorf("the step returned %zu tokens for %zu sampled rows", r.tokens.size(), f.row_slot.size());
+    st = Errorf("the step returned %zu tokens for %zu sampled rows", r.tokens.size(),
+                f.row_slot.size());
   if (!st.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -549,6 +609,7 @@ void Scheduler::Complete(const StepResult& r) {
   }
   // Record what each slot's cache now holds.
   for (int i = 0; i < f.batch.size(); ++i) {
+    if (f.is_draft[static_cast<size_t>(i)]) continue;  // kept below if accepted
     Slot& s = slots_[static_cast<size_t>(f.batch.seq[static_cast<size_t>(i)])];
     s.tokens.push_back(f.batch.tokens[static_cast<size_t>(i)]);
     if (s.pending >= 0) {
@@ -565,7 +626,8 @@ void Scheduler::Complete(const StepResult& r) {
   for (size_t k = 0; k < f.row_slot.size(); ++k) {
     Slot& s = slots_[static_cast<size_t>(f.row_slot[k])];
     if (!s.req) continue;
-    OnToken(s, r.tokens[k]);
+    if (f.row_draft[k] >= 0 && !KeepDrafted(s, f.row_draft[k], r.tokens[k])) continue;
+    OnToken(s, r.tokens[k], k < r.logprobs.size() ? &r.logprobs[k] : nullptr);
   }
 }
 

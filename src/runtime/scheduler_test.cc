@@ -7,8 +7,10 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
+#include "grammar/constraint.h"
 #include "model/testing/tiny_model.h"
 
 namespace strata {
@@ -139,10 +141,14 @@ TEST(Scheduler, ContinuationReproducesTheUndisturbedRun) {
       q.n_continued = k;
       q.max_tokens = kN - k;
       auto cb = c.Callback();
-      ASSERT_EQ(sched.Submit(q, [&, cb](const SchedUpdate& u) {
-        continued += u.continued_text;
-        cb(u);
-      }).code, SubmitCode::kOk);
+      ASSERT_EQ(sched
+                    .Submit(q,
+                            [&, cb](const SchedUpdate& u) {
+                              continued += u.continued_text;
+                              cb(u);
+                            })
+                    .code,
+                SubmitCode::kOk);
       c.Wait();
       EXPECT_EQ(c.tokens, std::vector<int32_t>(full.tokens.begin() + k, full.tokens.end()))
           << "temperature " << sp.temperature << " cut " << k;
@@ -467,6 +473,136 @@ TEST(Scheduler, FinishedRequestReleasesItsCallback) {
     EXPECT_TRUE(weak_rx.expired()) << "max_tokens " << max_tokens;
     EXPECT_TRUE(weak_req.expired()) << "max_tokens " << max_tokens;
   }
+}
+
+// A grammar constraint holds whatever the weights (random here), ends the generation when the
+// grammar is complete, and a thinking budget forces the closing tokens in place of samples.
+TEST(Scheduler, ConstraintAndThinkingBudget) {
+  auto eng = LoadEngine(2);
+  ASSERT_TRUE(eng);
+  const Tokenizer& tok = eng->tokenizer();
+  grammar::GrammarCache cache(grammar::TokenVocab::FromTokenizer(tok));
+  grammar::ConstraintSpec spec;
+  spec.kind = grammar::ConstraintSpec::kGbnf;
+  spec.gbnf = "root ::= \"ok \" [a-c]{2,4} \"!\"";
+  auto a = cache.Get(spec);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  Scheduler sched(eng.get(), SchedulerOptions{});
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    SchedRequestParams p;
+    p.prompt = eng->Tokenize("Hello there, how are you");
+    p.max_tokens = 40;
+    p.sampler.seed = seed;
+    p.sampler.temperature = 1.5f;
+    p.constraint = std::make_shared<grammar::Matcher>(a.value());
+    Collector c;
+    ASSERT_EQ(sched.Submit(std::move(p), c.Callback()).code, SubmitCode::kOk);
+    c.Wait();
+    EXPECT_EQ(c.last.finish_reason, "stop");
+    const std::string& t = c.text;
+    ASSERT_GE(t.size(), 6u) << t;
+    EXPECT_EQ(t.substr(0, 3), "ok ") << t;
+    EXPECT_EQ(t.back(), '!') << t;
+    EXPECT_TRUE(t.size() >= 6 && t.size() <= 8) << t;
+    for (size_t i = 3; i + 1 < t.size(); ++i) EXPECT_TRUE(t[i] >= 'a' && t[i] <= 'c') << t;
+  }
+  // Thinking: 5 free tokens, then the closing tokens, then the constraint.
+  const std::vector<int32_t> close = tok.Encode("</think>", false, true);
+  SchedRequestParams p;
+  p.prompt = eng->Tokenize("Think first");
+  p.max_tokens = 60;
+  p.in_reasoning = true;
+  p.thinking_budget = 5;
+  p.think_close = close;
+  p.constraint = std::make_shared<grammar::Matcher>(a.value());
+  Collector c;
+  ASSERT_EQ(sched.Submit(std::move(p), c.Callback()).code, SubmitCode::kOk);
+  c.Wait();
+  ASSERT_GE(c.tokens.size(), 5 + close.size());
+  EXPECT_EQ(std::vector<int32_t>(c.tokens.begin() + 5,
+                                 c.tokens.begin() + 5 + static_cast<long>(close.size())),
+            close);
+  EXPECT_EQ(c.last.n_thinking, 5);
+  const size_t end = c.text.find("</think>");
+  ASSERT_NE(end, std::string::npos) << c.text;
+  EXPECT_EQ(c.text.substr(end + 8, 3), "ok ") << c.text;
+  EXPECT_EQ(c.last.finish_reason, "stop");
+}
+
+// The whole model in-process, presented as a pipeline of `stages` stages with depth 4: records
+// how many steps are in flight and how many sequences each decode-only step holds.
+class StagedBackend : public StepBackend {
+ public:
+  StagedBackend(Engine* e, int stages)
+      : inner_(e->model(), &e->cache(), &e->pool()), stages_(stages) {}
+  int n_seq() const override { return inner_.n_seq(); }
+  int n_ctx() const override { return inner_.n_ctx(); }
+  int depth() const override { return 4; }
+  int stages() const override { return stages_; }
+  void Submit(Step step) override {
+    const std::set<int32_t> seqs(step.batch.seq.begin(), step.batch.seq.end());
+    max_in_flight = std::max(max_in_flight, ++in_flight_);
+    if (static_cast<size_t>(step.batch.size()) == seqs.size())
+      decode_sizes.push_back(static_cast<int>(seqs.size()));
+    inner_.Submit(std::move(step));
+  }
+  StepResult Next() override {
+    --in_flight_;
+    return inner_.Next();
+  }
+  // Read after the scheduler stopped (the loop thread is the only caller before).
+  int max_in_flight = 0;
+  std::vector<int> decode_sizes;
+
+ private:
+  LocalBackend inner_;
+  int stages_;
+  int in_flight_ = 0;
+};
+
+TEST(Scheduler, MicroBatchesAreOnePerStageAndMergeAfterStaggeredArrivals) {
+  auto ref = LoadEngine(1);
+  auto eng = LoadEngine(4);
+  ASSERT_TRUE(ref && eng);
+  const auto prompts = Prompts();
+  std::vector<GenerateResult> solo;
+  for (const std::string& prompt : prompts) {
+    GenerateOptions go;
+    go.max_tokens = 24;
+    go.sampler = Greedy();
+    auto r = ref->Generate(ref->Tokenize(prompt), go);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    solo.push_back(r.value());
+  }
+  auto backend = std::make_unique<StagedBackend>(eng.get(), 2);
+  StagedBackend* staged = backend.get();
+  Scheduler sched(eng->tokenizer(), std::move(backend), SchedulerOptions{});
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    SchedRequestParams p;
+    p.prompt = solo[i].prompt_tokens;
+    p.max_tokens = 24;
+    p.sampler = Greedy();
+    ASSERT_EQ(sched.Submit(p, cs.back()->Callback()).code, SubmitCode::kOk);
+    // One by one: each arrives while the earlier ones decode in their own micro-batches.
+    std::unique_lock<std::mutex> lock(cs.back()->mu);
+    cs.back()->cv.wait(lock, [&] { return cs.back()->n_updates > 0; });
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    cs[i]->Wait();
+    EXPECT_EQ(cs[i]->tokens, solo[i].tokens) << "request " << i;
+  }
+  sched.Stop();
+  // Two stages: two micro-batches in flight at most, of ceil(running / 2) sequences, and the
+  // single-sequence groups of the staggered start merge into pairs.
+  EXPECT_LE(staged->max_in_flight, 2);
+  int pairs = 0;
+  for (int n : staged->decode_sizes) {
+    EXPECT_LE(n, 2);
+    pairs += n == 2 ? 1 : 0;
+  }
+  EXPECT_GE(pairs, 20) << "decode steps: " << staged->decode_sizes.size();
 }
 
 }  // namespace

@@ -21,13 +21,25 @@ namespace strata {
 
 // How to sample one output row (a token flagged in Batch::output).
 struct SampleSpec {
-  bool reset = false;            // a new request in this slot: new sampler with `params`
-  SamplerParams params;          // used when reset
+  bool reset = false;    // a new request in this slot: new sampler with `params`
+  SamplerParams params;  // used when reset
   // Tokens to Accept before sampling (after a reset: the prompt). An entry below -1 is no
   // token but SkipSamplesEntry(n): advance the random stream as n Sample() calls would (a
   // continuation of earlier output, see SchedRequestParams::n_continued). Encoded in the list
   // so that it travels through the stage protocol unchanged.
   std::vector<int32_t> accept;
+  // Tokens allowed for this row (bit id set; null: all): a grammar constraint's mask or
+  // ignore_eos. In-process only (not sent to pipeline stages).
+  std::shared_ptr<const std::vector<uint64_t>> allow;
+  // Log-probabilities of the sampled token wanted: -1 none, k >= 0 with the k most likely.
+  // Local backend only (not carried by the stage protocol).
+  int32_t top_logprobs = -1;
+  // Speculative decoding (runtime/speculative.h): tokens drafted after this row's token. The
+  // batch then holds them right after it, each flagged, each with a spec of its own marked
+  // `drafted` (placeholders); the step returns the emitted tokens in these rows, -1 in the
+  // rows after them. In-process only (no allow mask, no logprobs with a draft).
+  std::vector<int32_t> draft;
+  bool drafted = false;
 };
 
 // The `accept` entry that skips n >= 1 samples, and its inverse (0 for a token id).
@@ -58,6 +70,8 @@ struct StepResult {
   // sequences from position 0 with what they generated so far continues them unchanged.
   bool retry = false;
   std::vector<int32_t> tokens;  // one sampled id per flagged token
+  // Per flagged token when any spec asked (id -1 in rows that did not); else empty.
+  std::vector<TokenLogprob> logprobs;
 };
 
 class StepBackend {
@@ -67,6 +81,11 @@ class StepBackend {
   virtual int n_ctx() const = 0;
   // Steps that may be in flight at once (1: each step completes before the next starts).
   virtual int depth() const = 0;
+  // Stages that work on a step one after the other (a pipeline's length; 1 in-process). With
+  // depth() > 1 the scheduler splits the running sequences into this many micro-batches (at
+  // most depth()): one per stage keeps every stage busy, and no more keeps each micro-batch as
+  // large as possible, so every stage reads its weights once for as many tokens as it can.
+  virtual int stages() const { return 1; }
   // Queues a step. Its result comes from Next(), in submission order.
   virtual void Submit(Step step) = 0;
   // Blocks for the result of the oldest submitted step not yet returned.
@@ -87,16 +106,23 @@ class SlotSamplers {
   // *stale = true) when the slot has no sampler and the spec does not reset it.
   Result<int32_t> Sample(int seq, const SampleSpec& spec, const float* logits, int32_t n_vocab,
                          bool* stale);
+  // Verifies spec.draft against rows logits[draft.size() + 1, n_vocab] (VerifyDraft):
+  // *out gets the emitted tokens.
+  Status Verify(int seq, const SampleSpec& spec, const float* logits, int32_t n_vocab,
+                std::vector<int32_t>* out, bool* stale);
   void Clear(int seq);
 
  private:
+  // The slot's sampler after spec's reset and accepted tokens.
+  Result<Sampler*> Prepare(int seq, const SampleSpec& spec, bool* stale);
   std::vector<std::unique_ptr<Sampler>> samplers_;
+  std::vector<float> masked_;  // a row with the disallowed tokens at -inf
 };
 
 // Samples every flagged row of `logits` ([n_out, n_vocab]) with `specs`.
 Status SampleRows(SlotSamplers& samplers, const Batch& batch, const std::vector<SampleSpec>& specs,
                   const std::vector<float>& logits, int32_t n_vocab, std::vector<int32_t>* tokens,
-                  bool* stale);
+                  bool* stale, std::vector<TokenLogprob>* logprobs = nullptr);
 
 // The whole model in this process: runs each step synchronously inside Next().
 class LocalBackend : public StepBackend {

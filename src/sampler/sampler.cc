@@ -59,8 +59,7 @@ void Sampler::Accept(int32_t token) {
   }
   history_.push_back(token);
   ++counts_[static_cast<size_t>(token)];
-  if (params_.penalty_last_n > 0 &&
-      history_.size() > static_cast<size_t>(params_.penalty_last_n)) {
+  if (params_.penalty_last_n > 0 && history_.size() > static_cast<size_t>(params_.penalty_last_n)) {
     --counts_[static_cast<size_t>(history_.front())];
     history_.pop_front();
   }
@@ -86,7 +85,7 @@ void Sampler::ApplyPenalties(int32_t n_vocab) {
   for (int32_t t : history_) {
     if (t >= n_vocab) continue;
     int32_t& c = counts_[static_cast<size_t>(t)];
-    if (c <= 0) continue;  // already penalised
+    if (c <= 0) continue;                                // already penalised
     float& logit = cand_[static_cast<size_t>(t)].logit;  // cand_[i].id == i here
     logit = logit <= 0.0f ? logit * p.repeat_penalty : logit / p.repeat_penalty;
     logit -= static_cast<float>(c) * p.frequency_penalty + p.presence_penalty;
@@ -147,8 +146,8 @@ void Sampler::TopP(size_t* size, bool* sorted, size_t mass_size) {
                          first + static_cast<std::ptrdiff_t>(next),
                          first + static_cast<std::ptrdiff_t>(n), Better<Candidate>);
       }
-      std::sort(first + static_cast<std::ptrdiff_t>(done), first + static_cast<std::ptrdiff_t>(next),
-                Better<Candidate>);
+      std::sort(first + static_cast<std::ptrdiff_t>(done),
+                first + static_cast<std::ptrdiff_t>(next), Better<Candidate>);
       done = next;
       chunk *= 2;
     }
@@ -187,8 +186,9 @@ void Sampler::MinP(size_t* size, bool* sorted) {
   *size = static_cast<size_t>(mid - first);
 }
 
-int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
-  if (n_vocab <= 0) return -1;
+// Penalties, filters and temperature: the greedy pick (returned, with *size 0) or -1 with
+// cand_[0, *size) weighted by unnormalised probabilities summing to *sum.
+int32_t Sampler::Weigh(const float* logits, int32_t n_vocab, size_t* size, double* sum) {
   const size_t n = static_cast<size_t>(n_vocab);
   cand_.resize(n);  // capacity is kept: no allocation once the vocab size was seen
   for (size_t i = 0; i < n; ++i) {
@@ -199,37 +199,50 @@ int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
 
   const int32_t best = Greedy(n_vocab);
   const float best_logit = cand_[static_cast<size_t>(best)].logit;
+  *size = 0;
+  *sum = 0;
   if (params_.temperature <= 0.0f || !std::isfinite(best_logit)) {
     // Greedy, or degenerate logits (all -inf, or +inf present) that softmax can't weigh.
     n_cand_ = n;
     return best;
   }
 
-  size_t size = n;
+  size_t kept = n;
   bool sorted = false;
-  TopK(&size, &sorted);
-  const size_t mass_size = size;
+  TopK(&kept, &sorted);
+  const size_t mass_size = kept;
   if (!sorted && params_.top_p < 1.0f && params_.min_p > 0.0f) {
     // Top-p and min-p each keep a prefix of the sorted order, so min-p then top-p gives
     // the same set as top-p then min-p as long as top-p weighs the whole set. Cutting
     // with min-p first (a linear partition) spares ordering a long tail.
-    MinP(&size, &sorted);
+    MinP(&kept, &sorted);
   }
-  TopP(&size, &sorted, mass_size);
-  MinP(&size, &sorted);
-  n_cand_ = size;
+  TopP(&kept, &sorted, mass_size);
+  MinP(&kept, &sorted);
+  n_cand_ = kept;
 
   const float inv_t = 1.0f / params_.temperature;
   float max_logit = kNegInf;
-  for (size_t i = 0; i < size; ++i) {
+  for (size_t i = 0; i < kept; ++i) {
     cand_[i].logit *= inv_t;
     max_logit = std::max(max_logit, cand_[i].logit);
   }
-  double sum = 0.0;
-  for (size_t i = 0; i < size; ++i) {
+  double total = 0.0;
+  for (size_t i = 0; i < kept; ++i) {
     cand_[i].p = std::exp(cand_[i].logit - max_logit);
-    sum += cand_[i].p;
+    total += cand_[i].p;
   }
+  *size = kept;
+  *sum = total;
+  return -1;
+}
+
+int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
+  if (n_vocab <= 0) return -1;
+  size_t size = 0;
+  double sum = 0;
+  const int32_t greedy = Weigh(logits, n_vocab, &size, &sum);
+  if (greedy >= 0) return greedy;
   const double u = Uniform01() * sum;
   double cum = 0.0;
   for (size_t i = 0; i < size; ++i) {
@@ -243,12 +256,64 @@ int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
   return cand_[0].id;
 }
 
+void Sampler::Distribution(const float* logits, int32_t n_vocab,
+                           std::vector<std::pair<int32_t, double>>* out) {
+  out->clear();
+  if (n_vocab <= 0) return;
+  size_t size = 0;
+  double sum = 0;
+  const int32_t greedy = Weigh(logits, n_vocab, &size, &sum);
+  if (greedy >= 0 || !(sum > 0)) {
+    out->emplace_back(greedy >= 0 ? greedy : cand_[0].id, 1.0);
+    return;
+  }
+  out->reserve(size);
+  for (size_t i = 0; i < size; ++i)
+    if (cand_[i].p > 0.0f) out->emplace_back(cand_[i].id, cand_[i].p / sum);
+}
+
+double Sampler::Draw01() { return params_.temperature > 0.0f ? Uniform01() : 0.0; }
+
 std::vector<std::pair<int32_t, float>> Sampler::LastCandidates() const {
   std::vector<std::pair<int32_t, float>> out;
   const size_t n = std::min(n_cand_, cand_.size());
   out.reserve(n);
   for (size_t i = 0; i < n; ++i) out.emplace_back(cand_[i].id, cand_[i].logit);
   std::sort(out.begin(), out.end());
+  return out;
+}
+
+TokenLogprob ComputeLogprobs(const float* logits, int32_t n_vocab, int32_t id, int k) {
+  TokenLogprob out;
+  out.id = id;
+  if (n_vocab <= 0) return out;
+  float max = logits[0];
+  for (int32_t i = 1; i < n_vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max));
+  const double log_z = static_cast<double>(max) + std::log(sum);
+  auto lp = [&](int32_t i) { return static_cast<float>(logits[i] - log_z); };
+  if (id >= 0 && id < n_vocab) out.logprob = lp(id);
+  k = std::min(k, static_cast<int>(n_vocab));
+  if (k <= 0) return out;
+  // The k best by a min-heap on (logit, -id): higher logit first, lower id on ties.
+  auto worse = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  std::vector<int32_t> heap;
+  heap.reserve(static_cast<size_t>(k) + 1);
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    if (static_cast<int>(heap.size()) < k) {
+      heap.push_back(i);
+      std::push_heap(heap.begin(), heap.end(), worse);
+    } else if (worse(i, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), worse);
+      heap.back() = i;
+      std::push_heap(heap.begin(), heap.end(), worse);
+    }
+  }
+  std::sort(heap.begin(), heap.end(), worse);
+  for (int32_t i : heap) out.top.emplace_back(i, lp(i));
   return out;
 }
 

@@ -24,12 +24,30 @@ struct SamplerParams {
   uint64_t seed = 0xFFFFFFFFu;  // fixed seed => same output
 };
 
+// Log-probabilities of one sampled token, from the model's raw distribution: log-softmax of
+// the logits before penalties, filters and temperature (what OpenAI and llama-server report).
+struct TokenLogprob {
+  int32_t id = -1;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  // the k most likely (id, logprob), best first
+};
+// `id`'s log-probability in logits[n_vocab] and the k most likely tokens (ties: lower id).
+TokenLogprob ComputeLogprobs(const float* logits, int32_t n_vocab, int32_t id, int k);
+
 class Sampler {
  public:
   explicit Sampler(const SamplerParams& params);
 
   // Picks the next token from logits[n_vocab]. Does not modify logits.
   int32_t Sample(const float* logits, int32_t n_vocab);
+  // The distribution Sample() draws from, without drawing: (id, probability) of every
+  // candidate left by the penalties, filters and temperature, probabilities summing to 1
+  // (greedy or degenerate logits: the one pick with 1). Speculative verification uses it.
+  void Distribution(const float* logits, int32_t n_vocab,
+                    std::vector<std::pair<int32_t, double>>* out);
+  // A uniform draw in [0, 1) from the sampler's random stream (the same two outputs as one
+  // Sample() draw); 0 without drawing when greedy.
+  double Draw01();
   // Records a token (prompt or generated) for the penalties.
   void Accept(int32_t token);
   // Forgets the accepted tokens and re-seeds the RNG: the sampler behaves as new.
@@ -63,6 +81,7 @@ class Sampler {
   void Seed();
   void ApplyPenalties(int32_t n_vocab);
   int32_t Greedy(int32_t n_vocab);
+  int32_t Weigh(const float* logits, int32_t n_vocab, size_t* size, double* sum);
   void TopK(size_t* size, bool* sorted);
   void TopP(size_t* size, bool* sorted, size_t mass_size);
   void MinP(size_t* size, bool* sorted);

@@ -198,8 +198,8 @@ TEST(SamplerDeterminism, SkipSamplesResumesTheRandomStream) {
 
 TEST(SamplerDeterminism, DifferentSeedsDiffer) {
   const std::vector<float> logits(50, 0.0f);  // uniform over 50 tokens
-  const std::vector<uint64_t> seeds = {1, 2, 3, 4, 5, 6, 7, 8, 0xFFFFFFFFu,
-                                       0x1'0000'0001ull};  // high half matters too
+  const std::vector<uint64_t> seeds = {
+      1, 2, 3, 4, 5, 6, 7, 8, 0xFFFFFFFFu, 0x1'0000'0001ull};  // high half matters too
   std::vector<std::vector<int32_t>> seqs;
   for (uint64_t seed : seeds) {
     SamplerParams p = Plain();
@@ -226,7 +226,7 @@ TEST(SamplerFilters, TopKKeepsTheKBest) {
   Sampler s(p);
   s.Sample(logits.data(), 7);
   EXPECT_EQ(CandidateIds(s), (std::vector<int32_t>{1, 3, 5}));  // tie at 2.0: lowest id
-  p.top_k = 100;  // larger than the vocabulary: no-op
+  p.top_k = 100;                                                // larger than the vocabulary: no-op
   Sampler all(p);
   all.Sample(logits.data(), 7);
   EXPECT_EQ(all.LastCandidates().size(), 7u);
@@ -244,9 +244,9 @@ TEST(SamplerFilters, TopPKeepsSmallestPrefixReachingP) {
   };
   const std::vector<Case> cases = {
       {0.35f, 0, {1}},
-      {0.69f, 0, {1, 3}},          // .40 + .30 = .70 >= .69
-      {0.71f, 0, {1, 3, 4}},       // needs .15 more
-      {0.80f, 0, {1, 3, 4}},       // .85 >= .80
+      {0.69f, 0, {1, 3}},     // .40 + .30 = .70 >= .69
+      {0.71f, 0, {1, 3, 4}},  // needs .15 more
+      {0.80f, 0, {1, 3, 4}},  // .85 >= .80
       {0.90f, 0, {1, 2, 3, 4}},
       {1.00f, 0, {0, 1, 2, 3, 4}},  // off
       // After top-k=3 the mass renormalises over {1,3,4}: .40/.85 + .30/.85 = .82 >= .80.
@@ -274,7 +274,7 @@ TEST(SamplerFilters, MinPKeepsTokensAboveFractionOfBest) {
       {0.20f, {1, 2, 3, 4}},  // p >= .08
       {0.74f, {1, 3}},        // p >= .296
       {1.00f, {1}},
-      {2.00f, {1}},           // nothing qualifies: the best token stays
+      {2.00f, {1}},  // nothing qualifies: the best token stays
       {0.00f, {0, 1, 2, 3, 4}},
   };
   for (const Case& c : cases) {
@@ -303,8 +303,7 @@ TEST(SamplerFilters, TemperatureScalesSurvivingLogits) {
 }
 
 // Reference top-p / min-p by a full sort, with the same arithmetic as the sampler.
-std::set<int32_t> ReferenceFilter(const std::vector<float>& logits, float top_p,
-                                  float min_p) {
+std::set<int32_t> ReferenceFilter(const std::vector<float>& logits, float top_p, float min_p) {
   std::vector<int32_t> order(logits.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
@@ -341,7 +340,7 @@ TEST(SamplerFilters, LargeVocabMatchesFullSortReference) {
                                          {0.5f, 0.0f, 1.0f},  // flat: many candidates
                                          {1.0f, 0.05f, 2.0f},
                                          {0.9f, 0.02f, 2.0f},
-                                         {0.5f, 0.0005f, 1.0f},  // top-p cuts first
+                                         {0.5f, 0.0005f, 1.0f},   // top-p cuts first
                                          {0.99f, 0.2f, 3.0f}}) {  // min-p cuts first
     const std::vector<float> logits = RandomLogits(kBigVocab, 77, c.scale);
     SamplerParams p = Plain();
@@ -484,8 +483,8 @@ TEST(SamplerPerformance, NoAllocationInSteadyStateAndFast) {
     const long before = g_allocs.load();
     for (int i = 0; i < 50; ++i) s.Sample(logits.data(), kBigVocab);
     const long allocs = g_allocs.load() - before;
-    const double ms = std::chrono::duration<double, std::milli>(
-                          std::chrono::steady_clock::now() - start).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     EXPECT_EQ(allocs, 0) << "top_k " << p.top_k;
     // ~1 ms per call in a release build; generous for sanitizer builds and a busy host.
     EXPECT_LT(ms / 50, 100.0) << "top_k " << p.top_k;
@@ -504,6 +503,28 @@ TEST(SamplerEdgeCases, DegenerateLogits) {
   const std::vector<float> with_nan = {NAN, 1.0f, NAN};
   for (int i = 0; i < 20; ++i) EXPECT_EQ(s.Sample(with_nan.data(), 3), 1);
   EXPECT_EQ(s.Sample(one_left.data(), 0), -1);
+}
+
+}  // namespace
+}  // namespace strata
+
+namespace strata {
+namespace {
+
+TEST(Logprobs, LogSoftmaxOfRawLogitsAndTopK) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f, -1.0f};
+  double z = 0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  const TokenLogprob t = ComputeLogprobs(logits.data(), 5, 2, 3);
+  EXPECT_EQ(t.id, 2);
+  EXPECT_NEAR(t.logprob, 2.0 - std::log(z), 1e-6);
+  ASSERT_EQ(t.top.size(), 3u);
+  EXPECT_EQ(t.top[0].first, 1);  // ties: lower id first
+  EXPECT_EQ(t.top[1].first, 3);
+  EXPECT_EQ(t.top[2].first, 2);
+  EXPECT_NEAR(t.top[0].second, 3.0 - std::log(z), 1e-6);
+  EXPECT_TRUE(ComputeLogprobs(logits.data(), 5, 4, 0).top.empty());
+  EXPECT_EQ(ComputeLogprobs(logits.data(), 5, 0, 20).top.size(), 5u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "base/fp16.h"
 
@@ -117,7 +118,8 @@ void QuantizeKSuperBlock(const float* x, int nmax, float rmin, float rdelta, int
   for (int j = 0; j < 8; ++j) {
     // Truncate to 8 bits before the clamp (a negative level wraps and clamps to 63), as the
     // reference does.
-    const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(NearestInt(inv_scale * scales[j])));
+    const uint8_t ls =
+        std::min<uint8_t>(63, static_cast<uint8_t>(NearestInt(inv_scale * scales[j])));
     const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(NearestInt(inv_min * mins[j])));
     if (j < 4) {
       packed[j] = static_cast<uint8_t>(packed[j] | ls);
@@ -186,6 +188,26 @@ float FitSymmetric(const float* x, int n, int nmax, int8_t* L) {
   return scale;
 }
 
+// Dequantizes Q4_K / Q5_K super-blocks: chunk c (64 values) of a block has two sub-blocks of
+// 32 with their own scale and min; quants(block, c, l) gives the quants of value l of each.
+template <typename Block, typename Quants>
+void DequantizeK(const Block* x, float* y, int64_t n, Quants quants) {
+  for (int64_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
+    const float d = fp16_to_f32(x[b].d), dmin = fp16_to_f32(x[b].dmin);
+    for (int c = 0; c < 4; ++c) {
+      uint8_t sc0, m0, sc1, m1;
+      UnpackScaleMinK4(x[b].scales, 2 * c, &sc0, &m0);
+      UnpackScaleMinK4(x[b].scales, 2 * c + 1, &sc1, &m1);
+      const float d0 = d * sc0, o0 = dmin * m0, d1 = d * sc1, o1 = dmin * m1;
+      for (int l = 0; l < 32; ++l) {
+        const auto [qa, qb] = quants(x[b], c, l);
+        y[64 * c + l] = d0 * static_cast<float>(qa) - o0;
+        y[64 * c + 32 + l] = d1 * static_cast<float>(qb) - o1;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void QuantizeQ4_0(const float* x, BlockQ4_0* y, int64_t n) {
@@ -230,19 +252,10 @@ void QuantizeQ4_K(const float* x, BlockQ4_K* y, int64_t n) {
 }
 
 void DequantizeQ4_K(const BlockQ4_K* x, float* y, int64_t n) {
-  for (int64_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
-    const float d = fp16_to_f32(x[b].d), dmin = fp16_to_f32(x[b].dmin);
-    for (int c = 0; c < 4; ++c) {
-      uint8_t sc0, m0, sc1, m1;
-      UnpackScaleMinK4(x[b].scales, 2 * c, &sc0, &m0);
-      UnpackScaleMinK4(x[b].scales, 2 * c + 1, &sc1, &m1);
-      const float d0 = d * sc0, o0 = dmin * m0, d1 = d * sc1, o1 = dmin * m1;
-      for (int l = 0; l < 32; ++l) {
-        y[64 * c + l] = d0 * static_cast<float>(x[b].qs[32 * c + l] & 0xF) - o0;
-        y[64 * c + 32 + l] = d1 * static_cast<float>(x[b].qs[32 * c + l] >> 4) - o1;
-      }
-    }
-  }
+  DequantizeK(x, y, n, [](const BlockQ4_K& blk, int c, int l) {
+    const int q = blk.qs[32 * c + l];
+    return std::pair<int, int>(q & 0xF, q >> 4);
+  });
 }
 
 void QuantizeQ5_K(const float* x, BlockQ5_K* y, int64_t n) {
@@ -254,29 +267,19 @@ void QuantizeQ5_K(const float* x, BlockQ5_K* y, int64_t n) {
       for (int l = 0; l < 32; ++l) {
         const int a = L[64 * c + l], h = L[64 * c + 32 + l];
         y[b].qs[32 * c + l] = static_cast<uint8_t>((a & 0xF) | ((h & 0xF) << 4));
-        y[b].qh[l] = static_cast<uint8_t>(y[b].qh[l] | ((a >> 4) << (2 * c)) |
-                                          ((h >> 4) << (2 * c + 1)));
+        y[b].qh[l] =
+            static_cast<uint8_t>(y[b].qh[l] | ((a >> 4) << (2 * c)) | ((h >> 4) << (2 * c + 1)));
       }
     }
   }
 }
 
 void DequantizeQ5_K(const BlockQ5_K* x, float* y, int64_t n) {
-  for (int64_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
-    const float d = fp16_to_f32(x[b].d), dmin = fp16_to_f32(x[b].dmin);
-    for (int c = 0; c < 4; ++c) {
-      uint8_t sc0, m0, sc1, m1;
-      UnpackScaleMinK4(x[b].scales, 2 * c, &sc0, &m0);
-      UnpackScaleMinK4(x[b].scales, 2 * c + 1, &sc1, &m1);
-      const float d0 = d * sc0, o0 = dmin * m0, d1 = d * sc1, o1 = dmin * m1;
-      for (int l = 0; l < 32; ++l) {
-        const int qa = (x[b].qs[32 * c + l] & 0xF) | (((x[b].qh[l] >> (2 * c)) & 1) << 4);
-        const int qb = (x[b].qs[32 * c + l] >> 4) | (((x[b].qh[l] >> (2 * c + 1)) & 1) << 4);
-        y[64 * c + l] = d0 * static_cast<float>(qa) - o0;
-        y[64 * c + 32 + l] = d1 * static_cast<float>(qb) - o1;
-      }
-    }
-  }
+  DequantizeK(x, y, n, [](const BlockQ5_K& blk, int c, int l) {
+    const int q = blk.qs[32 * c + l], h = blk.qh[l];
+    return std::pair<int, int>((q & 0xF) | (((h >> (2 * c)) & 1) << 4),
+                               (q >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
+  });
 }
 
 void QuantizeQ6_K(const float* x, BlockQ6_K* y, int64_t n) {

@@ -45,7 +45,8 @@ TEST(Quant, F16AndBf16RoundTrip) {
     std::vector<float> y(6);
     QuantizeRow(t, x.data(), q.data(), 6);
     DequantizeRow(t, q.data(), y.data(), 6);
-    for (int i = 0; i < 6; ++i) EXPECT_NEAR(y[i], x[i], std::fabs(x[i]) * 1e-2f + 1e-7f) << DTypeName(t);
+    for (int i = 0; i < 6; ++i)
+      EXPECT_NEAR(y[i], x[i], std::fabs(x[i]) * 1e-2f + 1e-7f) << DTypeName(t);
   }
 }
 
@@ -130,9 +131,14 @@ TEST(Quant, LowBitRoundTripOnGaussianData) {
   std::vector<float> x(256 * 16);
   for (float& v : x) v = nd(rng);
   // Relative RMS error per type (a 4-bit grid over roughly +-3 sigma is ~10% of sigma).
-  const struct { DType t; float max_rel; } cases[] = {
-      {DType::Q4_0, 0.15f}, {DType::Q4_K, 0.12f}, {DType::Q5_K, 0.06f},
-      {DType::Q6_K, 0.03f}, {DType::Q8_K, 0.01f}};
+  const struct {
+    DType t;
+    float max_rel;
+  } cases[] = {{DType::Q4_0, 0.15f},
+               {DType::Q4_K, 0.12f},
+               {DType::Q5_K, 0.06f},
+               {DType::Q6_K, 0.03f},
+               {DType::Q8_K, 0.01f}};
   for (const auto& c : cases) {
     const std::vector<float> y = Dequantized(c.t, x);
     double se = 0, ss = 0;
@@ -219,10 +225,8 @@ TEST(Quant, BytesMatchLlamaCppReferenceQuantizers) {
     return h;
   };
   const std::pair<DType, uint64_t> want[] = {
-      {DType::Q4_0, 0x48b61dd56f9b5e1full},
-      {DType::Q8_0, 0x8824ffaf38956578ull},
-      {DType::Q4_K, 0xf5d9a36eb063493eull},
-      {DType::Q5_K, 0x1b2143676b100458ull},
+      {DType::Q4_0, 0x48b61dd56f9b5e1full}, {DType::Q8_0, 0x8824ffaf38956578ull},
+      {DType::Q4_K, 0xf5d9a36eb063493eull}, {DType::Q5_K, 0x1b2143676b100458ull},
       {DType::Q6_K, 0x16aa39b8e1a815a0ull},
   };
   for (const auto& [t, hash] : want) {

@@ -4,6 +4,8 @@
 // jinja2 renderings the tests compare against.
 #include "tokenizer/chat_template.h"
 
+#include "tokenizer/chat_internal.h"
+
 #include <cstdint>
 #include <string_view>
 
@@ -12,7 +14,6 @@ namespace {
 
 constexpr std::string_view kQwenDefaultSystem =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
-constexpr std::string_view kLlama3DateString = "26 Jul 2024";
 
 // ---------------------------------------------------------------------------------------
 // Python's str.strip() (Jinja's |trim): removes leading and trailing Unicode whitespace,
@@ -22,11 +23,15 @@ bool IsPythonSpace(uint32_t cp) {
   if (cp >= 0x09 && cp <= 0x0D) return true;
   if (cp >= 0x1C && cp <= 0x20) return true;
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F:
-    case 0x205F: case 0x3000:
-      return true;
-    default:
-      return cp >= 0x2000 && cp <= 0x200A;
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000: return true;
+    default: return cp >= 0x2000 && cp <= 0x200A;
   }
 }
 
@@ -60,7 +65,9 @@ size_t DecodeUtf8(std::string_view s, size_t i, uint32_t* cp) {
   return len;
 }
 
-std::string PyTrim(std::string_view s) {
+}  // namespace
+
+std::string chat_internal::PyTrim(std::string_view s) {
   size_t begin = 0;
   while (begin < s.size()) {
     uint32_t cp;
@@ -84,108 +91,20 @@ std::string PyTrim(std::string_view s) {
   return std::string(s.substr(begin, end - begin));
 }
 
+namespace {
+
 // ---------------------------------------------------------------------------------------
 
 Status CheckRoles(const std::vector<ChatMessage>& messages) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
-    if (r != "system" && r != "user" && r != "assistant") {
-      return Errorf("chat message %zu: unsupported role '%s' (expected system, user or "
-                    "assistant)", i, r.c_str());
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
+      return Errorf(
+          "chat message %zu: unsupported role '%s' (expected system, user, "
+          "assistant or tool)",
+          i, r.c_str());
     }
   }
-  return Status::Ok();
-}
-
-// Appends a message's content, recording its span.
-void AddContent(ChatRender* r, std::string_view content) {
-  if (content.empty()) return;
-  r->contents.push_back(TextSpan{r->text.size(), r->text.size() + content.size()});
-  r->text += content;
-}
-
-// DeepSeek-R1: BOS, then the last system message's content, then
-// <｜User｜>text / <｜Assistant｜>answer<｜end▁of▁sentence｜>; an assistant turn keeps only
-// what follows its last </think>. The generation prompt opens the reasoning block.
-void RenderDeepSeekR1(const std::vector<ChatMessage>& messages, bool add_gen,
-                      const std::string& bos, ChatRender* r) {
-  std::string_view system;
-  for (const ChatMessage& m : messages) {
-    if (m.role == "system") system = m.content;
-  }
-  std::string& out = r->text;
-  out = bos;
-  AddContent(r, system);
-  for (const ChatMessage& m : messages) {
-    if (m.role == "user") {
-      out += "<｜User｜>";
-      AddContent(r, m.content);
-    } else if (m.role == "assistant") {
-      std::string_view content = m.content;
-      const size_t pos = content.rfind("</think>");
-      if (pos != std::string_view::npos) content.remove_prefix(pos + 8);
-      out += "<｜Assistant｜>";
-      AddContent(r, content);
-      out += "<｜end▁of▁sentence｜>";
-    }
-  }
-  if (add_gen) out += "<｜Assistant｜><think>\n";
-}
-
-// Llama 3.1: BOS, a system header carrying the knowledge/today dates and the (trimmed)
-// leading system message, then one header block per remaining message, content trimmed.
-Status RenderLlama3(const std::vector<ChatMessage>& messages, bool add_gen,
-                    const std::string& bos, ChatRender* r) {
-  if (messages.empty()) {
-    return Status::Error("llama3 chat template: the conversation has no messages");
-  }
-  size_t first = 0;
-  std::string system;
-  if (messages[0].role == "system") {
-    system = PyTrim(messages[0].content);
-    first = 1;
-  }
-  std::string& out = r->text;
-  out = bos;
-  out += "<|start_header_id|>system<|end_header_id|>\n\n";
-  out += "Cutting Knowledge Date: December 2023\n";
-  out += "Today Date: ";
-  out += kLlama3DateString;
-  out += "\n\n";
-  AddContent(r, system);
-  out += "<|eot_id|>";
-  for (size_t i = first; i < messages.size(); ++i) {
-    out += "<|start_header_id|>";
-    out += messages[i].role;
-    out += "<|end_header_id|>\n\n";
-    AddContent(r, PyTrim(messages[i].content));
-    out += "<|eot_id|>";
-  }
-  if (add_gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return Status::Ok();
-}
-
-// ChatML: <|im_start|>role\ncontent<|im_end|>\n per message, a default system prompt
-// first when the conversation does not open with one.
-Status RenderChatML(const ChatTemplateInfo& info, const std::vector<ChatMessage>& messages,
-                    bool add_gen, ChatRender* r) {
-  if (messages.empty() && !info.allows_empty) {
-    return Status::Error("chatml chat template: the conversation has no messages");
-  }
-  std::string& out = r->text;
-  if (!messages.empty() && messages[0].role != "system" && !info.default_system.empty()) {
-    out += "<|im_start|>system\n";
-    out += info.default_system;
-    out += "<|im_end|>\n";
-  }
-  for (const ChatMessage& m : messages) {
-    out += "<|im_start|>";
-    out += m.role;
-    out += "\n";
-    AddContent(r, m.content);
-    out += "<|im_end|>\n";
-  }
-  if (add_gen) out += "<|im_start|>assistant\n";
   return Status::Ok();
 }
 
@@ -264,20 +183,20 @@ Result<ChatFamily> ParseChatFamily(const std::string& name) {
   for (ChatFamily f : {ChatFamily::kDeepSeekR1, ChatFamily::kLlama3, ChatFamily::kChatML}) {
     if (name == ChatFamilyName(f)) return f;
   }
-  return Errorf("unknown chat template name '%s' (expected deepseek-r1, llama3 or chatml)",
-                name.c_str());
+  if (name == "llama3.1") return ChatFamily::kLlama3;
+  if (name == "qwen2.5") return ChatFamily::kChatML;
+  return Errorf(
+      "unknown chat template name '%s' (expected deepseek-r1, qwen2.5, llama3.1 or "
+      "chatml)",
+      name.c_str());
 }
 
 ChatTemplateInfo DefaultChatTemplateInfo(ChatFamily family) {
   ChatTemplateInfo info;
   info.family = family;
   switch (family) {
-    case ChatFamily::kDeepSeekR1:
-      info.allows_empty = true;
-      break;
-    case ChatFamily::kLlama3:
-      info.allows_empty = false;
-      break;
+    case ChatFamily::kDeepSeekR1: info.allows_empty = true; break;
+    case ChatFamily::kLlama3: info.allows_empty = false; break;
     case ChatFamily::kChatML:
       info.default_system = std::string(kQwenDefaultSystem);
       info.allows_empty = false;
@@ -289,19 +208,17 @@ ChatTemplateInfo DefaultChatTemplateInfo(ChatFamily family) {
 Result<ChatTemplateInfo> AnalyzeChatTemplate(const std::string& t) {
   if (t.empty()) return Status::Error("chat template is empty");
   if (Contains(t, "<｜User｜>") && Contains(t, "<｜Assistant｜>")) {
-    // Older R1 templates open the generation prompt without <think>; those render
-    // differently, so they are not accepted silently.
-    if (!Contains(t, "<｜Assistant｜><think>\\n")) {
-      return Status::Error(
-          "unsupported DeepSeek chat template variant (its generation prompt does not "
-          "open a <think> block); pass --chat-template deepseek-r1 to force it");
-    }
-    return DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+    // The variants of the R1 distills' template that publishers ship: with or without
+    // "<think>\n" in the generation prompt, DeepSeek's tool-call layout or its correction.
+    ChatTemplateInfo info = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+    info.think_in_prompt =
+        Contains(t, "<｜Assistant｜><think>\\n") || Contains(t, "<｜Assistant｜><think>\n");
+    info.tool_calls_fixed = Contains(t, "message['role'] == 'assistant' and message['tool_calls']");
+    return info;
   }
   if (Contains(t, "<|start_header_id|>") && Contains(t, "<|eot_id|>")) {
     // Only the Llama 3.1 layout (system header with the fixed dates) is reproduced.
-    if (!Contains(t, "Cutting Knowledge Date: December 2023") ||
-        !Contains(t, "26 Jul 2024")) {
+    if (!Contains(t, "Cutting Knowledge Date: December 2023") || !Contains(t, "26 Jul 2024")) {
       return Status::Error(
           "unsupported Llama 3 chat template variant (only the Llama 3.1 template with "
           "'Cutting Knowledge Date' and date_string '26 Jul 2024' is supported); pass "
@@ -317,8 +234,8 @@ Result<ChatTemplateInfo> AnalyzeChatTemplate(const std::string& t) {
     // empty conversation; one that only looks inside the loop renders it.
     const size_t first_ref = t.find("messages[0]");
     size_t loop = t.find("for message in messages");
-    info.allows_empty = first_ref == std::string::npos ||
-                        (loop != std::string::npos && loop < first_ref);
+    info.allows_empty =
+        first_ref == std::string::npos || (loop != std::string::npos && loop < first_ref);
     return info;
   }
   return Status::Error(
@@ -334,26 +251,89 @@ Result<ChatFamily> DetectChatFamily(const std::string& jinja_template) {
 
 Result<ChatRender> RenderChatWithSpans(const ChatTemplateInfo& info,
                                        const std::vector<ChatMessage>& messages,
-                                       bool add_generation_prompt, const std::string& bos_text) {
+                                       const ChatRenderOptions& opts, const std::string& bos_text) {
   STRATA_RETURN_IF_ERROR(CheckRoles(messages));
   ChatRender r;
   switch (info.family) {
     case ChatFamily::kDeepSeekR1:
-      RenderDeepSeekR1(messages, add_generation_prompt, bos_text, &r);
+      chat_internal::RenderDeepSeekR1(info, messages, opts, bos_text, &r);
       return r;
     case ChatFamily::kLlama3:
-      STRATA_RETURN_IF_ERROR(RenderLlama3(messages, add_generation_prompt, bos_text, &r));
+      STRATA_RETURN_IF_ERROR(chat_internal::RenderLlama3(messages, opts, bos_text, &r));
       return r;
     case ChatFamily::kChatML:
-      STRATA_RETURN_IF_ERROR(RenderChatML(info, messages, add_generation_prompt, &r));
+      STRATA_RETURN_IF_ERROR(chat_internal::RenderChatML(info, messages, opts, &r));
       return r;
   }
   return Status::Error("RenderChat: invalid chat family");
 }
 
+Result<ChatRender> RenderChatWithSpans(const ChatTemplateInfo& info,
+                                       const std::vector<ChatMessage>& messages,
+                                       bool add_generation_prompt, const std::string& bos_text) {
+  ChatRenderOptions opts;
+  opts.add_generation_prompt = add_generation_prompt;
+  return RenderChatWithSpans(info, messages, opts, bos_text);
+}
+
+Result<ChatTemplateChoice> ChooseChatTemplate(const std::string& gguf_template,
+                                              const std::string& override_name) {
+  ChatTemplateChoice c;
+  if (!override_name.empty()) {
+    STRATA_ASSIGN_OR_RETURN(ChatFamily f, ParseChatFamily(override_name));
+    c.info = DefaultChatTemplateInfo(f);
+    // The GGUF's own template of that family keeps its details (ChatML system prompt, R1
+    // variant).
+    if (!gguf_template.empty()) {
+      auto found = AnalyzeChatTemplate(gguf_template);
+      if (found.ok() && found->family == f) c.info = found.value();
+    }
+    c.source = "flag";
+  } else if (gguf_template.empty()) {
+    c.info = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+    c.fallback = true;
+    c.source = "fallback";
+    c.note = "the model has no tokenizer.chat_template";
+  } else {
+    auto found = AnalyzeChatTemplate(gguf_template);
+    if (found.ok()) {
+      c.info = found.value();
+      c.source = "gguf";
+    } else {
+      c.info = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+      c.fallback = true;
+      c.source = "fallback";
+      c.note = found.status().message();
+    }
+  }
+  c.name = ChatFamilyName(c.info.family);
+  return c;
+}
+
+Result<std::vector<int32_t>> ChatPromptTokens(const Tokenizer& tok, const ChatTemplateInfo& info,
+                                              const std::vector<ChatMessage>& messages,
+                                              const ChatRenderOptions& opts,
+                                              bool parse_special_in_content, bool* in_reasoning) {
+  const std::string bos = tok.bos() >= 0 ? tok.Text(tok.bos()) : std::string();
+  STRATA_ASSIGN_OR_RETURN(ChatRender r, RenderChatWithSpans(info, messages, opts, bos));
+  const std::string& text = r.text;
+  // The templates write BOS themselves: add it only when the rendered text lacks it, so the
+  // prompt has exactly one.
+  const bool has_bos = !bos.empty() && text.rfind(bos, 0) == 0;
+  std::vector<int32_t> ids = parse_special_in_content
+                                 ? tok.Encode(text, !has_bos, true)
+                                 : tok.EncodeWithPlainSpans(text, !has_bos, r.contents);
+  if (tok.bos() >= 0 && ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos())
+    ids.erase(ids.begin());
+  size_t end = text.find_last_not_of(" \t\r\n");
+  end = end == std::string::npos ? 0 : end + 1;
+  if (in_reasoning) *in_reasoning = end >= 7 && text.compare(end - 7, 7, "<think>") == 0;
+  return ids;
+}
+
 Result<std::string> RenderChat(const ChatTemplateInfo& info,
-                               const std::vector<ChatMessage>& messages,
-                               bool add_generation_prompt, const std::string& bos_text) {
+                               const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                               const std::string& bos_text) {
   STRATA_ASSIGN_OR_RETURN(ChatRender r,
                           RenderChatWithSpans(info, messages, add_generation_prompt, bos_text));
   return std::move(r.text);
@@ -361,8 +341,7 @@ Result<std::string> RenderChat(const ChatTemplateInfo& info,
 
 Result<std::string> RenderChat(ChatFamily family, const std::vector<ChatMessage>& messages,
                                bool add_generation_prompt, const std::string& bos_text) {
-  return RenderChat(DefaultChatTemplateInfo(family), messages, add_generation_prompt,
-                    bos_text);
+  return RenderChat(DefaultChatTemplateInfo(family), messages, add_generation_prompt, bos_text);
 }
 
 }  // namespace strata

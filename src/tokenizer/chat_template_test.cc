@@ -30,20 +30,48 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-nlohmann::json LoadGolden() {
-  return nlohmann::json::parse(ReadFile(kDir + "golden.json"));
-}
-
 std::vector<ChatMessage> Messages(const nlohmann::json& j) {
   std::vector<ChatMessage> out;
   for (const auto& m : j) {
-    out.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
+    ChatMessage msg;
+    msg.role = m.at("role").get<std::string>();
+    if (m.at("content").is_null()) {
+      msg.content_null = true;
+    } else {
+      msg.content = m.at("content").get<std::string>();
+    }
+    msg.tool_call_id = m.value("tool_call_id", "");
+    if (m.contains("tool_calls")) {
+      for (const auto& c : m.at("tool_calls")) {
+        msg.tool_calls.push_back({c.at("id").get<std::string>(),
+                                  c.at("function").at("name").get<std::string>(),
+                                  c.at("function").at("arguments").get<std::string>()});
+      }
+    }
+    out.push_back(std::move(msg));
   }
   return out;
 }
 
+// The case's tools, key order as written in golden.json.
+std::vector<nlohmann::ordered_json> Tools(const std::string& golden_text, const std::string& name,
+                                          const nlohmann::json& c) {
+  std::vector<nlohmann::ordered_json> tools;
+  if (!c.contains("tools")) return tools;
+  static const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(golden_text);
+  for (const auto& oc : ordered.at("cases")) {
+    if (oc.at("name") == name && oc.contains("tools")) {
+      for (const auto& t : oc.at("tools")) tools.push_back(t);
+      break;
+    }
+  }
+  EXPECT_FALSE(tools.empty()) << name;
+  return tools;
+}
+
 TEST(ChatTemplateGolden, EveryCaseMatchesJinja) {
-  const nlohmann::json golden = LoadGolden();
+  const std::string golden_text = ReadFile(kDir + "golden.json");
+  const nlohmann::json golden = nlohmann::json::parse(golden_text);
   const auto& cases = golden.at("cases");
   ASSERT_GE(cases.size(), 100u);
   std::map<std::string, int> checked;
@@ -61,26 +89,31 @@ TEST(ChatTemplateGolden, EveryCaseMatchesJinja) {
     const auto msgs = Messages(c.at("messages"));
     const bool gen = c.at("add_generation_prompt").get<bool>();
     const std::string bos = c.at("bos_token").get<std::string>();
-    auto out = RenderChat(*info, msgs, gen, bos);
+    ChatRenderOptions opts;
+    opts.add_generation_prompt = gen;
+    opts.tools = Tools(golden_text, c.at("name").get<std::string>(), c);
+    auto rendered = RenderChatWithSpans(*info, msgs, opts, bos);
+    Result<std::string> out = rendered.ok() ? Result<std::string>(rendered->text)
+                                            : Result<std::string>(rendered.status());
     if (c.at("expected").is_null()) {
       ++errors_expected;
-      EXPECT_FALSE(out.ok()) << "jinja failed (" << c.value("jinja_error", "") << ") but got: "
-                             << (out.ok() ? *out : "");
+      EXPECT_FALSE(out.ok()) << "jinja failed (" << c.value("jinja_error", "")
+                             << ") but got: " << (out.ok() ? *out : "");
     } else {
       ASSERT_TRUE(out.ok()) << out.status().message();
       EXPECT_EQ(*out, c.at("expected").get<std::string>());
     }
     // The reference templates of each family are the family's defaults.
-    if (file != kGgufChatMLFile) {
-      auto by_family = RenderChat(info->family, msgs, gen, bos);
+    if (file == kDeepSeekFile || file == kLlamaFile || file == kQwenFile) {
+      auto by_family = RenderChatWithSpans(DefaultChatTemplateInfo(info->family), msgs, opts, bos);
       ASSERT_EQ(by_family.ok(), out.ok());
       if (out.ok()) {
-        EXPECT_EQ(*by_family, *out);
+        EXPECT_EQ(by_family->text, *out);
       }
     }
     ++checked[file];
   }
-  EXPECT_EQ(checked.size(), 4u);
+  EXPECT_EQ(checked.size(), 6u);
   for (const auto& [file, n] : checked) EXPECT_GE(n, 20) << file;
   EXPECT_GT(errors_expected, 0);  // empty conversations fail where Jinja fails
 }
@@ -160,13 +193,15 @@ TEST(ChatTemplateDetect, UnknownAndUnsupportedTemplatesAreErrors) {
       "| trim + '<|eot_id|>' %}{{ content }}{% endfor %}");
   EXPECT_FALSE(llama30.ok());
 
-  // A DeepSeek template whose generation prompt has no <think>.
-  std::string old_ds = ReadFile(kDir + kDeepSeekFile);
-  const std::string think = "<｜Assistant｜><think>\\n";
-  const size_t pos = old_ds.find(think);
-  ASSERT_NE(pos, std::string::npos);
-  old_ds.replace(pos, think.size(), "<｜Assistant｜>");
-  EXPECT_FALSE(DetectChatFamily(old_ds).ok());
+  // A DeepSeek template whose generation prompt has no <think>: the original variant.
+  auto old_ds = AnalyzeChatTemplate(ReadFile(kDir + "deepseek-r1-original-no-think.jinja"));
+  ASSERT_TRUE(old_ds.ok());
+  EXPECT_FALSE(old_ds->think_in_prompt);
+  EXPECT_FALSE(old_ds->tool_calls_fixed);
+  auto fixed = AnalyzeChatTemplate(ReadFile(kDir + "deepseek-r1-tool-calls-fixed.jinja"));
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_TRUE(fixed->think_in_prompt);
+  EXPECT_TRUE(fixed->tool_calls_fixed);
 }
 
 TEST(ChatTemplateFamily, NamesRoundTrip) {
@@ -201,18 +236,18 @@ TEST(ChatTemplateRender, DeepSeekStripsReasoningOfEarlierAnswers) {
 
 TEST(ChatTemplateRender, OtherRolesAreErrors) {
   for (ChatFamily f : {ChatFamily::kDeepSeekR1, ChatFamily::kLlama3, ChatFamily::kChatML}) {
-    auto out = RenderChat(f, {{"user", "hi"}, {"tool", "42"}}, true, "");
+    auto out = RenderChat(f, {{"user", "hi"}, {"function", "42"}}, true, "");
     ASSERT_FALSE(out.ok()) << ChatFamilyName(f);
-    EXPECT_NE(out.status().message().find("tool"), std::string::npos);
+    EXPECT_NE(out.status().message().find("function"), std::string::npos);
     EXPECT_FALSE(RenderChat(f, {{"User", "hi"}}, false, "").ok());
   }
 }
 
 TEST(ChatTemplateRender, Llama3TrimsUnicodeWhitespaceLikePython) {
   // \u3000 and \u00a0 are whitespace to Python's str.strip(); U+200B is not.
-  auto out = RenderChat(ChatFamily::kLlama3,
-                        {{"user", "\u3000\u00a0 x \u2003\n"}, {"assistant", "\u200by\u200b"}},
-                        false, "");
+  auto out =
+      RenderChat(ChatFamily::kLlama3,
+                 {{"user", "\u3000\u00a0 x \u2003\n"}, {"assistant", "\u200by\u200b"}}, false, "");
   ASSERT_TRUE(out.ok());
   EXPECT_NE(out->find("<|end_header_id|>\n\nx<|eot_id|>"), std::string::npos);
   EXPECT_NE(out->find("\n\n\u200by\u200b<|eot_id|>"), std::string::npos);
@@ -220,6 +255,59 @@ TEST(ChatTemplateRender, Llama3TrimsUnicodeWhitespaceLikePython) {
   auto bad = RenderChat(ChatFamily::kLlama3, {{"user", " \xC2"}}, false, "");
   ASSERT_TRUE(bad.ok());
   EXPECT_NE(bad->find("\n\n\xC2<|eot_id|>"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata
+
+namespace strata {
+namespace {
+
+TEST(ChatTemplateRender, ThinkingOffClosesAnEmptyThinkBlock) {
+  ChatRenderOptions opts;
+  opts.enable_thinking = false;
+  for (bool think_in_prompt : {true, false}) {
+    ChatTemplateInfo info = DefaultChatTemplateInfo(ChatFamily::kDeepSeekR1);
+    info.think_in_prompt = think_in_prompt;
+    auto r = RenderChatWithSpans(info, {{"user", "hi"}}, opts, "<BOS>");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->text, "<BOS><｜User｜>hi<｜Assistant｜><think>\n\n</think>\n\n");
+  }
+  // Families without a think block are unchanged.
+  auto q =
+      RenderChatWithSpans(DefaultChatTemplateInfo(ChatFamily::kChatML), {{"user", "hi"}}, opts, "");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->text.substr(q->text.size() - 22), "<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplateChoose, FallbackIsAnnouncedAndFlagWins) {
+  auto none = ChooseChatTemplate("", "");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->fallback);
+  EXPECT_EQ(none->name, "deepseek-r1");
+  auto gemma = ChooseChatTemplate("<start_of_turn>{{ x }}", "");
+  ASSERT_TRUE(gemma.ok());
+  EXPECT_TRUE(gemma->fallback);
+  EXPECT_NE(gemma->note.find("unrecognised"), std::string::npos);
+  auto qwen = ChooseChatTemplate(ReadFile(kDir + kQwenFile), "");
+  ASSERT_TRUE(qwen.ok());
+  EXPECT_FALSE(qwen->fallback);
+  EXPECT_EQ(qwen->name, "chatml");
+  EXPECT_EQ(qwen->source, "gguf");
+  auto flag = ChooseChatTemplate(ReadFile(kDir + kQwenFile), "llama3.1");
+  ASSERT_TRUE(flag.ok());
+  EXPECT_EQ(flag->info.family, ChatFamily::kLlama3);
+  EXPECT_EQ(flag->source, "flag");
+  EXPECT_FALSE(ChooseChatTemplate("", "gemma").ok());
+}
+
+TEST(PyJson, MatchesPythonJsonDumps) {
+  const auto v = nlohmann::ordered_json::parse(
+      R"({"b": [1, 2.5, true, null, {}], "a": "x\"\n\u0001é", "e": []})");
+  EXPECT_EQ(PyJsonDumps(v), R"({"b": [1, 2.5, true, null, {}], "a": "x\"\n\u0001é", "e": []})");
+  EXPECT_EQ(PyJsonDumps(v, 2),
+            "{\n  \"b\": [\n    1,\n    2.5,\n    true,\n    null,\n    {}\n  ],\n  \"a\": "
+            "\"x\\\"\\n\\u0001é\",\n  \"e\": []\n}");
 }
 
 }  // namespace

@@ -48,7 +48,10 @@ std::string SanitizeUtf8(std::string_view text) {
     if ((c & 0x40) == 0) {
       len = 0;  // stray continuation byte
     } else if ((c & 0x20) == 0) {
-      if (cont(i + 1)) { cp = ((c & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu); len = 2; }
+      if (cont(i + 1)) {
+        cp = ((c & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu);
+        len = 2;
+      }
     } else if ((c & 0x10) == 0) {
       if (cont(i + 1) && cont(i + 2)) {
         cp = ((c & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) | (s[i + 2] & 0x3Fu);
@@ -157,7 +160,9 @@ std::string ByteEncode(std::string_view bytes) {
 
 namespace {
 
-#define WS "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+#define WS   \
+  "\\t-\\r " \
+  "\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 #define S_ "[" WS "]"
 #define NOT_S "[^" WS "]"
 #define CONTRACTIONS_CI "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
@@ -170,12 +175,12 @@ constexpr const char* kLlama3[] = {
 };
 // Qwen2: as Llama 3 but every digit is its own word.
 constexpr const char* kQwen2[] = {
-    CONTRACTIONS_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS
-                    "\\p{L}\\p{N}]+[\\r\\n]*|" S_ "*[\\r\\n]+|" S_ "+(?!" NOT_S ")|" S_ "+",
+    CONTRACTIONS_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|" S_
+                    "*[\\r\\n]+|" S_ "+(?!" NOT_S ")|" S_ "+",
 };
-#define GPT2_RE                                                                           \
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|" S_ "+(?!" NOT_S \
-  ")|" S_ "+"
+#define GPT2_RE                                                                                   \
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|" S_ "+(?!" NOT_S ")|" S_ \
+  "+"
 constexpr const char* kGpt2[] = {GPT2_RE};
 constexpr const char* kDefault[] = {
     "[\\p{P}\\$\\+<=>\\^~\\|]+",
@@ -200,9 +205,10 @@ Result<PreType> PreTypeFromName(std::string_view name) {
     return PreType::kLlama3;
   }
   if (name == "qwen2" || name == "deepseek-r1-qwen") return PreType::kQwen2;
-  return Errorf("unsupported pre-tokenizer type tokenizer.ggml.pre = '%s' (supported: default, "
-                "gpt2, llama-bpe/llama3, qwen2/deepseek-r1-qwen)",
-                std::string(name).c_str());
+  return Errorf(
+      "unsupported pre-tokenizer type tokenizer.ggml.pre = '%s' (supported: default, "
+      "gpt2, llama-bpe/llama3, qwen2/deepseek-r1-qwen)",
+      std::string(name).c_str());
 }
 
 struct PreTokenizer::Regex {
@@ -256,8 +262,8 @@ std::vector<std::string_view> PreTokenizer::Split(std::string_view text) const {
       size_t pos = 0;   // search start
       size_t done = 0;  // end of the last emitted piece
       while (pos < seg.size()) {
-        const int rc = pcre2_match(re->code, subject, seg.size(), pos, PCRE2_NO_UTF_CHECK, md,
-                                   nullptr);
+        const int rc =
+            pcre2_match(re->code, subject, seg.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
         if (rc < 0) break;  // no further match (or a matching error: keep the rest whole)
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
         size_t b = ov[0], e = ov[1];

@@ -21,16 +21,16 @@ constexpr std::string_view kKeyTypes = "tokenizer.ggml.token_type";
 // their close relatives). Listed in the order used to pick the EOT token when the file does
 // not name one.
 constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-    "<|end_of_text|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
-    "<|eom_id|>", "</s>",
+    "<|eot_id|>",      "<|im_end|>", "<|end|>", "<end_of_turn>",         "<|endoftext|>",
+    "<|end_of_text|>", "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+    "<|eom_id|>",      "</s>",
 };
 constexpr size_t kNumEotCandidates = 10;  // the first ten may serve as EOT; not EOM or </s>
 
 // Fill-in-the-middle helper tokens that llama.cpp also treats as end of generation.
 constexpr std::string_view kFimEogTexts[] = {
-    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",   "[PAD]",      "<|fim_repo|>",
-    "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+    "<|fim_pad|>",   "<fim-pad>",  "<fim_pad>", "<PAD>",      "[PAD]",        "<|fim_repo|>",
+    "<|repo_name|>", "<fim-repo>", "<REPO>",    "<reponame>", "<|file_sep|>",
 };
 
 TokenType TypeFromInt(int64_t v) {
@@ -181,7 +181,8 @@ Status Tokenizer::LoadCommon(const gguf::File& file) {
     return Status::Error("the tokenizer adds a BOS token but tokenizer.ggml.bos_token_id is unset");
   }
   if (add_eos_ && eos_ < 0) {
-    return Status::Error("the tokenizer adds an EOS token but tokenizer.ggml.eos_token_id is unset");
+    return Status::Error(
+        "the tokenizer adds an EOS token but tokenizer.ggml.eos_token_id is unset");
   }
 
   // ---- end-of-generation set ----
@@ -270,18 +271,16 @@ std::vector<int32_t> Tokenizer::EncodeWithPlainSpans(std::string_view text, bool
     if (piece.empty()) return;
     if (!frags.empty() && frags.back().token < 0 &&
         frags.back().text.data() + frags.back().text.size() == piece.data()) {
-      frags.back().text = std::string_view(frags.back().text.data(),
-                                           frags.back().text.size() + piece.size());
+      frags.back().text =
+          std::string_view(frags.back().text.data(), frags.back().text.size() + piece.size());
       return;
     }
     frags.push_back(Fragment{-1, piece});
   };
   auto add_template = [&](std::string_view piece) {
     for (const Fragment& f : Partition(piece, /*parse_special=*/true)) {
-      if (f.token >= 0)
-        frags.push_back(f);
-      else
-        add_raw(f.text);
+      if (f.token >= 0) frags.push_back(f);
+      else add_raw(f.text);
     }
   };
   size_t pos = 0;
@@ -296,7 +295,28 @@ std::vector<int32_t> Tokenizer::EncodeWithPlainSpans(std::string_view text, bool
   return EncodeFragments(frags, add_special);
 }
 
-std::string Tokenizer::CachedPiece(int32_t id, bool special) const {
+std::vector<int32_t> Tokenizer::EncodeFragments(const std::vector<Fragment>& frags,
+                                                bool add_special) const {
+  std::vector<int32_t> out;
+  size_t bytes = 0;
+  for (const Fragment& f : frags) bytes += f.text.size();
+  out.reserve(bytes / 3 + 4);
+  if (add_special && add_bos_) out.push_back(bos_);
+  bool after_special = true;  // the start of the input counts as following a special token
+  for (const Fragment& f : frags) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      after_special = true;
+    } else {
+      EncodeText(f.text, after_special, &out);
+      after_special = false;
+    }
+  }
+  if (add_special && add_eos_) out.push_back(eos_);
+  return out;
+}
+
+std::string Tokenizer::TokenToPiece(int32_t id, bool special) const {
   if (id < 0 || id >= n_vocab() || static_cast<size_t>(id) >= pieces_.size()) return {};
   const TokenType t = types_[static_cast<size_t>(id)];
   if (!special && (t == TokenType::kControl || t == TokenType::kUnknown)) return {};

@@ -21,7 +21,12 @@ namespace strata {
 
 // llama.cpp's token attributes (tokenizer.ggml.token_type values).
 enum class TokenType : int32_t {
-  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5,
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
   kByte = 6,
 };
 
@@ -41,8 +46,7 @@ class Tokenizer {
   //   append EOS when tokenizer.ggml.add_eos_token says so.
   // parse_special: text of control / user-defined tokens (e.g. "<｜User｜>") becomes that
   //   token; otherwise it is tokenized as plain text.
-  std::vector<int32_t> Encode(std::string_view text, bool add_special,
-                              bool parse_special) const {
+  std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special) const {
     return EncodeFragments(Partition(text, parse_special), add_special);
   }
   // Encode with parse_special, except inside the byte ranges `plain` of text (sorted, not
@@ -54,7 +58,8 @@ class Tokenizer {
 
   // The bytes a token stands for (byte-level decoding applied, "▁" -> " ", <0xXX> -> byte).
   // Control tokens give their text only when `special` is true.
-  virtual std::string TokenToPiece(int32_t id, bool special = true) const = 0;
+  // An invalid id gives "".
+  std::string TokenToPiece(int32_t id, bool special = true) const;
 
   // Concatenated pieces; like llama.cpp, strips the leading space SentencePiece adds.
   // Lossless for byte-level BPE: Decode(Encode(s)) == s for valid UTF-8 s.
@@ -96,11 +101,13 @@ class Tokenizer {
   // Splits text on the texts of user-defined tokens (always) and control/unknown tokens
   // (when parse_special), longest token first, like llama.cpp's tokenizer_st_partition.
   std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
-  // The fragments, in order, encoded (BOS/EOS added per add_special).
-  virtual std::vector<int32_t> EncodeFragments(const std::vector<Fragment>& frags,
-                                               bool add_special) const = 0;
-  // The cached piece of a valid id, honouring `special` for control/unknown tokens.
-  std::string CachedPiece(int32_t id, bool special) const;
+  // The fragments, in order, encoded (BOS/EOS added per add_special): special tokens as they
+  // are, raw text through EncodeText.
+  std::vector<int32_t> EncodeFragments(const std::vector<Fragment>& frags, bool add_special) const;
+  // Appends the tokens of one fragment of raw text. after_special: the fragment starts the
+  // input or follows a special token (SentencePiece puts its space prefix there).
+  virtual void EncodeText(std::string_view text, bool after_special,
+                          std::vector<int32_t>* out) const = 0;
 
   struct StringHash {
     using is_transparent = void;
@@ -125,7 +132,8 @@ class Tokenizer {
 // character: bytes of an incomplete character are held until the next token completes it.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool special = false) : tok_(tok), special_(special) {}
+  explicit StreamDecoder(const Tokenizer& tok, bool special = false)
+      : tok_(tok), special_(special) {}
   std::string Push(int32_t id);  // text that became complete with this token
   std::string Flush();           // whatever is left (invalid trailing bytes become U+FFFD)
 

@@ -1,8 +1,8 @@
 // Tokenizer tests: llama.cpp's vocabulary test vectors (tests/data/vocab, from llama.cpp's
 // test-tokenizer-0), metadata handling and validation, special tokens, decode round trips,
 // streaming UTF-8 assembly and speed.
-#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/chat_template.h"
 
 #include <gtest/gtest.h>
 
@@ -130,10 +130,12 @@ TEST_P(VocabTest, DecodeInvertsTestVectors) {
 // (4-byte), combining marks and punctuation.
 std::string RandomText(std::mt19937& rng, size_t max_chars) {
   static const std::vector<std::string> alphabet = {
-      "a", "b", "e", "t", "Z", "Q", " ", " ", " ", "  ", "\n", "\n\n", "\t", "\r\n", "0", "7",
-      "42", "'s", "'LL", ".", ",", "!", "?", "(", ")", "{", "}", "<", ">", "|", "_", "-", "é",
-      "ß", "ñ", "Ω", "ж", "中", "文", "字", "の", "한", "🦙", "😀", "🚀", "\u0301", "\u00a0",
-      "\u3000", "\u2028", "\u0085", "€", "™", "\u200d", "ℵ", "١", "½", "𝔸", "\x7f", "\x01"};
+      "a",  "b",    "e",      "t",    "Z", "Q",      " ",      " ",      " ",      "  ",
+      "\n", "\n\n", "\t",     "\r\n", "0", "7",      "42",     "'s",     "'LL",    ".",
+      ",",  "!",    "?",      "(",    ")", "{",      "}",      "<",      ">",      "|",
+      "_",  "-",    "é",      "ß",    "ñ", "Ω",      "ж",      "中",     "文",     "字",
+      "の", "한",   "🦙",   "😀",    "🚀", "\u0301", "\u00a0", "\u3000", "\u2028", "\u0085",
+      "€",  "™",    "\u200d", "ℵ",    "١", "½",      "𝔸",      "\x7f",   "\x01"};
   std::uniform_int_distribution<size_t> len(1, max_chars), pick(0, alphabet.size() - 1);
   std::string s;
   for (size_t n = len(rng); n > 0; --n) s += alphabet[pick(rng)];
@@ -399,12 +401,12 @@ TEST(TokenizerDecode, LikeLlamaCppCleansSpacesForLlama3Only) {
 TEST(Utf8, CompleteUtf8Prefix) {
   EXPECT_EQ(CompleteUtf8Prefix(""), 0u);
   EXPECT_EQ(CompleteUtf8Prefix("abc"), 3u);
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE4\xB8"), 1u);         // 中 cut after two bytes
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE4\xB8\xAD"), 4u);     // complete
-  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\xA6"), 0u);      // 🦙 cut
-  EXPECT_EQ(CompleteUtf8Prefix("x\xFF"), 2u);             // invalid byte: never completes
-  EXPECT_EQ(CompleteUtf8Prefix("x\xE4\x41"), 3u);         // broken sequence, not a tail
-  EXPECT_EQ(CompleteUtf8Prefix("\xED\xA0"), 2u);          // surrogate lead: invalid
+  EXPECT_EQ(CompleteUtf8Prefix("a\xE4\xB8"), 1u);      // 中 cut after two bytes
+  EXPECT_EQ(CompleteUtf8Prefix("a\xE4\xB8\xAD"), 4u);  // complete
+  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\xA6"), 0u);   // 🦙 cut
+  EXPECT_EQ(CompleteUtf8Prefix("x\xFF"), 2u);          // invalid byte: never completes
+  EXPECT_EQ(CompleteUtf8Prefix("x\xE4\x41"), 3u);      // broken sequence, not a tail
+  EXPECT_EQ(CompleteUtf8Prefix("\xED\xA0"), 2u);       // surrogate lead: invalid
 }
 
 TEST(Utf8, StreamDecoderFlushesInvalidAsReplacement) {
@@ -425,7 +427,11 @@ TEST(Utf8, StreamDecoderFlushesInvalidAsReplacement) {
 
 TEST(Utf8, InvalidInputBecomesReplacementCharacter) {
   const Tokenizer& tok = Vocab("qwen2");
-  EXPECT_EQ(tok.Decode(tok.Encode("a\xFF" "b", false, false)), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(tok.Decode(tok.Encode("a\xFF"
+                                  "b",
+                                  false, false)),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(tok.Encode("\xFF", false, false), tok.Encode("\xEF\xBF\xBD", false, false));
 }
 

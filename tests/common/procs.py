@@ -5,12 +5,14 @@ instead of keeping their own copies.
 
 Only 127.0.0.1 is used. Stdlib only.
 """
+import argparse
 import http.client
 import json
 import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -177,11 +179,78 @@ retry: {max_attempts: 3, backoff_ms: 5, max_backoff_ms: 20, unavailable_timeout_
 """
 
 
+def run_parallel(worker, n):
+    """Runs worker(i) for i in 0..n-1 on n threads at once; returns the wall time in seconds."""
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def map_parallel(fn, n, strict=False):
+    """Runs fn(i) for i in 0..n-1 on n threads at once. Returns (results, wall seconds):
+    results[i] is what fn(i) returned, or the exception it raised. strict: raise a
+    RuntimeError naming the first three exceptions instead."""
+    results = [None] * n
+
+    def run(i):
+        try:
+            results[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - handed to the caller
+            results[i] = e
+
+    wall = run_parallel(run, n)
+    errors = [str(r) for r in results if isinstance(r, Exception)]
+    if strict and errors:
+        raise RuntimeError("; ".join(errors[:3]))
+    return results, wall
+
+
+def test_args(prefix, extra=None):
+    """The command line every integration test takes (--strata BINARY, --workdir DIR; `extra`
+    adds a test's own options to the parser) and its work folder, created: --workdir, or a
+    fresh temporary folder named after `prefix`. Returns (args, work)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--strata", required=True)
+    ap.add_argument("--workdir", default=None)
+    if extra:
+        extra(ap)
+    a = ap.parse_args()
+    work = a.workdir or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(work, exist_ok=True)
+    return a, work
+
+
+def synth_model(strata, path, dtype, *extra, shape="tiny-qwen2"):
+    """Writes a synthetic model (`strata model synth`, `extra` flags such as "--layers", "6")
+    to `path` and returns the path."""
+    subprocess.run([strata, "model", "synth", "--shape", shape, "--type", dtype, *extra,
+                    "--out", path], check=True, capture_output=True)
+    return path
+
+
 # The failed checks of a test script; `check` prints one line per check and records failures.
 FAILS = []
 
 
-def check(cond, what):
+def check(cond, what, fatal=False):
+    """Prints "ok" or "FAIL" and the check; a failure is recorded in FAILS, or with fatal=True
+    ends the script at once (exit status 1)."""
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
+        if fatal:
+            raise SystemExit(1)
         FAILS.append(what)
+
+
+def summary(name):
+    """The end of a test script: lists the failed checks; returns the exit status (0: all
+    `name` checks passed)."""
+    if FAILS:
+        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS), flush=True)
+        return 1
+    print(f"\nall {name} checks passed", flush=True)
+    return 0

@@ -25,3 +25,15 @@ def read_sse(response, on_event=None, strict=True):
         events.append(json.loads(line[6:]))
         if on_event is not None and on_event(events):
             return events, False
+
+
+def stream_texts(events):
+    """(reasoning, text) of a stream's events: the reasoning_content deltas, and the content
+    deltas (chat) or the text of the choices (completions), each concatenated."""
+    r, c = "", ""
+    for e in events:
+        for ch in e.get("choices", []):
+            d = ch.get("delta", {})
+            r += d.get("reasoning_content", "") or ""
+            c += d.get("content", "") or ch.get("text", "") or ""
+    return r, c

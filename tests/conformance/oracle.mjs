@@ -2,7 +2,7 @@
 // llama.cpp reference outputs for Strata's conformance tests, via node-llama-cpp (CPU only).
 //
 //   node oracle.mjs --model M.gguf --prompts prompts.json [--n-predict 32] [--threads 1]
-//                   [--ctx 512] [--logits [--top-k 5]]
+//                   [--ctx 512] [--logits [--top-k 5] [--logprobs] [--stride S]]
 //
 // prompts.json is a JSON array of strings. Prints one JSON object on stdout:
 //   {"bos": id|null, "add_bos": bool, "eog": [all EOG token ids], "results": [
@@ -15,7 +15,11 @@
 //      "eog_token": id|null,   // the EOG token that ended it ("stop" == "eog")
 //      // with --logits: teacher-forced greedy prediction after each prompt position
 //      "top1": [...],          // top1[i] = argmax of the logits after tokens[0..i]
-//      "top_logits": [[[id, logit], ...], ...]}  // top-k (id, raw logit) per position
+//      "top_logits": [[[id, logit], ...], ...],  // top-k (id, raw logit) per position
+//      // with --logprobs too: the same top-k as log-probabilities (log-softmax of all the raw
+//      // logits, summed here in double precision)
+//      "top_logprobs": [[[id, logprob], ...], ...]}
+// --stride S: logits only after the last token and every S-th one before it (null elsewhere).
 //   ]}
 // Each prompt runs in a fresh context sequence state (the sequence is cleared in between).
 // Diagnostics go to stderr; exit status 2 on usage errors, 1 on runtime errors.
@@ -29,12 +33,13 @@ function usage(msg) {
   if (msg) process.stderr.write(`oracle: ${msg}\n`);
   process.stderr.write(
       "usage: node oracle.mjs --model M.gguf --prompts prompts.json [--n-predict 32] " +
-      "[--threads 1] [--ctx 512] [--logits [--top-k 5]]\n");
+      "[--threads 1] [--ctx 512] [--logits [--top-k 5] [--logprobs] [--stride S]]\n");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = {nPredict: 32, threads: 1, ctx: 512, logits: false, topK: 5};
+  const opts = {nPredict: 32, threads: 1, ctx: 512, logits: false, topK: 5, logprobs: false,
+                stride: 1};
   const intArg = (name, v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) usage(`${name} needs a non-negative integer, got '${v}'`);
@@ -53,6 +58,8 @@ function parseArgs(argv) {
       case "--threads": opts.threads = Math.max(1, intArg(a, next())); break;
       case "--ctx": opts.ctx = Math.max(16, intArg(a, next())); break;
       case "--logits": opts.logits = true; break;
+      case "--logprobs": opts.logprobs = true; break;
+      case "--stride": opts.stride = Math.max(1, intArg(a, next())); break;
       case "--top-k": opts.topK = intArg(a, next()); break;
       case "-h": case "--help": usage(); break;
       default: usage(`unknown argument '${a}'`);
@@ -109,28 +116,44 @@ async function greedyContinuation(model, sequence, tokens, nPredict) {
 }
 
 // Teacher forcing: one batch over the prompt, asking for the argmax (temperature 0) and the
-// top-k raw logits after every position.
-async function teacherForced(sequence, tokens, topK) {
-  const input = tokens.map((t) => [t, {
+// top-k raw logits after every position (with logprobs, all the logits: node-llama-cpp's
+// totalLogitWeight is summed in single precision, off by ~1e-3 over a 151,936-token vocabulary).
+async function teacherForced(sequence, tokens, topK, logprobs, stride) {
+  const wanted = (i) => (tokens.length - 1 - i) % stride === 0;
+  const input = tokens.map((t, i) => !wanted(i) ? t : [t, {
     generateNext: {
       token: true,
       options: {temperature: 0},
-      ...(topK > 0 ? {logits: {filter: {tokens: [], includeTop: topK}}} : {}),
+      ...(topK > 0 ? {logits: logprobs ? true : {filter: {tokens: [], includeTop: topK}}} : {}),
     },
   }]);
   const out = await sequence.controlledEvaluate(input);
   const top1 = [];
   const topLogits = [];
+  const topLogprobs = [];
   for (let i = 0; i < tokens.length; ++i) {
     const next = out[i]?.next;
+    if (!wanted(i)) {
+      top1.push(null);
+      if (topK > 0) topLogits.push(null);
+      if (topK > 0 && logprobs) topLogprobs.push(null);
+      continue;
+    }
     top1.push(next?.token ?? null);
     if (topK > 0) {
       const pairs = next?.logits ? [...next.logits.entries()] : [];
       pairs.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
       topLogits.push(pairs.slice(0, topK));
+      if (logprobs && pairs.length > 0) {
+        // log-softmax: logit - (max + log(sum exp(logit - max)))
+        let sum = 0;
+        for (const [, l] of pairs) sum += Math.exp(l - pairs[0][1]);
+        const logZ = pairs[0][1] + Math.log(sum);
+        topLogprobs.push(pairs.slice(0, topK).map(([id, l]) => [id, l - logZ]));
+      }
     }
   }
-  return {top1, topLogits};
+  return {top1, topLogits, topLogprobs};
 }
 
 async function main() {
@@ -168,9 +191,10 @@ async function main() {
     r.eog_token = g.eogToken;
     if (opts.logits && tokens.length > 0) {
       await sequence.clearHistory();
-      const tf = await teacherForced(sequence, tokens, opts.topK);
+      const tf = await teacherForced(sequence, tokens, opts.topK, opts.logprobs, opts.stride);
       r.top1 = tf.top1;
       if (opts.topK > 0) r.top_logits = tf.topLogits;
+      if (opts.topK > 0 && opts.logprobs) r.top_logprobs = tf.topLogprobs;
     }
     results.push(r);
   }

@@ -24,17 +24,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
-from procs import (FAST_HEALTH, Proc, free_port, node_args, request, wait_for,  # noqa: E402
-                   write_cluster_yaml)
+from procs import (FAILS, FAST_HEALTH, Proc, check, free_port, node_args, request,  # noqa: E402
+                   summary, wait_for, write_cluster_yaml)
 
-FAILS = []
 HEALTH_MS = 300
-
-
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 def ensure_packages():
@@ -194,10 +187,7 @@ def main():
         for n in nodes.values():
             n.stop()
     print(f"screenshots: {shots}  ({time.time() - t0:.1f} s)")
-    if FAILS:
-        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        sys.exit(1)
-    print("\nall dashboard checks passed")
+    sys.exit(summary("dashboard"))
 
 
 if __name__ == "__main__":

@@ -13,14 +13,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
 procs = importlib.import_module("procs")
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+check = procs.check
 
 
 def help_flags(strata, sub):
@@ -254,9 +247,7 @@ def main():
         check_overlay(ov, node_flags, gw_flags)
     with tempfile.TemporaryDirectory(prefix="strata-k8s-") as work:
         live_checks(a.strata, overlays, work)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
+    sys.exit(procs.summary("k8s"))
 
 
 if __name__ == "__main__":

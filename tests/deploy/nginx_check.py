@@ -1,6 +1,7 @@
 """Driver of tests/deploy/test_nginx.sh: deploy/nginx/strata.conf rendered for loopback in front
 of two real gateways and a node. Every process it starts is stopped in `finally`."""
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -12,15 +13,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+import procs  # noqa: E402
 from procs import FAST_HEALTH, HOST, Proc, free_port, node_args, wait_for, write_cluster_yaml  # noqa: E402
 
 SERVER_NAME = "strata.example.com"
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        raise SystemExit(1)
+check = functools.partial(procs.check, fatal=True)  # a failed check ends the script
 
 
 def directives(text):

@@ -4,22 +4,21 @@ Checks sharing, the spread of keys over the masters, ASK and MOVED during a slot
 killed master (requests still answered, quickly) and its restart (hits again). Every process
 it starts is stopped in `finally`."""
 import argparse
+import functools
 import os
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+import procs  # noqa: E402
 from procs import HOST, Proc, free_port, node_args, request, wait_for, write_cluster_yaml  # noqa: E402
 
 PASS = "cluster-test-pass-7f3a"
 N_PROMPTS = 24  # enough that all three masters get keys (all on two of three: p < 1e-4)
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        raise SystemExit(1)
+check = functools.partial(procs.check, fatal=True)  # a failed check ends the script
 
 
 def cli(port, *args, check_rc=True):

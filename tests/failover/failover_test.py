@@ -12,29 +12,20 @@ B. A pipeline alone: the tail killed mid-stream and restarted after 2 s -> the i
 
 usage: failover_test.py --strata PATH [--workdir DIR]
 """
-import argparse
 import http.client
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from sse import read_sse  # noqa: E402
+from sse import read_sse, stream_texts  # noqa: E402
 import procs  # noqa: E402
-from procs import free_port, request, wait_for  # noqa: E402
+from procs import check, free_port, request, summary, wait_for  # noqa: E402
 
-FAILS = []
 SECRET = "failover-test-secret-" + "0123456789abcdef" * 4  # >= 32 bytes
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 class Proc(procs.Proc):
@@ -64,17 +55,6 @@ class Pipeline:
         self.tail.stop()
 
 
-def texts(events):
-    """(reasoning, content/text) of a stream's events."""
-    r, c = "", ""
-    for e in events:
-        for ch in e.get("choices", []):
-            d = ch.get("delta", {})
-            r += d.get("reasoning_content", "") or ""
-            c += d.get("content", "") or ch.get("text", "") or ""
-    return r, c
-
-
 def stream(port, path, body, headers=None, on_event=None):
     """(backend header, events, saw_done)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -91,20 +71,8 @@ def stream(port, path, body, headers=None, on_event=None):
 
 
 def run_concurrently(jobs):
-    """jobs: list of callables; returns their results in order."""
-    out = [None] * len(jobs)
-
-    def run(i):
-        try:
-            out[i] = jobs[i]()
-        except Exception as e:  # noqa: BLE001
-            out[i] = ("exception", str(e))
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return out
+    """jobs: list of callables; returns their results (or exceptions) in order."""
+    return procs.map_parallel(lambda i: jobs[i](), len(jobs))[0]
 
 
 CHAT = "/v1/chat/completions"
@@ -151,17 +119,17 @@ def kill_mid_streams(gp, cases, headers, victim, at=5):
 def check_streams(what, cases, results, refs):
     ok = 0
     for (name, _, _), res, ref in zip(cases, results, refs):
-        if not isinstance(res, tuple) or len(res) != 3 or res[0] == "exception":
+        if not isinstance(res, tuple) or len(res) != 3:  # an exception
             check(False, f"{what}: {name}: {res}")
             continue
         backend, evs, done = res
         errors = [e for e in evs if "error" in e]
-        same = texts(evs) == ref
+        same = stream_texts(evs) == ref
         ids = {e.get("id") for e in evs if "id" in e}
         good = done and same and not errors and len(ids) == 1
         ok += good
         if not good:
-            got, want = texts(evs), ref
+            got, want = stream_texts(evs), ref
             check(False, f"{what}: {name}: done={done} identical={same} errors={errors[:1]} "
                          f"ids={len(ids)} ({len(got[1])} vs {len(want[1])} chars, backend {backend})")
     check(ok == len(cases), f"{what}: {ok}/{len(cases)} streams complete identical to the undisturbed "
@@ -340,15 +308,8 @@ def test_replay_restart(strata, model, refs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_failover_test_")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, "model.gguf")
-    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "f32",
-                    "--layers", "6", "--out", model], check=True, capture_output=True)
+    a, work = procs.test_args("strata_failover_test_")
+    model = procs.synth_model(a.strata, os.path.join(work, "model.gguf"), "f32", "--layers", "6")
     t0 = time.time()
     rport = free_port()
     replica = Proc(node_args(a.strata, model, rport), rport, "replica")
@@ -358,17 +319,14 @@ def main():
                                           "temperature": 0, "ignore_eos": True}) for i in range(8)]
         for name, path, body in CASES + cases8:
             _, evs, done = stream(rport, path, body)
-            refs[name] = texts(evs)
+            refs[name] = stream_texts(evs)
             assert done and len(refs[name][0]) + len(refs[name][1]) > 100, (name, refs[name])
         test_gateway(a.strata, work, model, replica, refs)
         test_replay_restart(a.strata, model, refs)
     finally:
         replica.stop()
     print(f"{time.time() - t0:.1f} s")
-    if FAILS:
-        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        sys.exit(1)
-    print("\nall failover checks passed")
+    sys.exit(summary("failover"))
 
 
 if __name__ == "__main__":

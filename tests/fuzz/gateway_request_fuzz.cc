@@ -23,8 +23,7 @@ void Check(bool cond) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using nlohmann::json;
   if (size < 1) return 0;
-  static const char* const kPaths[] = {"/api/inference", "/v1/completions",
-                                       "/v1/chat/completions"};
+  static const char* const kPaths[] = {"/api/inference", "/v1/completions", "/v1/chat/completions"};
   const std::string path = kPaths[data[0] % 3];
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   strata::http::JsonRefusal why{};

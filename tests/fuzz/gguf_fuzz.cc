@@ -39,12 +39,15 @@ void TouchMetadata(const File& f) {
         auto fa = f.GetFloatArray(e.key);
         auto ia = f.GetIntArray(e.key);
         Check(fa.ok() || ia.ok());
-        if (fa.ok()) for (float x : fa.value()) sum += static_cast<uint64_t>(x != x);
-        if (ia.ok()) for (int64_t x : ia.value()) sum += static_cast<uint64_t>(x);
+        if (fa.ok())
+          for (float x : fa.value()) sum += static_cast<uint64_t>(x != x);
+        if (ia.ok())
+          for (int64_t x : ia.value()) sum += static_cast<uint64_t>(x);
       }
     } else if (e.value.type == ValueType::kString) {
       const auto* p = reinterpret_cast<const uint8_t*>(e.value.s.data());
-      Check(e.value.s.empty() || (p >= f.base() && p + e.value.s.size() <= f.base() + f.file_size()));
+      Check(e.value.s.empty() ||
+            (p >= f.base() && p + e.value.s.size() <= f.base() + f.file_size()));
       for (char c : e.value.s) sum += static_cast<uint8_t>(c);
     }
   }

@@ -31,8 +31,8 @@ struct Vocab {
 
 Vocab LoadVocab(const char* name) {
   Vocab v;
-  auto file = strata::gguf::File::Open(std::string(STRATA_TEST_DATA) + "/vocab/ggml-vocab-" +
-                                       name + ".gguf");
+  auto file = strata::gguf::File::Open(std::string(STRATA_TEST_DATA) + "/vocab/ggml-vocab-" + name +
+                                       ".gguf");
   Check(file.ok());
   v.file = *file;
   auto tok = Tokenizer::FromGguf(*v.file);

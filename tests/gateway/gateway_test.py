@@ -4,25 +4,23 @@ and gateways on loopback, driven over HTTP (stdlib only, curl for TLS).
 
 usage: gateway_test.py --strata PATH [--workdir DIR]
 """
-import argparse
 import http.client
 import json
 import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from sse import read_sse  # noqa: E402
+from sse import read_sse, stream_texts  # noqa: E402
 import front_door  # noqa: E402
+import procs  # noqa: E402
 from procs import Proc, free_port, node_args, request, wait_for  # noqa: E402
-from procs import FAILS, check  # noqa: E402
+from procs import check, summary  # noqa: E402
 
 
 
@@ -80,15 +78,8 @@ retry: {max_attempts: 3, backoff_ms: 5, max_backoff_ms: 20, unavailable_timeout_
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_gateway_test_")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, "gw-tiny.gguf")
-    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "f32",
-                    "--out", model], check=True, capture_output=True)
+    a, work = procs.test_args("strata_gateway_test_")
+    model = procs.synth_model(a.strata, os.path.join(work, "gw-tiny.gguf"), "f32")
 
     # Invalid config: the error names the line.
     bad = os.path.join(work, "bad.yaml")
@@ -108,10 +99,7 @@ def main():
             g.stop()
         for n in nodes.values():
             n.stop()
-    if FAILS:
-        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        sys.exit(1)
-    print("\nall gateway checks passed")
+    sys.exit(summary("gateway"))
 
 
 def run_tests(a, work, model, nodes, node_list, gws):
@@ -418,17 +406,6 @@ def test_node_api_key(a, work, model, gws):
         node.stop()
 
 
-def chat_texts(events):
-    """(reasoning_content, content) of a chat stream."""
-    r, c = "", ""
-    for e in events:
-        for ch in e.get("choices", []):
-            d = ch.get("delta", {})
-            r += d.get("reasoning_content", "") or ""
-            c += d.get("content", "") or ""
-    return r, c
-
-
 def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
     """kill -9 of the serving replica mid-stream of a CHAT request: the gateway continues it on
     another replica with the token ids streamed so far (continue_token_ids), and the client's
@@ -445,7 +422,7 @@ def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
         body = dict({"messages": [{"role": "user", "content": "Tell me a long story"}],
                      "max_tokens": 300, "stream": True}, **extra)
         _, _, ref, ref_done = stream(node_list[0][1], "/v1/chat/completions", body)
-        want = chat_texts(ref)
+        want = stream_texts(ref)
         served = {}
         c = http.client.HTTPConnection("127.0.0.1", gp, timeout=60)
         c.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
@@ -459,7 +436,7 @@ def test_chat_stream_failover(a, work, model, nodes, node_list, gws):
 
         evs, done = read_sse(r, kill_at_6, strict=False)
         c.close()
-        got = chat_texts(evs)
+        got = stream_texts(evs)
         check(ref_done and sum(len(t) for t in want) > 50, f"chat failover ({cname}): reference is long")
         check("killed" in served and done and got == want and not any("error" in e for e in evs),
               f"chat failover ({cname}): kill -9 of {victim} mid-stream, the stream completes and "

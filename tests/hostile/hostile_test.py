@@ -11,13 +11,11 @@ result per server and exits 1 listing the failed cases.
 
 usage: hostile_test.py --strata PATH [--workdir DIR] [--only SUBSTRING]
 """
-import argparse
 import os
 import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -25,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 sys.path.insert(0, HERE)
 import cases as C  # noqa: E402
+import procs  # noqa: E402
 from procs import FAST_HEALTH, Proc, free_port, node_args, request, wait_for, write_cluster_yaml  # noqa: E402
 
 API_KEY = "sk-hostile-" + "0123456789abcdef" * 2
@@ -296,15 +295,10 @@ def pipelined_flood(proc, mib=64):
 # --- runner ----------------------------------------------------------------------------------
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
-    a = ap.parse_args()
+    a, work = procs.test_args("strata_hostile_", lambda ap: ap.add_argument(
+        "--only", default="", help="run only the cases whose name contains this"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_hostile_")
-    os.makedirs(work, exist_ok=True)
     t_start = time.time()
     h = Harness(a.strata, work)
     rows, fails = [], []

@@ -6,19 +6,18 @@ TTFT and TPOT agree with the nodes' own /metrics histograms within 10%, the erro
 
 usage: loadtest_test.py --strata PATH [--workdir DIR]
 """
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import procs  # noqa: E402
 from procs import FAST_HEALTH, Proc, free_port, node_args, request, write_cluster_yaml  # noqa: E402
-from procs import FAILS, check  # noqa: E402
+from procs import check, summary  # noqa: E402
 
 
 
@@ -166,24 +165,15 @@ def test_errors_and_modes(a, work, model):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_loadtest_test_")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, "model.gguf")
+    a, work = procs.test_args("strata_loadtest_test_")
     t0 = time.time()
     # Big enough that a first token takes tens of ms: the gateway hop stays well under 10%.
-    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "q8_0", "--layers", "8",
-                    "--hidden", "256", "--ffn", "1024", "--heads", "4", "--kv-heads", "2", "--out", model],
-                   check=True, capture_output=True)
+    model = procs.synth_model(a.strata, os.path.join(work, "model.gguf"), "q8_0", "--layers", "8",
+                              "--hidden", "256", "--ffn", "1024", "--heads", "4", "--kv-heads", "2")
     test_errors_and_modes(a, work, model)
     test_cluster(a, work, model)
     print(f"{time.time() - t0:.1f} s")
-    if FAILS:
-        print(f"\n{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        sys.exit(1)
+    sys.exit(summary("loadtest"))
 
 
 if __name__ == "__main__":

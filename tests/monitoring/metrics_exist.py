@@ -7,7 +7,6 @@ usage: metrics_exist.py --strata PATH --workdir DIR [--pending m1,m2,...]
 --pending names metrics another branch is adding (issue 14's resource monitoring): when one is
 missing it is reported as MISSING (pending) without failing; present, it is checked as any other.
 """
-import argparse
 import json
 import os
 import re
@@ -15,7 +14,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from procs import FAST_HEALTH, Proc, free_port, node_args, request, write_cluster_yaml  # noqa: E402
+from procs import FAST_HEALTH, Proc, free_port, node_args, request, test_args  # noqa: E402
+from procs import write_cluster_yaml  # noqa: E402
 
 MON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "monitoring")
 NAME = re.compile(r"\b((?:strata|process)_[a-zA-Z0-9_]+)")
@@ -55,21 +55,16 @@ def exposed(port):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--pending", default="")
-    a = ap.parse_args()
-    os.makedirs(a.workdir, exist_ok=True)
+    a, work = test_args("strata-metrics-", lambda ap: ap.add_argument("--pending", default=""))
     pending = {m for m in a.pending.split(",") if m}
     used = queried_metrics()
-    model = os.path.join(a.workdir, "model.gguf")
+    model = os.path.join(work, "model.gguf")
     subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "f32", "--layers", "2",
                     "--out", model], check=True, capture_output=True)
     ports = [free_port(), free_port()]
     nodes = [Proc(node_args(a.strata, model, p), p, f"node{i}") for i, p in enumerate(ports)]
     gport = free_port()
-    cfg = write_cluster_yaml(os.path.join(a.workdir, "cluster.yaml"), model,
+    cfg = write_cluster_yaml(os.path.join(work, "cluster.yaml"), model,
                              [{"name": f"n{i}", "port": p} for i, p in enumerate(ports)], gport, FAST_HEALTH)
     gw = Proc([a.strata, "gateway", "--config", cfg], gport, "gateway", ready_path="/ready")
     try:

@@ -5,7 +5,6 @@ and once through `curl -N`).
 
 usage: node_integration_test.py --strata PATH [--workdir DIR]
 """
-import argparse
 import http.client
 import json
 import os
@@ -13,25 +12,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import front_door  # noqa: E402
 import procs  # noqa: E402
-from procs import free_port  # noqa: E402
+from procs import check, free_port, summary, wait_for  # noqa: E402
 from sse import read_sse  # noqa: E402
 
-FAILS = []
-
-
-def check(cond, what):
-    if cond:
-        print(f"ok   {what}")
-    else:
-        print(f"FAIL {what}")
-        FAILS.append(what)
 
 
 class Node(procs.Proc):
@@ -89,17 +78,11 @@ def strata_run(strata, model, prompt, n, chat=False):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_node_test_")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, "node-tiny.gguf")
+    a, work = procs.test_args("strata_node_test_")
     # The layer count is explicit: the health check asserts it, independent of the shape's
     # default.
-    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "q8_0",
-                    "--layers", "4", "--out", model], check=True, capture_output=True)
+    model = procs.synth_model(a.strata, os.path.join(work, "node-tiny.gguf"), "q8_0",
+                              "--layers", "4")
     t0 = time.time()
     node = Node(a.strata, model, "--parallel", "4", "--ctx", "1024")
     try:
@@ -115,18 +98,14 @@ def main():
         node.stop()
     node2 = Node(a.strata, model, "--parallel", "1", "--ctx", "2048", "--max-queue", "0",
                  "--api-key", "sekrit", "--reasoning-format", "none", "--admin-key", "adm-secret",
-                 "--max-connections-per-client", "8", "--read-timeout", "1")
+                 "--max-connections-per-client", "8", "--read-timeout", "1", "--alias", "r1-test")
     try:
         run_admission_checks(node2)
         run_front_door_checks(node2)
     finally:
         node2.stop()
     print(f"{time.time() - t0:.1f} s")
-    if FAILS:
-        print(f"{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        return 1
-    print("all node checks passed")
-    return 0
+    return summary("node")
 
 
 def run_main_checks(strata, model, node):
@@ -251,8 +230,8 @@ def run_main_checks(strata, model, node):
     check(err(st, j, 400), "wrong type -> 400")
     st, j = node.post("/v1/chat/completions", {"messages": "hi"})
     check(err(st, j, 400), "messages wrong type -> 400")
-    st, j = node.post("/v1/completions", {"prompt": "x", "n": 2})
-    check(err(st, j, 400) and "n" in j["error"]["message"], "n=2 -> 400")
+    st, j = node.post("/v1/completions", {"prompt": "x", "n": 9})
+    check(err(st, j, 400) and "n" in j["error"]["message"], "n=9 -> 400")
     st, _, j = node.request("POST", "/v1/completions", b'{"prompt": "\xff\xfe bad"}')
     check(err(st, j, 400), "invalid UTF-8 -> 400")
     st, j = node.post("/v1/completions", {"prompt": "x", "model": "gpt-17"})
@@ -422,13 +401,8 @@ def run_admission_checks(node):
     c.sock.shutdown(socket.SHUT_RDWR)  # the client goes away (the response still holds the fd)
     r.close()
     c.close()
-    ok = False
-    for _ in range(100):
-        st, j = node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
-        if st == 200:
-            ok = True
-            break
-        time.sleep(0.02)
+    ok = wait_for(lambda: node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)[0] == 200,
+                  10, step=0.02)
     check(ok, "slot frees after the client left")
 
 
@@ -437,6 +411,12 @@ def run_front_door_checks(node):
     the bound on bytes pipelined during a generation (node started with --api-key sekrit,
     --admin-key adm-secret, --max-connections-per-client 8, --read-timeout 1, one slot)."""
     auth = {"Authorization": "Bearer sekrit"}
+    # --alias r1-test: the served id; the file name still names the model too.
+    st, _, m = node.request("GET", "/v1/models", headers=auth)
+    check(st == 200 and m["data"][0]["id"] == "r1-test", "/v1/models id is the --alias")
+    for name, want in (("r1-test", 200), ("node-tiny.gguf", 200), ("other", 404)):
+        st, _ = node.post("/v1/completions", {"model": name, "prompt": "x", "max_tokens": 1}, auth)
+        check(st == want, f"model '{name}' -> {want} ({st})")
     st, dt = front_door.announce_body(node.port, "/v1/completions")
     check(st == 401 and dt < 3, f"no key, 8 MiB announced, no body sent -> 401 after the headers ({st}, {dt:.2f}s)")
     st, _, _ = node.request("GET", "/metrics", headers=auth)
@@ -473,13 +453,8 @@ def run_front_door_checks(node):
         pass
     s.close()
     check(b" 200 " in got and b"[DONE]" not in data, "over 1 MiB pipelined during a stream: cancelled and closed")
-    ok = False
-    for _ in range(100):
-        st, j = node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)
-        if st == 200:
-            ok = True
-            break
-        time.sleep(0.05)
+    ok = wait_for(lambda: node.post("/v1/completions", {"prompt": "y", "max_tokens": 2}, auth)[0] == 200,
+                  10, step=0.05)
     check(ok, "the slot frees after the pipelining cut")
 
 

@@ -8,7 +8,6 @@ unauthenticated bytes sent to a stage port do not disturb it.
 
 usage: pipeline_test.py --strata PATH [--workdir DIR]
 """
-import argparse
 import http.client
 import json
 import os
@@ -16,23 +15,14 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 import procs  # noqa: E402
-from procs import free_port  # noqa: E402
+from procs import check, free_port, summary  # noqa: E402
 from sse import read_sse  # noqa: E402
 
-FAILS = []
 SECRET = "pipeline-test-secret-0123456789abcdef"  # >= 32 bytes
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
 
 
 class Node(procs.Proc):
@@ -107,19 +97,7 @@ def reference(node):
 
 
 def concurrent(node, prompts, **kw):
-    out = [None] * len(prompts)
-
-    def run(i):
-        try:
-            out[i] = complete(node, prompts[i], **kw)
-        except Exception as e:  # noqa: BLE001
-            out[i] = f"exception: {e}"
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return out
+    return procs.map_parallel(lambda i: complete(node, prompts[i], **kw), len(prompts))[0]
 
 
 def check_pipeline(name, head, ref):
@@ -162,15 +140,9 @@ def attack(port):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", required=True)
-    ap.add_argument("--workdir", default=None)
-    a = ap.parse_args()
-    work = a.workdir or tempfile.mkdtemp(prefix="strata_pipeline_test_")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, "pipeline-tiny.gguf")
-    subprocess.run([a.strata, "model", "synth", "--shape", "tiny-qwen2", "--type", "q8_0",
-                    "--layers", "6", "--out", model], check=True, capture_output=True)
+    a, work = procs.test_args("strata_pipeline_test_")
+    model = procs.synth_model(a.strata, os.path.join(work, "pipeline-tiny.gguf"), "q8_0",
+                              "--layers", "6")
     t0 = time.time()
 
     single = Node(a.strata, model)
@@ -265,11 +237,7 @@ def main():
     check_config_pipeline(a.strata, work, model, ref)
 
     print(f"{time.time() - t0:.1f} s")
-    if FAILS:
-        print(f"{len(FAILS)} FAILED:\n  " + "\n  ".join(FAILS))
-        return 1
-    print("all pipeline checks passed")
-    return 0
+    return summary("pipeline")
 
 
 class ConfigNode(Node):

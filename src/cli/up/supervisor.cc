@@ -12,10 +12,10 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cerrno>
-#include <nlohmann/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 namespace strata::cli::up {
@@ -106,6 +106,7 @@ Status Supervisor::Spawn(Child& c) {
   argv_s.push_back(o_.exe);
   argv_s.insert(argv_s.end(), c.spec.args.begin(), c.spec.args.end());
   std::vector<char*> argv;
+  argv.reserve(argv_s.size() + 1);
   for (std::string& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);
   int fds[2];
@@ -245,7 +246,8 @@ Status Supervisor::WaitHealthy(double timeout_s) {
                             &body) == 200;
           if (c.ready && c.spec.min_healthy_backends > 0) {
             const auto j = nlohmann::json::parse(body, nullptr, false);
-            c.ready = j.is_object() && j.value("healthy_backends", 0) >= c.spec.min_healthy_backends;
+            c.ready =
+                j.is_object() && j.value("healthy_backends", 0) >= c.spec.min_healthy_backends;
           }
         }
         all = all && c.ready;
@@ -286,8 +288,8 @@ int Supervisor::Run() {
         Say("cannot restart " + c.spec.name + ": " + st.message());
       }
       if (c.spec.essential || c.spec.needed) {
-        Say(c.spec.name + " is needed to serve: stopping everything; the end of its log:" +
-            TailText(c));
+        Say(c.spec.name +
+            " is needed to serve: stopping everything; the end of its log:" + TailText(c));
         StopAll();
         return 1;
       }
@@ -336,8 +338,8 @@ void Supervisor::StopAll() {
     }
 }
 
-int Supervisor::HttpGet(const std::string& host, int port, const std::string& path,
-                        int timeout_ms, std::string* body) {
+int Supervisor::HttpGet(const std::string& host, int port, const std::string& path, int timeout_ms,
+                        std::string* body) {
   namespace asio = boost::asio;
   namespace http = boost::beast::http;
   try {

@@ -33,10 +33,10 @@ struct ChildSpec {
 
 struct SupervisorOptions {
   std::string exe = "/proc/self/exe";
-  std::string log_dir;          // NAME.log files ("": none)
-  int max_restarts = 3;         // per node, after which it stays down
-  int stop_grace_ms = 10000;    // SIGTERM -> SIGKILL
-  bool prefix_logs = true;      // children's lines on stdout as "NAME | line"
+  std::string log_dir;        // NAME.log files ("": none)
+  int max_restarts = 3;       // per node, after which it stays down
+  int stop_grace_ms = 10000;  // SIGTERM -> SIGKILL
+  bool prefix_logs = true;    // children's lines on stdout as "NAME | line"
 };
 
 class Supervisor {
@@ -59,17 +59,17 @@ class Supervisor {
   void StopAll();
 
   // GET http://host:port/path on loopback: the status code (0: no answer) and the body.
-  static int HttpGet(const std::string& host, int port, const std::string& path,
-                     int timeout_ms, std::string* body);
+  static int HttpGet(const std::string& host, int port, const std::string& path, int timeout_ms,
+                     std::string* body);
   const std::vector<pid_t> pids() const;
 
  private:
   struct Child {
     ChildSpec spec;
     pid_t pid = -1;
-    int out_fd = -1;       // read end of its stdout+stderr
-    int log_fd = -1;       // RUN_DIR/NAME.log
-    std::string partial;   // an unfinished output line
+    int out_fd = -1;               // read end of its stdout+stderr
+    int log_fd = -1;               // RUN_DIR/NAME.log
+    std::string partial;           // an unfinished output line
     std::deque<std::string> tail;  // its last lines
     int restarts = 0;
     bool alive = false;

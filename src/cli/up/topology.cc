@@ -53,7 +53,8 @@ Status WriteFile0600(const std::string& path, const std::string& text) {
 Result<std::string> RandomSecret() {
   std::ifstream r("/dev/urandom", std::ios::binary);
   unsigned char b[32];
-  if (!r.read(reinterpret_cast<char*>(b), sizeof b)) return Status::Error("cannot read /dev/urandom");
+  if (!r.read(reinterpret_cast<char*>(b), sizeof b))
+    return Status::Error("cannot read /dev/urandom");
   static const char* hex = "0123456789abcdef";
   std::string s;
   for (unsigned char c : b) {
@@ -87,7 +88,8 @@ std::set<std::string> LocalNames() {
       if (i->ifa_addr->sa_family == AF_INET)
         inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
       else if (i->ifa_addr->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof buf);
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
+                  sizeof buf);
       if (buf[0]) names.insert(buf);
     }
     freeifaddrs(ifs);
@@ -116,6 +118,7 @@ Result<std::vector<std::string>> PlanLayers(const UpOptions& o, int node_threads
                   o.nodes);
   STRATA_ASSIGN_OR_RETURN(uint64_t free_mem, cluster::LocalFreeMemory());
   std::vector<cluster::PlanNode> pn;
+  pn.reserve(static_cast<size_t>(o.nodes));
   for (int i = 0; i < o.nodes; ++i)
     pn.push_back({"node-" + std::to_string(i), free_mem / static_cast<uint64_t>(o.nodes), 1.0});
   cluster::PlanOptions po;
@@ -130,6 +133,18 @@ Result<std::vector<std::string>> PlanLayers(const UpOptions& o, int node_threads
   return out;
 }
 
+// The gateway of topology `t`: essential, healthy once GET /ready answers 200.
+ChildSpec GatewayChild(const Topology& t) {
+  ChildSpec g;
+  g.name = "gateway";
+  g.args = {"gateway", "--config", t.config_path};
+  g.health_host = t.gateway_host;
+  g.health_port = t.gateway_port;
+  g.health_path = "/ready";
+  g.essential = true;
+  return g;
+}
+
 }  // namespace
 
 int MachineThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
@@ -142,8 +157,7 @@ std::string CacheDir() {
 }
 
 Result<std::string> MakeRunDir(const std::string& wanted) {
-  const std::string dir =
-      wanted.empty() ? CacheDir() + "/up/" + std::to_string(getpid()) : wanted;
+  const std::string dir = wanted.empty() ? CacheDir() + "/up/" + std::to_string(getpid()) : wanted;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Errorf("cannot create '%s': %s", dir.c_str(), ec.message().c_str());
@@ -188,18 +202,20 @@ Result<Topology> GenerateTopology(const UpOptions& o) {
   STRATA_RETURN_IF_ERROR(WriteFile0600(t.run_dir + "/cluster.secret", secret + "\n"));
   STRATA_RETURN_IF_ERROR(WriteFile0600(t.run_dir + "/node.key", node_key + "\n"));
   std::string y = "# Written by `strata up` (" + o.mode + ", " + std::to_string(o.nodes) +
-                  " nodes). Start the same cluster again with: strata up --config " +
-                  t.run_dir + "/cluster.yaml\n";
+                  " nodes). Start the same cluster again with: strata up --config " + t.run_dir +
+                  "/cluster.yaml\n";
   y += "model:\n  path: " + Quote(fs::absolute(o.model_path).string()) + "\n";
   y += "cluster:\n  secret_file: cluster.secret\n";
   y += "nodes:\n";
   for (const NodeInfo& n : t.nodes) {
-    y += "  - name: " + n.name + "\n    host: 127.0.0.1\n    port: " + std::to_string(n.port) + "\n";
+    y +=
+        "  - name: " + n.name + "\n    host: 127.0.0.1\n    port: " + std::to_string(n.port) + "\n";
     if (n.stage_port) y += "    stage_port: " + std::to_string(n.stage_port) + "\n";
     if (!n.layers.empty()) y += "    layers: " + Quote(n.layers) + "\n";
     if (!n.next.empty()) y += "    next: " + n.next + "\n";
-    y += "    threads: " + std::to_string(n.threads) + "\n    parallel: " +
-         std::to_string(o.parallel) + "\n    ctx: " + std::to_string(o.ctx) + "\n";
+    y += "    threads: " + std::to_string(n.threads) +
+         "\n    parallel: " + std::to_string(o.parallel) + "\n    ctx: " + std::to_string(o.ctx) +
+         "\n";
   }
   y += "gateway:\n  listen: " + Quote(t.gateway_listen) + "\n  threads: 1\n";
   y += "  node_api_key_file: node.key\n";
@@ -215,21 +231,14 @@ Result<Topology> GenerateTopology(const UpOptions& o) {
     const NodeInfo& n = t.nodes[static_cast<size_t>(i)];
     ChildSpec c;
     c.name = n.name;
-    c.args = {"node", "--config", t.config_path, "--name", n.name,
-              "--api-key-file", t.run_dir + "/node.key"};
+    c.args = {"node", "--config",       t.config_path,          "--name",
+              n.name, "--api-key-file", t.run_dir + "/node.key"};
     c.health_port = n.port;
     c.needed = pipeline;
     t.children.push_back(c);
   }
-  ChildSpec g;
-  g.name = "gateway";
-  g.args = {"gateway", "--config", t.config_path};
-  g.health_host = t.gateway_host;
-  g.health_port = t.gateway_port;
-  g.health_path = "/ready";
-  g.min_healthy_backends = t.backends;
-  g.essential = true;
-  t.children.push_back(g);
+  t.children.push_back(GatewayChild(t));
+  t.children.back().min_healthy_backends = t.backends;
   return t;
 }
 
@@ -248,8 +257,9 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
     if (IsLocalHost(n.host, names)) local.push_back(&n);
   const int total = threads > 0 ? threads : MachineThreads();
   const int per_node = std::max(1, total / std::max<int>(1, static_cast<int>(local.size())));
-  for (auto it = local.rbegin(); it != local.rend(); ++it) {  // later stages usually last
-    const cluster::NodeSpec& n = **it;
+  std::reverse(local.begin(), local.end());  // in reverse: later stages usually come last
+  for (const cluster::NodeSpec* np : local) {
+    const cluster::NodeSpec& n = *np;
     NodeInfo info;
     info.name = n.name;
     info.host = n.host;
@@ -263,7 +273,7 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
     cs.name = n.name;
     cs.args = {"node", "--config", t.config_path, "--name", n.name};
     if (n.threads == 0) {
-      cs.args.push_back("--threads");
+      cs.args.emplace_back("--threads");
       cs.args.push_back(std::to_string(per_node));
     }
     cs.health_host = ProbeHost(n.host);
@@ -276,14 +286,7 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
   t.gateway_listen = c.gateway.listen_host + ":" + std::to_string(c.gateway.listen_port);
   t.gateway_host = ProbeHost(c.gateway.listen_host);
   t.backends = static_cast<int>(c.gateway.backends.size());
-  ChildSpec g;
-  g.name = "gateway";
-  g.args = {"gateway", "--config", t.config_path};
-  g.health_host = t.gateway_host;
-  g.health_port = t.gateway_port;
-  g.health_path = "/ready";
-  g.essential = true;
-  t.children.push_back(g);
+  t.children.push_back(GatewayChild(t));
   return t;
 }
 

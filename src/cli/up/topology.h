@@ -14,12 +14,12 @@ namespace strata::cli::up {
 struct UpOptions {
   std::string mode = "replica";  // or "pipeline"
   int nodes = 2;
-  std::string model_path;        // resolved GGUF file
+  std::string model_path;          // resolved GGUF file
   std::string host = "127.0.0.1";  // gateway listen address
-  int port = 8000;               // gateway port
-  int parallel = 4, ctx = 4096;  // per node
-  int threads = 0;               // compute threads shared by the nodes (0: all cores)
-  std::string run_dir;           // "": DefaultRunDir()
+  int port = 8000;                 // gateway port
+  int parallel = 4, ctx = 4096;    // per node
+  int threads = 0;                 // compute threads shared by the nodes (0: all cores)
+  std::string run_dir;             // "": DefaultRunDir()
 };
 
 struct NodeInfo {
@@ -33,13 +33,13 @@ struct NodeInfo {
 };
 
 struct Topology {
-  std::string mode;          // "replica", "pipeline" or "config"
+  std::string mode;  // "replica", "pipeline" or "config"
   std::string run_dir;
-  std::string config_path;   // the cluster.yaml the children read
-  std::string model_path;    // the model file it names
-  std::vector<NodeInfo> nodes;      // the nodes started here
-  std::string gateway_host;         // to reach it ("127.0.0.1" for a wildcard listen)
-  std::string gateway_listen;       // as configured
+  std::string config_path;      // the cluster.yaml the children read
+  std::string model_path;       // the model file it names
+  std::vector<NodeInfo> nodes;  // the nodes started here
+  std::string gateway_host;     // to reach it ("127.0.0.1" for a wildcard listen)
+  std::string gateway_listen;   // as configured
   int gateway_port = 0;
   int backends = 0;                 // the gateway's backends (all must be healthy to be ready)
   std::vector<ChildSpec> children;  // nodes first (last stage first), then the gateway

@@ -18,11 +18,11 @@ struct TinyModelSpec {
   int64_t ffn = 0;
   int n_heads = 0;
   int n_kv_heads = 0;
-  bool tied = false;                 // the output head shares the embedding
-  bool r1_tokens = true;             // rename special tokens as the R1 distills do
-  DType type = DType::Q8_0;          // of the 2-D weights
+  bool tied = false;         // the output head shares the embedding
+  bool r1_tokens = true;     // rename special tokens as the R1 distills do
+  DType type = DType::Q8_0;  // of the 2-D weights
   uint64_t seed = 1;
-  std::string vocab;                 // vocabulary GGUF; empty: the shape's default
+  std::string vocab;  // vocabulary GGUF; empty: the shape's default
 };
 
 // The smallest shape most engine tests use: 3 layers, hidden 64, ffn 96, 4 heads (2 KV),

@@ -33,6 +33,19 @@ TEMPLATES = {
     "meta-llama-Llama-3.1-8B-Instruct.jinja": ("llama3", "<|begin_of_text|>"),
     "Qwen-Qwen2.5-7B-Instruct.jinja": ("chatml", ""),
     "ggml-vocab-qwen2.jinja": ("chatml", ""),
+    # Variants of the R1 distills' template that GGUFs ship: the first published one (no
+    # "<think>\n" in the generation prompt) and the corrected tool-call layout (as in
+    # llama.cpp's models/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja).
+    "deepseek-r1-original-no-think.jinja": ("deepseek-r1", "<｜begin▁of▁sentence｜>"),
+    "deepseek-r1-tool-calls-fixed.jinja": ("deepseek-r1", "<｜begin▁of▁sentence｜>"),
+}
+# Templates that render tools: the tool conversations below are rendered with them.
+TOOL_TEMPLATES = {
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja",
+    "meta-llama-Llama-3.1-8B-Instruct.jinja",
+    "Qwen-Qwen2.5-7B-Instruct.jinja",
+    "deepseek-r1-original-no-think.jinja",
+    "deepseek-r1-tool-calls-fixed.jinja",
 }
 
 
@@ -156,6 +169,94 @@ CONVERSATIONS = {
 }
 
 
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City name, e.g. Zürich"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "Adds two integers.",
+        "parameters": {"type": "object", "properties": {
+            "a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"],
+            "additionalProperties": False}}},
+]
+
+
+def call(cid, name, args):
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def tool(cid, content):
+    return {"role": "tool", "tool_call_id": cid, "content": content}
+
+
+# Conversations rendered with tools (OpenAI's shapes: arguments are JSON strings).
+TOOL_CONVERSATIONS = {
+    "tools_user_only": [m("user", "Weather in Paris?")],
+    "tools_system_call_result": [
+        m("system", "Use tools."),
+        m("user", "Weather in Paris?"),
+        {"role": "assistant", "content": None,
+         "tool_calls": [call("call_1", "get_weather", '{"city": "Paris"}')]},
+        tool("call_1", '{"temp": 21, "sky": "clear"}'),
+    ],
+    "tools_two_calls_two_results_answer": [
+        m("user", "Add 1+2 and 3+4"),
+        {"role": "assistant", "content": None,
+         "tool_calls": [call("call_a", "add", '{"a": 1, "b": 2}'),
+                        call("call_b", "add", '{"a": 3, "b": 4}')]},
+        tool("call_a", "3"),
+        tool("call_b", "7"),
+        m("assistant", "The sums are 3 and 7."),
+        m("user", "Thanks \"quoted\" ünïcode"),
+    ],
+    "tools_second_call_turn": [
+        m("user", "Weather in Rome?"),
+        {"role": "assistant", "content": None,
+         "tool_calls": [call("call_x", "get_weather", '{"city": "Rome"}')]},
+        tool("call_x", "sunny"),
+        m("user", "And Oslo?"),
+        {"role": "assistant", "content": None,
+         "tool_calls": [call("call_y", "get_weather", '{"city": "Oslo", "unit": "celsius"}')]},
+        tool("call_y", "rain"),
+    ],
+}
+
+
+def jinja_messages(fname, messages):
+    """Qwen and Llama print arguments with tojson: they expect objects (as llama.cpp and
+    vLLM pass them); DeepSeek concatenates the string."""
+    if fname.startswith("deepseek"):
+        return messages
+    out = []
+    for msg in messages:
+        msg = dict(msg)
+        if msg.get("tool_calls"):
+            msg["tool_calls"] = [
+                {**c, "function": {**c["function"],
+                                   "arguments": json.loads(c["function"]["arguments"])}}
+                for c in msg["tool_calls"]]
+        out.append(msg)
+    return out
+
+
+def render_case(tmpl, fname, name, messages, add_gen, bos, tools):
+    case = {"template": fname, "name": name, "messages": messages,
+            "add_generation_prompt": add_gen, "bos_token": bos}
+    if tools:
+        case["tools"] = tools
+    try:
+        case["expected"] = tmpl.render(
+            messages=jinja_messages(fname, messages), tools=tools, documents=None,
+            add_generation_prompt=add_gen, bos_token=bos, eos_token="</s>")
+    except jinja2.exceptions.TemplateError as e:  # includes UndefinedError
+        case["expected"] = None
+        case["jinja_error"] = f"{type(e).__name__}: {e}"
+    return case
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--extract-gguf":
         text = extract_gguf_template(sys.argv[2])
@@ -170,22 +271,12 @@ def main():
         tmpl = env.from_string(source)
         for name, messages in CONVERSATIONS.items():
             for add_gen in (False, True):
-                case = {
-                    "template": fname,
-                    "name": name,
-                    "messages": messages,
-                    "add_generation_prompt": add_gen,
-                    "bos_token": bos,
-                }
-                try:
-                    case["expected"] = tmpl.render(
-                        messages=messages, tools=None, documents=None,
-                        add_generation_prompt=add_gen, bos_token=bos,
-                        eos_token="</s>")
-                except jinja2.exceptions.TemplateError as e:  # includes UndefinedError
-                    case["expected"] = None
-                    case["jinja_error"] = f"{type(e).__name__}: {e}"
-                cases.append(case)
+                cases.append(render_case(tmpl, fname, name, messages, add_gen, bos, None))
+        if fname not in TOOL_TEMPLATES:
+            continue
+        for name, messages in TOOL_CONVERSATIONS.items():
+            for add_gen in (False, True):
+                cases.append(render_case(tmpl, fname, name, messages, add_gen, bos, TOOLS))
     out = {"generator": "render_golden.py (jinja2 %s)" % jinja2.__version__,
            "templates": templates, "cases": cases}
     with open(os.path.join(HERE, "golden.json"), "w", encoding="utf-8") as f:
