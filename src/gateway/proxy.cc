@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <random>
 
@@ -122,7 +123,10 @@ Task<beast::error_code> Exchange(Upstream& up, const BackendInfo& info, const Re
     if constexpr (std::is_same_v<Body, http::string_body>) {
       p->body_limit(256u << 20);
     } else {
-      p->body_limit(boost::none);
+      // Not boost::none: Boost 1.74's parser compares a Content-Length against the optional
+      // limit with `len > limit`, which an empty optional always loses (every error answer
+      // with a Content-Length would fail with body_limit).
+      p->body_limit(std::numeric_limits<std::uint64_t>::max());
     }
     up.stream.expires_after(std::chrono::milliseconds(timeout_ms));
     co_await http::async_write(up.stream, req, asio::redirect_error(asio::use_awaitable, ec));

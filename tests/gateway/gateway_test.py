@@ -150,6 +150,13 @@ admission: {max_body_bytes: 64KiB}
     check(st == 413, f"oversized body -> 413 (got {st})")
     st, _, _ = request(gp, "GET", "/nope")
     check(st == 404, "unknown path -> 404")
+    # A node's own 404 (unknown model) reaches the client as 404, streamed or not.
+    for streamed in (False, True):
+        st, _, j = request(gp, "POST", "/v1/chat/completions",
+                           dict(chat, model="no-such-model", stream=streamed))
+        code = j.get("error", {}).get("code") if isinstance(j, dict) else None
+        check(st == 404 and code == "model_not_found",
+              f"unknown model -> 404 model_not_found (stream={streamed}; got {st} {code})")
     check(request(gp, "GET", "/health")[0] == 200, "gateway still serves after hostile input")
 
     # Cache: deterministic requests hit the second time; others are not cached.
