@@ -132,6 +132,30 @@ TEST(ClusterConfig, KvCacheTypes) {
               "c.yaml:2: nodes[0].cache_type_v: must be f16, q8_0 or q4_0 (got 'q5_1')");
 }
 
+TEST(ClusterConfig, SpeculativeDecodingKeys) {
+  auto r = ParseClusterConfig(
+      "nodes:\n  - {name: n, port: 1, model_draft: d.gguf, spec_type: ngram-simple, draft_max: 8,"
+      " draft_min: 2, draft_p_min: 0.5, spec_ngram_size_n: 4, spec_max_seqs: 3}\n"
+      "  - {name: m, port: 2}\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const auto& a = r->nodes[0];
+  EXPECT_EQ(a.model_draft, "d.gguf");
+  EXPECT_EQ(a.spec_type, "ngram-simple");
+  EXPECT_EQ(a.draft_max, 8);
+  EXPECT_EQ(a.draft_min, 2);
+  EXPECT_DOUBLE_EQ(a.draft_p_min, 0.5);
+  EXPECT_EQ(a.spec_ngram_size_n, 4);
+  EXPECT_EQ(a.spec_max_seqs, 3);
+  const auto& b = r->nodes[1];  // defaults: no speculation
+  EXPECT_EQ(b.model_draft, "");
+  EXPECT_EQ(b.spec_type, "none");
+  EXPECT_EQ(b.draft_max, 16);
+  ExpectError("nodes:\n  - {name: n, port: 1, spec_type: eagle}\n",
+              "c.yaml:2: nodes[0].spec_type: must be none or ngram-simple (got 'eagle')");
+  ExpectError("nodes:\n  - {name: n, port: 1, draft_p_min: 1.5}\n", "nodes[0].draft_p_min");
+  ExpectError("nodes:\n  - {name: n, port: 1, draft_max: 1000}\n", "nodes[0].draft_max");
+}
+
 TEST(ClusterConfig, ResourcesAndMemoryPressureRouting) {
   auto c = ParseClusterConfig(
       "nodes:\n  - {name: a, port: 1}\ngateway:\n  routing: {avoid_memory_pressure: true}\n"
