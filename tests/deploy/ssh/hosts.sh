@@ -29,11 +29,14 @@ hosts_up() {
   ip link set "$HOST_BRIDGE" up
   mkdir -p /run/sshd
   for ((i = 0; i < n; i++)); do
-    ns="strata-ssh$$-$i" h="$HOST_NET_PREFIX.$((i + 2))" d="$W/hosts$HOST_GEN/host$i"
+    ns="strata-ssh$$-$HOST_GEN-$i" h="$HOST_NET_PREFIX.$((i + 2))" d="$W/hosts$HOST_GEN/host$i"
     ip netns add "$ns"
     HOST_NETNS+=("$ns") HOSTS+=("$h")
-    ip link add "sv$$-$i" type veth peer name eth0 netns "$ns"
-    ip link set "sv$$-$i" master "$HOST_BRIDGE" up
+    # Named per set of hosts: a namespace's veth outlives `ip netns del` until the kernel has
+    # torn the namespace down (after its last process is reaped), so a second set must not
+    # reuse the first one's names.
+    ip link add "sv$$-$HOST_GEN-$i" type veth peer name eth0 netns "$ns"
+    ip link set "sv$$-$HOST_GEN-$i" master "$HOST_BRIDGE" up
     ip -n "$ns" addr add "$h/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
@@ -84,6 +87,11 @@ hosts_down() {
   fi
   for ns in "${HOST_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   ip link del "$HOST_BRIDGE" 2>/dev/null || true
+  # Wait (bounded) until the kernel has removed the hosts' veths, i.e. torn the namespaces down.
+  for _ in $(seq 50); do
+    ip -o link show | grep -q "sv$$-$HOST_GEN-" || break
+    sleep 0.1
+  done
   HOST_NETNS=() HOSTS=()
   return 0
 }
