@@ -102,6 +102,8 @@ int Loadtest(LoadtestArgs& a) {
     if (!cs.ok()) return Fail(cs.status().message());
     for (double c : cs.value()) levels.push_back({static_cast<int>(c), 0});
   }
+  o.levels = static_cast<int>(levels.size());
+  for (size_t k = 0; k < levels.size(); ++k) levels[k].first_prompt = loadtest::FirstPrompt(o, k);
   auto work = loadtest::BuildWorkload(o);
   if (!work.ok()) return Fail(work.status().message());
   o.progress = !a.no_progress && isatty(STDERR_FILENO);

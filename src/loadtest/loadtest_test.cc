@@ -2,6 +2,8 @@
 // parser, URL handling, the workload and the SVG chart.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "loadtest/client.h"
 #include "loadtest/report.h"
 #include "loadtest/runner.h"
@@ -134,6 +136,33 @@ TEST(ParseTarget, UrlsAndEndpoints) {
   EXPECT_EQ(t->path, "/v1/completions");
   EXPECT_FALSE(ParseTarget("https://x:1", "/v1/completions").ok());
   EXPECT_FALSE(ParseTarget("http://x:abc", "/v1/completions").ok());
+}
+
+// Every level and the warm-up send prompts of their own (a prompt cache in the server cannot
+// answer a level from an earlier one), as long as the workload has enough of them.
+TEST(Workload, LevelsUseDistinctPrompts) {
+  LoadOptions o;
+  o.prompt_tokens = 12;
+  o.requests = 30;
+  o.warmup = 2;
+  o.levels = 3;
+  auto w = BuildWorkload(o);
+  ASSERT_TRUE(w.ok());
+  ASSERT_GE(w->bodies.size(), 92u);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < static_cast<size_t>(o.warmup); ++i) seen.insert(w->bodies[i]);
+  for (size_t k = 0; k < 3; ++k) {
+    Level level;
+    level.first_prompt = FirstPrompt(o, k);
+    for (size_t i = 0; i < static_cast<size_t>(o.requests); ++i) {
+      const size_t idx = PromptIndex(level, i, w->bodies.size());
+      EXPECT_TRUE(seen.insert(w->bodies[idx]).second) << "level " << k << " request " << i;
+    }
+  }
+  EXPECT_EQ(seen.size(), 92u);
+  Level wrap;  // past the end: round robin
+  wrap.first_prompt = w->bodies.size() - 1;
+  EXPECT_EQ(PromptIndex(wrap, 1, w->bodies.size()), 0u);
 }
 
 TEST(Workload, FixedLengthPromptsAndBodies) {

@@ -96,12 +96,13 @@ std::string PromptText(const json& p) {
 }
 
 struct LevelState {
-  LevelState(const Target& t_, const LoadOptions& o_, const Workload& w_,
+  LevelState(const Target& t_, const LoadOptions& o_, const Workload& w_, const Level& l_,
              const std::function<void(size_t, size_t)>& d)
-      : t(t_), o(o_), w(w_), on_done(d) {}
+      : t(t_), o(o_), w(w_), level(l_), on_done(d) {}
   const Target& t;
   const LoadOptions& o;
   const Workload& w;
+  const Level& level;
   const std::function<void(size_t, size_t)>& on_done;
   Clock::time_point end;  // duration mode
   size_t next = 0, in_flight = 0, total = 0;
@@ -111,8 +112,9 @@ struct LevelState {
     return o.duration_s > 0 ? Clock::now() < end : next < static_cast<size_t>(o.requests);
   }
   asio::awaitable<void> One(size_t i) {
-    RequestResult r = co_await Call(t, w.bodies[i % w.bodies.size()], o.call);
-    r.prompt_estimate = w.prompt_estimates[i % w.bodies.size()];
+    const size_t k = PromptIndex(level, i, w.bodies.size());
+    RequestResult r = co_await Call(t, w.bodies[k], o.call);
+    r.prompt_estimate = w.prompt_estimates[k];
     results.push_back(std::move(r));
     --in_flight;
     if (on_done) on_done(results.size(), total);
@@ -155,12 +157,18 @@ std::string SyntheticPrompt(int n, uint64_t seed) {
   return s;
 }
 
+size_t FirstPrompt(const LoadOptions& o, size_t k) {
+  return static_cast<size_t>(std::max(0, o.warmup)) +
+         k * static_cast<size_t>(std::max(1, o.requests));
+}
+
 Result<Workload> BuildWorkload(const LoadOptions& o) {
   std::vector<json> prompts;
   if (!o.prompts_file.empty()) {
     STRATA_ASSIGN_OR_RETURN(prompts, ReadPrompts(o.prompts_file, o.chat));
   } else {
-    const int n = std::max(64, o.requests);
+    const int n =
+        std::max(64, std::max(0, o.warmup) + std::max(1, o.requests) * std::max(1, o.levels));
     for (int i = 0; i < n; ++i) prompts.emplace_back(SyntheticPrompt(o.prompt_tokens, o.seed + i));
   }
   Workload w;
@@ -179,7 +187,7 @@ std::string Level::Label() const {
 LevelRun RunLevel(const Target& t, const LoadOptions& o, const Workload& w, const Level& level,
                   const std::function<void(size_t, size_t)>& on_done) {
   asio::io_context ioc(1);
-  LevelState st(t, o, w, on_done);
+  LevelState st(t, o, w, level, on_done);
   st.total = o.duration_s > 0 ? 0 : static_cast<size_t>(o.requests);
   const auto start = Clock::now();
   st.end = start +

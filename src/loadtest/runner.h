@@ -26,6 +26,7 @@ struct LoadOptions {
   int requests = 32;         // per level, unless duration_s > 0
   double duration_s = 0;     // per level: stop sending after this long
   int warmup = 1;            // untimed requests before the first level
+  int levels = 1;            // levels to run: synthetic prompts are made for all of them
   uint64_t seed = 1;
   bool progress = false;  // draw a progress bar on stderr
 };
@@ -43,8 +44,20 @@ std::string SyntheticPrompt(int n, uint64_t seed);
 struct Level {
   int concurrency = 1;  // the cap in rate mode (0: none)
   double rate = 0;      // requests/s, Poisson arrivals; 0: closed loop at `concurrency`
+  // The workload index of the level's first prompt. Each level (and the warm-up) gets prompts
+  // of its own, so that a server's prompt cache (llama-server keeps recent prompts' KV) cannot
+  // answer one level from what an earlier one sent: `FirstPrompt`.
+  size_t first_prompt = 0;
   std::string Label() const;
 };
+
+// The first prompt of level k (0-based) when every level sends o.requests requests after
+// o.warmup warm-up requests (the workload's prompts are used round robin past its end).
+size_t FirstPrompt(const LoadOptions& o, size_t k);
+// The prompt of the level's i-th request among n prompts.
+inline size_t PromptIndex(const Level& level, size_t i, size_t n) {
+  return (level.first_prompt + i) % n;
+}
 
 struct LevelRun {
   Level level;
