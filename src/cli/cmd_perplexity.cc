@@ -83,6 +83,7 @@ int Perplexity(const PerplexityArgs& a) {
                 std::to_string(tokens.size()) + " (a longer text, or a smaller --ctx-size)");
   const int n_max = static_cast<int>(tokens.size() / static_cast<size_t>(a.ctx));
   const int n_chunk = a.chunks < 0 ? n_max : std::min(a.chunks, n_max);
+  if (n_chunk < 1) return Fail("--chunks 0 scores nothing");
   std::fprintf(stderr,
                "perplexity: %zu tokens; calculating perplexity over %d chunks, n_ctx=%d, "
                "batch_size=%d, threads=%d\n",
