@@ -356,6 +356,10 @@ def main():
         print(f"{name}: {steps} steps; held-out PPL (-c {a.ctx}) here {ppl:.4f}, "
               f"strata perplexity: {strata_ppl(a.strata, path, held_text, a.ctx)}; wrote {path}",
               flush=True)
+        q8 = os.path.join(a.out, f"{name}-q8_0.gguf")
+        subprocess.run([a.strata, "quantize", path, q8, "Q8_0"], check=True, capture_output=True)
+        print(f"{name}: Q8_0 copy {q8}: strata perplexity: "
+              f"{strata_ppl(a.strata, q8, held_text, a.ctx)}", flush=True)
         print(f"{name}: strata run: {sample(a.strata, path)!r}", flush=True)
     return 0
 
