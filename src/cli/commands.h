@@ -20,6 +20,7 @@ Runner AddInspectCommand(CLI::App& app);
 Runner AddModelCommand(CLI::App& app);
 Runner AddNodeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddPerplexityCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddPlanCommand(CLI::App& app);
 Runner AddGatewayCommand(CLI::App& app);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       {"model", strata::cli::AddModelCommand(app)},
       {"node", strata::cli::AddNodeCommand(app)},
       {"bench", strata::cli::AddBenchCommand(app)},
+      {"perplexity", strata::cli::AddPerplexityCommand(app)},
       {"quantize", strata::cli::AddQuantizeCommand(app)},
       {"plan", strata::cli::AddPlanCommand(app)},
       {"gateway", strata::cli::AddGatewayCommand(app)},

@@ -39,20 +39,29 @@ std::vector<int32_t> Engine::Tokenize(const std::string& text, bool add_special,
 }
 
 Status Engine::Eval(const std::vector<int32_t>& tokens, int seq, std::vector<float>* last_logits) {
+  return EvalOutputs(tokens, seq, static_cast<int>(tokens.size()) - 1, last_logits);
+}
+
+Status Engine::EvalOutputs(const std::vector<int32_t>& tokens, int seq, int first_output,
+                           std::vector<float>* logits) {
   if (seq < 0 || seq >= cache_.n_seq()) return Errorf("sequence slot %d does not exist", seq);
   const int start = cache_.length(seq);
   const int n = static_cast<int>(tokens.size());
   if (start + n > cache_.n_ctx())
     return Errorf("%d tokens do not fit the context: %d positions used of %d", n, start,
                   cache_.n_ctx());
+  if (n > 0 && (first_output < 0 || first_output >= n))
+    return Errorf("first output %d is outside the %d tokens", first_output, n);
+  if (logits) logits->clear();
   for (int i = 0; i < n; i += n_batch_) {
     const int m = std::min(n_batch_, n - i);
     batch_.Clear();
     for (int j = 0; j < m; ++j)
-      batch_.Add(tokens[static_cast<size_t>(i + j)], start + i + j, seq, i + j == n - 1);
+      batch_.Add(tokens[static_cast<size_t>(i + j)], start + i + j, seq, i + j >= first_output);
     STRATA_RETURN_IF_ERROR(forward_->Run(batch_, nullptr, &out_));
+    // out_: [outputs of this batch, n_vocab]
+    if (logits && i + m > first_output) logits->insert(logits->end(), out_.begin(), out_.end());
   }
-  if (last_logits) last_logits->assign(out_.begin(), out_.end());
   return Status::Ok();
 }
 

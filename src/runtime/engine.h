@@ -61,6 +61,11 @@ class Engine {
   // length(seq) + 1, ... of its KV cache (error when they do not fit n_ctx). Returns the logits
   // [n_vocab] of the last one.
   Status Eval(const std::vector<int32_t>& tokens, int seq, std::vector<float>* last_logits);
+  // As Eval, but returns the logits of every token from index first_output on:
+  // [tokens.size() - first_output, n_vocab], in token order (perplexity scores them all).
+  // first_output in [0, tokens.size()); `logits` may be null.
+  Status EvalOutputs(const std::vector<int32_t>& tokens, int seq, int first_output,
+                     std::vector<float>* logits);
 
   // Generates from `prompt` (ids) in slot opts.seq, which is cleared first. on_token, when
   // given, sees each generated id and the text it completes; returning false cancels.

@@ -121,5 +121,16 @@ expect_fail "bench without a model" "give --model" "$STRATA" bench
 expect_fail "bench zero reps" "reps must be" "$STRATA" bench --model "$M" --reps 0
 expect_fail "bench missing model" "cannot open" "$STRATA" bench --model "$W/nope.gguf"
 
+# perplexity (issue 18): llama-perplexity's output format, --chunks, the errors
+for i in $(seq 1 40); do echo "Line $i of a short text that the tiny model scores, again."; done >"$W/ppl.txt"
+if "$STRATA" perplexity --model "$M" -f "$W/ppl.txt" -c 32 --chunks 3 -t 2 >"$W/ppl" 2>"$W/ppl.err" &&
+   grep -qE '^\[1\][0-9]+\.[0-9]{4},\[2\][0-9]+\.[0-9]{4},\[3\]([0-9]+\.[0-9]{4}),$' "$W/ppl" &&
+   grep -qE '^Final estimate: PPL = [0-9]+\.[0-9]{4} \+/- [0-9]+\.[0-9]{5}$' "$W/ppl" &&
+   [ "$(sed -nE 's/.*\[3\]([0-9.]+),$/\1/p' "$W/ppl")" = "$(sed -nE 's/^Final estimate: PPL = ([0-9.]+) .*/\1/p' "$W/ppl")" ]
+then ok; else bad "perplexity output: $(cat "$W/ppl" "$W/ppl.err")"; fi
+expect_fail "perplexity short text" "needs at least 2048 tokens" "$STRATA" perplexity --model "$M" -f "$W/ppl.txt" -c 1024
+expect_fail "perplexity missing file" "cannot open" "$STRATA" perplexity --model "$M" -f "$W/nope.txt"
+expect_fail "perplexity without a file" "file is required" "$STRATA" perplexity --model "$M"
+
 echo "cli (with bench): $pass passed, $fail failed"
 [ $fail -eq 0 ]
