@@ -30,7 +30,6 @@ import glob
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -38,6 +37,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "common"))
+import gguf_header  # noqa: E402
 
 BOS, EOS = 151646, 151643  # the R1 distills' <｜begin▁of▁sentence｜>, <｜end▁of▁sentence｜>
 HELD_OUT = "GPL-2"
@@ -205,52 +208,13 @@ def perplexity(model, ids_sub, ctx, bos_sub, unseen_id):
 
 # ---------------------------------------------------------------- GGUF
 
-GGUF_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
-               12: "d"}
-
-
 def gguf_read(path):
-    """(metadata, {name: (dims, type, absolute offset)}) of a GGUF file."""
+    """(metadata {key: value}, {name: (dims, type, absolute offset)}) of a GGUF file."""
     with open(path, "rb") as f:
         buf = f.read(64 << 20)  # header + metadata (the vocabulary's arrays included)
-    pos = 0
-
-    def take(fmt):
-        nonlocal pos
-        v = struct.unpack_from("<" + fmt, buf, pos)
-        pos += struct.calcsize("<" + fmt)
-        return v[0]
-
-    def string():
-        nonlocal pos
-        n = take("Q")
-        pos += n
-        return buf[pos - n:pos].decode("utf-8", "replace")
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            et, n = take("I"), take("Q")
-            return [value(et) for _ in range(n)]
-        return take(GGUF_SCALAR[t])
-
-    assert buf[:4] == b"GGUF", path
-    pos = 4
-    take("I")  # version
-    n_tensors, n_kv = take("Q"), take("Q")
-    meta = {}
-    for _ in range(n_kv):
-        key = string()
-        meta[key] = value(take("I"))
-    infos = []
-    for _ in range(n_tensors):
-        name = string()
-        dims = [take("Q") for _ in range(take("I"))]
-        infos.append((name, dims, take("I"), take("Q")))
-    align = meta.get("general.alignment", 32)
-    data = (pos + align - 1) // align * align
-    return meta, {name: (dims, t, data + off) for name, dims, t, off in infos}
+    meta, tensors = gguf_header.read_header(buf, path)
+    return ({k: v for k, (_, v) in meta.items()},
+            {name: (dims, t, at) for name, dims, t, at in tensors})
 
 
 def export(strata, vocab, model, shape, sub_ids, path):

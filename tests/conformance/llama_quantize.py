@@ -14,8 +14,10 @@ import argparse
 import ctypes
 import glob
 import os
-import struct
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import gguf_header  # noqa: E402
 
 FTYPES = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}
 
@@ -73,64 +75,23 @@ def llama_quantize(inp, out, ftype, lib_dir, nthread=2):
         raise RuntimeError(f"llama_model_quantize failed with {rc}")
 
 
-# --- minimal GGUF reader -------------------------------------------------------------------
+# --- GGUF tensors (the header: tests/common/gguf_header.py) ---------------------------------
+# Elements per block and bytes per block of each ggml type id.
 BLOCK = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 13: (256, 176),
          14: (256, 210), 30: (1, 2), 6: (32, 22), 7: (32, 24)}
-SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
-          12: "d"}
 
 
 def read_gguf(path):
+    """(meta {key: (type, value)}, [(name, dims, type, data bytes)]) of a GGUF file."""
     data = open(path, "rb").read()
-    pos = 0
-
-    def take(fmt):
-        nonlocal pos
-        v = struct.unpack_from("<" + fmt, data, pos)
-        pos += struct.calcsize("<" + fmt)
-        return v[0]
-
-    def string():
-        nonlocal pos
-        n = take("Q")
-        s = data[pos:pos + n].decode("utf-8", "replace")
-        pos += n
-        return s
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            et, n = take("I"), take("Q")
-            return [value(et) for _ in range(n)]
-        return take(SCALAR[t])
-
-    assert data[:4] == b"GGUF", path
-    pos = 4
-    take("I")
-    n_t, n_kv = take("Q"), take("Q")
-    meta = {}
-    for _ in range(n_kv):
-        k = string()
-        meta[k] = (take("I"), None)
-        meta[k] = (meta[k][0], value(meta[k][0]))
-    tensors = []
-    for _ in range(n_t):
-        name = string()
-        nd = take("I")
-        dims = [take("Q") for _ in range(nd)]
-        tt, off = take("I"), take("Q")
-        tensors.append((name, dims, tt, off))
-    align = meta.get("general.alignment", (4, 32))[1]
-    base = (pos + align - 1) // align * align
+    meta, tensors = gguf_header.read_header(data, path)
     out = []
-    for name, dims, tt, off in tensors:
+    for name, dims, tt, at in tensors:
         n = 1
         for d in dims:
             n *= d
         bs, bb = BLOCK[tt]
-        size = n // bs * bb
-        out.append((name, dims, tt, data[base + off: base + off + size]))
+        out.append((name, dims, tt, data[at:at + n // bs * bb]))
     return meta, out
 
 
