@@ -22,6 +22,7 @@ struct PerplexityArgs {
   int threads = 0;   // 0: all cores
   int chunks = -1;   // chunks scored at most (-1: all)
   std::string cache_type_k = "f16", cache_type_v = "f16";
+  bool mmap = false;
 };
 
 Result<std::string> ReadText(const std::string& path) {
@@ -42,6 +43,7 @@ Result<std::unique_ptr<Engine>> LoadEngine(const PerplexityArgs& a) {
   eo.threads = a.threads;
   eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
   eo.cache_type_v = ParseKvType(a.cache_type_v).value();
+  eo.mmap = a.mmap;
   return Engine::Load(eo);
 }
 
@@ -120,6 +122,7 @@ Runner AddPerplexityCommand(CLI::App& app) {
       ->check(CLI::Range(-1, 1 << 30))
       ->capture_default_str();
   AddKvCacheTypeOptions(sub, &a->cache_type_k, &a->cache_type_v);
+  AddMmapOption(sub, &a->mmap);
   return [a] { return Perplexity(*a); };
 }
 

@@ -23,6 +23,7 @@ struct RunArgs {
   int threads = 0;
   int ctx = 4096;
   std::string cache_type_k = "f16", cache_type_v = "f16";
+  bool mmap = false;
   int top_k = 40;
   float top_p = 0.95f, min_p = 0.05f;
   float repeat_penalty = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
@@ -130,6 +131,8 @@ int Run(const RunArgs& a) {
   eo.threads = a.threads;
   eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
   eo.cache_type_v = ParseKvType(a.cache_type_v).value();
+  eo.mmap = a.mmap;
+  eo.load_progress = true;
   auto engine = Engine::Load(eo);
   if (!engine.ok()) return Fail(engine.status().message());
   Engine& e = *engine.value();
@@ -227,6 +230,7 @@ Runner AddRunCommand(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   sub->add_option("--ctx,-c", a->ctx, "Context size in tokens")->check(CLI::Range(1, 1 << 24));
   AddKvCacheTypeOptions(sub, &a->cache_type_k, &a->cache_type_v);
+  AddMmapOption(sub, &a->mmap);
   sub->add_option("--top-k", a->top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a->top_p, "Top-p (1 = off)");
   sub->add_option("--min-p", a->min_p, "Min-p (0 = off)");

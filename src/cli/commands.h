@@ -37,6 +37,8 @@ int Fail(const std::string& message);
 // Returns the two options (for "was it given").
 std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::string* k,
                                                             std::string* v);
+// --mmap of run, node, bench and perplexity (EngineOptions::mmap).
+void AddMmapOption(CLI::App* sub, bool* mmap);
 // --chat-template of run and node: a family of tokenizer/chat_template.h, checked.
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help);
 

@@ -24,6 +24,13 @@ std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::
   return {ok, ov};
 }
 
+void AddMmapOption(CLI::App* sub, bool* mmap) {
+  sub->add_flag("--mmap", *mmap,
+                "Keep the weights in the file mapping instead of copying them into huge pages "
+                "at load (the copy decodes faster; the mapping lets processes that load the "
+                "same file share its pages)");
+}
+
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help) {
   sub->add_option("--chat-template", *family, help)
       ->check(CLI::IsMember({"deepseek-r1", "qwen2.5", "llama3.1", "llama3", "chatml"}));
