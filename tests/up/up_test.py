@@ -143,6 +143,9 @@ def test_replica(strata, workdir):
         for port in node_ports(up):
             status, _, h = request(port, "GET", "/health")
             assert status == 200 and h.get("demo") is True and "random" in h["warning"], h
+        nodes = [c for c in up.children().values() if " node " in c]
+        # Two replicas on one machine share the file's pages instead of a copy each.
+        assert len(nodes) == 2 and all("--mmap" in c.split() for c in nodes), nodes
         chat(up.port)
         chat(up.port, stream=True)
         victim = up.child_pid("node-1")
@@ -170,6 +173,8 @@ def test_pipeline(strata, workdir):
         assert len(ranges) == 2, out[-2000:]
         assert ranges[0][0] == "0" and int(ranges[1][0]) == int(ranges[0][1]) + 1, ranges
         assert int(ranges[1][1]) == 7, ranges  # the demo model's 8 layers
+        stages = [c for c in up.children().values() if " node " in c]
+        assert stages and not any("--mmap" in c.split() for c in stages), stages  # own layers
         chat(up.port)
         chat(up.port, stream=True)
         victim = up.child_pid("node-1")

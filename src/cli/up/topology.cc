@@ -258,6 +258,10 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
   const int total = threads > 0 ? threads : MachineThreads();
   const int per_node = std::max(1, total / std::max<int>(1, static_cast<int>(local.size())));
   std::reverse(local.begin(), local.end());  // in reverse: later stages usually come last
+  // Replicas sharing this machine each hold the whole model: they keep it in the file mapping
+  // (--mmap), one set of page-cache pages for all, rather than a huge-page copy each.
+  const auto local_replicas = std::count_if(
+      local.begin(), local.end(), [&](const auto* n) { return c.ModeOf(*n) == "replica"; });
   for (const cluster::NodeSpec* np : local) {
     const cluster::NodeSpec& n = *np;
     NodeInfo info;
@@ -276,6 +280,7 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
       cs.args.emplace_back("--threads");
       cs.args.push_back(std::to_string(per_node));
     }
+    if (local_replicas > 1 && c.ModeOf(n) == "replica") cs.args.emplace_back("--mmap");
     cs.health_host = ProbeHost(n.host);
     cs.health_port = n.port;
     cs.needed = c.ModeOf(n) != "replica";
