@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--mode", choices=["draft", "ngram"], default="ngram")
     ap.add_argument("--prompt", choices=["repetitive", "plain"], default=None,
                     help="default: repetitive for ngram, plain for draft")
+    ap.add_argument("--prompt-text", default="",
+                    help="this prompt instead (e.g. text in the trained model's domain)")
     ap.add_argument("--draft-max", type=int, default=8)
     ap.add_argument("--draft-p-min", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=2)
@@ -96,6 +98,8 @@ def main():
     a = ap.parse_args()
     prompt_kind = a.prompt or ("repetitive" if a.mode == "ngram" else "plain")
     prompt = REPETITIVE if prompt_kind == "repetitive" else PLAIN
+    if a.prompt_text:
+        prompt, prompt_kind = a.prompt_text, "given"
     spec = (["--model-draft", a.draft, "--draft-p-min", str(a.draft_p_min)] if a.mode == "draft"
             else ["--spec-type", "ngram-simple"]) + ["--draft-max", str(a.draft_max)]
     nodes = {}

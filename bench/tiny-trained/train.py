@@ -217,13 +217,33 @@ def gguf_read(path):
             {name: (dims, t, at) for name, dims, t, at in tensors})
 
 
-def export(strata, vocab, model, shape, sub_ids, path):
-    """Writes `model` as a full-vocabulary F32 GGUF at `path`."""
+def synth(strata, vocab, shape, ftype, path):
+    """A `strata model synth` file of `shape` and type `ftype` (its tensors overwritten next)."""
     layers, h, ffn, nh, nkv = shape
     subprocess.run([strata, "model", "synth", "--arch", "qwen2", "--layers", str(layers),
                     "--hidden", str(h), "--ffn", str(ffn), "--heads", str(nh), "--kv-heads",
-                    str(nkv), "--type", "f32", "--vocab", vocab, "--out", path], check=True,
+                    str(nkv), "--type", ftype, "--vocab", vocab, "--out", path], check=True,
                    capture_output=True)
+
+
+def to_f16(strata, vocab, shape, src, dst):
+    """Writes the F32 GGUF `src` as `dst` with F16 matrices (llama.cpp's --outtype f16: the
+    1-D norms and biases stay F32)."""
+    synth(strata, vocab, shape, "f16", dst)
+    have, want = gguf_read(src)[1], gguf_read(dst)[1]
+    assert set(have) == set(want)
+    with open(src, "rb") as fi, open(dst, "r+b") as fo:
+        for name, (dims, typ, off) in want.items():
+            fi.seek(have[name][2])
+            a = np.frombuffer(fi.read(4 * int(np.prod(dims))), dtype=np.float32)
+            assert have[name][1] == 0 and typ in (0, 1), (name, typ)
+            fo.seek(off)
+            fo.write((a.astype(np.float16) if typ == 1 else a).tobytes())
+
+
+def export(strata, vocab, model, shape, sub_ids, path):
+    """Writes `model` as a full-vocabulary F32 GGUF at `path`."""
+    synth(strata, vocab, shape, "f32", path)
     infos = gguf_read(path)[1]
     n_vocab = infos["token_embd.weight"][0][1]
     assert math.isclose(model.log_other, math.log(n_vocab - len(sub_ids))), n_vocab
@@ -324,6 +344,10 @@ def main():
         subprocess.run([a.strata, "quantize", path, q8, "Q8_0"], check=True, capture_output=True)
         print(f"{name}: Q8_0 copy {q8}: strata perplexity: "
               f"{strata_ppl(a.strata, q8, held_text, a.ctx)}", flush=True)
+        f16 = os.path.join(a.out, f"{name}-f16.gguf")
+        to_f16(a.strata, a.vocab, shape, path, f16)
+        print(f"{name}: F16 copy {f16}: strata perplexity: "
+              f"{strata_ppl(a.strata, f16, held_text, a.ctx)}", flush=True)
         print(f"{name}: strata run: {sample(a.strata, path)!r}", flush=True)
     return 0
 
