@@ -21,9 +21,7 @@ const std::string& ModelPath() {
     s.n_heads = 2;  // head size 32: whole Q8_0 / Q4_0 blocks per head
     s.n_kv_heads = 1;
     s.seed = 5;
-    auto p = testdata::TinyModelFile(s, "strata_kv_quant_forward_test.gguf");
-    EXPECT_TRUE(p.ok()) << p.status().message();
-    return p.ok() ? *p : std::string();
+    return testdata::TinyModelPath(s, "strata_kv_quant_forward_test.gguf");
   }();
   return path;
 }

@@ -64,11 +64,8 @@ TEST(Perplexity, RejectsIdsOutsideTheVocabulary) {
 }
 
 std::unique_ptr<Engine> LoadTiny(int n_batch) {
-  static const std::string path = [] {
-    auto p = testdata::TinyModelFile(testdata::MiniSpec("tiny-qwen2"), "strata_ppl_test.gguf");
-    EXPECT_TRUE(p.ok()) << p.status().message();
-    return p.ok() ? *p : std::string();
-  }();
+  static const std::string path =
+      testdata::TinyModelPath(testdata::MiniSpec("tiny-qwen2"), "strata_ppl_test.gguf");
   EngineOptions eo;
   eo.model_path = path;
   eo.n_ctx = 64;

@@ -1,5 +1,7 @@
 #include "model/testing/tiny_model.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 
 #include "model/synth.h"
@@ -41,6 +43,12 @@ Result<std::string> TinyModelFile(const TinyModelSpec& spec, const std::string& 
   const std::string path = (std::filesystem::temp_directory_path() / name).string();
   STRATA_RETURN_IF_ERROR(WriteTinyModel(spec, path));
   return path;
+}
+
+std::string TinyModelPath(const TinyModelSpec& spec, const std::string& name) {
+  auto path = TinyModelFile(spec, name);
+  EXPECT_TRUE(path.ok()) << path.status().message();
+  return path.ok() ? *path : std::string();
 }
 
 std::string TestVocab(const std::string& file) {
