@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -94,15 +95,42 @@ std::vector<std::string> Prompts() {
           "Once upon a time in a land far away there lived"};
 }
 
-TEST(Scheduler, OneRequestEqualsEngineGenerate) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto prompt = ref->Tokenize("Hello there, how are you");
-  auto expect = GreedyGenerate(*ref, prompt, 24);
+// A single-sequence engine (the reference) and one of kSeqs sequences for the scheduler.
+template <int kSeqs>
+class SchedulerVsEngineOf : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ref_ = LoadEngine(1);
+    eng_ = LoadEngine(kSeqs);
+    ASSERT_TRUE(ref_ && eng_);
+  }
+  // The reference's greedy outputs for Prompts(), the i-th of max_tokens(i) tokens.
+  std::vector<GenerateResult> SoloOutputs(const std::function<int(size_t)>& max_tokens) const {
+    const auto prompts = Prompts();
+    std::vector<GenerateResult> solo;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto r = GreedyGenerate(*ref_, ref_->Tokenize(prompts[i]), max_tokens(i));
+      EXPECT_TRUE(r.ok()) << r.status().message();
+      solo.push_back(r.ok() ? r.value() : GenerateResult{});
+    }
+    return solo;
+  }
+  // `prompt` followed by the tokens of `text` (no special tokens).
+  std::vector<int32_t> Extended(std::vector<int32_t> prompt, const std::string& text) const {
+    for (int32_t t : ref_->Tokenize(text, false, false)) prompt.push_back(t);
+    return prompt;
+  }
+  std::unique_ptr<Engine> ref_, eng_;
+};
+using SchedulerVsEngine = SchedulerVsEngineOf<2>;
+using FourSequencesVsEngine = SchedulerVsEngineOf<4>;
+
+TEST_F(SchedulerVsEngine, OneRequestEqualsEngineGenerate) {
+  const auto prompt = ref_->Tokenize("Hello there, how are you");
+  auto expect = GreedyGenerate(*ref_, prompt, 24);
   ASSERT_TRUE(expect.ok()) << expect.status().message();
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   Collector c;
   SchedRequestParams p = GreedyRequest(prompt, 24);
   auto sub = sched.Submit(p, c.Callback());
@@ -171,21 +199,14 @@ TEST(Scheduler, ContinuationReproducesTheUndisturbedRun) {
   EXPECT_EQ(sched.Submit(bad, c.Callback()).code, SubmitCode::kInvalid);
 }
 
-TEST(Scheduler, ConcurrentRequestsEqualSoloOutputs) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(4);
-  ASSERT_TRUE(ref && eng);
+TEST_F(FourSequencesVsEngine, ConcurrentRequestsEqualSoloOutputs) {
   const auto prompts = Prompts();
-  std::vector<GenerateResult> solo;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    // Different lengths: sequences end apart.
-    auto r = GreedyGenerate(*ref, ref->Tokenize(prompts[i]), 12 + 4 * static_cast<int>(i));
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    solo.push_back(r.value());
-  }
+  // Different lengths: sequences end apart.
+  const auto solo = SoloOutputs([](size_t i) { return 12 + 4 * static_cast<int>(i); });
+  ASSERT_FALSE(HasFailure());
   SchedulerOptions so;
   so.n_batch = 7;  // prompts are split into chunks mixed with other sequences' decode tokens
-  Scheduler sched(eng.get(), so);
+  Scheduler sched(eng_.get(), so);
   std::vector<std::unique_ptr<Collector>> cs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs.push_back(std::make_unique<Collector>());
@@ -204,35 +225,28 @@ TEST(Scheduler, ConcurrentRequestsEqualSoloOutputs) {
   EXPECT_EQ(st.requests_done, prompts.size());
 }
 
-TEST(Scheduler, MoreRequestsThanSlotsWaitAndAllFinish) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
+TEST_F(SchedulerVsEngine, MoreRequestsThanSlotsWaitAndAllFinish) {
   const auto prompts = Prompts();
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   std::vector<std::unique_ptr<Collector>> cs;
   for (const auto& text : prompts) {
     cs.push_back(std::make_unique<Collector>());
-    SchedRequestParams p = GreedyRequest(ref->Tokenize(text), 8);
+    SchedRequestParams p = GreedyRequest(ref_->Tokenize(text), 8);
     ASSERT_EQ(sched.Submit(p, cs.back()->Callback()).code, SubmitCode::kOk);
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs[i]->Wait();
-    auto r = GreedyGenerate(*ref, ref->Tokenize(prompts[i]), 8);
+    auto r = GreedyGenerate(*ref_, ref_->Tokenize(prompts[i]), 8);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(cs[i]->tokens, r->tokens) << "request " << i;
   }
 }
 
-TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto first = ref->Tokenize("The quick brown fox jumps over the lazy dog and then");
-  auto second = first;
-  for (int32_t t : ref->Tokenize(" it runs home", false, false)) second.push_back(t);
+TEST_F(SchedulerVsEngine, PromptCacheReusesKvAndKeepsOutput) {
+  const auto first = ref_->Tokenize("The quick brown fox jumps over the lazy dog and then");
+  const auto second = Extended(first, " it runs home");
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   auto run = [&](const std::vector<int32_t>& prompt) {
     Collector c;
     SchedRequestParams p = GreedyRequest(prompt, 10);
@@ -249,7 +263,7 @@ TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
   // Only the new prompt tokens plus the decode steps ran through the model.
   EXPECT_EQ(evaluated, second.size() - first.size() + t2.size() - 1);
 
-  auto r = GreedyGenerate(*ref, second, 10);
+  auto r = GreedyGenerate(*ref_, second, 10);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(t2, r->tokens);
 
@@ -259,15 +273,11 @@ TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
   EXPECT_EQ(t3, r->tokens);
 }
 
-TEST(Scheduler, PromptCacheCopiesFromARunningSequence) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto shared = ref->Tokenize("You are a helpful assistant. Answer briefly. Question:");
-  auto second = shared;
-  for (int32_t t : ref->Tokenize(" why is the sky blue", false, false)) second.push_back(t);
+TEST_F(SchedulerVsEngine, PromptCacheCopiesFromARunningSequence) {
+  const auto shared = ref_->Tokenize("You are a helpful assistant. Answer briefly. Question:");
+  const auto second = Extended(shared, " why is the sky blue");
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   Collector a, b;
   std::atomic<bool> started{false};
   SchedRequestParams pa = GreedyRequest(shared, 200);
@@ -284,7 +294,7 @@ TEST(Scheduler, PromptCacheCopiesFromARunningSequence) {
   ha.request->Cancel();
   a.Wait();
   EXPECT_EQ(b.last.n_cached, static_cast<int>(shared.size()));
-  auto r = GreedyGenerate(*ref, second, 10);
+  auto r = GreedyGenerate(*ref_, second, 10);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(b.tokens, r->tokens);
 }
@@ -528,20 +538,13 @@ class StagedBackend : public StepBackend {
   int in_flight_ = 0;
 };
 
-TEST(Scheduler, MicroBatchesAreOnePerStageAndMergeAfterStaggeredArrivals) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(4);
-  ASSERT_TRUE(ref && eng);
+TEST_F(FourSequencesVsEngine, MicroBatchesAreOnePerStageAndMergeAfterStaggeredArrivals) {
   const auto prompts = Prompts();
-  std::vector<GenerateResult> solo;
-  for (const std::string& prompt : prompts) {
-    auto r = GreedyGenerate(*ref, ref->Tokenize(prompt), 24);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    solo.push_back(r.value());
-  }
-  auto backend = std::make_unique<StagedBackend>(eng.get(), 2);
+  const auto solo = SoloOutputs([](size_t) { return 24; });
+  ASSERT_FALSE(HasFailure());
+  auto backend = std::make_unique<StagedBackend>(eng_.get(), 2);
   StagedBackend* staged = backend.get();
-  Scheduler sched(eng->tokenizer(), std::move(backend), SchedulerOptions{});
+  Scheduler sched(eng_->tokenizer(), std::move(backend), SchedulerOptions{});
   std::vector<std::unique_ptr<Collector>> cs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs.push_back(std::make_unique<Collector>());
