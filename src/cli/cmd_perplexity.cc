@@ -102,10 +102,7 @@ Runner AddPerplexityCommand(CLI::App& app) {
   auto a = std::make_shared<PerplexityArgs>();
   CLI::App* sub = app.add_subcommand(
       "perplexity", "Perplexity of a text file, computed and printed as llama-perplexity does");
-  sub->add_option("--model,-m", a->model,
-                  "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; "
-                  "pulled on first use)")
-      ->required();
+  AddModelOption(sub, &a->model);
   sub->add_option("--file,-f", a->file, "Text file to score")->required();
   sub->add_option("--ctx-size,--ctx,-c", a->ctx, "Tokens per chunk (the file needs at least 2x)")
       ->check(CLI::Range(4, 1 << 20))

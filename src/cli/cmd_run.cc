@@ -214,10 +214,7 @@ int Run(const RunArgs& a) {
 Runner AddRunCommand(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt");
-  sub->add_option("--model,-m", a->model,
-                  "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; "
-                  "pulled on first use)")
-      ->required();
+  AddModelOption(sub, &a->model);
   sub->add_option("--prompt,-p", a->prompt, "Prompt text")->required();
   sub->add_option("--max-tokens,-n", a->max_tokens, "Maximum tokens to generate")
       ->check(CLI::Range(0, 1 << 24));

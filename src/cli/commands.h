@@ -40,6 +40,9 @@ std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::
 // --chat-template of run and node: a family of tokenizer/chat_template.h, checked.
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help);
 
+// --model,-m of run and perplexity (required): a GGUF file or a hub reference, pulled on first
+// use (ResolveModelArg).
+CLI::Option* AddModelOption(CLI::App* sub, std::string* model);
 // --model of run and node: a local path as is, a reference (hub/ref.h) looked up in the models
 // directory and pulled on first use.
 Result<std::string> ResolveModelArg(const std::string& model);

@@ -24,6 +24,14 @@ std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::
   return {ok, ov};
 }
 
+CLI::Option* AddModelOption(CLI::App* sub, std::string* model) {
+  return sub
+      ->add_option("--model,-m", *model,
+                   "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, "
+                   "URL; pulled on first use)")
+      ->required();
+}
+
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help) {
   sub->add_option("--chat-template", *family, help)
       ->check(CLI::IsMember({"deepseek-r1", "qwen2.5", "llama3.1", "llama3", "chatml"}));
