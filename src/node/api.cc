@@ -498,34 +498,39 @@ json UsageJson(const Usage& u) {
   return j;
 }
 
-json ChatResponse(const std::string& id, int64_t created, const std::string& model,
-                  const std::string& reasoning, const std::string& content,
-                  const std::string& finish_reason, const Usage& usage) {
-  json msg = {{"role", "assistant"}, {"content", content}};
-  if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
+namespace {
+
+// A whole (not streamed) response of `object` with one choice, whose `key` holds `value`.
+json OneChoiceResponse(const std::string& id, const char* object, int64_t created,
+                       const std::string& model, const char* key, json value,
+                       const std::string& finish_reason, const Usage& usage) {
   return {{"id", id},
-          {"object", "chat.completion"},
+          {"object", object},
           {"created", created},
           {"model", model},
           {"choices", json::array({{{"index", 0},
-                                    {"message", msg},
+                                    {key, std::move(value)},
                                     {"logprobs", nullptr},
                                     {"finish_reason", finish_reason}}})},
           {"usage", UsageJson(usage)}};
 }
 
+}  // namespace
+
+json ChatResponse(const std::string& id, int64_t created, const std::string& model,
+                  const std::string& reasoning, const std::string& content,
+                  const std::string& finish_reason, const Usage& usage) {
+  json msg = {{"role", "assistant"}, {"content", content}};
+  if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
+  return OneChoiceResponse(id, "chat.completion", created, model, "message", std::move(msg),
+                           finish_reason, usage);
+}
+
 json CompletionResponse(const std::string& id, int64_t created, const std::string& model,
                         const std::string& text, const std::string& finish_reason,
                         const Usage& usage) {
-  return {{"id", id},
-          {"object", "text_completion"},
-          {"created", created},
-          {"model", model},
-          {"choices", json::array({{{"index", 0},
-                                    {"text", text},
-                                    {"logprobs", nullptr},
-                                    {"finish_reason", finish_reason}}})},
-          {"usage", UsageJson(usage)}};
+  return OneChoiceResponse(id, "text_completion", created, model, "text", text, finish_reason,
+                           usage);
 }
 
 std::string SseEvent(const json& j) { return "data: " + Dump(j) + "\n\n"; }
