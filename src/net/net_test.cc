@@ -234,12 +234,7 @@ TEST(Protocol, FuzzMutations) {
 }
 
 TEST(Protocol, CheckAdjacent) {
-  StageInfo a;
-  a.n_layers = 4;
-  a.hidden = 8;
-  a.n_vocab = 10;
-  a.first = 0;
-  a.last = 2;
+  const StageInfo a{.n_layers = 4, .first = 0, .last = 2, .hidden = 8, .n_vocab = 10};
   StageInfo b = a;
   b.first = 2;
   b.last = 4;

@@ -213,11 +213,7 @@ TEST(Metrics, PrometheusText) {
   m.ObserveTtft(7);
   m.ObserveInterToken(0.003);
   m.CountHttp(200);
-  SchedulerStats st;
-  st.running = 2;
-  st.waiting = 1;
-  st.kv_used = 50;
-  st.kv_total = 200;
+  SchedulerStats st{.running = 2, .waiting = 1, .kv_used = 50, .kv_total = 200};
   st.generated_tokens = 9;
   const std::string text = m.Render(&st, "/proc/self/exe");
   EXPECT_NE(text.find("strata_requests_running 2\n"), std::string::npos);
