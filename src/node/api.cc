@@ -535,12 +535,17 @@ json CompletionResponse(const std::string& id, int64_t created, const std::strin
 
 std::string SseEvent(const json& j) { return "data: " + Dump(j) + "\n\n"; }
 
-json ChatChunk(const std::string& id, int64_t created, const std::string& model, json delta,
-               const std::string& finish_reason, bool with_usage_null) {
-  json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}};
+namespace {
+
+// A streamed chunk of `object` with one choice, whose `key` holds `value` (finish_reason null
+// while empty).
+json OneChoiceChunk(const std::string& id, const char* object, int64_t created,
+                    const std::string& model, const char* key, json value,
+                    const std::string& finish_reason, bool with_usage_null) {
+  json choice = {{"index", 0}, {key, std::move(value)}, {"logprobs", nullptr}};
   choice["finish_reason"] = finish_reason.empty() ? json(nullptr) : json(finish_reason);
   json j = {{"id", id},
-            {"object", "chat.completion.chunk"},
+            {"object", object},
             {"created", created},
             {"model", model},
             {"choices", json::array({choice})}};
@@ -548,18 +553,19 @@ json ChatChunk(const std::string& id, int64_t created, const std::string& model,
   return j;
 }
 
+}  // namespace
+
+json ChatChunk(const std::string& id, int64_t created, const std::string& model, json delta,
+               const std::string& finish_reason, bool with_usage_null) {
+  return OneChoiceChunk(id, "chat.completion.chunk", created, model, "delta", std::move(delta),
+                        finish_reason, with_usage_null);
+}
+
 json CompletionChunk(const std::string& id, int64_t created, const std::string& model,
                      const std::string& text, const std::string& finish_reason,
                      bool with_usage_null) {
-  json choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}};
-  choice["finish_reason"] = finish_reason.empty() ? json(nullptr) : json(finish_reason);
-  json j = {{"id", id},
-            {"object", "text_completion"},
-            {"created", created},
-            {"model", model},
-            {"choices", json::array({choice})}};
-  if (with_usage_null) j["usage"] = nullptr;
-  return j;
+  return OneChoiceChunk(id, "text_completion", created, model, "text", text, finish_reason,
+                        with_usage_null);
 }
 
 json UsageChunk(const std::string& id, int64_t created, const std::string& model, bool chat,
