@@ -40,9 +40,7 @@ Result<std::unique_ptr<Engine>> LoadEngine(const PerplexityArgs& a) {
   eo.n_ctx = a.ctx;
   eo.n_batch = std::min(a.batch, a.ctx);
   eo.threads = a.threads;
-  eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
-  eo.cache_type_v = ParseKvType(a.cache_type_v).value();
-  return Engine::Load(eo);
+  return LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
 }
 
 // Scores n_chunk chunks of `tokens`, printing "[i]ppl," after each; returns the sums.

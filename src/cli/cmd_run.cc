@@ -128,9 +128,7 @@ int Run(const RunArgs& a) {
   eo.model_path = model.value();
   eo.n_ctx = a.ctx;
   eo.threads = a.threads;
-  eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
-  eo.cache_type_v = ParseKvType(a.cache_type_v).value();
-  auto engine = Engine::Load(eo);
+  auto engine = LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
   if (!engine.ok()) return Fail(engine.status().message());
   Engine& e = *engine.value();
   e.model().PageIn(true);  // progress on a terminal for large files

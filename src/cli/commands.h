@@ -3,12 +3,18 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
+
+namespace strata {
+class Engine;
+struct EngineOptions;
+}  // namespace strata
 
 namespace strata::cli {
 
@@ -37,6 +43,10 @@ int Fail(const std::string& message);
 // Returns the two options (for "was it given").
 std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::string* k,
                                                             std::string* v);
+// Engine::Load of `eo` with the KV cache types named by --cache-type-k / -v (checked by
+// AddKvCacheTypeOptions): run, bench and perplexity.
+Result<std::unique_ptr<Engine>> LoadCliEngine(EngineOptions eo, const std::string& cache_type_k,
+                                              const std::string& cache_type_v);
 // --chat-template of run and node: a family of tokenizer/chat_template.h, checked.
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help);
 
