@@ -92,8 +92,7 @@ void Forward::AttentionSplitRows(const Batch& b, int l, int r0, int r1) {
                                         attn_.data() + t * QD);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 }  // namespace strata

@@ -153,6 +153,11 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
   return Status::Ok();
 }
 
+void Forward::RunTasks(const std::function<void(int ith, int nth)>& work) {
+  if (pool_) pool_->Run(work);
+  else work(0, 1);
+}
+
 Forward::AttentionShape Forward::AttentionShapeOf() const {
   const ModelConfig& c = model_.config();
   AttentionShape s;
@@ -199,8 +204,7 @@ void Forward::Attention(const Batch& b, int l) {
                          hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd, scratch);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 // A quantized K or V cache: one task per (token, KV head), covering the query heads that
@@ -239,8 +243,7 @@ void Forward::AttentionQuantized(const Batch& b, int l) {
       }
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 // Batches of >= 64 tokens, as llama.cpp: its tiled attention order (kernels::AttentionTiled).
@@ -276,8 +279,7 @@ void Forward::AttentionTiled(const Batch& b, int l) {
                               attn_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD, scratch);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 }  // namespace strata
