@@ -49,15 +49,14 @@ std::string Lower(std::string_view s) {
 
 Result<ModelMemory> ModelMemoryFromGguf(const gguf::File& file) {
   STRATA_ASSIGN_OR_RETURN(ModelConfig c, ConfigFromGguf(file));
-  ModelMemory m;
-  m.arch = c.arch_name;
-  m.name = c.name;
-  m.n_layers = c.n_layers;
-  m.hidden = c.hidden;
-  m.ffn = c.ffn;
-  m.q_dim = c.q_dim();
-  m.kv_dim = c.kv_dim();
-  m.n_vocab = c.n_vocab;
+  ModelMemory m{.arch = c.arch_name,
+                .name = c.name,
+                .n_layers = c.n_layers,
+                .hidden = c.hidden,
+                .ffn = c.ffn,
+                .q_dim = c.q_dim(),
+                .kv_dim = c.kv_dim(),
+                .n_vocab = c.n_vocab};
   m.layer_bytes.assign(static_cast<size_t>(c.n_layers), 0);
   bool has_embd = false, has_norm = false, has_output = false;
   for (const gguf::TensorInfo& t : file.tensors()) {

@@ -59,15 +59,14 @@ void Server::Load() {
   if (pipeline()) {
     st = LoadPipeline();
   } else {
-    EngineOptions eo;
-    eo.model_path = o_.model_path;
-    eo.n_ctx = o_.ctx;
-    eo.n_seq = o_.parallel;
-    eo.threads = o_.threads;
-    eo.n_batch = o_.n_batch;
-    eo.cache_type_k = ParseKvType(o_.cache_type_k).value();  // checked by RunNode
-    eo.cache_type_v = ParseKvType(o_.cache_type_v).value();
-    auto e = Engine::Load(eo);
+    auto e = Engine::Load({.model_path = o_.model_path,
+                           .n_ctx = o_.ctx,
+                           .n_seq = o_.parallel,
+                           .threads = o_.threads,
+                           .n_batch = o_.n_batch,
+                           // checked by RunNode
+                           .cache_type_k = ParseKvType(o_.cache_type_k).value(),
+                           .cache_type_v = ParseKvType(o_.cache_type_v).value()});
     if (e.ok()) {
       engine_ = std::move(e).value();
       model_ = &engine_->model();

@@ -260,12 +260,8 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
   std::reverse(local.begin(), local.end());  // in reverse: later stages usually come last
   for (const cluster::NodeSpec* np : local) {
     const cluster::NodeSpec& n = *np;
-    NodeInfo info;
-    info.name = n.name;
-    info.host = n.host;
-    info.port = n.port;
-    info.stage_port = n.stage_port;
-    info.next = n.next;
+    NodeInfo info{
+        .name = n.name, .host = n.host, .port = n.port, .stage_port = n.stage_port, .next = n.next};
     if (!n.layers_auto && n.layer_begin >= 0)
       info.layers = std::to_string(n.layer_begin) + "-" + std::to_string(n.layer_end);
     info.threads = n.threads > 0 ? n.threads : per_node;

@@ -9,16 +9,14 @@
 namespace strata::testdata {
 
 TinyModelSpec MiniSpec(const std::string& shape) {
-  TinyModelSpec s;
-  s.shape = shape;
-  s.n_layers = 3;
-  s.hidden = 64;
-  s.ffn = 96;
-  s.n_heads = 4;
-  s.n_kv_heads = 2;
-  s.r1_tokens = false;
-  s.vocab = SpmVocab();
-  return s;
+  return {.shape = shape,
+          .n_layers = 3,
+          .hidden = 64,
+          .ffn = 96,
+          .n_heads = 4,
+          .n_kv_heads = 2,
+          .r1_tokens = false,
+          .vocab = SpmVocab()};
 }
 
 Status WriteTinyModel(const TinyModelSpec& spec, const std::string& path) {
