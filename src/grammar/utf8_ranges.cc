@@ -55,7 +55,7 @@ void SplitSameLength(uint32_t lo, uint32_t hi, std::vector<Utf8Seq>* out) {
 
 }  // namespace
 
-CodeRanges Normalize(CodeRanges r) {
+CodeRanges Normalize(const CodeRanges& r) {
   CodeRanges cut;
   for (auto [lo, hi] : r) {
     hi = std::min(hi, kMax);
