@@ -30,9 +30,7 @@ TEST(RefKernels, VecDotMatchesDoubleDot) {
     for (int64_t n : SizesFor(t)) {
       const size_t bytes = RowBytesUnchecked(t, n);
       std::vector<uint8_t> w(bytes), x(ActBytes(t, n));
-      MakeWeightRow(rng, t, n, w.data());
-      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
-      ref::QuantizeActivationRow(t, xf.data(), x.data(), n);
+      MakeDotInputs(rng, t, n, w.data(), x.data());
       double want, abs_sum;
       DoubleDot(t, n, w.data(), x.data(), &want, &abs_sum);
       // Sequential f32 summation: worst-case bound n * eps * sum|terms| (+ per-block scale
@@ -211,9 +209,7 @@ TEST(RefKernels, RepackOrdersMatchDoubleDot) {
     int differs = 0;
     for (int64_t n : SizesFor(c.t)) {
       std::vector<uint8_t> w(RowBytesUnchecked(c.t, n)), x(ActBytes(c.t, n));
-      MakeWeightRow(rng, c.t, n, w.data());
-      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
-      ref::QuantizeActivationRow(c.t, xf.data(), x.data(), n);
+      MakeDotInputs(rng, c.t, n, w.data(), x.data());
       double want, abs_sum;
       DoubleDot(c.t, n, w.data(), x.data(), &want, &abs_sum);
       const float got = c.fn(n, w.data(), x.data());

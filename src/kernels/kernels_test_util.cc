@@ -162,6 +162,12 @@ void NaiveAttention(const std::vector<float>& q, const std::vector<uint16_t>& k,
   }
 }
 
+void MakeDotInputs(std::mt19937& rng, DType t, int64_t n, void* w, void* x) {
+  MakeWeightRow(rng, t, n, w);
+  const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
+  ref::QuantizeActivationRow(t, xf.data(), x, n);
+}
+
 void FillCache(std::mt19937& rng, int64_t n, std::vector<uint16_t>* c) {
   const std::vector<float> f = RandomFloats(rng, n, -1.0f, 1.0f);
   c->resize(n);

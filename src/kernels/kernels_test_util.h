@@ -90,6 +90,9 @@ std::vector<size_t> OffsetsFor(DType t);
 
 // Random weight row of type t: quantized from floats by the reference quantizer.
 void MakeWeightRow(std::mt19937& rng, DType t, int64_t n, void* dst);
+// Random inputs of a dot product of type t: a weight row (MakeWeightRow) into w and an
+// activation row of floats in [-2, 2], quantized by the reference, into x.
+void MakeDotInputs(std::mt19937& rng, DType t, int64_t n, void* w, void* x);
 
 // Attention computed directly in double from the f16 cache.
 void NaiveAttention(const std::vector<float>& q, const std::vector<uint16_t>& k,

@@ -186,16 +186,27 @@ INSTANTIATE_TEST_SUITE_P(All, VocabTest, ::testing::Values("qwen2", "llama-bpe",
 
 // ---- metadata ----
 
+// A vocabulary's tokenizer model, BOS / EOS ids and what it adds to a text.
+struct Meta {
+  const char* model;
+  int32_t bos, eos;
+  bool add_bos, add_eos, add_space_prefix;
+};
+
+void ExpectMeta(const Tokenizer& tok, const Meta& want) {
+  EXPECT_EQ(tok.model(), want.model);
+  EXPECT_EQ(tok.bos(), want.bos);
+  EXPECT_EQ(tok.eos(), want.eos);
+  EXPECT_EQ(tok.add_bos(), want.add_bos);
+  EXPECT_EQ(tok.add_eos(), want.add_eos);
+  EXPECT_EQ(tok.add_space_prefix(), want.add_space_prefix);
+}
+
 TEST(TokenizerMeta, Qwen2) {
   const Tokenizer& tok = Vocab("qwen2");
-  EXPECT_EQ(tok.model(), "gpt2");
+  ExpectMeta(tok, {"gpt2", 151643, 151643, false, false, false});
   EXPECT_EQ(tok.pre(), "qwen2");
   EXPECT_EQ(tok.n_vocab(), 151936);
-  EXPECT_EQ(tok.bos(), 151643);
-  EXPECT_EQ(tok.eos(), 151643);
-  EXPECT_FALSE(tok.add_bos());
-  EXPECT_FALSE(tok.add_eos());
-  EXPECT_FALSE(tok.add_space_prefix());
   const int32_t im_end = tok.Find("<|im_end|>").value();
   const int32_t im_start = tok.Find("<|im_start|>").value();
   EXPECT_EQ(im_end, 151645);
@@ -240,13 +251,8 @@ TEST(TokenizerMeta, LlamaBpeAddsBos) {
 
 TEST(TokenizerMeta, LlamaSpm) {
   const Tokenizer& tok = Vocab("llama-spm");
-  EXPECT_EQ(tok.model(), "llama");
-  EXPECT_EQ(tok.bos(), 1);
-  EXPECT_EQ(tok.eos(), 2);
+  ExpectMeta(tok, {"llama", 1, 2, true, false, true});
   EXPECT_EQ(tok.unk(), 0);
-  EXPECT_TRUE(tok.add_bos());
-  EXPECT_FALSE(tok.add_eos());
-  EXPECT_TRUE(tok.add_space_prefix());
   EXPECT_EQ(tok.eog_ids(), (std::vector<int32_t>{2}));
   EXPECT_EQ(tok.eot(), -1);
   const auto ids = tok.Encode("Hello", true, false);
