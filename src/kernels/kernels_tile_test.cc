@@ -176,7 +176,7 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
         }
         for (int64_t b = 0; b < n / 32; ++b) {  // raw blocks: any byte, scales of either sign
           BlockQ8_0* xb = reinterpret_cast<BlockQ8_0*>(x.data() + c * xs) + b;
-          for (int k = 0; k < 32; ++k) xb->qs[k] = static_cast<int8_t>(byte(rng));
+          for (int8_t& q : xb->qs) q = static_cast<int8_t>(byte(rng));
           const uint16_t d = f32_to_fp16((byte(rng) + 0.5f) / 1000.0f);
           std::memcpy(&xb->d, &d, 2);
         }
