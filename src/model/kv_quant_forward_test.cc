@@ -33,8 +33,8 @@ std::vector<float> RunLogits(const Model& m, DType kt, DType vt) {
   EXPECT_TRUE(cache.ok()) << cache.status().message();
   ThreadPool pool(2);
   Forward fwd(m, &cache.value(), &pool);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 40; ++i) prompt.push_back(3 + (i * 37) % 200);
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = 3 + (i * 37) % 200;
   Batch b;
   for (int i = 0; i < 16; ++i) b.Add(prompt[i], i, 0, false);
   std::vector<float> out, all;

@@ -56,8 +56,8 @@ class Reference {
         if (!m_.rope_factors().empty()) theta /= m_.rope_factors()[static_cast<size_t>(i)];
         const int a = c_.rope_neox ? i : 2 * i;
         const int b = c_.rope_neox ? i + d / 2 : 2 * i + 1;
-        double& x0 = v[static_cast<size_t>(h * d + a)];
-        double& x1 = v[static_cast<size_t>(h * d + b)];
+        double& x0 = v[static_cast<size_t>(h) * d + a];
+        double& x1 = v[static_cast<size_t>(h) * d + b];
         const double y0 = x0 * std::cos(theta) - x1 * std::sin(theta);
         const double y1 = x0 * std::sin(theta) + x1 * std::cos(theta);
         x0 = y0;
@@ -242,8 +242,8 @@ TEST(Forward, BatchedSequencesMatchSeparateRuns) {
 // partials merged in chunk order): still the reference's logits.
 TEST(Forward, LongContextDecodeMatchesReference) {
   auto m = Model::Load(TinyModel("qwen2", DType::F32)).value();
-  std::vector<int32_t> tokens;
-  for (int i = 0; i < 530; ++i) tokens.push_back(3 + (i * 97) % 1000);
+  std::vector<int32_t> tokens(530);
+  for (int i = 0; i < 530; ++i) tokens[i] = 3 + (i * 97) % 1000;
   auto cache = KvCache::Create(m->config().n_layers, 1, 540, m->config().kv_dim()).value();
   ThreadPool pool(2);
   Forward fwd(*m, &cache, &pool);

@@ -215,7 +215,7 @@ TEST(Protocol, FuzzMutations) {
     auto round_trip = [&](const auto& m, const auto& encode) {
       if (!m.ok()) return;
       ++accepted;
-      EXPECT_EQ(encode(*m), p);
+      EXPECT_EQ(encode(m.value()), p);
     };
     round_trip(DecodeError(p), EncodeError);
     round_trip(DecodeClearSeq(p), EncodeClearSeq);
