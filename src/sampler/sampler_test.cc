@@ -70,12 +70,13 @@ std::vector<float> RandomLogits(int32_t n, uint32_t seed, float scale) {
 // Logits whose softmax is exactly proportional to `probs`.
 std::vector<float> LogitsFromProbs(const std::vector<double>& probs) {
   std::vector<float> v;
+  v.reserve(probs.size());
   for (double p : probs) v.push_back(static_cast<float>(std::log(p)));
   return v;
 }
 
 TEST(SamplerGreedy, ArgmaxWithLowestIdOnTies) {
-  const std::vector<float> logits = {1.0f, 5.0f, 3.0f, 5.0f, -2.0f};
+  std::vector<float> logits = {1.0f, 5.0f, 3.0f, 5.0f, -2.0f};  // not const: see the end
   const std::vector<float> copy = logits;
   for (float t : {0.0f, -1.0f}) {
     SamplerParams p;
@@ -152,6 +153,7 @@ TEST(SamplerDeterminism, SkipSamplesResumesTheRandomStream) {
     p.frequency_penalty = 0.2f;
     constexpr int kSteps = 40;
     std::vector<std::vector<float>> logits;
+    logits.reserve(kSteps);
     for (int i = 0; i < kSteps; ++i) logits.push_back(RandomLogits(64, 100 + i, 2.0f));
     const std::vector<int32_t> prompt = {3, 5, 7};
     Sampler full(p);
@@ -206,8 +208,8 @@ TEST(SamplerDeterminism, DifferentSeedsDiffer) {
     SamplerParams p = PlainSampling();
     p.seed = seed;
     Sampler s(p);
-    std::vector<int32_t> seq;
-    for (int i = 0; i < 200; ++i) seq.push_back(s.Sample(logits.data(), 50));
+    std::vector<int32_t> seq(200);
+    for (int32_t& id : seq) id = s.Sample(logits.data(), 50);
     seqs.push_back(seq);
   }
   for (size_t i = 0; i < seqs.size(); ++i) {

@@ -448,8 +448,8 @@ class TokenizerErrors : public ::testing::Test {
   // A small valid byte-level vocabulary: the 256 byte characters plus one merge.
   void SetUp() override {
     for (int b = 0; b < 256; ++b) tokens_.push_back(tok::ByteToUnicode(static_cast<uint8_t>(b)));
-    tokens_.push_back("ab");
-    tokens_.push_back("<|endoftext|>");
+    tokens_.emplace_back("ab");
+    tokens_.emplace_back("<|endoftext|>");
     w_.SetString("tokenizer.ggml.model", "gpt2");
     w_.SetString("tokenizer.ggml.pre", "qwen2");
     w_.SetStringArray("tokenizer.ggml.tokens", tokens_);
@@ -490,9 +490,9 @@ TEST_F(TokenizerErrors, ValidFileLoads) {
 }
 
 TEST_F(TokenizerErrors, SpecialTokensLongestFirst) {
-  tokens_.push_back("<x>");     // 258 user-defined
-  tokens_.push_back("<x><y>");  // 259 user-defined, contains <x>
-  tokens_.push_back("<y>");     // 260 control
+  tokens_.emplace_back("<x>");     // 258 user-defined
+  tokens_.emplace_back("<x><y>");  // 259 user-defined, contains <x>
+  tokens_.emplace_back("<y>");     // 260 control
   std::vector<int32_t> types(tokens_.size(), 1);
   types[257] = 3;
   types[258] = 4;
