@@ -58,6 +58,7 @@ struct BenchArgs {
   int n_depth = 0;     // tokens already in the KV cache before each test (llama-bench -d)
   int depth_eval = 0;  // >0: evaluate only this many depth tokens, repeat their K/V rows
   std::string cache_type_k = "f16", cache_type_v = "f16";  // KV cache types
+  bool mmap = false;
   bool json = false;
   bool memory_bandwidth = false;
   int membw_mib = 1024;
@@ -279,6 +280,7 @@ int Bench(const BenchArgs& a) {
     eo.threads = a.threads;
     eo.n_batch = std::max({1, a.n_prompt, a.parallel, a.n_depth > 0 ? kDepthChunk : 0});
     eo.n_seq = a.parallel;
+    eo.mmap = a.mmap;
     auto loaded = LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
     if (!loaded.ok()) return Fail(loaded.status().message());
     Engine& e = *loaded.value();
@@ -420,6 +422,7 @@ Runner AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads,-t", args->threads, "threads (0: all cores)")->capture_default_str();
   AddKvCacheTypeOptions(cmd, &args->cache_type_k, &args->cache_type_v);
+  AddMmapOption(cmd, &args->mmap);
   cmd->add_option("--reps,-r", args->reps, "timed repetitions of each test")->capture_default_str();
   cmd->add_option("-d,--n-depth", args->n_depth,
                   "tokens already in the KV cache before each test (llama-bench's depth; filled "

@@ -224,6 +224,7 @@ Runner AddNodeCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
   std::tie(a->cache_k, a->cache_v) = AddKvCacheTypeOptions(sub, &o->cache_type_k, &o->cache_type_v);
+  AddMmapOption(sub, &o->mmap);
   AddSpecOptions(sub, a.get());
   sub->add_option("--api-key", o->api_key,
                   "Require 'Authorization: Bearer KEY' (visible in ps: prefer --api-key-file "

@@ -22,6 +22,7 @@ struct PerplexityArgs {
   int threads = 0;   // 0: all cores
   int chunks = -1;   // chunks scored at most (-1: all)
   std::string cache_type_k = "f16", cache_type_v = "f16";
+  bool mmap = false;
 };
 
 Result<std::string> ReadText(const std::string& path) {
@@ -40,6 +41,7 @@ Result<std::unique_ptr<Engine>> LoadEngine(const PerplexityArgs& a) {
   eo.n_ctx = a.ctx;
   eo.n_batch = std::min(a.batch, a.ctx);
   eo.threads = a.threads;
+  eo.mmap = a.mmap;
   return LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
 }
 
@@ -115,6 +117,7 @@ Runner AddPerplexityCommand(CLI::App& app) {
       ->check(CLI::Range(-1, 1 << 30))
       ->capture_default_str();
   AddKvCacheTypeOptions(sub, &a->cache_type_k, &a->cache_type_v);
+  AddMmapOption(sub, &a->mmap);
   return [a] { return Perplexity(*a); };
 }
 

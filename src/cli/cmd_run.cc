@@ -23,6 +23,7 @@ struct RunArgs {
   int threads = 0;
   int ctx = 4096;
   std::string cache_type_k = "f16", cache_type_v = "f16";
+  bool mmap = false;
   int top_k = 40;
   float top_p = 0.95f, min_p = 0.05f;
   float repeat_penalty = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
@@ -128,6 +129,8 @@ int Run(const RunArgs& a) {
   eo.model_path = model.value();
   eo.n_ctx = a.ctx;
   eo.threads = a.threads;
+  eo.mmap = a.mmap;
+  eo.load_progress = true;
   auto engine = LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
   if (!engine.ok()) return Fail(engine.status().message());
   Engine& e = *engine.value();
@@ -222,6 +225,7 @@ Runner AddRunCommand(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   sub->add_option("--ctx,-c", a->ctx, "Context size in tokens")->check(CLI::Range(1, 1 << 24));
   AddKvCacheTypeOptions(sub, &a->cache_type_k, &a->cache_type_v);
+  AddMmapOption(sub, &a->mmap);
   sub->add_option("--top-k", a->top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a->top_p, "Top-p (1 = off)");
   sub->add_option("--min-p", a->min_p, "Min-p (0 = off)");

@@ -43,6 +43,8 @@ int Fail(const std::string& message);
 // Returns the two options (for "was it given").
 std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::string* k,
                                                             std::string* v);
+// --mmap of run, node, bench and perplexity (EngineOptions::mmap).
+void AddMmapOption(CLI::App* sub, bool* mmap);
 // Engine::Load of `eo` with the KV cache types named by --cache-type-k / -v (checked by
 // AddKvCacheTypeOptions): run, bench and perplexity.
 Result<std::unique_ptr<Engine>> LoadCliEngine(EngineOptions eo, const std::string& cache_type_k,

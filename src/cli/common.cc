@@ -26,6 +26,13 @@ std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::
   return {ok, ov};
 }
 
+void AddMmapOption(CLI::App* sub, bool* mmap) {
+  sub->add_flag("--mmap", *mmap,
+                "Keep the weights in the file mapping instead of copying them into huge pages "
+                "at load (the copy decodes faster; the mapping lets processes that load the "
+                "same file share its pages)");
+}
+
 CLI::Option* AddModelOption(CLI::App* sub, std::string* model) {
   return sub
       ->add_option("--model,-m", *model,

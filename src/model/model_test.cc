@@ -276,6 +276,55 @@ TEST(Forward, TiedOutputUsesEmbedding) {
     EXPECT_NEAR(got[i], ref[i], 1e-2 + 1e-4 * std::fabs(ref[i]));
 }
 
+// The copy into huge pages holds the same bytes: the logits stay bit-identical, for a whole
+// model, a tied head, and both halves of a split (the embedding of a head-less range and the
+// head of an embedding-less one).
+TEST(Forward, HugePageCopyKeepsLogitsBitIdentical) {
+  const std::vector<int32_t> tokens = {1, 15043, 3186, 29991};
+  for (bool tied : {false, true}) {
+    const std::string path = TinyModel("qwen2", DType::Q8_0, tied);
+    auto mapped = Model::Load(path).value();
+    auto copied = Model::Load(path).value();
+    const uint8_t* file_lo = copied->file().base();
+    auto copy = copied->CopyToHugePages(false);
+    ASSERT_TRUE(copy.ok()) << copy.status().message();
+    if (!TransparentHugePagesAvailable()) {
+      EXPECT_EQ(copy.value(), 0u);
+      GTEST_SKIP() << "transparent huge pages are off on this kernel: nothing is copied";
+    }
+    EXPECT_GT(copy.value(), 0u);
+    EXPECT_EQ(copied->copied_weight_bytes(), copy.value());
+    EXPECT_EQ(copied->CopyToHugePages(false).value(), copy.value());  // once only
+    const uint8_t* file_hi = file_lo + copied->file().file_size();
+    const uint8_t* wq = copied->layer(0).wq.data;
+    EXPECT_TRUE(wq < file_lo || wq >= file_hi) << "the matrices point at the copy";
+    if (tied) EXPECT_EQ(copied->output().data, copied->tok_embd().data);
+    auto want = EngineLogits(*mapped, tokens, 2);
+    auto got = EngineLogits(*copied, tokens, 2);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
+        << (tied ? "tied" : "separate head");
+  }
+  const std::string path = TinyModel("qwen2", DType::Q8_0);
+  auto head = Model::Load(path, 0, 1).value();
+  auto tail = Model::Load(path, 1, head->config().n_layers).value();
+  ASSERT_TRUE(head->CopyToHugePages(false).ok());
+  ASSERT_TRUE(tail->CopyToHugePages(false).ok());
+  auto ca = KvCache::Create(1, 1, 64, head->config().kv_dim()).value();
+  auto cb = KvCache::Create(tail->config().n_layers - 1, 1, 64, tail->config().kv_dim()).value();
+  ThreadPool pool(2);
+  Forward fa(*head, &ca, &pool), fb(*tail, &cb, &pool);
+  Batch batch;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    batch.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
+  std::vector<float> hidden, logits;
+  ASSERT_TRUE(fa.Run(batch, nullptr, &hidden).ok());
+  ASSERT_TRUE(fb.Run(batch, hidden.data(), &logits).ok());
+  auto want = EngineLogits(*Model::Load(path).value(), tokens, 2);
+  ASSERT_EQ(logits.size(), want.size());
+  EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)));
+}
+
 TEST(Forward, RejectsInvalidBatches) {
   auto m = Model::Load(TinyModel("qwen2", DType::F32)).value();
   auto cache = KvCache::Create(m->config().n_layers, 1, 4, m->config().kv_dim()).value();

@@ -1,8 +1,14 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
 
 #include "base/progress.h"
 
@@ -144,6 +150,113 @@ void Model::PageIn(bool progress) const {
   }
   (void)sink;
   if (progress) p.Finish();
+}
+
+namespace {
+constexpr uint64_t kHugePage = uint64_t{2} << 20;
+constexpr uint64_t kCopyAlign = 64;
+
+// Drops this process's mapping of the whole pages inside [p, p + n) of a read-only file
+// mapping: the page cache keeps them, the resident set no longer counts them.
+void ReleaseMapped(const uint8_t* p, uint64_t n) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t b = (reinterpret_cast<uint64_t>(p) + page - 1) / page * page;
+  const uint64_t e = (reinterpret_cast<uint64_t>(p) + n) / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+struct CopyPiece {
+  uint8_t* dst;
+  const uint8_t* src;
+  uint64_t n;
+};
+
+// Copies the pieces on every core at once: the first touch of fresh memory (the kernel
+// zeroing it, and on a VM the host backing it) costs more than the copy itself.
+void CopyPieces(const std::vector<CopyPiece>& pieces, Progress* p) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();) {
+      std::memcpy(pieces[i].dst, pieces[i].src, pieces[i].n);
+      ReleaseMapped(pieces[i].src, pieces[i].n);  // the peak stays near one copy
+      if (p != nullptr) p->Add(pieces[i].n);
+    }
+  };
+  std::vector<std::thread> threads;
+  const unsigned n_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+  for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+}
+}  // namespace
+
+bool TransparentHugePagesAvailable() {
+  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == nullptr) return false;
+  char line[128] = {0};
+  const bool read = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  return read && std::strstr(line, "[never]") == nullptr;
+}
+
+Result<uint64_t> Model::CopyToHugePages(bool progress) {
+  if (copy_) return copied_bytes_;
+  if (!TransparentHugePagesAvailable()) return uint64_t{0};  // a copy would gain nothing
+  // The streamed matrices, each once (a tied output head is the embedding itself).
+  std::vector<Matrix*> mats;
+  if (has_head()) mats.push_back(&output_);
+  for (LayerWeights& L : layers_)
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) mats.push_back(m);
+  std::vector<std::pair<const uint8_t*, uint64_t>> ranges;
+  for (const Matrix* m : mats)
+    if (m->present()) ranges.emplace_back(m->data, static_cast<uint64_t>(m->rows) * m->row_bytes);
+  std::sort(ranges.begin(), ranges.end());
+  ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
+  uint64_t total = 0;
+  for (const auto& r : ranges) total += (r.second + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
+  if (total == 0) return uint64_t{0};
+  // Over-allocate by one huge page so that the region can start on a huge-page boundary.
+  const uint64_t span = (total + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED)
+    return Errorf("cannot allocate %.1f MiB for the weights: %s",
+                  static_cast<double>(span) / 1048576.0, std::strerror(errno));
+  std::shared_ptr<uint8_t> region(static_cast<uint8_t*>(raw),
+                                  [span](uint8_t* p) { ::munmap(p, span); });
+  uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(raw) + kHugePage - 1) /
+                                             kHugePage * kHugePage);
+  ::madvise(base, span - kHugePage, MADV_HUGEPAGE);  // advice: without THP, plain pages
+  std::vector<CopyPiece> pieces;
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> moved;  // old -> new, by old
+  uint64_t off = 0;
+  for (const auto& [src, n] : ranges) {
+    for (uint64_t o = 0; o < n; o += kHugePage)
+      pieces.push_back({base + off + o, src + o, std::min(kHugePage, n - o)});
+    moved.emplace_back(src, base + off);
+    off += (n + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
+  }
+  {
+    Progress p("loading " + cfg_.name, progress ? total : 0);
+    CopyPieces(pieces, progress ? &p : nullptr);
+  }
+  for (const auto& [src, n] : ranges) ReleaseMapped(src, n);  // pages across pieces' edges
+  auto by_old = [](const auto& a, const auto& b) { return a.first < b.first; };
+  auto repoint = [&](Matrix* m) {
+    auto it =
+        std::lower_bound(moved.begin(), moved.end(), std::make_pair(m->data, m->data), by_old);
+    if (it != moved.end() && it->first == m->data) m->data = it->second;
+  };
+  for (Matrix* m : mats) repoint(m);
+  if (has_embedding() && has_head() && tok_embd_.data != nullptr) repoint(&tok_embd_);  // tied
+  // PageIn then touches only what stays mapped (the copies are resident already).
+  auto copied = [&](const std::pair<const uint8_t*, uint64_t>& r) {
+    return std::binary_search(ranges.begin(), ranges.end(), r, by_old);
+  };
+  bound_ranges_.erase(std::remove_if(bound_ranges_.begin(), bound_ranges_.end(), copied),
+                      bound_ranges_.end());
+  copy_ = std::move(region);
+  copied_bytes_ = total;
+  return total;
 }
 
 }  // namespace strata

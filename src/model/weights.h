@@ -66,6 +66,18 @@ class Model {
   // Reads the bound weights into memory (from the page cache or the disk) ahead of the first
   // request, so that it does not pay for it; with `progress`, shows it (base/progress.h).
   void PageIn(bool progress) const;
+  // Copies the bound matrices the forward pass streams (every layer's, and the output head)
+  // out of the file mapping into one anonymous region with transparent huge pages asked for
+  // (madvise), and points the matrices at the copies; the embedding, read a row per token,
+  // stays mapped unless it is also the output head. Streaming reads on 4 KiB pages lose
+  // 15-30% of one core's read bandwidth to TLB misses (measured: 28-35 against 37-40 GB/s
+  // on 2 MiB pages). Same bytes, so the same results. With `progress`, shows it.
+  // Returns the bytes copied: 0 when the kernel has transparent huge pages switched off
+  // (nothing gained then, nothing done); an error when the memory cannot be had (nothing
+  // changed then).
+  Result<uint64_t> CopyToHugePages(bool progress);
+  // Bytes of weights held in the anonymous copy (0: all mapped from the file).
+  uint64_t copied_weight_bytes() const { return copied_bytes_; }
 
  private:
   Model() = default;
@@ -82,7 +94,13 @@ class Model {
   std::vector<float> rope_factors_;
   uint64_t bound_bytes_ = 0;
   std::vector<std::pair<const uint8_t*, uint64_t>> bound_ranges_;  // mapped matrix data
+  std::shared_ptr<uint8_t> copy_;  // CopyToHugePages' region (munmap on release)
+  uint64_t copied_bytes_ = 0;
 };
+
+// True when the kernel gives transparent huge pages to madvise()d memory (its setting is
+// "always" or "madvise", not "never").
+bool TransparentHugePagesAvailable();
 
 // Dequantizes row `row` of m into out[m.cols].
 void DequantizeMatrixRow(const Matrix& m, int64_t row, float* out);

@@ -66,7 +66,9 @@ void Server::Load() {
                            .n_batch = o_.n_batch,
                            // checked by RunNode
                            .cache_type_k = ParseKvType(o_.cache_type_k).value(),
-                           .cache_type_v = ParseKvType(o_.cache_type_v).value()});
+                           .cache_type_v = ParseKvType(o_.cache_type_v).value(),
+                           .mmap = o_.mmap,
+                           .load_progress = true});
     if (e.ok()) {
       engine_ = std::move(e).value();
       model_ = &engine_->model();
@@ -178,6 +180,7 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
           "must share the model's tokenizer",
           o_.model_draft.c_str(), static_cast<long long>(m.value()->config().n_vocab),
           static_cast<long long>(model_->config().n_vocab));
+    if (!o_.mmap) STRATA_RETURN_IF_ERROR(m.value()->CopyToHugePages(false).status());
     m.value()->PageIn(false);
     STRATA_ASSIGN_OR_RETURN(
         auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx, o_.n_batch,
@@ -202,6 +205,7 @@ Status Server::LoadPipeline() {
     return Status::Error(
         "pipeline mode needs a cluster secret (--cluster-secret or STRATA_CLUSTER_SECRET)");
   STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(o_.model_path, o_.first_layer, o_.last_layer + 1));
+  if (!o_.mmap) STRATA_RETURN_IF_ERROR(m->CopyToHugePages(true).status());
   const int n_layers = m->config().n_layers;
   n_layers_ = o_.last_layer - o_.first_layer + 1;
   if (o_.first_layer == 0) {

@@ -21,6 +21,7 @@ struct NodeOptions {
   int n_batch = 512;                 // tokens per forward step
   std::string cache_type_k = "f16";  // KV cache types: f16, q8_0, q4_0 (llama.cpp's names)
   std::string cache_type_v = "f16";
+  bool mmap = false;  // weights left in the file mapping (EngineOptions::mmap)
   // Speculative decoding (docs/speculative.md; llama-server's flag names): a draft model
   // ("": none) and/or draft-free n-gram lookup (spec_type "ngram-simple"); drafted tokens at
   // most / at least per step, the draft model's minimum top probability, the lookup's longest

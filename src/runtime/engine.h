@@ -26,6 +26,10 @@ struct EngineOptions {
   int n_batch = 512;  // prompt tokens per forward step
   DType cache_type_k = DType::F16;  // KV cache types (KvCache: F16, Q8_0, Q4_0)
   DType cache_type_v = DType::F16;
+  // Keep the streamed weights in the file mapping (--mmap) instead of copying them to huge
+  // pages (Model::CopyToHugePages); load_progress: show the copy's progress.
+  bool mmap = false;
+  bool load_progress = false;
 };
 
 struct GenerateOptions {
