@@ -129,17 +129,40 @@ class Reference {
   const ModelConfig& c_;
 };
 
+// `tokens` at positions 0.. of sequence 0, the last one's logits wanted.
+Batch PromptBatch(const std::vector<int32_t>& tokens) {
+  Batch b;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
+  return b;
+}
+
 std::vector<float> EngineLogits(const Model& m, const std::vector<int32_t>& tokens, int threads) {
   auto cache = KvCache::Create(m.config().n_layers, 1, 64, m.config().kv_dim()).value();
   ThreadPool pool(threads);
   Forward fwd(m, &cache, &pool);
-  Batch b;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
   std::vector<float> out;
-  Status st = fwd.Run(b, nullptr, &out);
+  Status st = fwd.Run(PromptBatch(tokens), nullptr, &out);
   EXPECT_TRUE(st.ok()) << st.message();
   return out;
+}
+
+// The logits of `tokens` through two pipeline stages: `a` (the first layers) hands its hidden
+// states to `b` (the rest).
+std::vector<float> TwoStageLogits(const Model& a, const Model& b,
+                                  const std::vector<int32_t>& tokens) {
+  auto ca = KvCache::Create(a.last_layer() - a.first_layer(), 1, 64, a.config().kv_dim()).value();
+  auto cb = KvCache::Create(b.last_layer() - b.first_layer(), 1, 64, b.config().kv_dim()).value();
+  ThreadPool pool(2);
+  Forward fa(a, &ca, &pool), fb(b, &cb, &pool);
+  const Batch batch = PromptBatch(tokens);
+  std::vector<float> hidden, logits;
+  Status st = fa.Run(batch, nullptr, &hidden);
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(hidden.size(), tokens.size() * a.config().hidden);
+  if (st.ok()) st = fb.Run(batch, hidden.data(), &logits);
+  EXPECT_TRUE(st.ok()) << st.message();
+  return logits;
 }
 
 class ForwardVsReference : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
@@ -182,18 +205,7 @@ TEST(Forward, LayerRangesComposeBitIdentically) {
       auto b = Model::Load(path, k, L).value();
       EXPECT_FALSE(a->has_head());
       EXPECT_FALSE(b->has_embedding());
-      auto ca = KvCache::Create(k, 1, 64, a->config().kv_dim()).value();
-      auto cb = KvCache::Create(L - k, 1, 64, b->config().kv_dim()).value();
-      ThreadPool pool(2);
-      Forward fa(*a, &ca, &pool), fb(*b, &cb, &pool);
-      Batch batch;
-      for (size_t i = 0; i < tokens.size(); ++i)
-        batch.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
-      std::vector<float> hidden, logits;
-      ASSERT_TRUE(fa.Run(batch, nullptr, &hidden).ok());
-      ASSERT_EQ(hidden.size(), tokens.size() * a->config().hidden);
-      Status st = fb.Run(batch, hidden.data(), &logits);
-      ASSERT_TRUE(st.ok()) << st.message();
+      const std::vector<float> logits = TwoStageLogits(*a, *b, tokens);
       ASSERT_EQ(logits.size(), want.size());
       EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)))
           << arch << " split at " << k;
@@ -310,16 +322,7 @@ TEST(Forward, HugePageCopyKeepsLogitsBitIdentical) {
   auto tail = Model::Load(path, 1, head->config().n_layers).value();
   ASSERT_TRUE(head->CopyToHugePages(false).ok());
   ASSERT_TRUE(tail->CopyToHugePages(false).ok());
-  auto ca = KvCache::Create(1, 1, 64, head->config().kv_dim()).value();
-  auto cb = KvCache::Create(tail->config().n_layers - 1, 1, 64, tail->config().kv_dim()).value();
-  ThreadPool pool(2);
-  Forward fa(*head, &ca, &pool), fb(*tail, &cb, &pool);
-  Batch batch;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    batch.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
-  std::vector<float> hidden, logits;
-  ASSERT_TRUE(fa.Run(batch, nullptr, &hidden).ok());
-  ASSERT_TRUE(fb.Run(batch, hidden.data(), &logits).ok());
+  const std::vector<float> logits = TwoStageLogits(*head, *tail, tokens);
   auto want = EngineLogits(*Model::Load(path).value(), tokens, 2);
   ASSERT_EQ(logits.size(), want.size());
   EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)));
