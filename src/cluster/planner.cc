@@ -56,8 +56,8 @@ Result<ModelMemory> ModelMemoryFromGguf(const gguf::File& file) {
                 .ffn = c.ffn,
                 .q_dim = c.q_dim(),
                 .kv_dim = c.kv_dim(),
-                .n_vocab = c.n_vocab};
-  m.layer_bytes.assign(static_cast<size_t>(c.n_layers), 0);
+                .n_vocab = c.n_vocab,
+                .layer_bytes = std::vector<uint64_t>(static_cast<size_t>(c.n_layers), 0)};
   bool has_embd = false, has_norm = false, has_output = false;
   for (const gguf::TensorInfo& t : file.tensors()) {
     m.total_tensor_bytes += t.nbytes;

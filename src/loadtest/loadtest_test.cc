@@ -141,7 +141,11 @@ TEST(ParseTarget, UrlsAndEndpoints) {
 // Every level and the warm-up send prompts of their own (a prompt cache in the server cannot
 // answer a level from an earlier one), as long as the workload has enough of them.
 TEST(Workload, LevelsUseDistinctPrompts) {
-  const LoadOptions o{.prompt_tokens = 12, .requests = 30, .warmup = 2, .levels = 3};
+  LoadOptions o;
+  o.prompt_tokens = 12;
+  o.requests = 30;
+  o.warmup = 2;
+  o.levels = 3;
   auto w = BuildWorkload(o);
   ASSERT_TRUE(w.ok());
   ASSERT_GE(w->bodies.size(), 92u);
