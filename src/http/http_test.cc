@@ -196,8 +196,8 @@ TEST_F(ServerTest, IdleConnectionsMakeRoomForNewOnes) {
   l.max_connections_per_client = 4;
   l.max_connections = 8;
   StartServer(l);
-  std::vector<std::unique_ptr<tcp::socket>> idle;
-  for (int i = 0; i < 20; ++i) idle.push_back(Connect());
+  std::vector<std::unique_ptr<tcp::socket>> idle(20);
+  for (auto& conn : idle) conn = Connect();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_LE(server_->connections(), 4);
   // A real request still gets through while the idle ones are held open.
