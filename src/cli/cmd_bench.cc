@@ -280,10 +280,8 @@ int Bench(const BenchArgs& a) {
     eo.threads = a.threads;
     eo.n_batch = std::max({1, a.n_prompt, a.parallel, a.n_depth > 0 ? kDepthChunk : 0});
     eo.n_seq = a.parallel;
-    eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
-    eo.cache_type_v = ParseKvType(a.cache_type_v).value();
     eo.mmap = a.mmap;
-    auto loaded = Engine::Load(eo);
+    auto loaded = LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
     if (!loaded.ok()) return Fail(loaded.status().message());
     Engine& e = *loaded.value();
     EngineBench eb(&e, 1234);

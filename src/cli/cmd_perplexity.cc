@@ -41,10 +41,8 @@ Result<std::unique_ptr<Engine>> LoadEngine(const PerplexityArgs& a) {
   eo.n_ctx = a.ctx;
   eo.n_batch = std::min(a.batch, a.ctx);
   eo.threads = a.threads;
-  eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
-  eo.cache_type_v = ParseKvType(a.cache_type_v).value();
   eo.mmap = a.mmap;
-  return Engine::Load(eo);
+  return LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
 }
 
 // Scores n_chunk chunks of `tokens`, printing "[i]ppl," after each; returns the sums.
@@ -104,10 +102,7 @@ Runner AddPerplexityCommand(CLI::App& app) {
   auto a = std::make_shared<PerplexityArgs>();
   CLI::App* sub = app.add_subcommand(
       "perplexity", "Perplexity of a text file, computed and printed as llama-perplexity does");
-  sub->add_option("--model,-m", a->model,
-                  "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; "
-                  "pulled on first use)")
-      ->required();
+  AddModelOption(sub, &a->model);
   sub->add_option("--file,-f", a->file, "Text file to score")->required();
   sub->add_option("--ctx-size,--ctx,-c", a->ctx, "Tokens per chunk (the file needs at least 2x)")
       ->check(CLI::Range(4, 1 << 20))

@@ -129,11 +129,9 @@ int Run(const RunArgs& a) {
   eo.model_path = model.value();
   eo.n_ctx = a.ctx;
   eo.threads = a.threads;
-  eo.cache_type_k = ParseKvType(a.cache_type_k).value();  // checked by CLI11
-  eo.cache_type_v = ParseKvType(a.cache_type_v).value();
   eo.mmap = a.mmap;
   eo.load_progress = true;
-  auto engine = Engine::Load(eo);
+  auto engine = LoadCliEngine(eo, a.cache_type_k, a.cache_type_v);
   if (!engine.ok()) return Fail(engine.status().message());
   Engine& e = *engine.value();
   e.model().PageIn(true);  // progress on a terminal for large files
@@ -217,10 +215,7 @@ int Run(const RunArgs& a) {
 Runner AddRunCommand(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt");
-  sub->add_option("--model,-m", a->model,
-                  "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, URL; "
-                  "pulled on first use)")
-      ->required();
+  AddModelOption(sub, &a->model);
   sub->add_option("--prompt,-p", a->prompt, "Prompt text")->required();
   sub->add_option("--max-tokens,-n", a->max_tokens, "Maximum tokens to generate")
       ->check(CLI::Range(0, 1 << 24));

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <variant>
 
 #include "cli/commands.h"
 #include "gguf/gguf.h"
@@ -96,6 +97,13 @@ struct SynthArgs {
   bool no_r1_tokens = false;
 };
 
+// An option of `model synth`: its flag, the field it fills and its help.
+struct SynthOption {
+  const char* flag;
+  std::variant<std::string*, uint64_t*, int*, int64_t*> field;
+  const char* help;
+};
+
 int Synth(const SynthArgs& a) {
   auto shape = NamedSynthShape(a.shape);
   if (!shape.ok()) return Fail(shape.status().message());
@@ -156,17 +164,22 @@ Runner AddModelCommand(CLI::App& app) {
       "--shape", a->shape,
       "r1-qwen-1.5b, r1-qwen-7b, r1-llama-8b, tiny-qwen2, tiny-llama (base for overrides)");
   sub->add_option("--out,-o", a->out, "Output GGUF path")->required();
-  sub->add_option("--type", a->type, "Weight type: f32, f16, bf16, q8_0");
-  sub->add_option("--seed", a->seed, "Seed");
-  sub->add_option("--vocab", a->vocab, "Vocabulary GGUF to copy the tokenizer from");
-  sub->add_option("--template", a->tmpl, "Jinja chat template file to embed");
-  sub->add_option("--threads,-t", a->threads, "Threads");
-  sub->add_option("--arch", a->arch, "Custom: architecture (qwen2, llama)");
-  sub->add_option("--layers", a->layers, "Custom: layers");
-  sub->add_option("--hidden", a->hidden, "Custom: hidden size");
-  sub->add_option("--ffn", a->ffn, "Custom: feed-forward size");
-  sub->add_option("--heads", a->heads, "Custom: attention heads");
-  sub->add_option("--kv-heads", a->kv_heads, "Custom: key/value heads");
+  // Flag, field, help; in the order --help lists them.
+  const SynthOption options[] = {
+      {"--type", &a->type, "Weight type: f32, f16, bf16, q8_0"},
+      {"--seed", &a->seed, "Seed"},
+      {"--vocab", &a->vocab, "Vocabulary GGUF to copy the tokenizer from"},
+      {"--template", &a->tmpl, "Jinja chat template file to embed"},
+      {"--threads,-t", &a->threads, "Threads"},
+      {"--arch", &a->arch, "Custom: architecture (qwen2, llama)"},
+      {"--layers", &a->layers, "Custom: layers"},
+      {"--hidden", &a->hidden, "Custom: hidden size"},
+      {"--ffn", &a->ffn, "Custom: feed-forward size"},
+      {"--heads", &a->heads, "Custom: attention heads"},
+      {"--kv-heads", &a->kv_heads, "Custom: key/value heads"},
+  };
+  for (const SynthOption& o : options)
+    std::visit([&](auto* field) { sub->add_option(o.flag, *field, o.help); }, o.field);
   sub->add_flag("--no-r1-tokens", a->no_r1_tokens, "Keep the vocabulary's own special tokens");
   return [a] { return Synth(*a); };
 }

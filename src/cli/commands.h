@@ -3,12 +3,18 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
+
+namespace strata {
+class Engine;
+struct EngineOptions;
+}  // namespace strata
 
 namespace strata::cli {
 
@@ -39,9 +45,16 @@ std::pair<CLI::Option*, CLI::Option*> AddKvCacheTypeOptions(CLI::App* sub, std::
                                                             std::string* v);
 // --mmap of run, node, bench and perplexity (EngineOptions::mmap).
 void AddMmapOption(CLI::App* sub, bool* mmap);
+// Engine::Load of `eo` with the KV cache types named by --cache-type-k / -v (checked by
+// AddKvCacheTypeOptions): run, bench and perplexity.
+Result<std::unique_ptr<Engine>> LoadCliEngine(EngineOptions eo, const std::string& cache_type_k,
+                                              const std::string& cache_type_v);
 // --chat-template of run and node: a family of tokenizer/chat_template.h, checked.
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help);
 
+// --model,-m of run and perplexity (required): a GGUF file or a hub reference, pulled on first
+// use (ResolveModelArg).
+CLI::Option* AddModelOption(CLI::App* sub, std::string* model);
 // --model of run and node: a local path as is, a reference (hub/ref.h) looked up in the models
 // directory and pulled on first use.
 Result<std::string> ResolveModelArg(const std::string& model);

@@ -3,6 +3,8 @@
 #include "base/log.h"
 #include "cli/commands.h"
 #include "cli/log_setup.h"
+#include "model/kv_cache.h"
+#include "runtime/engine.h"
 
 namespace strata::cli {
 
@@ -29,6 +31,21 @@ void AddMmapOption(CLI::App* sub, bool* mmap) {
                 "Keep the weights in the file mapping instead of copying them into huge pages "
                 "at load (the copy decodes faster; the mapping lets processes that load the "
                 "same file share its pages)");
+}
+
+CLI::Option* AddModelOption(CLI::App* sub, std::string* model) {
+  return sub
+      ->add_option("--model,-m", *model,
+                   "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, "
+                   "URL; pulled on first use)")
+      ->required();
+}
+
+Result<std::unique_ptr<Engine>> LoadCliEngine(EngineOptions eo, const std::string& cache_type_k,
+                                              const std::string& cache_type_v) {
+  eo.cache_type_k = ParseKvType(cache_type_k).value();
+  eo.cache_type_v = ParseKvType(cache_type_v).value();
+  return Engine::Load(eo);
 }
 
 void AddChatTemplateOption(CLI::App* sub, std::string* family, const std::string& help) {

@@ -49,16 +49,15 @@ std::string Lower(std::string_view s) {
 
 Result<ModelMemory> ModelMemoryFromGguf(const gguf::File& file) {
   STRATA_ASSIGN_OR_RETURN(ModelConfig c, ConfigFromGguf(file));
-  ModelMemory m;
-  m.arch = c.arch_name;
-  m.name = c.name;
-  m.n_layers = c.n_layers;
-  m.hidden = c.hidden;
-  m.ffn = c.ffn;
-  m.q_dim = c.q_dim();
-  m.kv_dim = c.kv_dim();
-  m.n_vocab = c.n_vocab;
-  m.layer_bytes.assign(static_cast<size_t>(c.n_layers), 0);
+  ModelMemory m{.arch = c.arch_name,
+                .name = c.name,
+                .n_layers = c.n_layers,
+                .hidden = c.hidden,
+                .ffn = c.ffn,
+                .q_dim = c.q_dim(),
+                .kv_dim = c.kv_dim(),
+                .n_vocab = c.n_vocab,
+                .layer_bytes = std::vector<uint64_t>(static_cast<size_t>(c.n_layers), 0)};
   bool has_embd = false, has_norm = false, has_output = false;
   for (const gguf::TensorInfo& t : file.tensors()) {
     m.total_tensor_bytes += t.nbytes;
@@ -219,6 +218,27 @@ std::vector<std::pair<int, int>> Backtrack(const Table& t, int n_nodes, int n_la
   return ranges;
 }
 
+// Fills a Table for n_nodes nodes and n_layers layers: each cell [j][i] is relaxed with every
+// ok cell [j - 1][a] through relax(cell, prev, node, a, i), node j - 1 taking layers [a, i).
+// Node j may end its range at i in [j + 1, n_layers - (n_nodes - 1 - j)]; the last ends at
+// n_layers.
+template <typename Relax>
+Table SolveSplits(int n_nodes, int n_layers, const Relax& relax) {
+  Table t(static_cast<size_t>(n_nodes), static_cast<size_t>(n_layers));
+  t.cells[0][0].ok = true;
+  for (int j = 1; j <= n_nodes; ++j) {
+    for (int i = j; i <= n_layers - (n_nodes - j); ++i) {
+      if (j == n_nodes && i != n_layers) continue;
+      auto& cell = t.cells[static_cast<size_t>(j)][static_cast<size_t>(i)];
+      for (int a = j - 1; a < i; ++a) {
+        const auto& p = t.cells[static_cast<size_t>(j - 1)][static_cast<size_t>(a)];
+        if (p.ok) relax(cell, p, j - 1, a, i);
+      }
+    }
+  }
+  return t;
+}
+
 }  // namespace
 
 Result<Plan> PlanPipeline(const ModelMemory& m, const std::vector<PlanNode>& nodes,
@@ -246,46 +266,26 @@ Result<Plan> PlanPipeline(const ModelMemory& m, const std::vector<PlanNode>& nod
   auto fits = [&](int j, int a, int b) {
     return need(a, b) <= nodes[static_cast<size_t>(j)].free_memory_bytes;
   };
-  // Node j (0-based) may end its range at i in [j + 1, L - (N - 1 - j)]; the last ends at L.
-  auto ends = [&](int j, int i) { return i >= j + 1 && i <= L - (N - 1 - j); };
+  using Cell = Table::Cell;
 
   // Pass 1: the smallest possible bottleneck (slowest stage time) among fitting splits.
-  Table t1(static_cast<size_t>(N), static_cast<size_t>(L));
-  t1.cells[0][0].ok = true;
-  for (int j = 1; j <= N; ++j) {
-    for (int i = 1; i <= L; ++i) {
-      if (!ends(j - 1, i) || (j == N && i != L)) continue;
-      auto& cell = t1.cells[static_cast<size_t>(j)][static_cast<size_t>(i)];
-      for (int a = j - 1; a < i; ++a) {
-        const auto& p = t1.cells[static_cast<size_t>(j - 1)][static_cast<size_t>(a)];
-        if (!p.ok || !fits(j - 1, a, i)) continue;
-        const double v = std::max(p.a, time(j - 1, a, i));
-        if (!cell.ok || v < cell.a) cell = {true, v, 0, 0, a};
-      }
-    }
-  }
+  const Table t1 = SolveSplits(N, L, [&](Cell& cell, const Cell& p, int node, int a, int i) {
+    if (!fits(node, a, i)) return;
+    const double v = std::max(p.a, time(node, a, i));
+    if (!cell.ok || v < cell.a) cell = {true, v, 0, 0, a};
+  });
   const auto& best = t1.cells[static_cast<size_t>(N)][static_cast<size_t>(L)];
 
   if (!best.ok) {
     // No split fits: find the split needing the least extra memory in total (ties: the
     // smaller bottleneck) and report each node it leaves short.
-    Table t2(static_cast<size_t>(N), static_cast<size_t>(L));
-    t2.cells[0][0].ok = true;
-    for (int j = 1; j <= N; ++j) {
-      const uint64_t free = nodes[static_cast<size_t>(j - 1)].free_memory_bytes;
-      for (int i = 1; i <= L; ++i) {
-        if (!ends(j - 1, i) || (j == N && i != L)) continue;
-        auto& cell = t2.cells[static_cast<size_t>(j)][static_cast<size_t>(i)];
-        for (int a = j - 1; a < i; ++a) {
-          const auto& p = t2.cells[static_cast<size_t>(j - 1)][static_cast<size_t>(a)];
-          if (!p.ok) continue;
-          const uint64_t n = need(a, i);
-          const uint64_t s = p.c + (n > free ? n - free : 0);
-          const double v = std::max(p.a, time(j - 1, a, i));
-          if (!cell.ok || s < cell.c || (s == cell.c && v < cell.a)) cell = {true, v, 0, s, a};
-        }
-      }
-    }
+    const Table t2 = SolveSplits(N, L, [&](Cell& cell, const Cell& p, int node, int a, int i) {
+      const uint64_t free = nodes[static_cast<size_t>(node)].free_memory_bytes;
+      const uint64_t n = need(a, i);
+      const uint64_t s = p.c + (n > free ? n - free : 0);
+      const double v = std::max(p.a, time(node, a, i));
+      if (!cell.ok || s < cell.c || (s == cell.c && v < cell.a)) cell = {true, v, 0, s, a};
+    });
     const auto& worst = t2.cells[static_cast<size_t>(N)][static_cast<size_t>(L)];
     std::string msg =
         StrFormat("does not fit: needs %s (%llu bytes) more", FormatBytes(worst.c).c_str(),
@@ -310,22 +310,13 @@ Result<Plan> PlanPipeline(const ModelMemory& m, const std::vector<PlanNode>& nod
   // Pass 2: among splits whose every stage fits and is no slower than the bottleneck, the
   // most even one (least sum of squared stage times); ties keep the earliest boundary.
   const double bound = best.a;
-  Table t3(static_cast<size_t>(N), static_cast<size_t>(L));
-  t3.cells[0][0].ok = true;
-  for (int j = 1; j <= N; ++j) {
-    for (int i = 1; i <= L; ++i) {
-      if (!ends(j - 1, i) || (j == N && i != L)) continue;
-      auto& cell = t3.cells[static_cast<size_t>(j)][static_cast<size_t>(i)];
-      for (int a = j - 1; a < i; ++a) {
-        const auto& p = t3.cells[static_cast<size_t>(j - 1)][static_cast<size_t>(a)];
-        if (!p.ok || !fits(j - 1, a, i)) continue;
-        const double tj = time(j - 1, a, i);
-        if (tj > bound) continue;
-        const double v = p.b + tj * tj;
-        if (!cell.ok || v < cell.b) cell = {true, 0, v, 0, a};
-      }
-    }
-  }
+  const Table t3 = SolveSplits(N, L, [&](Cell& cell, const Cell& p, int node, int a, int i) {
+    if (!fits(node, a, i)) return;
+    const double tj = time(node, a, i);
+    if (tj > bound) return;
+    const double v = p.b + tj * tj;
+    if (!cell.ok || v < cell.b) cell = {true, 0, v, 0, a};
+  });
   // The pass-1 split satisfies pass 2's constraints, so pass 2 always finds one.
   const auto ranges = Backtrack(t3, N, L);
 

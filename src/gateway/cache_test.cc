@@ -110,11 +110,16 @@ TEST(MemoryCache, ReplaceKeepsAccountingRight) {
   EXPECT_EQ(c->stats().bytes, 13u);
 }
 
-TEST(MemoryCache, TtlExpires) {
-  FakeClock clock;
+// A memory cache on `clock` whose entries live ttl_s seconds (0: forever).
+std::unique_ptr<ResponseCache> WithTtl(int ttl_s, FakeClock& clock) {
   CacheOptions o;
-  o.ttl_s = 10;
-  auto c = MakeMemoryCache(o, clock.fn());
+  o.ttl_s = ttl_s;
+  return MakeMemoryCache(o, clock.fn());
+}
+
+TEST(MemoryCache, TtlExpiresUnlessZero) {
+  FakeClock clock;
+  auto c = WithTtl(10, clock);
   c->Put("k", Resp("v"));
   clock.t += 9s;
   EXPECT_TRUE(c->Get("k"));
@@ -125,16 +130,11 @@ TEST(MemoryCache, TtlExpires) {
   c->Put("k", Resp("v2"));  // a fresh put gets a fresh lifetime
   clock.t += 5s;
   EXPECT_EQ(c->Get("k")->body, "v2");
-}
 
-TEST(MemoryCache, NoTtlNeverExpires) {
-  FakeClock clock;
-  CacheOptions o;
-  o.ttl_s = 0;
-  auto c = MakeMemoryCache(o, clock.fn());
-  c->Put("k", Resp("v"));
+  auto forever = WithTtl(0, clock);  // ttl 0: never expires
+  forever->Put("k", Resp("v"));
   clock.t += 1000000s;
-  EXPECT_TRUE(c->Get("k"));
+  EXPECT_TRUE(forever->Get("k"));
 }
 
 TEST(MemoryCache, ConcurrentGetPutSmoke) {
@@ -431,6 +431,14 @@ class RedisCacheTest : public ::testing::Test {
     EXPECT_TRUE(c.ok()) << c.status().message();
     return c.ok() ? std::move(*c) : nullptr;
   }
+  // Make, with `key` stored (value "v1") and read back; nullptr (and a failure) otherwise.
+  std::unique_ptr<ResponseCache> MakeHolding(const std::string& key) {
+    auto c = Make();
+    if (!c) return nullptr;
+    c->Put(key, Resp("v1"));
+    EXPECT_TRUE(c->Get(key));
+    return HasFailure() ? nullptr : std::move(c);
+  }
   // Waits (bounded) until a Put then Get through `c` round-trips again.
   bool Recovers(ResponseCache& c, const std::string& key, double max_ms) {
     auto t0 = std::chrono::steady_clock::now();
@@ -537,10 +545,8 @@ TEST_F(RedisCacheTest, UnreachableAtStartDegradesThenConnects) {
 }
 
 TEST_F(RedisCacheTest, KilledMidTestThenRestarted) {
-  auto c = Make();
+  auto c = MakeHolding("k");
   ASSERT_TRUE(c);
-  c->Put("k", Resp("v1"));
-  ASSERT_TRUE(c->Get("k"));
 
   server_->Kill();
   const uint64_t errors0 = c->stats().errors;
@@ -564,10 +570,8 @@ TEST_F(RedisCacheTest, KilledMidTestThenRestarted) {
 }
 
 TEST_F(RedisCacheTest, RestartBetweenCallsCostsNoOutage) {
-  auto c = Make();
+  auto c = MakeHolding("k");
   ASSERT_TRUE(c);
-  c->Put("k", Resp("v1"));
-  ASSERT_TRUE(c->Get("k"));
   server_->Kill();
   ASSERT_TRUE(server_->Start());  // the pooled connection is now stale
   const uint64_t errors0 = c->stats().errors;
@@ -580,10 +584,8 @@ TEST_F(RedisCacheTest, RestartBetweenCallsCostsNoOutage) {
 }
 
 TEST_F(RedisCacheTest, FrozenServerTimesOut) {
-  auto c = Make();
+  auto c = MakeHolding("k");
   ASSERT_TRUE(c);
-  c->Put("k", Resp("v"));
-  ASSERT_TRUE(c->Get("k"));
   server_->Freeze();  // accepts connections (kernel), never answers
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(c->Get("k"));

@@ -33,13 +33,10 @@ TEST(RedisCluster, Crc16MatchesTheSpecVector) {
 
 TEST(RedisCluster, KeySlotsMatchCLUSTERKEYSLOT) {
   // Values from a real redis-server 7 (`CLUSTER KEYSLOT`).
-  EXPECT_EQ(RedisKeySlot("123456789"), 12739);
-  EXPECT_EQ(RedisKeySlot("foo"), 12182);
-  EXPECT_EQ(RedisKeySlot("bar"), 5061);
-  EXPECT_EQ(RedisKeySlot("hello"), 866);
-  EXPECT_EQ(RedisKeySlot("somekey"), 11058);
-  EXPECT_EQ(RedisKeySlot("strata:cache:abc"), 5327);
-  EXPECT_EQ(RedisKeySlot(""), 0);
+  const std::pair<const char*, int> kSlots[] = {
+      {"123456789", 12739},       {"foo", 12182}, {"bar", 5061}, {"hello", 866}, {"somekey", 11058},
+      {"strata:cache:abc", 5327}, {"", 0}};
+  for (const auto& [key, slot] : kSlots) EXPECT_EQ(RedisKeySlot(key), slot) << key;
 }
 
 TEST(RedisCluster, HashTags) {

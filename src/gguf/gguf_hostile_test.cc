@@ -196,8 +196,9 @@ TEST(GgufHostile, BadAlignment) {
 }
 
 TEST(GgufHostile, BadTensorInfos) {
-  auto one = [](std::vector<uint64_t> dims, uint32_t type, uint64_t offset, size_t data = 256) {
-    return Raw().Header(1, 0).TensorInfo("w", std::move(dims), type, offset).PadTo(32).Zeros(data);
+  auto one = [](const std::vector<uint64_t>& dims, uint32_t type, uint64_t offset,
+                size_t data = 256) {
+    return Raw().Header(1, 0).TensorInfo("w", dims, type, offset).PadTo(32).Zeros(data);
   };
   EXPECT_TRUE(ParseBytes(one({4, 4}, 0, 0).bytes()).ok());
   EXPECT_PARSE_ERROR(one({4}, 31, 0), "unknown type id 31");

@@ -434,15 +434,16 @@ TEST(GgufGetters, ValueToString) {
   auto f = WriteAndOpen(w, "tostring.gguf");
   ASSERT_TRUE(f);
   auto str = [&](const char* k, size_t max = 8) { return ValueToString(f->Find(k)->value, max); };
-  EXPECT_EQ(str("i"), "-7");
-  EXPECT_EQ(str("u"), "18446744073709551615");
-  EXPECT_EQ(str("b"), "false");
-  EXPECT_EQ(str("f"), "0.5");
-  EXPECT_EQ(str("s"), "\"a\\\"b\\nc\"");
-  EXPECT_EQ(str("ia"), "[i32 x 5] [1, 2, 3, 4, 5]");
+  const std::pair<const char*, const char*> kWant[] = {{"i", "-7"},
+                                                       {"u", "18446744073709551615"},
+                                                       {"b", "false"},
+                                                       {"f", "0.5"},
+                                                       {"s", "\"a\\\"b\\nc\""},
+                                                       {"ia", "[i32 x 5] [1, 2, 3, 4, 5]"},
+                                                       {"sa", "[string x 2] [\"x\", \"y\"]"},
+                                                       {"fa", "[f32 x 0] []"}};
+  for (const auto& [key, want] : kWant) EXPECT_EQ(str(key), want) << key;
   EXPECT_EQ(str("ia", 2), "[i32 x 5] [1, 2, ...]");
-  EXPECT_EQ(str("sa"), "[string x 2] [\"x\", \"y\"]");
-  EXPECT_EQ(str("fa"), "[f32 x 0] []");
   EXPECT_STREQ(ValueTypeName(ValueType::kFloat64), "f64");
   EXPECT_STREQ(ValueTypeName(static_cast<ValueType>(99)), "?");
 }

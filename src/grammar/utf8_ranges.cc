@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tokenizer/pretokenize.h"
+
 namespace strata::grammar {
 
 namespace {
@@ -53,7 +55,7 @@ void SplitSameLength(uint32_t lo, uint32_t hi, std::vector<Utf8Seq>* out) {
 
 }  // namespace
 
-CodeRanges Normalize(CodeRanges r) {
+CodeRanges Normalize(const CodeRanges& r) {
   CodeRanges cut;
   for (auto [lo, hi] : r) {
     hi = std::min(hi, kMax);
@@ -110,31 +112,10 @@ std::vector<Utf8Seq> SplitUtf8(const CodeRanges& r) {
 }
 
 size_t DecodeUtf8(std::string_view s, uint32_t* cp) {
-  if (s.empty()) return 0;
-  const auto b0 = static_cast<unsigned char>(s[0]);
-  size_t n = 0;
   uint32_t v = 0;
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    n = 2;
-    v = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    n = 3;
-    v = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    n = 4;
-    v = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (s.size() < n) return 0;
-  for (size_t i = 1; i < n; ++i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if ((b & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (b & 0x3F);
-  }
+  const size_t n = tok::DecodeUtf8At(s, 0, &v);
+  if (n == 0) return 0;
+  // Strict: the shortest form of a scalar value.
   if (EncodedLength(v) != static_cast<int>(n) || v > kMax || (v >= kSurLo && v <= kSurHi)) return 0;
   *cp = v;
   return n;

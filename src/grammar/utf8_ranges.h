@@ -14,7 +14,7 @@ using CodeRanges = std::vector<std::pair<uint32_t, uint32_t>>;  // inclusive [lo
 using Utf8Seq = std::vector<std::pair<uint8_t, uint8_t>>;
 
 // Sorted, overlaps and neighbours merged, surrogates (U+D800..U+DFFF) removed.
-CodeRanges Normalize(CodeRanges r);
+CodeRanges Normalize(const CodeRanges& r);
 // Every scalar value (U+0000..U+10FFFF, surrogates excluded) not in normalized `r`.
 CodeRanges Complement(const CodeRanges& r);
 // Byte-range sequences whose union is exactly the UTF-8 encodings of `r` (normalized).

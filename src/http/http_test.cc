@@ -101,12 +101,17 @@ class ServerTest : public ::testing::Test {
                [this] { server_->Stop(std::chrono::milliseconds(500), [this] { ioc_.stop(); }); });
     thread_.join();
   }
+  // A client connection to the server.
+  std::unique_ptr<tcp::socket> Connect() {
+    auto s = std::make_unique<tcp::socket>(client_ioc_);
+    s->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+    return s;
+  }
   // Connects, sends raw bytes, reads until the server closes or timeout_ms passes.
   std::string Exchange(const std::string& data, int timeout_ms = 3000) {
-    tcp::socket s(client_ioc_);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
-    asio::write(s, asio::buffer(data));
-    return ReadAll(s, timeout_ms);
+    auto s = Connect();
+    asio::write(*s, asio::buffer(data));
+    return ReadAll(*s, timeout_ms);
   }
   static std::string ReadAll(tcp::socket& s, int timeout_ms) {
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -155,12 +160,11 @@ TEST_F(ServerTest, RejectsOnHeadersWithoutReadingTheBody) {
   EXPECT_NE(r.find("no key"), std::string::npos) << r;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
   // Without a body the connection stays usable.
-  tcp::socket s(client_ioc_);
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  auto s = Connect();
   asio::write(
-      s, asio::buffer(std::string(
-             "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX-Key: k\r\nConnection: close\r\n\r\n")));
-  const std::string both = ReadAll(s, 3000);
+      *s, asio::buffer(std::string(
+              "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX-Key: k\r\nConnection: close\r\n\r\n")));
+  const std::string both = ReadAll(*s, 3000);
   EXPECT_NE(both.find("401"), std::string::npos) << both;
   EXPECT_NE(both.find("ok:"), std::string::npos) << both;
 }
@@ -169,8 +173,8 @@ TEST_F(ServerTest, SlowHeadersHitTheRequestDeadline) {
   Limits l;
   l.request_read = std::chrono::milliseconds(300);
   StartServer(l);
-  tcp::socket s(client_ioc_);
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  auto conn = Connect();
+  tcp::socket& s = *conn;
   const auto t0 = std::chrono::steady_clock::now();
   bool closed = false;
   // One header byte every 50 ms: the server must close within the deadline, not keep going.
@@ -192,11 +196,8 @@ TEST_F(ServerTest, IdleConnectionsMakeRoomForNewOnes) {
   l.max_connections_per_client = 4;
   l.max_connections = 8;
   StartServer(l);
-  std::vector<std::unique_ptr<tcp::socket>> idle;
-  for (int i = 0; i < 20; ++i) {
-    idle.push_back(std::make_unique<tcp::socket>(client_ioc_));
-    idle.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
-  }
+  std::vector<std::unique_ptr<tcp::socket>> idle(20);
+  for (auto& conn : idle) conn = Connect();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_LE(server_->connections(), 4);
   // A real request still gets through while the idle ones are held open.
@@ -211,8 +212,7 @@ TEST_F(ServerTest, BusyClientOverItsCapIsRefused) {
   // Two connections with a request in progress (headers incomplete): not idle.
   std::vector<std::unique_ptr<tcp::socket>> busy;
   for (int i = 0; i < 2; ++i) {
-    busy.push_back(std::make_unique<tcp::socket>(client_ioc_));
-    busy.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+    busy.push_back(Connect());
     asio::write(*busy.back(), asio::buffer(std::string("GET / HTTP/1.1\r\n")));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -120,9 +120,9 @@ TEST(JsonGuard, ValueAndStringLimits) {
 
 TEST(JsonGuard, InvalidJsonAndUtf8) {
   JsonRefusal why = JsonRefusal::kNone;
-  for (std::string bad : {std::string("{"), std::string("{\"a\":}"), std::string(""),
-                          std::string("{\"a\":1} x"), std::string("{\"a\":\"\xff\"}"),
-                          std::string("[1,]"), std::string("NaN"), std::string("{'a':1}")}) {
+  for (const std::string& bad : {std::string("{"), std::string("{\"a\":}"), std::string(""),
+                                 std::string("{\"a\":1} x"), std::string("{\"a\":\"\xff\"}"),
+                                 std::string("[1,]"), std::string("NaN"), std::string("{'a':1}")}) {
     auto r = ParseJsonLimited(bad, {}, &why);
     EXPECT_FALSE(r.ok()) << bad;
     EXPECT_EQ(why, JsonRefusal::kInvalid) << bad;

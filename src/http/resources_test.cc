@@ -57,10 +57,10 @@ TEST(Resources, SampleOfThisHost) {
   EXPECT_EQ(j["memory_pressure"], true);
   std::string text;
   m.RenderMetrics(&text);
-  EXPECT_NE(text.find("strata_resource_warning{resource=\"memory\"} 1\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_resource_warning{resource=\"disk\"} 0\n"), std::string::npos);
-  EXPECT_NE(text.find("\nstrata_host_memory_percent "), std::string::npos);
-  EXPECT_NE(text.find("\nstrata_process_resident_bytes "), std::string::npos);
+  for (const char* line : {"strata_resource_warning{resource=\"memory\"} 1\n",
+                           "strata_resource_warning{resource=\"disk\"} 0\n",
+                           "\nstrata_host_memory_percent ", "\nstrata_process_resident_bytes "})
+    EXPECT_NE(text.find(line), std::string::npos) << line;
 }
 
 }  // namespace

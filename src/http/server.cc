@@ -25,6 +25,14 @@ struct Server::Ctl {
   // Strand of ex only:
   tcp::socket* socket = nullptr;  // null once the session ended
   bool waiting = false;           // in the first-byte wait
+
+  // Ends the session's wait for a request (on its strand): it closes.
+  static void CancelWait(const std::shared_ptr<Ctl>& c) {
+    asio::post(c->ex, [c] {
+      beast::error_code ec;
+      if (c->socket && c->waiting) c->socket->cancel(ec);
+    });
+  }
 };
 
 namespace {
@@ -156,10 +164,7 @@ bool Server::EvictIdle(const std::string& client) {
     if (!client.empty() && c->client != client) continue;
     bool idle = true;
     if (!c->idle.compare_exchange_strong(idle, false)) continue;
-    asio::post(c->ex, [c] {
-      beast::error_code ec;
-      if (c->socket && c->waiting) c->socket->cancel(ec);
-    });
+    Ctl::CancelWait(c);
     return true;
   }
   return false;
@@ -370,11 +375,7 @@ void Server::Stop(std::chrono::milliseconds grace, std::function<void()> done) {
   });
   {
     std::lock_guard<std::mutex> lock(ctl_mu_);
-    for (auto& [id, c] : ctls_)
-      asio::post(c->ex, [c] {
-        beast::error_code ec;
-        if (c->socket && c->waiting) c->socket->cancel(ec);
-      });
+    for (auto& [id, c] : ctls_) Ctl::CancelWait(c);
   }
   WatchStop(Clock::now() + grace, std::move(done));
 }

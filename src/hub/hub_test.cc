@@ -9,25 +9,25 @@
 namespace strata::hub {
 namespace {
 
+// `text` parses as an hf:// file reference to repo, file and revision.
+void ExpectHfFile(const std::string& text, const std::string& repo, const std::string& file,
+                  const std::string& revision) {
+  auto r = ParseRef(text);
+  ASSERT_TRUE(r.ok()) << text << ": " << r.status().message();
+  EXPECT_EQ(r->kind, RefKind::kHfFile) << text;
+  EXPECT_EQ(r->repo, repo) << text;
+  EXPECT_EQ(r->file, file) << text;
+  EXPECT_EQ(r->revision, revision) << text;
+}
+
 TEST(Ref, HfFile) {
-  auto r = ParseRef("hf://bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/sub/M-Q4_K_M.gguf");
-  ASSERT_TRUE(r.ok()) << r.status().message();
-  EXPECT_EQ(r->kind, RefKind::kHfFile);
-  EXPECT_EQ(r->repo, "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF");
-  EXPECT_EQ(r->file, "sub/M-Q4_K_M.gguf");
-  EXPECT_EQ(r->revision, "main");
+  ExpectHfFile("hf://bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/sub/M-Q4_K_M.gguf",
+               "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF", "sub/M-Q4_K_M.gguf", "main");
 }
 
 TEST(Ref, HfFileRevisionBothForms) {
-  auto a = ParseRef("hf://o/r/f.gguf@v1.0");
-  ASSERT_TRUE(a.ok());
-  EXPECT_EQ(a->file, "f.gguf");
-  EXPECT_EQ(a->revision, "v1.0");
-  auto b = ParseRef("hf://o/r@abc123/d/f.gguf");
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(b->repo, "o/r");
-  EXPECT_EQ(b->file, "d/f.gguf");
-  EXPECT_EQ(b->revision, "abc123");
+  ExpectHfFile("hf://o/r/f.gguf@v1.0", "o/r", "f.gguf", "v1.0");
+  ExpectHfFile("hf://o/r@abc123/d/f.gguf", "o/r", "d/f.gguf", "abc123");
 }
 
 TEST(Ref, QuantAndUrl) {
@@ -61,12 +61,14 @@ TEST(Ref, LooksLikeRef) {
 }
 
 TEST(Quant, NameTags) {
-  EXPECT_EQ(QuantOfName("x/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"), "Q4_K_M");
-  EXPECT_EQ(QuantOfName("model.q8_0.gguf"), "Q8_0");
-  EXPECT_EQ(QuantOfName("m-IQ2_XS-00001-of-00003.gguf"), "IQ2_XS");
-  EXPECT_EQ(QuantOfName("m-f16.gguf"), "F16");
-  EXPECT_EQ(QuantOfName("README.md"), "");
-  EXPECT_EQ(QuantOfName("model.gguf"), "");
+  const std::pair<const char*, const char*> kQuants[] = {
+      {"x/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf", "Q4_K_M"},
+      {"model.q8_0.gguf", "Q8_0"},
+      {"m-IQ2_XS-00001-of-00003.gguf", "IQ2_XS"},
+      {"m-f16.gguf", "F16"},
+      {"README.md", ""},
+      {"model.gguf", ""}};
+  for (const auto& [name, quant] : kQuants) EXPECT_EQ(QuantOfName(name), quant) << name;
   EXPECT_TRUE(IsSplitPart("a/m-Q8_0-00002-of-00003.gguf"));
   EXPECT_FALSE(IsSplitPart("m-Q8_0.gguf"));
 }

@@ -9,6 +9,10 @@
 
 #include "kernels/kernels_impl.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace strata::kernels {
 namespace {
 
@@ -18,9 +22,15 @@ using internal::TypeKernels;
 // The x86 files are built only for x86-64 and the NEON file only for aarch64
 // (src/kernels/CMakeLists.txt); other targets have the scalar path alone.
 #if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows
+// "f16c" (clang before 15 does not); it shares AVX's register state, checked with avx2.
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 bool CpuHasAvx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
 }
 
 bool CpuHasAvx512() {

@@ -287,9 +287,9 @@ void AttentionTiledFixed(const float* q, int64_t q_stride, const int32_t* n_vis,
     for (int i0 = 0; i0 < n_q4; i0 += 4) {
       __m512 s[4][4];
 #pragma GCC unroll 4
-      for (int a = 0; a < 4; ++a)
+      for (auto& row : s)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) s[a][c] = _mm512_setzero_ps();
+        for (__m512& v : row) v = _mm512_setzero_ps();
       const float* qr[4];
       for (int a = 0; a < 4; ++a) qr[a] = q + std::min(i0 + a, n_q - 1) * q_stride;
       for (int d = 0; d < kHd; ++d) {

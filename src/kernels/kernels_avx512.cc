@@ -403,8 +403,8 @@ void Q8Dot::RunQuad(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, s
   // loop is compute-heavy and the hardware prefetcher alone leaves the loads exposed.
   constexpr int64_t kPrefetchBlocks = 16;  // 544 bytes ahead
   for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < 4; ++r)
-      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + b + kPrefetchBlocks), _MM_HINT_T0);
+    for (const BlockQ8_0* w : wr)
+      _mm_prefetch(reinterpret_cast<const char*>(w + b + kPrefetchBlocks), _MM_HINT_T0);
     const __m512i w01 = pair(wr[0][b], wr[1][b]);
     const __m512i w23 = pair(wr[2][b], wr[3][b]);
     const __m512i c01 = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k128, w01));

@@ -86,9 +86,7 @@ TEST_P(PathTest, VecDotMatchesRef) {
       const size_t bytes = RowBytesUnchecked(t, n);
       Buffer w(bytes, offs[k % offs.size()]), x(ActBytes(t, n), xoffs[(k + 1) % xoffs.size()]);
       ++k;
-      MakeWeightRow(rng, t, n, w.data());
-      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
-      ref::QuantizeActivationRow(t, xf.data(), x.data(), n);
+      MakeDotInputs(rng, t, n, w.data(), x.data());
       double exact, abs_sum;
       DoubleDot(t, n, w.data(), x.data(), &exact, &abs_sum);
       const float want = ref::VecDot(t, n, w.data(), x.data());

@@ -110,23 +110,14 @@ TEST_P(PathTest, RopeMatchesRefExactly) {
 TEST_P(PathTest, AttentionMatchesRef) {
   std::mt19937 rng(20);
   for (const AttnCase& c : kAttnCases) {
-    const int64_t stride = static_cast<int64_t>(c.n_kv_heads) * c.hd + 5;
-    const std::vector<float> q = RandomFloats(rng, c.n_heads * c.hd, -3.0f, 3.0f);
-    std::vector<uint16_t> k, v;
-    FillCache(rng, c.n_kv * stride + 1, &k);
-    FillCache(rng, c.n_kv * stride + 1, &v);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    std::vector<float> want(c.n_heads * c.hd), scratch(c.n_kv);
-    ref::Attention(q.data(), k.data(), v.data(), c.n_kv, stride, c.n_heads, c.n_kv_heads, c.hd,
-                   scale, want.data(), scratch.data());
+    const AttnInputs in = RandomAttnInputs(rng, c, 5, 3.0f, 1);
+    const std::vector<float> want = RefAttention(c, in);
     // Misaligned cache (odd fp16 element offset) and output.
     Buffer out(c.n_heads * c.hd * 4, 4);
-    std::fill(scratch.begin(), scratch.end(), NAN);
-    Attention(q.data(), k.data() + 1, v.data() + 1, c.n_kv, stride, c.n_heads, c.n_kv_heads, c.hd,
-              scale, out.as<float>(), scratch.data());
-    std::vector<float> want_off(c.n_heads * c.hd);
-    ref::Attention(q.data(), k.data() + 1, v.data() + 1, c.n_kv, stride, c.n_heads, c.n_kv_heads,
-                   c.hd, scale, want_off.data(), scratch.data());
+    std::vector<float> scratch(c.n_kv, NAN);
+    Attention(in.q.data(), in.k.data() + 1, in.v.data() + 1, c.n_kv, in.stride, c.n_heads,
+              c.n_kv_heads, c.hd, in.scale, out.as<float>(), scratch.data());
+    const std::vector<float> want_off = RefAttention(c, in, 1);
     // Every path computes q.k in the same (llama.cpp's) order, so results are identical.
     for (size_t i = 0; i < want_off.size(); ++i)
       ASSERT_EQ(f32_to_bits(out.as<float>()[i]), f32_to_bits(want_off[i]))

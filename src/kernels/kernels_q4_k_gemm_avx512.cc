@@ -36,6 +36,17 @@ inline __m512i SumLanesPerRow(__m512i m0, __m512i m1, __m512i m2, __m512i m3) {
   return _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
 }
 
+// Dword c (0..3) of each 128-bit lane, broadcast within the lane: vpshufd, whose immediate
+// needs c constant (it is, in the unrolled loops); the switch folds away.
+__attribute__((always_inline)) inline __m512i BcastDwordInLanes(__m512i v, int c) {
+  switch (c) {
+    case 0: return _mm512_shuffle_epi32(v, _MM_PERM_AAAA);
+    case 1: return _mm512_shuffle_epi32(v, _MM_PERM_BBBB);
+    case 2: return _mm512_shuffle_epi32(v, _MM_PERM_CCCC);
+    default: return _mm512_shuffle_epi32(v, _MM_PERM_DDDD);
+  }
+}
+
 inline __m512i Bcast16(const int8_t* p) {
   return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -176,8 +187,7 @@ void Tile(int64_t n, const void* w, size_t ws, int nw, X xs, int nx, float* y, s
           mt[t] = _mm512_madd_epi16(_mm512_packs_epi32(sl, sh), scp);
         }
         const __m512i s = SumLanesPerRow(mt[0], mt[1], mt[2], mt[3]);
-        const __m512i mins = _mm512_madd_epi16(
-            _mm512_shuffle_epi32(mn16, static_cast<_MM_PERM_ENUM>(c * 0x55)), xs.SumPairs(c));
+        const __m512i mins = _mm512_madd_epi16(BcastDwordInLanes(mn16, c), xs.SumPairs(c));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
         accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), dm, accm);
       }

@@ -147,10 +147,14 @@ __attribute__((always_inline)) inline void Gemv4(int64_t n, const BlockQ4_K* con
     const BlockQ8_K& x = b[i];
     if (pf != 0) {  // the same blocks of the rows pf bytes further on, into L2
       for (int r = 0; r < 2 * kPairs; ++r) {
+        // The address may lie past the rows' end: computed as an integer, not by pointer
+        // arithmetic (undefined out of bounds); a prefetch never faults.
         const uintptr_t p = reinterpret_cast<uintptr_t>(&a[r][i]) + pf;
+        // NOLINTBEGIN(performance-no-int-to-ptr)
         _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(p + 64), _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(p + 128), _MM_HINT_T1);
+        // NOLINTEND(performance-no-int-to-ptr)
       }
     }
     // Activations rearranged to match the level vectors: xv[0] = x[0..31 | 64..95], xv[1] =

@@ -168,16 +168,10 @@ float DotQ8_0(int64_t n, const void* w, const void* x) {
   return Reduce8(lanes);
 }
 
-template <internal::VecDotFn kDot>
-void DotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size_t xs, int nx,
-             float* y, size_t ys) {
-  for (int i = 0; i < nx; ++i)
-    for (int r = 0; r < nw; ++r)
-      y[i * ys + r] =
-          kDot(n, static_cast<const uint8_t*>(w) + r * ws, static_cast<const uint8_t*>(x) + i * xs);
-}
-
 using internal::TypeKernels;
+// Every scalar tile: each entry by the type's dot product.
+template <internal::VecDotFn kDot>
+constexpr internal::VecDotTileFn DotTile = internal::PerEntryTile<kDot>;
 
 constexpr TypeKernels kScalarTypes[] = {
     {DType::F32, DType::F32, nullptr, DotF32Vec, DotTile<DotF32>},

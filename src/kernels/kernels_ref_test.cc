@@ -30,9 +30,7 @@ TEST(RefKernels, VecDotMatchesDoubleDot) {
     for (int64_t n : SizesFor(t)) {
       const size_t bytes = RowBytesUnchecked(t, n);
       std::vector<uint8_t> w(bytes), x(ActBytes(t, n));
-      MakeWeightRow(rng, t, n, w.data());
-      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
-      ref::QuantizeActivationRow(t, xf.data(), x.data(), n);
+      MakeDotInputs(rng, t, n, w.data(), x.data());
       double want, abs_sum;
       DoubleDot(t, n, w.data(), x.data(), &want, &abs_sum);
       // Sequential f32 summation: worst-case bound n * eps * sum|terms| (+ per-block scale
@@ -183,17 +181,11 @@ TEST(RefKernels, RopeMatchesDirectFormulaAndPreservesNorm) {
 TEST(RefKernels, AttentionMatchesNaiveDouble) {
   std::mt19937 rng(7);
   for (const AttnCase& c : kAttnCases) {
-    const int64_t stride = static_cast<int64_t>(c.n_kv_heads) * c.hd + 3;
-    const std::vector<float> q = RandomFloats(rng, c.n_heads * c.hd, -2.0f, 2.0f);
-    std::vector<uint16_t> k, v;
-    FillCache(rng, c.n_kv * stride, &k);
-    FillCache(rng, c.n_kv * stride, &v);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    std::vector<float> out(c.n_heads * c.hd), scratch(c.n_kv);
-    ref::Attention(q.data(), k.data(), v.data(), c.n_kv, stride, c.n_heads, c.n_kv_heads, c.hd,
-                   scale, out.data(), scratch.data());
+    const AttnInputs in = RandomAttnInputs(rng, c, 3, 2.0f, 0);
+    const std::vector<float> out = RefAttention(c, in);
     std::vector<double> want;
-    NaiveAttention(q, k, v, c.n_kv, stride, c.n_heads, c.n_kv_heads, c.hd, scale, &want);
+    NaiveAttention(in.q, in.k, in.v, c.n_kv, in.stride, c.n_heads, c.n_kv_heads, c.hd, in.scale,
+                   &want);
     // The f16 rounding of q and of the running value sum (llama.cpp's numerics) costs up to
     // about 2^-11 per step, growing like a random walk over the keys.
     const double tol = 1e-3 * (1.0 + std::sqrt(static_cast<double>(c.n_kv)));
@@ -217,9 +209,7 @@ TEST(RefKernels, RepackOrdersMatchDoubleDot) {
     int differs = 0;
     for (int64_t n : SizesFor(c.t)) {
       std::vector<uint8_t> w(RowBytesUnchecked(c.t, n)), x(ActBytes(c.t, n));
-      MakeWeightRow(rng, c.t, n, w.data());
-      const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
-      ref::QuantizeActivationRow(c.t, xf.data(), x.data(), n);
+      MakeDotInputs(rng, c.t, n, w.data(), x.data());
       double want, abs_sum;
       DoubleDot(c.t, n, w.data(), x.data(), &want, &abs_sum);
       const float got = c.fn(n, w.data(), x.data());

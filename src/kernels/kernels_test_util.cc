@@ -162,10 +162,34 @@ void NaiveAttention(const std::vector<float>& q, const std::vector<uint16_t>& k,
   }
 }
 
+void MakeDotInputs(std::mt19937& rng, DType t, int64_t n, void* w, void* x) {
+  MakeWeightRow(rng, t, n, w);
+  const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
+  ref::QuantizeActivationRow(t, xf.data(), x, n);
+}
+
 void FillCache(std::mt19937& rng, int64_t n, std::vector<uint16_t>* c) {
   const std::vector<float> f = RandomFloats(rng, n, -1.0f, 1.0f);
   c->resize(n);
   for (int64_t i = 0; i < n; ++i) (*c)[i] = f32_to_fp16(f[i]);
+}
+
+AttnInputs RandomAttnInputs(std::mt19937& rng, const AttnCase& c, int64_t pad, float q_max,
+                            int64_t extra) {
+  AttnInputs in;
+  in.stride = static_cast<int64_t>(c.n_kv_heads) * c.hd + pad;
+  in.q = RandomFloats(rng, c.n_heads * c.hd, -q_max, q_max);
+  FillCache(rng, c.n_kv * in.stride + extra, &in.k);
+  FillCache(rng, c.n_kv * in.stride + extra, &in.v);
+  in.scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+  return in;
+}
+
+std::vector<float> RefAttention(const AttnCase& c, const AttnInputs& in, int64_t offset) {
+  std::vector<float> out(static_cast<size_t>(c.n_heads * c.hd)), scratch(c.n_kv);
+  ref::Attention(in.q.data(), in.k.data() + offset, in.v.data() + offset, c.n_kv, in.stride,
+                 c.n_heads, c.n_kv_heads, c.hd, in.scale, out.data(), scratch.data());
+  return out;
 }
 
 const internal::IsaKernels& TableOf(const std::string& path) {

@@ -90,6 +90,9 @@ std::vector<size_t> OffsetsFor(DType t);
 
 // Random weight row of type t: quantized from floats by the reference quantizer.
 void MakeWeightRow(std::mt19937& rng, DType t, int64_t n, void* dst);
+// Random inputs of a dot product of type t: a weight row (MakeWeightRow) into w and an
+// activation row of floats in [-2, 2], quantized by the reference, into x.
+void MakeDotInputs(std::mt19937& rng, DType t, int64_t n, void* w, void* x);
 
 // Attention computed directly in double from the f16 cache.
 void NaiveAttention(const std::vector<float>& q, const std::vector<uint16_t>& k,
@@ -111,6 +114,19 @@ inline constexpr AttnCase
 };
 
 void FillCache(std::mt19937& rng, int64_t n, std::vector<uint16_t>* c);
+
+// Random inputs of an attention case: q in [-q_max, q_max]; fp16 K and V caches of n_kv rows
+// of stride = n_kv_heads * hd + pad elements, plus `extra`, in [-1, 1]; the scale 1 / sqrt(hd).
+struct AttnInputs {
+  std::vector<float> q;
+  std::vector<uint16_t> k, v;
+  int64_t stride;
+  float scale;
+};
+AttnInputs RandomAttnInputs(std::mt19937& rng, const AttnCase& c, int64_t pad, float q_max,
+                            int64_t extra);
+// ref::Attention of the case on `in`, its caches read from element `offset` on.
+std::vector<float> RefAttention(const AttnCase& c, const AttnInputs& in, int64_t offset = 0);
 
 // The ISA table behind a path name.
 const internal::IsaKernels& TableOf(const std::string& path);

@@ -35,6 +35,28 @@ void ScrambleLevels(std::mt19937& rng, DType t, int64_t n, uint8_t* row) {
   }
 }
 
+constexpr int kTileRows = internal::kMaxDotRows, kTileCols = internal::kMaxDotCols;
+constexpr size_t kTileYs = kTileRows + 3;  // y stride (floats) wider than the tile
+
+// A tile call's output y (kTileCols columns of stride kTileYs, all -7 before the call)
+// against the entries want[c][r]: the nw x nx tile bit for bit, everything else untouched.
+::testing::AssertionResult TileMatches(const std::vector<float>& y, int nw, int nx,
+                                       const float (&want)[kTileCols][kTileRows]) {
+  for (int c = 0; c < kTileCols; ++c)
+    for (size_t r = 0; r < kTileYs; ++r) {
+      const float got = y[c * kTileYs + r];
+      if (c < nx && static_cast<int>(r) < nw) {
+        if (f32_to_bits(got) != f32_to_bits(want[c][r]))
+          return ::testing::AssertionFailure()
+                 << "entry (" << r << ", " << c << "): " << got << ", want " << want[c][r];
+      } else if (got != -7.0f) {
+        return ::testing::AssertionFailure()
+               << "wrote outside the tile: (" << r << ", " << c << ")";
+      }
+    }
+  return ::testing::AssertionSuccess();
+}
+
 // Every tile function of the low-bit types (vec_dot_tile, repack_tile) against the scalar
 // twin's order entry by entry, bit for bit, over sizes, all nw x nx shapes, strides with
 // padding and misaligned rows. Entries outside the nw x nx tile must stay untouched.
@@ -42,8 +64,6 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
   std::mt19937 rng(15);
   const internal::IsaKernels& isa = TableOf(GetParam());
   const internal::IsaKernels& ref_isa = internal::ScalarKernels();
-  constexpr int kR = internal::kMaxDotRows, kC = internal::kMaxDotCols;
-  constexpr size_t kYs = kR + 3;  // y stride (floats) wider than the tile
   for (DType t : {DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const internal::TypeKernels* tk = internal::FindType(isa, t);
     const internal::TypeKernels* rk = internal::FindType(ref_isa, t);
@@ -66,21 +86,21 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
     for (int64_t n : sizes) {
       const size_t w_row = RowBytesUnchecked(t, n), x_row = ActBytes(t, n);
       const size_t ws = w_row + 2 * (n % 3), xs = x_row + 4 * (n % 2);  // padded strides
-      Buffer w(ws * kR, 2), x(xs * kC, t == DType::Q4_0 ? 2 : 4);
-      for (int r = 0; r < kR; ++r) {
+      Buffer w(ws * kTileRows, 2), x(xs * kTileCols, t == DType::Q4_0 ? 2 : 4);
+      for (int r = 0; r < kTileRows; ++r) {
         MakeWeightRow(rng, t, n, w.data() + r * ws);
         if (BlockOf(t) == 256 && (n / 256 + r) % 2 == 0)
           ScrambleLevels(rng, t, n, w.data() + r * ws);
       }
-      for (int c = 0; c < kC; ++c) {
+      for (int c = 0; c < kTileCols; ++c) {
         const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
         ref::QuantizeActivationRow(t, xf.data(), x.data() + c * xs, n);
       }
       // The single-row function of the repacked GEMV order too.
       if (tk->repack_vec_dot != nullptr) {
         ASSERT_NE(rk->repack_vec_dot, nullptr);
-        for (int c = 0; c < kC; ++c)
-          for (int r = 0; r < kR; ++r)
+        for (int c = 0; c < kTileCols; ++c)
+          for (int r = 0; r < kTileRows; ++r)
             ASSERT_EQ(f32_to_bits(tk->repack_vec_dot(n, w.data() + r * ws, x.data() + c * xs)),
                       f32_to_bits(rk->repack_vec_dot(n, w.data() + r * ws, x.data() + c * xs)))
                 << DTypeName(t) << " repack_vec_dot n=" << n << " row " << r << " token " << c;
@@ -88,25 +108,16 @@ TEST_P(PathTest, LowbitTilesMatchScalarPerEntry) {
       for (const Slot& sl : slots) {
         if (sl.fn == nullptr) continue;
         ASSERT_NE(sl.want, nullptr);
-        float want[kC][kR];
-        for (int c = 0; c < kC; ++c)
-          for (int r = 0; r < kR; ++r)
+        float want[kTileCols][kTileRows];
+        for (int c = 0; c < kTileCols; ++c)
+          for (int r = 0; r < kTileRows; ++r)
             sl.want(n, w.data() + r * ws, ws, 1, x.data() + c * xs, xs, 1, &want[c][r], 1);
-        for (int nw = 1; nw <= kR; ++nw)
-          for (int nx = 1; nx <= kC; ++nx) {
-            std::vector<float> y(kC * kYs, -7.0f);
-            sl.fn(n, w.data(), ws, nw, x.data(), xs, nx, y.data(), kYs);
-            for (int c = 0; c < kC; ++c)
-              for (size_t r = 0; r < kYs; ++r) {
-                const float got = y[c * kYs + r];
-                if (c < nx && static_cast<int>(r) < nw) {
-                  ASSERT_EQ(f32_to_bits(got), f32_to_bits(want[c][r]))
-                      << DTypeName(t) << " " << sl.name << " n=" << n << " nw=" << nw
-                      << " nx=" << nx << " entry (" << r << ", " << c << ")";
-                } else {
-                  ASSERT_EQ(got, -7.0f) << DTypeName(t) << " " << sl.name << " wrote outside";
-                }
-              }
+        for (int nw = 1; nw <= kTileRows; ++nw)
+          for (int nx = 1; nx <= kTileCols; ++nx) {
+            std::vector<float> y(kTileCols * kTileYs, -7.0f);
+            sl.fn(n, w.data(), ws, nw, x.data(), xs, nx, y.data(), kTileYs);
+            ASSERT_TRUE(TileMatches(y, nw, nx, want))
+                << DTypeName(t) << " " << sl.name << " n=" << n << " nw=" << nw << " nx=" << nx;
           }
       }
     }
@@ -121,8 +132,6 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
   std::mt19937 rng(21);
   std::uniform_int_distribution<int> byte(-128, 127);
   const internal::IsaKernels& isa = TableOf(GetParam());
-  constexpr int kR = internal::kMaxDotRows, kC = internal::kMaxDotCols;
-  constexpr size_t kYs = kR + 3;
   int checked = 0;
   for (int i = 0; i < isa.n_types; ++i) {
     const internal::TypeKernels& tk = isa.types[i];
@@ -146,8 +155,8 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
     for (int64_t n : sizes) {
       const size_t row = RowBytesUnchecked(t, n), xrow = ActBytes(t, n);
       const size_t ws = row + 2 * (n % 3 + 1), xs = xrow + 4 * (n % 2);
-      Buffer w(ws * kR, 2), x(xs * kC, 4);
-      for (int r = 0; r < kR; ++r) {
+      Buffer w(ws * kTileRows, 2), x(xs * kTileCols, 4);
+      for (int r = 0; r < kTileRows; ++r) {
         MakeWeightRow(rng, t, n, w.data() + r * ws);
         if (t == DType::Q4_K) {
           if (r % 2 == 0) ScrambleLevels(rng, t, n, w.data() + r * ws);
@@ -159,7 +168,7 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
           wb->qs[(b + r) % 32] = (b % 2 == 0) ? -128 : 127;
         }
       }
-      for (int c = 0; c < kC; ++c) {
+      for (int c = 0; c < kTileCols; ++c) {
         if (t == DType::Q4_K) {  // Q8_K rows of random values (quants up to +-127)
           const std::vector<float> xf = RandomFloats(rng, n, -2.0f, 2.0f);
           ref::QuantizeActivationRow(t, xf.data(), x.data() + c * xs, n);
@@ -167,35 +176,27 @@ TEST_P(PathTest, PreparedTilesMatchScalarPerEntry) {
         }
         for (int64_t b = 0; b < n / 32; ++b) {  // raw blocks: any byte, scales of either sign
           BlockQ8_0* xb = reinterpret_cast<BlockQ8_0*>(x.data() + c * xs) + b;
-          for (int k = 0; k < 32; ++k) xb->qs[k] = static_cast<int8_t>(byte(rng));
+          for (int8_t& q : xb->qs) q = static_cast<int8_t>(byte(rng));
           const uint16_t d = f32_to_fp16((byte(rng) + 0.5f) / 1000.0f);
           std::memcpy(&xb->d, &d, 2);
         }
       }
-      float want[kC][kR];
-      for (int c = 0; c < kC; ++c)
-        for (int r = 0; r < kR; ++r)
+      float want[kTileCols][kTileRows];
+      for (int c = 0; c < kTileCols; ++c)
+        for (int r = 0; r < kTileRows; ++r)
           want_tile(n, w.data() + r * ws, ws, 1, x.data() + c * xs, xs, 1, &want[c][r], 1);
       const size_t gbytes = tk.tile_x_bytes(n);
       ++checked;
-      for (int prepared = 1; prepared <= kC; ++prepared) {
+      for (int prepared = 1; prepared <= kTileCols; ++prepared) {
         Buffer g(gbytes, 0);  // MatMul hands 64-byte aligned groups
         tk.prepare_tile_x(x.data(), xs, prepared, g.data(), n);
-        for (int nw = 1; nw <= kR; ++nw)
+        for (int nw = 1; nw <= kTileRows; ++nw)
           for (int nx = 1; nx <= prepared; ++nx) {
-            std::vector<float> y(kC * kYs, -7.0f);
-            tk.prepared_tile(n, w.data(), ws, nw, g.data(), gbytes, nx, y.data(), kYs);
-            for (int c = 0; c < kC; ++c)
-              for (size_t r = 0; r < kYs; ++r) {
-                const float got = y[c * kYs + r];
-                if (c < nx && static_cast<int>(r) < nw) {
-                  ASSERT_EQ(f32_to_bits(got), f32_to_bits(want[c][r]))
-                      << DTypeName(t) << " n=" << n << " prepared=" << prepared << " nw=" << nw
-                      << " nx=" << nx << " entry (" << r << ", " << c << ")";
-                } else {
-                  ASSERT_EQ(got, -7.0f) << "wrote outside the tile";
-                }
-              }
+            std::vector<float> y(kTileCols * kTileYs, -7.0f);
+            tk.prepared_tile(n, w.data(), ws, nw, g.data(), gbytes, nx, y.data(), kTileYs);
+            ASSERT_TRUE(TileMatches(y, nw, nx, want))
+                << DTypeName(t) << " n=" << n << " prepared=" << prepared << " nw=" << nw
+                << " nx=" << nx;
           }
       }
     }

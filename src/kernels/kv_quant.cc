@@ -11,34 +11,20 @@
 #include "base/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_impl.h"
+#include "tensor/quant.h"
 
 namespace strata::kernels {
 namespace internal {
 namespace {
 
-// llama.cpp's reference Q4_0 quantizer: the scale maps the element of largest magnitude (with
-// its sign) to -8, q = min(15, trunc(x / d + 8.5)).
+// llama.cpp's reference Q4_0 quantizer (QuantizeRow), block by block through an aligned
+// copy: rows of a head need not be aligned.
 void QuantizeQ4_0Row(const float* x, void* dst, int64_t n) {
   auto* out = static_cast<BlockQ4_0*>(dst);
   for (int64_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + b * 32;
-    float amax = 0.0f, max = 0.0f;
-    for (int i = 0; i < 32; ++i) {
-      if (std::fabs(xb[i]) > amax) {
-        amax = std::fabs(xb[i]);
-        max = xb[i];
-      }
-    }
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
     BlockQ4_0 blk;
-    blk.d = f32_to_fp16(d);
-    for (int i = 0; i < 16; ++i) {
-      const int lo = std::min(15, static_cast<int>(xb[i] * id + 8.5f));
-      const int hi = std::min(15, static_cast<int>(xb[i + 16] * id + 8.5f));
-      blk.qs[i] = static_cast<uint8_t>(lo | (hi << 4));
-    }
-    std::memcpy(out + b, &blk, sizeof(blk));  // rows of a head need not be aligned
+    QuantizeRow(DType::Q4_0, x + b * 32, &blk, 32);
+    std::memcpy(out + b, &blk, sizeof(blk));
   }
 }
 

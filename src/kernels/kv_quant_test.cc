@@ -95,18 +95,16 @@ struct Cache {
     v_at = v.data() + offset;
   }
   KvAttention Args(int n_heads, float scale) const {
-    KvAttention a;
-    a.k = k_at;
-    a.k_type = kt;
-    a.k_row_bytes = k_row;
-    a.v = v_at;
-    a.v_type = vt;
-    a.v_row_bytes = v_row;
-    a.n_kv = n_kv;
-    a.n_heads = n_heads;
-    a.head_dim = static_cast<int>(hd);
-    a.scale = scale;
-    return a;
+    return {.k = k_at,
+            .k_type = kt,
+            .k_row_bytes = k_row,
+            .v = v_at,
+            .v_type = vt,
+            .v_row_bytes = v_row,
+            .n_kv = n_kv,
+            .n_heads = n_heads,
+            .head_dim = static_cast<int>(hd),
+            .scale = scale};
   }
   const uint8_t* k_at;
   const uint8_t* v_at;

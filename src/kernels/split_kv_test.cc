@@ -144,7 +144,7 @@ TEST_P(SplitKvTest, MatchesDoublePrecisionAcrossChunkBoundaries) {
       if (cs.n_kv == 20000 && kt != vt) continue;  // the longest once per type
       Head c(kt, vt, cs.hd, cs.n_kv, cs.offset * 2, cs.offset * 2,
              static_cast<uint32_t>(cs.n_kv * 3 + cs.hd));
-      const std::vector<float> q = RandomNormal(static_cast<size_t>(cs.hd * cs.n_heads), 11);
+      const std::vector<float> q = RandomNormal(static_cast<size_t>(cs.hd) * cs.n_heads, 11);
       const std::vector<float> got = Split(c, cs.n_heads, q);
       const std::vector<double> want = Want(c, kt, cs.n_heads, q);
       for (size_t i = 0; i < q.size(); ++i)
@@ -164,7 +164,7 @@ TEST_P(SplitKvTest, ChunkMatchesScalarTwin) {
       const int hd = 128, nh = 6;
       Head c(kt, vt, hd, n_kv, 2, 2, static_cast<uint32_t>(n_kv));
       c.a.n_heads = nh;
-      const std::vector<float> q = RandomNormal(static_cast<size_t>(hd * nh), 5);
+      const std::vector<float> q = RandomNormal(static_cast<size_t>(hd) * nh, 5);
       const int64_t stride = AttentionPartialStride(hd);
       std::vector<float> a(static_cast<size_t>(nh * stride)), b(a.size());
       std::vector<float> scratch(static_cast<size_t>(nh * kSplitKvChunk));

@@ -48,16 +48,16 @@ int Forward::AttentionSplit(const Batch& b, int l) {
 
 void Forward::AttentionSplitRows(const Batch& b, int l, int r0, int r1) {
   const ModelConfig& c = model_.config();
-  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
+  const AttentionShape sh = AttentionShapeOf();
   const int64_t first = split_first_[r0], tasks = split_first_[r1] - first;
-  const int64_t stride = kernels::AttentionPartialStride(hd);
+  const int64_t stride = kernels::AttentionPartialStride(sh.hd);
   const int64_t per_task = static_cast<int64_t>(c.n_heads) * stride;
   if (partials_.size() < static_cast<size_t>(tasks * per_task)) partials_.resize(tasks * per_task);
-  const int per_call = std::min(group, kernels::kMaxAttnHeads);
+  const int per_call = std::min(sh.group, kernels::kMaxAttnHeads);
   const size_t per_thread = static_cast<size_t>(per_call) * kernels::kSplitKvChunk;
-  if (split_scratch_.size() < nth * per_thread) split_scratch_.resize(nth * per_thread);
-  const size_t k_head = RowBytesUnchecked(cache_->k_type(), hd);
-  const size_t v_head = RowBytesUnchecked(cache_->v_type(), hd);
+  if (split_scratch_.size() < sh.nth * per_thread) split_scratch_.resize(sh.nth * per_thread);
+  const size_t k_head = RowBytesUnchecked(cache_->k_type(), sh.hd);
+  const size_t v_head = RowBytesUnchecked(cache_->v_type(), sh.hd);
   const size_t k_row = cache_->k_row_bytes(), v_row = cache_->v_row_bytes();
   std::atomic<int64_t> next{first};
   auto work = [&](int ith, int) {
@@ -73,27 +73,26 @@ void Forward::AttentionSplitRows(const Batch& b, int l, int r0, int r1) {
       a.v_type = cache_->v_type();
       a.v_row_bytes = v_row;
       a.n_kv = std::min<int64_t>(kernels::kSplitKvChunk, b.pos[t] + 1 - j0);
-      a.head_dim = hd;
-      a.scale = scale;
+      a.head_dim = sh.hd;
+      a.scale = sh.scale;
       for (int kvh = 0; kvh < c.n_kv_heads; ++kvh) {
         a.k = cache_->KRows(l, b.seq[t]) + j0 * k_row + kvh * k_head;
         a.v = cache_->VRows(l, b.seq[t]) + j0 * v_row + kvh * v_head;
-        for (int h0 = 0; h0 < group; h0 += per_call) {
-          a.n_heads = std::min(per_call, group - h0);
-          const int h = kvh * group + h0;
-          kernels::AttentionKvPartial(a, q_.data() + t * QD + static_cast<int64_t>(h) * hd,
+        for (int h0 = 0; h0 < sh.group; h0 += per_call) {
+          a.n_heads = std::min(per_call, sh.group - h0);
+          const int h = kvh * sh.group + h0;
+          kernels::AttentionKvPartial(a, q_.data() + t * sh.QD + static_cast<int64_t>(h) * sh.hd,
                                       partial + h * stride, scratch);
         }
       }
       // The thread that completes a row's last chunk merges it.
       if (std::atomic_ref<int32_t>(split_left_[r]).fetch_sub(1, std::memory_order_acq_rel) == 1)
         kernels::MergeAttentionPartials(partials_.data() + (split_first_[r] - first) * per_task,
-                                        split_first_[r + 1] - split_first_[r], c.n_heads, hd,
-                                        attn_.data() + t * QD);
+                                        split_first_[r + 1] - split_first_[r], c.n_heads, sh.hd,
+                                        attn_.data() + t * sh.QD);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 }  // namespace strata

@@ -153,6 +153,11 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
   return Status::Ok();
 }
 
+void Forward::RunTasks(const std::function<void(int ith, int nth)>& work) {
+  if (pool_) pool_->Run(work);
+  else work(0, 1);
+}
+
 Forward::AttentionShape Forward::AttentionShapeOf() const {
   const ModelConfig& c = model_.config();
   AttentionShape s;
@@ -168,20 +173,20 @@ Forward::AttentionShape Forward::AttentionShapeOf() const {
 void Forward::Attention(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
-  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
+  const AttentionShape sh = AttentionShapeOf();
   if (cache_->quantized()) {
     AttentionQuantized(b, l);
     return;
   }
-  if (n >= kernels::kTiledAttentionMinBatch && kernels::HasTiledAttention(hd)) {
+  if (n >= kernels::kTiledAttentionMinBatch && kernels::HasTiledAttention(sh.hd)) {
     AttentionTiled(b, l);
     return;
   }
   if (AttentionSplit(b, l) == n) return;
-  Grow(scores_, static_cast<size_t>(nth) * cache_->n_ctx());
+  Grow(scores_, static_cast<size_t>(sh.nth) * cache_->n_ctx());
   // The other rows: one task per (token, pair of query heads sharing a KV head): the kernel
   // reads each K / V row once for both heads. Each thread owns a scores row.
-  const int pairs = (group + 1) / 2;  // per KV head
+  const int pairs = (sh.group + 1) / 2;  // per KV head
   const int64_t per_token = static_cast<int64_t>(c.n_kv_heads) * pairs;
   const int64_t tasks = static_cast<int64_t>(n) * per_token;
   auto work = [&](int ith, int nthr) {
@@ -190,17 +195,17 @@ void Forward::Attention(const Batch& b, int l) {
       const int t = static_cast<int>(task / per_token);
       if (SplitRow(b, t)) continue;
       const int kvh = static_cast<int>(task % per_token) / pairs;
-      const int h = kvh * group + 2 * (static_cast<int>(task % per_token) % pairs);
-      const int nh = std::min(2, kvh * group + group - h);
+      const int h = kvh * sh.group + 2 * (static_cast<int>(task % per_token) % pairs);
+      const int nh = std::min(2, kvh * sh.group + sh.group - h);
       const int64_t n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
-      kernels::Attention(q_.data() + t * QD + static_cast<int64_t>(h) * hd,
-                         cache_->K(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd,
-                         cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * hd, n_kv, KVD, nh, 1,
-                         hd, scale, attn_.data() + t * QD + static_cast<int64_t>(h) * hd, scratch);
+      kernels::Attention(q_.data() + t * sh.QD + static_cast<int64_t>(h) * sh.hd,
+                         cache_->K(l, b.seq[t]) + static_cast<int64_t>(kvh) * sh.hd,
+                         cache_->V(l, b.seq[t]) + static_cast<int64_t>(kvh) * sh.hd, n_kv, sh.KVD,
+                         nh, 1, sh.hd, sh.scale,
+                         attn_.data() + t * sh.QD + static_cast<int64_t>(h) * sh.hd, scratch);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 // A quantized K or V cache: one task per (token, KV head), covering the query heads that
@@ -208,13 +213,13 @@ void Forward::Attention(const Batch& b, int l) {
 void Forward::AttentionQuantized(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
-  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
+  const AttentionShape sh = AttentionShapeOf();
   if (AttentionSplit(b, l) == n) return;
-  const int per_call = std::min(group, kernels::kMaxAttnHeads);
+  const int per_call = std::min(sh.group, kernels::kMaxAttnHeads);
   const size_t per_thread = static_cast<size_t>(per_call) * cache_->n_ctx();
-  Grow(scores_, static_cast<size_t>(nth) * per_thread);
-  const size_t k_head = RowBytesUnchecked(cache_->k_type(), hd);
-  const size_t v_head = RowBytesUnchecked(cache_->v_type(), hd);
+  Grow(scores_, static_cast<size_t>(sh.nth) * per_thread);
+  const size_t k_head = RowBytesUnchecked(cache_->k_type(), sh.hd);
+  const size_t v_head = RowBytesUnchecked(cache_->v_type(), sh.hd);
   const int64_t tasks = static_cast<int64_t>(n) * c.n_kv_heads;
   auto work = [&](int ith, int nthr) {
     float* scratch = scores_.data() + static_cast<size_t>(ith) * per_thread;
@@ -230,17 +235,16 @@ void Forward::AttentionQuantized(const Batch& b, int l) {
       a.v_type = cache_->v_type();
       a.v_row_bytes = cache_->v_row_bytes();
       a.n_kv = b.pos[t] + 1;  // causal: positions 0..pos of this sequence
-      a.head_dim = hd;
-      a.scale = scale;
-      for (int h0 = 0; h0 < group; h0 += per_call) {
-        a.n_heads = std::min(per_call, group - h0);
-        const int64_t off = t * QD + static_cast<int64_t>(kvh * group + h0) * hd;
+      a.head_dim = sh.hd;
+      a.scale = sh.scale;
+      for (int h0 = 0; h0 < sh.group; h0 += per_call) {
+        a.n_heads = std::min(per_call, sh.group - h0);
+        const int64_t off = t * sh.QD + static_cast<int64_t>(kvh * sh.group + h0) * sh.hd;
         kernels::AttentionKv(a, q_.data() + off, attn_.data() + off, scratch);
       }
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 // Batches of >= 64 tokens, as llama.cpp: its tiled attention order (kernels::AttentionTiled).
@@ -250,9 +254,10 @@ void Forward::AttentionQuantized(const Batch& b, int l) {
 void Forward::AttentionTiled(const Batch& b, int l) {
   const ModelConfig& c = model_.config();
   const int n = b.size();
-  const auto [QD, KVD, hd, group, scale, nth] = AttentionShapeOf();
-  const int64_t per_thread = kernels::AttentionTiledScratch(hd);
-  if (scores_.size() < static_cast<size_t>(nth * per_thread)) scores_.resize(nth * per_thread);
+  const AttentionShape sh = AttentionShapeOf();
+  const int64_t per_thread = kernels::AttentionTiledScratch(sh.hd);
+  if (scores_.size() < static_cast<size_t>(sh.nth * per_thread))
+    scores_.resize(sh.nth * per_thread);
   if (n_vis_.size() < static_cast<size_t>(n)) n_vis_.resize(n);
   chunks_.clear();
   for (int t = 0; t < n; ++t) {
@@ -269,15 +274,14 @@ void Forward::AttentionTiled(const Batch& b, int l) {
       const int64_t ch = task / c.n_heads;
       const int h = static_cast<int>(task % c.n_heads);
       const int t0 = chunks_[ch], rows = chunks_[ch + 1] - t0;
-      const int64_t col = static_cast<int64_t>(h / group) * hd;
-      kernels::AttentionTiled(q_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD,
-                              n_vis_.data() + t0, rows, cache_->K(l, b.seq[t0]) + col,
-                              cache_->V(l, b.seq[t0]) + col, KVD, hd, scale,
-                              attn_.data() + t0 * QD + static_cast<int64_t>(h) * hd, QD, scratch);
+      const int64_t col = static_cast<int64_t>(h / sh.group) * sh.hd;
+      kernels::AttentionTiled(
+          q_.data() + t0 * sh.QD + static_cast<int64_t>(h) * sh.hd, sh.QD, n_vis_.data() + t0, rows,
+          cache_->K(l, b.seq[t0]) + col, cache_->V(l, b.seq[t0]) + col, sh.KVD, sh.hd, sh.scale,
+          attn_.data() + t0 * sh.QD + static_cast<int64_t>(h) * sh.hd, sh.QD, scratch);
     }
   };
-  if (pool_) pool_->Run(work);
-  else work(0, 1);
+  RunTasks(work);
 }
 
 }  // namespace strata

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/status.h"
@@ -49,6 +50,8 @@ class Forward {
     int nth;
   };
   AttentionShape AttentionShapeOf() const;
+  // work(ith, nth) on the pool's threads, or (0, 1) on this one without a pool.
+  void RunTasks(const std::function<void(int ith, int nth)>& work);
 
   const Model& model_;
   KvCache* cache_;

@@ -21,9 +21,7 @@ const std::string& ModelPath() {
     s.n_heads = 2;  // head size 32: whole Q8_0 / Q4_0 blocks per head
     s.n_kv_heads = 1;
     s.seed = 5;
-    auto p = testdata::TinyModelFile(s, "strata_kv_quant_forward_test.gguf");
-    EXPECT_TRUE(p.ok()) << p.status().message();
-    return p.ok() ? *p : std::string();
+    return testdata::TinyModelPath(s, "strata_kv_quant_forward_test.gguf");
   }();
   return path;
 }
@@ -35,8 +33,8 @@ std::vector<float> RunLogits(const Model& m, DType kt, DType vt) {
   EXPECT_TRUE(cache.ok()) << cache.status().message();
   ThreadPool pool(2);
   Forward fwd(m, &cache.value(), &pool);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 40; ++i) prompt.push_back(3 + (i * 37) % 200);
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = 3 + (i * 37) % 200;
   Batch b;
   for (int i = 0; i < 16; ++i) b.Add(prompt[i], i, 0, false);
   std::vector<float> out, all;

@@ -19,10 +19,8 @@ std::string TinyModel(const std::string& arch, DType type, bool tied = false) {
   s.tied = tied;
   s.type = type;
   s.seed = 7;
-  auto path = testdata::TinyModelFile(
+  return testdata::TinyModelPath(
       s, "strata_model_test_" + arch + "_" + DTypeName(type) + (tied ? "_tied" : "") + ".gguf");
-  EXPECT_TRUE(path.ok()) << path.status().message();
-  return path.ok() ? *path : std::string();
 }
 
 // Straightforward double-precision transformer: the definition the engine must match.
@@ -58,8 +56,8 @@ class Reference {
         if (!m_.rope_factors().empty()) theta /= m_.rope_factors()[static_cast<size_t>(i)];
         const int a = c_.rope_neox ? i : 2 * i;
         const int b = c_.rope_neox ? i + d / 2 : 2 * i + 1;
-        double& x0 = v[static_cast<size_t>(h * d + a)];
-        double& x1 = v[static_cast<size_t>(h * d + b)];
+        double& x0 = v[static_cast<size_t>(h) * d + a];
+        double& x1 = v[static_cast<size_t>(h) * d + b];
         const double y0 = x0 * std::cos(theta) - x1 * std::sin(theta);
         const double y1 = x0 * std::sin(theta) + x1 * std::cos(theta);
         x0 = y0;
@@ -131,17 +129,40 @@ class Reference {
   const ModelConfig& c_;
 };
 
+// `tokens` at positions 0.. of sequence 0, the last one's logits wanted.
+Batch PromptBatch(const std::vector<int32_t>& tokens) {
+  Batch b;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
+  return b;
+}
+
 std::vector<float> EngineLogits(const Model& m, const std::vector<int32_t>& tokens, int threads) {
   auto cache = KvCache::Create(m.config().n_layers, 1, 64, m.config().kv_dim()).value();
   ThreadPool pool(threads);
   Forward fwd(m, &cache, &pool);
-  Batch b;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
   std::vector<float> out;
-  Status st = fwd.Run(b, nullptr, &out);
+  Status st = fwd.Run(PromptBatch(tokens), nullptr, &out);
   EXPECT_TRUE(st.ok()) << st.message();
   return out;
+}
+
+// The logits of `tokens` through two pipeline stages: `a` (the first layers) hands its hidden
+// states to `b` (the rest).
+std::vector<float> TwoStageLogits(const Model& a, const Model& b,
+                                  const std::vector<int32_t>& tokens) {
+  auto ca = KvCache::Create(a.last_layer() - a.first_layer(), 1, 64, a.config().kv_dim()).value();
+  auto cb = KvCache::Create(b.last_layer() - b.first_layer(), 1, 64, b.config().kv_dim()).value();
+  ThreadPool pool(2);
+  Forward fa(a, &ca, &pool), fb(b, &cb, &pool);
+  const Batch batch = PromptBatch(tokens);
+  std::vector<float> hidden, logits;
+  Status st = fa.Run(batch, nullptr, &hidden);
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(hidden.size(), tokens.size() * a.config().hidden);
+  if (st.ok()) st = fb.Run(batch, hidden.data(), &logits);
+  EXPECT_TRUE(st.ok()) << st.message();
+  return logits;
 }
 
 class ForwardVsReference : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
@@ -184,18 +205,7 @@ TEST(Forward, LayerRangesComposeBitIdentically) {
       auto b = Model::Load(path, k, L).value();
       EXPECT_FALSE(a->has_head());
       EXPECT_FALSE(b->has_embedding());
-      auto ca = KvCache::Create(k, 1, 64, a->config().kv_dim()).value();
-      auto cb = KvCache::Create(L - k, 1, 64, b->config().kv_dim()).value();
-      ThreadPool pool(2);
-      Forward fa(*a, &ca, &pool), fb(*b, &cb, &pool);
-      Batch batch;
-      for (size_t i = 0; i < tokens.size(); ++i)
-        batch.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
-      std::vector<float> hidden, logits;
-      ASSERT_TRUE(fa.Run(batch, nullptr, &hidden).ok());
-      ASSERT_EQ(hidden.size(), tokens.size() * a->config().hidden);
-      Status st = fb.Run(batch, hidden.data(), &logits);
-      ASSERT_TRUE(st.ok()) << st.message();
+      const std::vector<float> logits = TwoStageLogits(*a, *b, tokens);
       ASSERT_EQ(logits.size(), want.size());
       EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)))
           << arch << " split at " << k;
@@ -244,8 +254,8 @@ TEST(Forward, BatchedSequencesMatchSeparateRuns) {
 // partials merged in chunk order): still the reference's logits.
 TEST(Forward, LongContextDecodeMatchesReference) {
   auto m = Model::Load(TinyModel("qwen2", DType::F32)).value();
-  std::vector<int32_t> tokens;
-  for (int i = 0; i < 530; ++i) tokens.push_back(3 + (i * 97) % 1000);
+  std::vector<int32_t> tokens(530);
+  for (int i = 0; i < 530; ++i) tokens[i] = 3 + (i * 97) % 1000;
   auto cache = KvCache::Create(m->config().n_layers, 1, 540, m->config().kv_dim()).value();
   ThreadPool pool(2);
   Forward fwd(*m, &cache, &pool);
@@ -312,16 +322,7 @@ TEST(Forward, HugePageCopyKeepsLogitsBitIdentical) {
   auto tail = Model::Load(path, 1, head->config().n_layers).value();
   ASSERT_TRUE(head->CopyToHugePages(false).ok());
   ASSERT_TRUE(tail->CopyToHugePages(false).ok());
-  auto ca = KvCache::Create(1, 1, 64, head->config().kv_dim()).value();
-  auto cb = KvCache::Create(tail->config().n_layers - 1, 1, 64, tail->config().kv_dim()).value();
-  ThreadPool pool(2);
-  Forward fa(*head, &ca, &pool), fb(*tail, &cb, &pool);
-  Batch batch;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    batch.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
-  std::vector<float> hidden, logits;
-  ASSERT_TRUE(fa.Run(batch, nullptr, &hidden).ok());
-  ASSERT_TRUE(fb.Run(batch, hidden.data(), &logits).ok());
+  const std::vector<float> logits = TwoStageLogits(*head, *tail, tokens);
   auto want = EngineLogits(*Model::Load(path).value(), tokens, 2);
   ASSERT_EQ(logits.size(), want.size());
   EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)));

@@ -135,9 +135,8 @@ std::string DefaultDataDir() {
 }
 
 std::string DefaultVocabFor(const SynthShape& shape) {
-  const std::string path =
-      DefaultDataDir() +
-      (shape.arch == "llama" ? "/vocab/ggml-vocab-llama-bpe.gguf" : "/vocab/ggml-vocab-qwen2.gguf");
+  std::string path = DefaultDataDir() + (shape.arch == "llama" ? "/vocab/ggml-vocab-llama-bpe.gguf"
+                                                               : "/vocab/ggml-vocab-qwen2.gguf");
   if (shape.arch != "llama" && std::getenv("STRATA_DATA_DIR") == nullptr &&
       !std::ifstream(path, std::ios::binary))
     return "";  // an installed binary: the embedded copy

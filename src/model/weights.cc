@@ -162,7 +162,8 @@ void ReleaseMapped(const uint8_t* p, uint64_t n) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t b = (reinterpret_cast<uint64_t>(p) + page - 1) / page * page;
   const uint64_t e = (reinterpret_cast<uint64_t>(p) + n) / page * page;
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  if (e > b)  // p + (b - p): pointer arithmetic within the mapping
+    ::madvise(const_cast<uint8_t*>(p) + (b - reinterpret_cast<uint64_t>(p)), e - b, MADV_DONTNEED);
 }
 
 struct CopyPiece {
@@ -223,8 +224,9 @@ Result<uint64_t> Model::CopyToHugePages(bool progress) {
                   static_cast<double>(span) / 1048576.0, std::strerror(errno));
   std::shared_ptr<uint8_t> region(static_cast<uint8_t*>(raw),
                                   [span](uint8_t* p) { ::munmap(p, span); });
-  uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(raw) + kHugePage - 1) /
-                                             kHugePage * kHugePage);
+  const uint64_t raw_at = reinterpret_cast<uint64_t>(raw);
+  uint8_t* base =  // the first huge-page boundary in the region
+      static_cast<uint8_t*>(raw) + ((raw_at + kHugePage - 1) / kHugePage * kHugePage - raw_at);
   ::madvise(base, span - kHugePage, MADV_HUGEPAGE);  // advice: without THP, plain pages
   std::vector<CopyPiece> pieces;
   std::vector<std::pair<const uint8_t*, const uint8_t*>> moved;  // old -> new, by old

@@ -73,7 +73,7 @@ struct StageInfo {
   uint32_t first = 0, last = 0;
   uint32_t hidden = 0;
   uint32_t n_vocab = 0;
-  std::string model_name;  // for messages only (<= kMaxMessageChars)
+  std::string model_name{};  // for messages only (<= kMaxMessageChars)
 };
 
 struct AuthMsg {

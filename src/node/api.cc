@@ -498,63 +498,74 @@ json UsageJson(const Usage& u) {
   return j;
 }
 
+namespace {
+
+// A whole (not streamed) response of `object` with one choice, whose `key` holds `value`.
+json OneChoiceResponse(const std::string& id, const char* object, int64_t created,
+                       const std::string& model, const char* key, json value,
+                       const std::string& finish_reason, const Usage& usage) {
+  return {{"id", id},
+          {"object", object},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array({{{"index", 0},
+                                    {key, std::move(value)},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", finish_reason}}})},
+          {"usage", UsageJson(usage)}};
+}
+
+}  // namespace
+
 json ChatResponse(const std::string& id, int64_t created, const std::string& model,
                   const std::string& reasoning, const std::string& content,
                   const std::string& finish_reason, const Usage& usage) {
   json msg = {{"role", "assistant"}, {"content", content}};
   if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
-  return {{"id", id},
-          {"object", "chat.completion"},
-          {"created", created},
-          {"model", model},
-          {"choices", json::array({{{"index", 0},
-                                    {"message", msg},
-                                    {"logprobs", nullptr},
-                                    {"finish_reason", finish_reason}}})},
-          {"usage", UsageJson(usage)}};
+  return OneChoiceResponse(id, "chat.completion", created, model, "message", std::move(msg),
+                           finish_reason, usage);
 }
 
 json CompletionResponse(const std::string& id, int64_t created, const std::string& model,
                         const std::string& text, const std::string& finish_reason,
                         const Usage& usage) {
-  return {{"id", id},
-          {"object", "text_completion"},
-          {"created", created},
-          {"model", model},
-          {"choices", json::array({{{"index", 0},
-                                    {"text", text},
-                                    {"logprobs", nullptr},
-                                    {"finish_reason", finish_reason}}})},
-          {"usage", UsageJson(usage)}};
+  return OneChoiceResponse(id, "text_completion", created, model, "text", text, finish_reason,
+                           usage);
 }
 
 std::string SseEvent(const json& j) { return "data: " + Dump(j) + "\n\n"; }
 
-json ChatChunk(const std::string& id, int64_t created, const std::string& model, json delta,
-               const std::string& finish_reason, bool with_usage_null) {
-  json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}};
+namespace {
+
+// A streamed chunk of `object` with one choice, whose `key` holds `value` (finish_reason null
+// while empty).
+json OneChoiceChunk(const std::string& id, const char* object, int64_t created,
+                    const std::string& model, const char* key, json value,
+                    const std::string& finish_reason, bool with_usage_null) {
+  json choice = {{"index", 0}, {key, std::move(value)}, {"logprobs", nullptr}};
   choice["finish_reason"] = finish_reason.empty() ? json(nullptr) : json(finish_reason);
   json j = {{"id", id},
-            {"object", "chat.completion.chunk"},
+            {"object", object},
             {"created", created},
             {"model", model},
             {"choices", json::array({choice})}};
   if (with_usage_null) j["usage"] = nullptr;
   return j;
+}
+
+}  // namespace
+
+json ChatChunk(const std::string& id, int64_t created, const std::string& model, json delta,
+               const std::string& finish_reason, bool with_usage_null) {
+  return OneChoiceChunk(id, "chat.completion.chunk", created, model, "delta", std::move(delta),
+                        finish_reason, with_usage_null);
 }
 
 json CompletionChunk(const std::string& id, int64_t created, const std::string& model,
                      const std::string& text, const std::string& finish_reason,
                      bool with_usage_null) {
-  json choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}};
-  choice["finish_reason"] = finish_reason.empty() ? json(nullptr) : json(finish_reason);
-  json j = {{"id", id},
-            {"object", "text_completion"},
-            {"created", created},
-            {"model", model},
-            {"choices", json::array({choice})}};
-  if (with_usage_null) j["usage"] = nullptr;
-  return j;
+  return OneChoiceChunk(id, "text_completion", created, model, "text", text, finish_reason,
+                        with_usage_null);
 }
 
 json UsageChunk(const std::string& id, int64_t created, const std::string& model, bool chat,

@@ -290,7 +290,7 @@ void Server::HeadChain(json* j) const {
 }
 
 SubmitResult Server::SubmitChoice(const SchedRequestParams& p, int choice,
-                                  std::shared_ptr<Pipe> pipe) {
+                                  const std::shared_ptr<Pipe>& pipe) {
   SchedRequestParams params = p;
   params.sampler.seed += static_cast<uint64_t>(choice);  // choice i: seed + i
   // Each choice walks the grammar on its own, from the start (choice 0's may have advanced).
@@ -600,6 +600,7 @@ Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffe
     size_t text_offset = 0;              // completions' logprobs
   };
   std::vector<Choice> choices;
+  choices.reserve(static_cast<size_t>(g.n));
   for (int i = 0; i < g.n; ++i)
     choices.push_back(Choice{i, ReasoningSplitter(in_reasoning), ToolCallParser(template_.family)});
   Choice* c = &choices[0];

@@ -213,27 +213,19 @@ TEST(Metrics, PrometheusText) {
   m.ObserveTtft(7);
   m.ObserveInterToken(0.003);
   m.CountHttp(200);
-  SchedulerStats st;
-  st.running = 2;
-  st.waiting = 1;
-  st.kv_used = 50;
-  st.kv_total = 200;
+  SchedulerStats st{.running = 2, .waiting = 1, .kv_used = 50, .kv_total = 200};
   st.generated_tokens = 9;
   const std::string text = m.Render(&st, "/proc/self/exe");
-  EXPECT_NE(text.find("strata_requests_running 2\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_requests_waiting 1\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_generation_tokens_total 9\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_kv_cache_usage_ratio 0.25\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("strata_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("strata_time_to_first_token_seconds_count 2\n"), std::string::npos);
-  EXPECT_NE(text.find("strata_inter_token_latency_seconds_count 1\n"), std::string::npos);
-  EXPECT_NE(text.find("process_resident_memory_bytes "), std::string::npos);
-  EXPECT_NE(text.find("process_cpu_seconds_total "), std::string::npos);
-  EXPECT_NE(text.find("strata_model_disk_usage_bytes "), std::string::npos);
-  EXPECT_NE(text.find("strata_http_responses_total{code=\"200\"} 1\n"), std::string::npos);
+  for (const char* line :
+       {"strata_requests_running 2\n", "strata_requests_waiting 1\n",
+        "strata_generation_tokens_total 9\n", "strata_kv_cache_usage_ratio 0.25\n",
+        "strata_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n",
+        "strata_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n",
+        "strata_time_to_first_token_seconds_count 2\n",
+        "strata_inter_token_latency_seconds_count 1\n", "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ", "strata_model_disk_usage_bytes ",
+        "strata_http_responses_total{code=\"200\"} 1\n"})
+    EXPECT_NE(text.find(line), std::string::npos) << line;
 }
 
 }  // namespace

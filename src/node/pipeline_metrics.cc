@@ -1,5 +1,6 @@
 // Per-stage pipeline metrics of the node (/metrics): compute time per token, per-hop latency
 // and bytes sent per token, for the head (PipelineHead) and later stages (StageServer).
+#include "http/prom.h"
 #include "net/link.h"
 #include "node/server_impl.h"
 
@@ -8,8 +9,7 @@ namespace {
 
 void Gauge(std::string* out, const std::string& name, const char* type, const std::string& help,
            double value) {
-  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-  *out += name + " " + StrFormat("%.9g", value) + "\n";
+  ::strata::http::PromMetric(name, type, help, value, out);
 }
 
 void LinkMetrics(std::string* out, const ::strata::net::LinkStats& l, uint64_t tokens) {

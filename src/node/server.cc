@@ -59,17 +59,16 @@ void Server::Load() {
   if (pipeline()) {
     st = LoadPipeline();
   } else {
-    EngineOptions eo;
-    eo.model_path = o_.model_path;
-    eo.n_ctx = o_.ctx;
-    eo.n_seq = o_.parallel;
-    eo.threads = o_.threads;
-    eo.n_batch = o_.n_batch;
-    eo.cache_type_k = ParseKvType(o_.cache_type_k).value();  // checked by RunNode
-    eo.cache_type_v = ParseKvType(o_.cache_type_v).value();
-    eo.mmap = o_.mmap;
-    eo.load_progress = true;
-    auto e = Engine::Load(eo);
+    auto e = Engine::Load({.model_path = o_.model_path,
+                           .n_ctx = o_.ctx,
+                           .n_seq = o_.parallel,
+                           .threads = o_.threads,
+                           .n_batch = o_.n_batch,
+                           // checked by RunNode
+                           .cache_type_k = ParseKvType(o_.cache_type_k).value(),
+                           .cache_type_v = ParseKvType(o_.cache_type_v).value(),
+                           .mmap = o_.mmap,
+                           .load_progress = true});
     if (e.ok()) {
       engine_ = std::move(e).value();
       model_ = &engine_->model();

@@ -133,7 +133,8 @@ class Server : public ::strata::http::Handler {
                     const GenRequest& g, std::shared_ptr<Pipe> pipe, const std::string& id,
                     bool in_reasoning);
   // Submits choice `choice` (seed + choice) whose updates go to `pipe` tagged with it.
-  SubmitResult SubmitChoice(const SchedRequestParams& p, int choice, std::shared_ptr<Pipe> pipe);
+  SubmitResult SubmitChoice(const SchedRequestParams& p, int choice,
+                            const std::shared_ptr<Pipe>& pipe);
   LogprobToken LogprobOf(const SchedUpdate& u, bool as_ids) const;
   std::string PromptText(const GenRequest& g) const;  // completions' echo
   bool ModelMatches(const std::string& name) const;

@@ -32,9 +32,7 @@ std::string TinyModel(const std::string& arch) {
       strata::testdata::MiniSpec(arch == "llama" ? "tiny-llama" : "tiny-qwen2");
   s.type = DType::Q8_0;
   s.seed = 11;
-  auto path = strata::testdata::TinyModelFile(s, "strata_pipeline_test_" + arch + ".gguf");
-  EXPECT_TRUE(path.ok()) << path.status().message();
-  return path.ok() ? *path : std::string();
+  return strata::testdata::TinyModelPath(s, "strata_pipeline_test_" + arch + ".gguf");
 }
 
 const std::string& QwenPath() {
@@ -74,6 +72,17 @@ std::unique_ptr<StageServer> StartStage(int first, int last, uint16_t next_port 
   return s.ok() ? std::move(s).value() : nullptr;
 }
 
+// The stage info of the tiny Qwen model's layers [first, last).
+StageInfo QwenStage(int first, int last) {
+  return StageInfoFor(*Model::Load(QwenPath(), first, last).value());
+}
+
+// A handshake with a local stage at `port`, as the stage `info`.
+Result<std::unique_ptr<StageClient>> ConnectAs(uint16_t port, const StageInfo& info,
+                                               const std::string& secret = kSecret) {
+  return StageClient::Connect("127.0.0.1", port, info, ClientOpts(secret));
+}
+
 TEST(Handshake, FingerprintIsPerFile) {
   auto a = gguf::File::Open(QwenPath()).value();
   auto b = gguf::File::Open(QwenPath()).value();
@@ -82,78 +91,83 @@ TEST(Handshake, FingerprintIsPerFile) {
   EXPECT_NE(ModelFingerprint(*a), ModelFingerprint(*c));
 }
 
-TEST(Handshake, AcceptsAdjacentRefusesWrongSecretOrModelOrRange) {
-  auto server = StartStage(1, 3);
-  ASSERT_NE(server, nullptr);
-  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
+// A Forward of one hidden state (64 values of `fill`) for `token` at `pos` of sequence 0,
+// its logits wanted.
+ForwardMsg HiddenForward(uint64_t id, int32_t token, int32_t pos, float fill) {
+  ForwardMsg m;
+  m.id = id;
+  m.batch.Add(token, pos, 0, true);
+  m.hidden_dim = 64;
+  m.hidden.assign(64, fill);
+  return m;
+}
 
-  auto ok = StageClient::Connect("127.0.0.1", server->port(), head, ClientOpts());
+// A stage of layers [1, 3) and the info of its upstream, the head [0, 1).
+class StageHandshake : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = StartStage(1, 3);  // handshake_timeout_ms = 1000
+    ASSERT_NE(server_, nullptr);
+  }
+  std::unique_ptr<StageServer> server_;
+  const StageInfo head_ = QwenStage(0, 1);
+};
+
+TEST_F(StageHandshake, AcceptsAdjacentRefusesWrongSecretOrModelOrRange) {
+  auto ok = ConnectAs(server_->port(), head_);
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_EQ((*ok)->peer().first, 1u);
   EXPECT_EQ((*ok)->peer().last, 3u);
 
-  auto bad = StageClient::Connect("127.0.0.1", server->port(), head, ClientOpts("wrong secret"));
+  auto bad = ConnectAs(server_->port(), head_, "wrong secret");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("authentication failed"), std::string::npos)
       << bad.status().message();
 
   const StageInfo other = StageInfoFor(*Model::Load(TinyModel("llama"), 0, 1).value());
-  auto mm = StageClient::Connect("127.0.0.1", server->port(), other, ClientOpts());
+  auto mm = ConnectAs(server_->port(), other);
   ASSERT_FALSE(mm.ok());
   EXPECT_NE(mm.status().message().find("model fingerprint mismatch"), std::string::npos)
       << mm.status().message();
 
-  const StageInfo overlap = StageInfoFor(*Model::Load(QwenPath(), 0, 2).value());
-  auto ov = StageClient::Connect("127.0.0.1", server->port(), overlap, ClientOpts());
+  const StageInfo overlap = QwenStage(0, 2);
+  auto ov = ConnectAs(server_->port(), overlap);
   ASSERT_FALSE(ov.ok());
   EXPECT_NE(ov.status().message().find("layer ranges overlap"), std::string::npos)
       << ov.status().message();
 
   // The first, authenticated connection still works after the refusals.
-  Batch b;
-  b.Add(0, 0, 0, true);
-  ForwardMsg f;
-  f.id = 1;
-  f.batch = ToWire(std::move(b));
-  f.hidden_dim = 64;
-  f.hidden.assign(64, 0.5f);
-  auto r = (*ok)->Forward(f);
+  auto r = (*ok)->Forward(HiddenForward(1, 0, 0, 0.5f));
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->kind, ResultKind::kLogits);
-  EXPECT_GE(server->stats().rejected, 3u);
-  EXPECT_EQ(server->stats().authenticated, 1u);
+  EXPECT_GE(server_->stats().rejected, 3u);
+  EXPECT_EQ(server_->stats().authenticated, 1u);
 }
 
 // Peers that connect and stay silent hold handshake slots, not the server: the real upstream
 // still gets in (the oldest pending handshake makes room for a new connection).
-TEST(Handshake, IdlePeersCannotLockOutTheUpstream) {
-  auto server = StartStage(1, 3);
-  ASSERT_NE(server, nullptr);
-  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
+TEST_F(StageHandshake, IdlePeersCannotLockOutTheUpstream) {
   std::vector<std::unique_ptr<Connection>> idle;
   for (int i = 0; i < 20; ++i) {
-    auto c = Dial("127.0.0.1", server->port(), 1000);
+    auto c = Dial("127.0.0.1", server_->port(), 1000);
     ASSERT_TRUE(c.ok()) << c.status().message();
     idle.push_back(std::move(c).value());
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all accepted
   const auto t0 = std::chrono::steady_clock::now();
-  auto ok = StageClient::Connect("127.0.0.1", server->port(), head, ClientOpts());
+  auto ok = ConnectAs(server_->port(), head_);
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   // Without waiting for the silent peers' handshake timeout (1 s).
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
-  for (int i = 0; i < 100 && server->stats().authenticated == 0; ++i)  // counted after Ready
+  for (int i = 0; i < 100 && server_->stats().authenticated == 0; ++i)  // counted after Ready
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(server->stats().authenticated, 1u);
+  EXPECT_EQ(server_->stats().authenticated, 1u);
 }
 
 // The handshake has one deadline: a peer that sends each frame just within a per-frame timeout
 // is still cut off when the whole exchange takes longer.
-TEST(Handshake, OneDeadlineForTheWholeHandshake) {
-  auto server = StartStage(1, 3);  // handshake_timeout_ms = 1000
-  ASSERT_NE(server, nullptr);
-  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
-  auto dialed = Dial("127.0.0.1", server->port(), 1000);
+TEST_F(StageHandshake, OneDeadlineForTheWholeHandshake) {
+  auto dialed = Dial("127.0.0.1", server_->port(), 1000);
   ASSERT_TRUE(dialed.ok());
   Connection& c = **dialed;
   HelloMsg hello;
@@ -166,12 +180,12 @@ TEST(Handshake, OneDeadlineForTheWholeHandshake) {
   const HelloMsg challenge = DecodeHello(f.payload).value();
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // 1.2 s in all: too late
   AuthMsg auth;
-  auth.info = head;
-  auth.proof = ComputeProof(kSecret, Role::kClient, hello.nonce, challenge.nonce, head, nullptr);
+  auth.info = head_;
+  auth.proof = ComputeProof(kSecret, Role::kClient, hello.nonce, challenge.nonce, head_, nullptr);
   (void)c.WriteFrame(FrameType::kAuth, EncodeAuth(auth), 1000);
   const Status st = c.ReadFrame(&f, 4096, 2000);
   EXPECT_TRUE(!st.ok() || f.type == FrameType::kError) << FrameTypeName(f.type);
-  EXPECT_EQ(server->stats().authenticated, 0u);
+  EXPECT_EQ(server_->stats().authenticated, 0u);
 }
 
 // A server that does not know the secret (answers with a bogus proof) is refused by the client.
@@ -193,8 +207,8 @@ TEST(Handshake, ClientRefusesServerWithoutSecret) {
     (void)c->WriteFrame(FrameType::kAuth, EncodeAuth(a), 2000);  // proof = the client's
     (void)c->ReadFrame(&f, 4096, 2000);
   });
-  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
-  auto r = StageClient::Connect("127.0.0.1", listener->port(), head, ClientOpts());
+  const StageInfo head = QwenStage(0, 1);
+  auto r = ConnectAs(listener->port(), head);
   fake.join();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("failed to prove the cluster secret"), std::string::npos)
@@ -203,14 +217,11 @@ TEST(Handshake, ClientRefusesServerWithoutSecret) {
 
 // A hand-driven client: authenticates properly, then misbehaves. Request errors keep the
 // connection; a malformed frame ends it (with an Error frame); other clients are unaffected.
-TEST(Handshake, AuthenticatedPeerSendingMalformedFramesIsCutOff) {
-  auto server = StartStage(1, 3);
-  ASSERT_NE(server, nullptr);
-  const StageInfo head = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
-  auto good = StageClient::Connect("127.0.0.1", server->port(), head, ClientOpts());
+TEST_F(StageHandshake, AuthenticatedPeerSendingMalformedFramesIsCutOff) {
+  auto good = ConnectAs(server_->port(), head_);
   ASSERT_TRUE(good.ok()) << good.status().message();
 
-  auto c = Dial("127.0.0.1", server->port(), 1000).value();
+  auto c = Dial("127.0.0.1", server_->port(), 1000).value();
   HelloMsg hello;
   hello.nonce = RandomNonce().value();
   ASSERT_TRUE(c->WriteFrame(FrameType::kHello, EncodeHello(hello), 1000).ok());
@@ -219,14 +230,14 @@ TEST(Handshake, AuthenticatedPeerSendingMalformedFramesIsCutOff) {
   ASSERT_EQ(f.type, FrameType::kChallenge);
   const HelloMsg ch = DecodeHello(f.payload).value();
   AuthMsg auth;
-  auth.info = head;
-  auth.proof = ComputeProof(kSecret, Role::kClient, hello.nonce, ch.nonce, head, nullptr);
+  auth.info = head_;
+  auth.proof = ComputeProof(kSecret, Role::kClient, hello.nonce, ch.nonce, head_, nullptr);
   ASSERT_TRUE(c->WriteFrame(FrameType::kAuth, EncodeAuth(auth), 1000).ok());
   ASSERT_TRUE(c->ReadFrame(&f, 4096, 1000).ok());
   ASSERT_EQ(f.type, FrameType::kAuth);
   const AuthMsg sa = DecodeAuth(f.payload).value();
   EXPECT_TRUE(DigestsEqual(
-      sa.proof, ComputeProof(kSecret, Role::kServer, hello.nonce, ch.nonce, head, &sa.info)));
+      sa.proof, ComputeProof(kSecret, Role::kServer, hello.nonce, ch.nonce, head_, &sa.info)));
   ASSERT_TRUE(c->WriteFrame(FrameType::kReady, {}, 1000).ok());
 
   // Token ids sent to a stage that starts at layer 1: a request error, connection kept.
@@ -249,12 +260,7 @@ TEST(Handshake, AuthenticatedPeerSendingMalformedFramesIsCutOff) {
   EXPECT_FALSE(eof.ok());
   EXPECT_NE(eof.message().find("closed"), std::string::npos) << eof.message();
 
-  ForwardMsg ok;
-  ok.id = 6;
-  ok.batch.Add(0, 0, 0, true);
-  ok.hidden_dim = 64;
-  ok.hidden.assign(64, 0.25f);
-  auto r = (*good)->Forward(ok);
+  auto r = (*good)->Forward(HiddenForward(6, 0, 0, 0.25f));
   EXPECT_TRUE(r.ok()) << r.status().message();
 }
 
@@ -309,7 +315,7 @@ Trace SingleModel() {
       nullptr);
 }
 
-// The head stage: layers [0, k) locally, then the rest through `client`.
+// The head_ stage: layers [0, k) locally, then the rest through `client`.
 class Head {
  public:
   Head(int k, uint16_t port, Activations enc)
@@ -318,7 +324,7 @@ class Head {
         pool_(2),
         fwd_(*model_, &cache_, &pool_),
         enc_(enc) {
-    auto c = StageClient::Connect("127.0.0.1", port, StageInfoFor(*model_), ClientOpts());
+    auto c = ConnectAs(port, StageInfoFor(*model_));
     EXPECT_TRUE(c.ok()) << c.status().message();
     if (c.ok()) client_ = std::move(c).value();
   }
@@ -383,21 +389,30 @@ TEST(Pipeline, TwoStagesAreBitIdentical) {
   }
 }
 
-TEST(Pipeline, ThreeStagesAreBitIdenticalAndReturnTokenIds) {
+// Stages of layers [1, 2) (mid_) and [2, 3) (last_), chained: a head of layer 0 completes
+// the model.
+class ThreeStages : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    last_ = StartStage(2, 3);
+    ASSERT_NE(last_, nullptr);
+    mid_ = StartStage(1, 2, last_->port());
+    ASSERT_NE(mid_, nullptr);
+  }
+  std::unique_ptr<StageServer> last_, mid_;
+};
+
+TEST_F(ThreeStages, ThreeStagesAreBitIdenticalAndReturnTokenIds) {
   const Trace want = SingleModel();
-  auto last = StartStage(2, 3);
-  ASSERT_NE(last, nullptr);
-  auto mid = StartStage(1, 2, last->port());
-  ASSERT_NE(mid, nullptr);
   {
-    Head head(1, mid->port(), Activations::kF32);
+    Head head(1, mid_->port(), Activations::kF32);
     ASSERT_NE(head.client(), nullptr);
     const Trace got = Generate([&](const Batch& b) { return head.Step(b); }, nullptr);
     ExpectIdentical(got, want, "3 stages");
     ASSERT_TRUE(head.client()->ClearSeqs({0}).ok());
   }
   // Sampled ids instead of logits, on a fresh connection after ClearSeq.
-  Head head(1, mid->port(), Activations::kF32);
+  Head head(1, mid_->port(), Activations::kF32);
   ASSERT_NE(head.client(), nullptr);
   std::vector<int32_t> ids;
   Trace got = Generate(
@@ -412,27 +427,16 @@ TEST(Pipeline, ThreeStagesAreBitIdenticalAndReturnTokenIds) {
   EXPECT_EQ(got.tokens, want.tokens);
   // A request error (a position that does not continue the sequence) comes back as a
   // clear error and the pipeline keeps serving.
-  Batch bad;
-  bad.Add(5, 40, 0, true);
-  ForwardMsg m;
-  m.id = 99;
-  m.batch = ToWire(std::move(bad));
-  m.hidden_dim = 64;
-  m.hidden.assign(64, 0.1f);
-  auto r = head.client()->Forward(m);
+  auto r = head.client()->Forward(HiddenForward(99, 5, 40, 0.1f));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("position"), std::string::npos) << r.status().message();
 }
 
 // The scheduler runs one micro-batch per stage: the head counts them from its next stage's
 // range (and the layers left after it).
-TEST(Pipeline, HeadCountsTheStages) {
-  auto last = StartStage(2, 3);
-  ASSERT_NE(last, nullptr);
-  auto mid = StartStage(1, 2, last->port());
-  ASSERT_NE(mid, nullptr);
+TEST_F(ThreeStages, HeadCountsTheStages) {
   for (const auto& [head_layers, port, want] :
-       {std::tuple{2, last->port(), 2}, std::tuple{1, mid->port(), 3}}) {
+       {std::tuple{2, last_->port(), 2}, std::tuple{1, mid_->port(), 3}}) {
     auto m = Model::Load(QwenPath(), 0, head_layers);
     ASSERT_TRUE(m.ok()) << m.status().message();
     PipelineHeadOptions o;
@@ -449,12 +453,9 @@ TEST(Pipeline, HeadCountsTheStages) {
   }
 }
 
-TEST(Pipeline, Q8ActivationsAreClose) {
+TEST_F(ThreeStages, Q8ActivationsAreClose) {
   const Trace want = SingleModel();
-  auto last = StartStage(2, 3);
-  auto mid = StartStage(1, 2, last->port());
-  ASSERT_NE(mid, nullptr);
-  Head head(1, mid->port(), Activations::kQ8);
+  Head head(1, mid_->port(), Activations::kQ8);
   ASSERT_NE(head.client(), nullptr);
   const uint64_t sent0 = head.client()->bytes_sent();
   // Teacher-forced with the F32 tokens, so every step compares the same context.
@@ -486,21 +487,18 @@ TEST(Pipeline, Q8ActivationsAreClose) {
 // Garbage, oversized, unauthenticated and silent connections to both stage ports while an
 // authenticated pipeline generates: they are refused and logged; the pipeline's output stays
 // bit-identical.
-TEST(Pipeline, GarbageConnectionsDoNotDisturbIt) {
+TEST_F(ThreeStages, GarbageConnectionsDoNotDisturbIt) {
   const Trace want = SingleModel();
-  auto last = StartStage(2, 3);
-  auto mid = StartStage(1, 2, last->port());
-  ASSERT_NE(mid, nullptr);
-  Head head(1, mid->port(), Activations::kF32);
+  Head head(1, mid_->port(), Activations::kF32);
   ASSERT_NE(head.client(), nullptr);
 
   std::atomic<bool> done{false};
   std::atomic<int> attacks{0};
   std::thread attacker([&] {
     std::mt19937 rng(5);
-    const StageInfo outsider = StageInfoFor(*Model::Load(QwenPath(), 0, 1).value());
+    const StageInfo outsider = QwenStage(0, 1);
     for (int i = 0; !done || i < 10; ++i) {
-      const uint16_t port = i % 2 ? mid->port() : last->port();
+      const uint16_t port = i % 2 ? mid_->port() : last_->port();
       auto c = Dial("127.0.0.1", port, 1000);
       if (!c.ok()) continue;
       Connection& conn = **c;
@@ -524,7 +522,7 @@ TEST(Pipeline, GarbageConnectionsDoNotDisturbIt) {
         case 3: break;  // connects and says nothing (handshake timeout)
         case 4: {       // a proper client with the wrong secret
           conn.Shutdown();
-          auto bad = StageClient::Connect("127.0.0.1", mid->port(), outsider, ClientOpts("guess"));
+          auto bad = ConnectAs(mid_->port(), outsider, "guess");
           EXPECT_FALSE(bad.ok());
           break;
         }
@@ -544,9 +542,9 @@ TEST(Pipeline, GarbageConnectionsDoNotDisturbIt) {
   attacker.join();
   ExpectIdentical(got, want, "under attack");
   EXPECT_GE(attacks.load(), 10);
-  EXPECT_GE(mid->stats().rejected + last->stats().rejected, 10u);
-  EXPECT_EQ(mid->stats().authenticated, 1u);
-  EXPECT_EQ(last->stats().authenticated, 1u);  // only the middle stage
+  EXPECT_GE(mid_->stats().rejected + last_->stats().rejected, 10u);
+  EXPECT_EQ(mid_->stats().authenticated, 1u);
+  EXPECT_EQ(last_->stats().authenticated, 1u);  // only the middle stage
 }
 
 }  // namespace

@@ -190,6 +190,11 @@ void StageServer::Serve(const std::shared_ptr<Connection>& conn,
     }
     STRATA_LOG(LogLevel::kInfo, "stage [%u, %u): upstream [%u, %u) connected from %s", info_.first,
                info_.last, peer.first, peer.last, c.peer().c_str());
+    // A protocol error: an Error frame to the upstream, then the connection ends.
+    auto reject = [&](const Status& error) {
+      std::lock_guard<std::mutex> lock(up->write_mu);
+      Reject(c, ErrorCode::kProtocol, error);
+    };
     while (!stop_) {
       Frame f;
       Status st = c.ReadFrame(&f, opts_.max_frame_bytes, -1);
@@ -198,16 +203,14 @@ void StageServer::Serve(const std::shared_ptr<Connection>& conn,
             st.message() == "connection shut down") {
           STRATA_LOG(LogLevel::kInfo, "stage: %s disconnected", c.peer().c_str());
         } else {
-          std::lock_guard<std::mutex> lock(up->write_mu);
-          Reject(c, ErrorCode::kProtocol, st);
+          reject(st);
         }
         break;
       }
       if (f.type == FrameType::kPing) {
         auto p = DecodePing(f.payload);
         if (!p.ok()) {
-          std::lock_guard<std::mutex> lock(up->write_mu);
-          Reject(c, ErrorCode::kProtocol, p.status());
+          reject(p.status());
           break;
         }
         Reply(up, FrameType::kPong, EncodePing(*p));
@@ -218,24 +221,20 @@ void StageServer::Serve(const std::shared_ptr<Connection>& conn,
       if (f.type == FrameType::kForward) {
         auto msg = DecodeForward(f.payload);
         if (!msg.ok()) {
-          std::lock_guard<std::mutex> lock(up->write_mu);
-          Reject(c, ErrorCode::kProtocol, msg.status());
+          reject(msg.status());
           break;
         }
         job->fwd = std::move(msg).value();
       } else if (f.type == FrameType::kClearSeq) {
         auto msg = DecodeClearSeq(f.payload);
         if (!msg.ok()) {
-          std::lock_guard<std::mutex> lock(up->write_mu);
-          Reject(c, ErrorCode::kProtocol, msg.status());
+          reject(msg.status());
           break;
         }
         job->clear = true;
         job->clear_msg = std::move(msg).value();
       } else {
-        std::lock_guard<std::mutex> lock(up->write_mu);
-        Reject(c, ErrorCode::kProtocol,
-               Errorf("unexpected %s frame after the handshake", FrameTypeName(f.type)));
+        reject(Errorf("unexpected %s frame after the handshake", FrameTypeName(f.type)));
         break;
       }
       {

@@ -273,7 +273,7 @@ std::string TempPath(const std::string& name) {
 // A 512-token SPM-style vocabulary (synth copies the tokenizer from a vocabulary file), so that
 // the embedding and head stay small and the test fast.
 std::string TinyVocab() {
-  const std::string path = TempPath("vocab512.gguf");
+  std::string path = TempPath("vocab512.gguf");
   gguf::Writer w;
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   while (tokens.size() < 512) tokens.push_back("tok" + std::to_string(tokens.size()));
@@ -289,7 +289,7 @@ std::string TinyVocab() {
 
 // A tiny llama model with rows of 256 (the K-quant block), 8 layers.
 std::string SynthTiny(DType type, bool tied, const std::string& name) {
-  const std::string path = TempPath(name);
+  std::string path = TempPath(name);
   testdata::TinyModelSpec s;
   s.shape = "tiny-llama-k";
   s.n_layers = 8;

@@ -51,7 +51,9 @@ void ReleasePages(const uint8_t* p, uint64_t n) {
   uintptr_t end = begin + n;
   begin = (begin + page - 1) / page * page;  // whole pages only: neighbours stay mapped in
   end = end / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  if (end > begin)  // p + (begin - p): pointer arithmetic within the tensor
+    madvise(const_cast<uint8_t*>(p) + (begin - reinterpret_cast<uintptr_t>(p)), end - begin,
+            MADV_DONTNEED);
 }
 
 // Converts rows of `src` (type `from`) into `dst` (type `to`): row-parallel over the pool.

@@ -58,7 +58,7 @@ Status Engine::EvalOutputs(const std::vector<int32_t>& tokens, int seq, int firs
     const int m = std::min(n_batch_, n - i);
     batch_.Clear();
     for (int j = 0; j < m; ++j)
-      batch_.Add(tokens[static_cast<size_t>(i + j)], start + i + j, seq, i + j >= first_output);
+      batch_.Add(tokens[static_cast<size_t>(i) + j], start + i + j, seq, i + j >= first_output);
     STRATA_RETURN_IF_ERROR(forward_->Run(batch_, nullptr, &out_));
     // out_: [outputs of this batch, n_vocab]
     if (logits && i + m > first_output) logits->insert(logits->end(), out_.begin(), out_.end());

@@ -64,11 +64,8 @@ TEST(Perplexity, RejectsIdsOutsideTheVocabulary) {
 }
 
 std::unique_ptr<Engine> LoadTiny(int n_batch) {
-  static const std::string path = [] {
-    auto p = testdata::TinyModelFile(testdata::MiniSpec("tiny-qwen2"), "strata_ppl_test.gguf");
-    EXPECT_TRUE(p.ok()) << p.status().message();
-    return p.ok() ? *p : std::string();
-  }();
+  static const std::string path =
+      testdata::TinyModelPath(testdata::MiniSpec("tiny-qwen2"), "strata_ppl_test.gguf");
   EngineOptions eo;
   eo.model_path = path;
   eo.n_ctx = 64;
@@ -80,8 +77,8 @@ std::unique_ptr<Engine> LoadTiny(int n_batch) {
 }
 
 std::vector<int32_t> SomeTokens(int n, int32_t n_vocab) {
-  std::vector<int32_t> t;
-  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>((i * 7919 + 13) % n_vocab));
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 7919 + 13) % n_vocab);
   return t;
 }
 
@@ -123,7 +120,7 @@ TEST(Perplexity, ScoresTheSecondHalfOfAChunk) {
     e->cache().Clear(0);
     std::vector<float> last;
     ASSERT_TRUE(e->Eval({run.begin(), run.begin() + k + 1}, 0, &last).ok());
-    const double v = TokenNll(last.data(), V, chunk[static_cast<size_t>(k + 1)]);
+    const double v = TokenNll(last.data(), V, chunk[static_cast<size_t>(k) + 1]);
     want.nll += v;
     want.nll2 += v * v;
     ++want.count;

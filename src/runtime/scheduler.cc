@@ -121,6 +121,14 @@ void Scheduler::DeliverFinal(SchedRequest& r, const SchedUpdate& u) {
   if (cb) cb(u);
 }
 
+void Scheduler::DeliverCancelled(SchedRequest& r) {
+  SchedUpdate u;
+  u.done = true;
+  u.finish_reason = "cancelled";
+  u.n_prompt = PromptTokens(r.params_);
+  DeliverFinal(r, u);
+}
+
 int Scheduler::PickSlot(const std::vector<int32_t>& prompt, int* common) const {
   int best = -1;
   size_t best_common = 0;
@@ -406,13 +414,7 @@ void Scheduler::Loop() {
         }
         for (Slot& s : slots_)
           if (s.req) Finish(s, "cancelled");
-        for (auto& r : q) {
-          SchedUpdate u;
-          u.done = true;
-          u.finish_reason = "cancelled";
-          u.n_prompt = PromptTokens(r->params_);
-          DeliverFinal(*r, u);
-        }
+        for (auto& r : q) DeliverCancelled(*r);
         return;
       }
     }
@@ -433,11 +435,7 @@ void Scheduler::Loop() {
           std::lock_guard<std::mutex> lock(mu_);
           stats_.requests_done++;
         }
-        SchedUpdate u;
-        u.done = true;
-        u.finish_reason = "cancelled";
-        u.n_prompt = PromptTokens(next->params_);
-        DeliverFinal(*next, u);
+        DeliverCancelled(*next);
         continue;
       }
       const int idx = Admit(std::move(next));

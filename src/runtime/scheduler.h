@@ -243,6 +243,8 @@ class Scheduler {
   void StartReplay(Slot& s);
   // Sends a request's final update and releases its callback (see scheduler.cc).
   static void DeliverFinal(SchedRequest& r, const SchedUpdate& u);
+  // DeliverFinal of "cancelled" for a request that never got a slot.
+  static void DeliverCancelled(SchedRequest& r);
   // Runs the continued tokens of the request just admitted into s through the decoder and
   // the stop strings; finishes it when they already end the generation.
   void Continue(Slot& s);

@@ -6,12 +6,14 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "grammar/constraint.h"
 #include "model/testing/tiny_model.h"
+#include "sampler/testing.h"
 
 namespace strata {
 namespace {
@@ -23,9 +25,7 @@ const std::string& TinyModel() {
     s.hidden = 64;
     s.ffn = 96;
     s.seed = 11;
-    auto p = testdata::TinyModelFile(s, "strata_scheduler_test_tiny.gguf");
-    EXPECT_TRUE(p.ok()) << p.status().message();
-    return p.ok() ? *p : std::string();
+    return testdata::TinyModelPath(s, "strata_scheduler_test_tiny.gguf");
   }();
   return path;
 }
@@ -41,10 +41,24 @@ std::unique_ptr<Engine> LoadEngine(int n_seq, int n_ctx = 256) {
   return e.ok() ? std::move(e).value() : nullptr;
 }
 
-SamplerParams Greedy() {
-  SamplerParams p;
-  p.temperature = 0;
+using testdata::GreedySampling;
+
+// A greedy request for `max_tokens` after `prompt`.
+SchedRequestParams GreedyRequest(const std::vector<int32_t>& prompt, int max_tokens) {
+  SchedRequestParams p;
+  p.prompt = prompt;
+  p.max_tokens = max_tokens;
+  p.sampler = GreedySampling();
   return p;
+}
+
+// The single-sequence engine's greedy output: what the scheduler's must equal.
+Result<GenerateResult> GreedyGenerate(Engine& e, const std::vector<int32_t>& prompt,
+                                      int max_tokens) {
+  GenerateOptions go;
+  go.max_tokens = max_tokens;
+  go.sampler = GreedySampling();
+  return e.Generate(prompt, go);
 }
 
 // Collects a request's updates and waits for the end.
@@ -81,23 +95,44 @@ std::vector<std::string> Prompts() {
           "Once upon a time in a land far away there lived"};
 }
 
-TEST(Scheduler, OneRequestEqualsEngineGenerate) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto prompt = ref->Tokenize("Hello there, how are you");
-  GenerateOptions go;
-  go.max_tokens = 24;
-  go.sampler = Greedy();
-  auto expect = ref->Generate(prompt, go);
+// A single-sequence engine (the reference) and one of kSeqs sequences for the scheduler.
+template <int kSeqs>
+class SchedulerVsEngineOf : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ref_ = LoadEngine(1);
+    eng_ = LoadEngine(kSeqs);
+    ASSERT_TRUE(ref_ && eng_);
+  }
+  // The reference's greedy outputs for Prompts(), the i-th of max_tokens(i) tokens.
+  std::vector<GenerateResult> SoloOutputs(const std::function<int(size_t)>& max_tokens) const {
+    const auto prompts = Prompts();
+    std::vector<GenerateResult> solo;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto r = GreedyGenerate(*ref_, ref_->Tokenize(prompts[i]), max_tokens(i));
+      EXPECT_TRUE(r.ok()) << r.status().message();
+      solo.push_back(r.ok() ? r.value() : GenerateResult{});
+    }
+    return solo;
+  }
+  // `prompt` followed by the tokens of `text` (no special tokens).
+  std::vector<int32_t> Extended(std::vector<int32_t> prompt, const std::string& text) const {
+    for (int32_t t : ref_->Tokenize(text, false, false)) prompt.push_back(t);
+    return prompt;
+  }
+  std::unique_ptr<Engine> ref_, eng_;
+};
+using SchedulerVsEngine = SchedulerVsEngineOf<2>;
+using FourSequencesVsEngine = SchedulerVsEngineOf<4>;
+
+TEST_F(SchedulerVsEngine, OneRequestEqualsEngineGenerate) {
+  const auto prompt = ref_->Tokenize("Hello there, how are you");
+  auto expect = GreedyGenerate(*ref_, prompt, 24);
   ASSERT_TRUE(expect.ok()) << expect.status().message();
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   Collector c;
-  SchedRequestParams p;
-  p.prompt = prompt;
-  p.max_tokens = 24;
-  p.sampler = Greedy();
+  SchedRequestParams p = GreedyRequest(prompt, 24);
   auto sub = sched.Submit(p, c.Callback());
   ASSERT_EQ(sub.code, SubmitCode::kOk) << sub.message;
   c.Wait();
@@ -116,15 +151,14 @@ TEST(Scheduler, ContinuationReproducesTheUndisturbedRun) {
   ASSERT_TRUE(eng);
   Scheduler sched(eng.get(), SchedulerOptions{});
   const auto prompt = eng->Tokenize("Once upon a time in a land far away");
-  SamplerParams seeded;
-  seeded.temperature = 0.9f;
-  seeded.top_k = 0;
-  seeded.seed = 77;
-  seeded.presence_penalty = 0.5f;
-  seeded.frequency_penalty = 0.3f;
-  seeded.repeat_penalty = 1.1f;
+  const SamplerParams seeded{.temperature = 0.9f,
+                             .top_k = 0,
+                             .repeat_penalty = 1.1f,
+                             .presence_penalty = 0.5f,
+                             .frequency_penalty = 0.3f,
+                             .seed = 77};
   constexpr int kN = 20;
-  for (const SamplerParams& sp : {Greedy(), seeded}) {
+  for (const SamplerParams& sp : {GreedySampling(), seeded}) {
     Collector full;
     SchedRequestParams p;
     p.prompt = prompt;
@@ -165,30 +199,18 @@ TEST(Scheduler, ContinuationReproducesTheUndisturbedRun) {
   EXPECT_EQ(sched.Submit(bad, c.Callback()).code, SubmitCode::kInvalid);
 }
 
-TEST(Scheduler, ConcurrentRequestsEqualSoloOutputs) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(4);
-  ASSERT_TRUE(ref && eng);
+TEST_F(FourSequencesVsEngine, ConcurrentRequestsEqualSoloOutputs) {
   const auto prompts = Prompts();
-  std::vector<GenerateResult> solo;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerateOptions go;
-    go.max_tokens = 12 + 4 * static_cast<int>(i);  // different lengths: sequences end apart
-    go.sampler = Greedy();
-    auto r = ref->Generate(ref->Tokenize(prompts[i]), go);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    solo.push_back(r.value());
-  }
+  // Different lengths: sequences end apart.
+  const auto solo = SoloOutputs([](size_t i) { return 12 + 4 * static_cast<int>(i); });
+  ASSERT_FALSE(HasFailure());
   SchedulerOptions so;
   so.n_batch = 7;  // prompts are split into chunks mixed with other sequences' decode tokens
-  Scheduler sched(eng.get(), so);
+  Scheduler sched(eng_.get(), so);
   std::vector<std::unique_ptr<Collector>> cs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs.push_back(std::make_unique<Collector>());
-    SchedRequestParams p;
-    p.prompt = solo[i].prompt_tokens;
-    p.max_tokens = 12 + 4 * static_cast<int>(i);
-    p.sampler = Greedy();
+    SchedRequestParams p = GreedyRequest(solo[i].prompt_tokens, 12 + 4 * static_cast<int>(i));
     auto sub = sched.Submit(p, cs.back()->Callback());
     ASSERT_EQ(sub.code, SubmitCode::kOk) << sub.message;
   }
@@ -203,47 +225,31 @@ TEST(Scheduler, ConcurrentRequestsEqualSoloOutputs) {
   EXPECT_EQ(st.requests_done, prompts.size());
 }
 
-TEST(Scheduler, MoreRequestsThanSlotsWaitAndAllFinish) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
+TEST_F(SchedulerVsEngine, MoreRequestsThanSlotsWaitAndAllFinish) {
   const auto prompts = Prompts();
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   std::vector<std::unique_ptr<Collector>> cs;
   for (const auto& text : prompts) {
     cs.push_back(std::make_unique<Collector>());
-    SchedRequestParams p;
-    p.prompt = ref->Tokenize(text);
-    p.max_tokens = 8;
-    p.sampler = Greedy();
+    SchedRequestParams p = GreedyRequest(ref_->Tokenize(text), 8);
     ASSERT_EQ(sched.Submit(p, cs.back()->Callback()).code, SubmitCode::kOk);
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs[i]->Wait();
-    GenerateOptions go;
-    go.max_tokens = 8;
-    go.sampler = Greedy();
-    auto r = ref->Generate(ref->Tokenize(prompts[i]), go);
+    auto r = GreedyGenerate(*ref_, ref_->Tokenize(prompts[i]), 8);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(cs[i]->tokens, r->tokens) << "request " << i;
   }
 }
 
-TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto first = ref->Tokenize("The quick brown fox jumps over the lazy dog and then");
-  auto second = first;
-  for (int32_t t : ref->Tokenize(" it runs home", false, false)) second.push_back(t);
+TEST_F(SchedulerVsEngine, PromptCacheReusesKvAndKeepsOutput) {
+  const auto first = ref_->Tokenize("The quick brown fox jumps over the lazy dog and then");
+  const auto second = Extended(first, " it runs home");
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   auto run = [&](const std::vector<int32_t>& prompt) {
     Collector c;
-    SchedRequestParams p;
-    p.prompt = prompt;
-    p.max_tokens = 10;
-    p.sampler = Greedy();
+    SchedRequestParams p = GreedyRequest(prompt, 10);
     EXPECT_EQ(sched.Submit(p, c.Callback()).code, SubmitCode::kOk);
     c.Wait();
     return std::make_pair(c.tokens, c.last);
@@ -257,10 +263,7 @@ TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
   // Only the new prompt tokens plus the decode steps ran through the model.
   EXPECT_EQ(evaluated, second.size() - first.size() + t2.size() - 1);
 
-  GenerateOptions go;
-  go.max_tokens = 10;
-  go.sampler = Greedy();
-  auto r = ref->Generate(second, go);
+  auto r = GreedyGenerate(*ref_, second, 10);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(t2, r->tokens);
 
@@ -270,21 +273,14 @@ TEST(Scheduler, PromptCacheReusesKvAndKeepsOutput) {
   EXPECT_EQ(t3, r->tokens);
 }
 
-TEST(Scheduler, PromptCacheCopiesFromARunningSequence) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(2);
-  ASSERT_TRUE(ref && eng);
-  const auto shared = ref->Tokenize("You are a helpful assistant. Answer briefly. Question:");
-  auto second = shared;
-  for (int32_t t : ref->Tokenize(" why is the sky blue", false, false)) second.push_back(t);
+TEST_F(SchedulerVsEngine, PromptCacheCopiesFromARunningSequence) {
+  const auto shared = ref_->Tokenize("You are a helpful assistant. Answer briefly. Question:");
+  const auto second = Extended(shared, " why is the sky blue");
 
-  Scheduler sched(eng.get(), SchedulerOptions{});
+  Scheduler sched(eng_.get(), SchedulerOptions{});
   Collector a, b;
   std::atomic<bool> started{false};
-  SchedRequestParams pa;
-  pa.prompt = shared;
-  pa.max_tokens = 200;
-  pa.sampler = Greedy();
+  SchedRequestParams pa = GreedyRequest(shared, 200);
   auto cb = a.Callback();
   auto ha = sched.Submit(pa, [&](const SchedUpdate& u) {
     cb(u);
@@ -292,19 +288,13 @@ TEST(Scheduler, PromptCacheCopiesFromARunningSequence) {
   });
   ASSERT_EQ(ha.code, SubmitCode::kOk);
   while (!started) std::this_thread::yield();  // A holds its prompt's KV now
-  SchedRequestParams pb;
-  pb.prompt = second;
-  pb.max_tokens = 10;
-  pb.sampler = Greedy();
+  SchedRequestParams pb = GreedyRequest(second, 10);
   ASSERT_EQ(sched.Submit(pb, b.Callback()).code, SubmitCode::kOk);
   b.Wait();
   ha.request->Cancel();
   a.Wait();
   EXPECT_EQ(b.last.n_cached, static_cast<int>(shared.size()));
-  GenerateOptions go;
-  go.max_tokens = 10;
-  go.sampler = Greedy();
-  auto r = ref->Generate(second, go);
+  auto r = GreedyGenerate(*ref_, second, 10);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(b.tokens, r->tokens);
 }
@@ -314,10 +304,7 @@ TEST(Scheduler, StopStringsNeverLeak) {
   auto eng = LoadEngine(1);
   ASSERT_TRUE(ref && eng);
   const auto prompt = ref->Tokenize("Once upon a time");
-  GenerateOptions go;
-  go.max_tokens = 20;
-  go.sampler = Greedy();
-  auto full = ref->Generate(prompt, go);
+  auto full = GreedyGenerate(*ref, prompt, 20);
   ASSERT_TRUE(full.ok());
   ASSERT_GE(full->text.size(), 6u);
   // A stop string taken from the middle of the expected text.
@@ -327,10 +314,7 @@ TEST(Scheduler, StopStringsNeverLeak) {
 
   Scheduler sched(eng.get(), SchedulerOptions{});
   Collector c;
-  SchedRequestParams p;
-  p.prompt = prompt;
-  p.max_tokens = 20;
-  p.sampler = Greedy();
+  SchedRequestParams p = GreedyRequest(prompt, 20);
   p.stop = {"never-appears-xyz", stop};
   ASSERT_EQ(sched.Submit(p, c.Callback()).code, SubmitCode::kOk);
   c.Wait();
@@ -345,10 +329,7 @@ TEST(Scheduler, CancelStopsWithinAStep) {
   Collector c;
   std::shared_ptr<SchedRequest> handle;
   std::mutex hmu;
-  SchedRequestParams p;
-  p.prompt = eng->Tokenize("Tell me a long story");
-  p.max_tokens = 400;
-  p.sampler = Greedy();
+  SchedRequestParams p = GreedyRequest(eng->Tokenize("Tell me a long story"), 400);
   // Cancel from the callback after the 5th token: no further token may be sampled.
   std::atomic<int> seen{0};
   auto cb = c.Callback();
@@ -398,7 +379,7 @@ TEST(Scheduler, RejectsInvalidAndFullQueue) {
   // One slot + one waiting place: a third concurrent request is refused.
   p.prompt = eng->Tokenize("Hello");
   p.max_tokens = 50;
-  p.sampler = Greedy();
+  p.sampler = GreedySampling();
   std::vector<std::unique_ptr<Collector>> cs;
   std::vector<std::shared_ptr<SchedRequest>> handles;
   int refused = 0;
@@ -454,10 +435,7 @@ TEST(Scheduler, FinishedRequestReleasesItsCallback) {
   std::weak_ptr<SchedRequest> weak_req;
   for (int max_tokens : {0, 3}) {  // finished before and after generating
     auto rx = std::make_shared<Receiver>();
-    SchedRequestParams p;
-    p.prompt = eng->Tokenize("Hello there");
-    p.max_tokens = max_tokens;
-    p.sampler = Greedy();
+    SchedRequestParams p = GreedyRequest(eng->Tokenize("Hello there"), max_tokens);
     auto sub = sched.Submit(p, [rx](const SchedUpdate& u) { rx->c.Callback()(u); });
     ASSERT_EQ(sub.code, SubmitCode::kOk);
     rx->request = sub.request;
@@ -560,30 +538,17 @@ class StagedBackend : public StepBackend {
   int in_flight_ = 0;
 };
 
-TEST(Scheduler, MicroBatchesAreOnePerStageAndMergeAfterStaggeredArrivals) {
-  auto ref = LoadEngine(1);
-  auto eng = LoadEngine(4);
-  ASSERT_TRUE(ref && eng);
+TEST_F(FourSequencesVsEngine, MicroBatchesAreOnePerStageAndMergeAfterStaggeredArrivals) {
   const auto prompts = Prompts();
-  std::vector<GenerateResult> solo;
-  for (const std::string& prompt : prompts) {
-    GenerateOptions go;
-    go.max_tokens = 24;
-    go.sampler = Greedy();
-    auto r = ref->Generate(ref->Tokenize(prompt), go);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    solo.push_back(r.value());
-  }
-  auto backend = std::make_unique<StagedBackend>(eng.get(), 2);
+  const auto solo = SoloOutputs([](size_t) { return 24; });
+  ASSERT_FALSE(HasFailure());
+  auto backend = std::make_unique<StagedBackend>(eng_.get(), 2);
   StagedBackend* staged = backend.get();
-  Scheduler sched(eng->tokenizer(), std::move(backend), SchedulerOptions{});
+  Scheduler sched(eng_->tokenizer(), std::move(backend), SchedulerOptions{});
   std::vector<std::unique_ptr<Collector>> cs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     cs.push_back(std::make_unique<Collector>());
-    SchedRequestParams p;
-    p.prompt = solo[i].prompt_tokens;
-    p.max_tokens = 24;
-    p.sampler = Greedy();
+    SchedRequestParams p = GreedyRequest(solo[i].prompt_tokens, 24);
     ASSERT_EQ(sched.Submit(p, cs.back()->Callback()).code, SubmitCode::kOk);
     // One by one: each arrives while the earlier ones decode in their own micro-batches.
     std::unique_lock<std::mutex> lock(cs.back()->mu);

@@ -13,6 +13,7 @@
 
 #include "model/testing/tiny_model.h"
 #include "runtime/scheduler.h"
+#include "sampler/testing.h"
 
 namespace strata {
 namespace {
@@ -78,11 +79,7 @@ TEST(SpeculativeMath, VerifyDraftSamplesTheTarget) {
   logits.insert(logits.end(), row.begin(), row.end());
   double z = 0;
   for (float l : row) z += std::exp(static_cast<double>(l));
-  SamplerParams sp;
-  sp.temperature = 1.0f;
-  sp.top_k = 0;
-  sp.top_p = 1.0f;
-  sp.min_p = 0.0f;
+  SamplerParams sp = testdata::PlainSampling();
   sp.seed = 7;
   Sampler s(sp);
   for (int32_t drafted : {2, 3}) {
@@ -112,9 +109,7 @@ TEST(SpeculativeMath, GreedyKeepsTheArgmaxPrefix) {
   const std::vector<float> logits = {0, 0, 0, 0, 5, 0,  //
                                      0, 5, 0, 0, 0, 0,  //
                                      0, 0, 0, 5, 0, 0};
-  SamplerParams sp;
-  sp.temperature = 0;
-  Sampler s(sp);
+  Sampler s(testdata::GreedySampling());
   std::vector<int32_t> out;
   VerifyDraft(s, logits.data(), 6, {4, 1}, &out);
   EXPECT_EQ(out, (std::vector<int32_t>{4, 1, 3}));
@@ -148,9 +143,7 @@ std::string Tiny(DType type, const char* name) {
   s.ffn = 96;
   s.seed = 11;
   s.type = type;
-  auto p = testdata::TinyModelFile(s, name);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return p.ok() ? *p : std::string();
+  return testdata::TinyModelPath(s, name);
 }
 
 struct Done {
@@ -165,7 +158,7 @@ std::vector<int32_t> Generate(Scheduler& sched, const std::vector<int32_t>& prom
   SchedRequestParams p;
   p.prompt = prompt;
   p.max_tokens = n;
-  p.sampler.temperature = 0;
+  p.sampler = testdata::GreedySampling();
   auto r = sched.Submit(p, [&d](const SchedUpdate& u) {
     std::lock_guard<std::mutex> lock(d.mu);
     if (u.token >= 0) d.tokens.push_back(u.token);

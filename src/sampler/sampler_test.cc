@@ -13,6 +13,8 @@
 #include <set>
 #include <vector>
 
+#include "sampler/testing.h"
+
 // Counts heap allocations so the steady-state test can assert there are none.
 // (GCC flags the malloc/free pairing once these are inlined into new/delete pairs.)
 #pragma GCC diagnostic push
@@ -39,16 +41,15 @@ namespace {
 
 constexpr int32_t kBigVocab = 152064;  // Qwen2 vocabulary size
 
-// Everything off: plain softmax sampling at temperature 1.
-SamplerParams Plain() {
-  SamplerParams p;
-  p.temperature = 1.0f;
-  p.top_k = 0;
-  p.top_p = 1.0f;
-  p.min_p = 0.0f;
-  p.repeat_penalty = 1.0f;
-  p.presence_penalty = 0.0f;
-  p.frequency_penalty = 0.0f;
+using testdata::PlainSampling;
+
+// Plain sampling with the penalties: repeat, frequency and presence, over the last `last_n`.
+SamplerParams Penalised(float repeat, float frequency, float presence, int32_t last_n) {
+  SamplerParams p = PlainSampling();
+  p.repeat_penalty = repeat;
+  p.frequency_penalty = frequency;
+  p.presence_penalty = presence;
+  p.penalty_last_n = last_n;
   return p;
 }
 
@@ -69,12 +70,13 @@ std::vector<float> RandomLogits(int32_t n, uint32_t seed, float scale) {
 // Logits whose softmax is exactly proportional to `probs`.
 std::vector<float> LogitsFromProbs(const std::vector<double>& probs) {
   std::vector<float> v;
+  v.reserve(probs.size());
   for (double p : probs) v.push_back(static_cast<float>(std::log(p)));
   return v;
 }
 
 TEST(SamplerGreedy, ArgmaxWithLowestIdOnTies) {
-  const std::vector<float> logits = {1.0f, 5.0f, 3.0f, 5.0f, -2.0f};
+  std::vector<float> logits = {1.0f, 5.0f, 3.0f, 5.0f, -2.0f};  // not const: see the end
   const std::vector<float> copy = logits;
   for (float t : {0.0f, -1.0f}) {
     SamplerParams p;
@@ -87,7 +89,7 @@ TEST(SamplerGreedy, ArgmaxWithLowestIdOnTies) {
 
 TEST(SamplerGreedy, AppliesPenaltiesFirst) {
   const std::vector<float> logits = {1.0f, 5.0f, 4.9f, 0.0f};
-  SamplerParams p = Plain();
+  SamplerParams p = PlainSampling();
   p.temperature = 0.0f;
   p.repeat_penalty = 1.1f;  // 5 / 1.1 = 4.545 < 4.9
   Sampler s(p);
@@ -151,6 +153,7 @@ TEST(SamplerDeterminism, SkipSamplesResumesTheRandomStream) {
     p.frequency_penalty = 0.2f;
     constexpr int kSteps = 40;
     std::vector<std::vector<float>> logits;
+    logits.reserve(kSteps);
     for (int i = 0; i < kSteps; ++i) logits.push_back(RandomLogits(64, 100 + i, 2.0f));
     const std::vector<int32_t> prompt = {3, 5, 7};
     Sampler full(p);
@@ -202,11 +205,11 @@ TEST(SamplerDeterminism, DifferentSeedsDiffer) {
       1, 2, 3, 4, 5, 6, 7, 8, 0xFFFFFFFFu, 0x1'0000'0001ull};  // high half matters too
   std::vector<std::vector<int32_t>> seqs;
   for (uint64_t seed : seeds) {
-    SamplerParams p = Plain();
+    SamplerParams p = PlainSampling();
     p.seed = seed;
     Sampler s(p);
-    std::vector<int32_t> seq;
-    for (int i = 0; i < 200; ++i) seq.push_back(s.Sample(logits.data(), 50));
+    std::vector<int32_t> seq(200);
+    for (int32_t& id : seq) id = s.Sample(logits.data(), 50);
     seqs.push_back(seq);
   }
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -221,7 +224,7 @@ TEST(SamplerDeterminism, DifferentSeedsDiffer) {
 
 TEST(SamplerFilters, TopKKeepsTheKBest) {
   const std::vector<float> logits = {0.5f, 3.0f, -1.0f, 2.0f, 2.0f, 7.0f, 2.0f};
-  SamplerParams p = Plain();
+  SamplerParams p = PlainSampling();
   p.top_k = 3;
   Sampler s(p);
   s.Sample(logits.data(), 7);
@@ -253,7 +256,7 @@ TEST(SamplerFilters, TopPKeepsSmallestPrefixReachingP) {
       {0.80f, 3, {1, 3}},
   };
   for (const Case& c : cases) {
-    SamplerParams p = Plain();
+    SamplerParams p = PlainSampling();
     p.top_p = c.top_p;
     p.top_k = c.top_k;
     Sampler s(p);
@@ -279,7 +282,7 @@ TEST(SamplerFilters, MinPKeepsTokensAboveFractionOfBest) {
   };
   for (const Case& c : cases) {
     for (int32_t top_k : {0, 4}) {  // unsorted and sorted paths
-      SamplerParams p = Plain();
+      SamplerParams p = PlainSampling();
       p.min_p = c.min_p;
       p.top_k = top_k;
       Sampler s(p);
@@ -293,7 +296,7 @@ TEST(SamplerFilters, MinPKeepsTokensAboveFractionOfBest) {
 
 TEST(SamplerFilters, TemperatureScalesSurvivingLogits) {
   const std::vector<float> logits = {1.0f, -2.0f, 0.5f};
-  SamplerParams p = Plain();
+  SamplerParams p = PlainSampling();
   p.temperature = 0.5f;
   Sampler s(p);
   s.Sample(logits.data(), 3);
@@ -343,7 +346,7 @@ TEST(SamplerFilters, LargeVocabMatchesFullSortReference) {
                                          {0.5f, 0.0005f, 1.0f},   // top-p cuts first
                                          {0.99f, 0.2f, 3.0f}}) {  // min-p cuts first
     const std::vector<float> logits = RandomLogits(kBigVocab, 77, c.scale);
-    SamplerParams p = Plain();
+    SamplerParams p = PlainSampling();
     p.top_p = c.top_p;
     p.min_p = c.min_p;
     Sampler s(p);
@@ -360,12 +363,7 @@ TEST(SamplerFilters, LargeVocabMatchesFullSortReference) {
 
 TEST(SamplerPenalties, ChangeExactlyThePenalisedTokens) {
   const std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.5f, 3.0f, -2.0f, 1.0f, 4.0f};
-  SamplerParams p = Plain();
-  p.repeat_penalty = 1.3f;
-  p.frequency_penalty = 0.2f;
-  p.presence_penalty = 0.5f;
-  p.penalty_last_n = 4;
-  Sampler s(p);
+  Sampler s(Penalised(1.3f, 0.2f, 0.5f, 4));
   auto check = [&](const std::vector<int32_t>& window) {
     s.Sample(logits.data(), 10);
     const auto cands = s.LastCandidates();
@@ -389,11 +387,7 @@ TEST(SamplerPenalties, ChangeExactlyThePenalisedTokens) {
 
 TEST(SamplerPenalties, CountsRepeatsInWindow) {
   const std::vector<float> logits = {2.0f, -1.0f, 0.0f};
-  SamplerParams p = Plain();
-  p.repeat_penalty = 2.0f;
-  p.frequency_penalty = 0.25f;
-  p.presence_penalty = 1.0f;
-  p.penalty_last_n = 8;
+  SamplerParams p = Penalised(2.0f, 0.25f, 1.0f, 8);
   Sampler s(p);
   for (int32_t t : {0, 0, 0, 1}) s.Accept(t);
   s.Sample(logits.data(), 3);
@@ -441,7 +435,7 @@ std::vector<double> Softmax(const std::vector<float>& logits, float temperature)
 TEST(SamplerDistribution, MatchesSoftmaxAtTemperatureOne) {
   const std::vector<float> logits = {0.0f, 1.0f, -0.5f, 2.0f, 0.3f, -3.0f};
   const std::vector<double> probs = Softmax(logits, 1.0f);
-  SamplerParams p = Plain();
+  SamplerParams p = PlainSampling();
   p.seed = 123;
   Sampler s(p);
   const int n = 60000;
@@ -458,7 +452,7 @@ TEST(SamplerDistribution, TopKAndTemperatureRenormalise) {
   std::vector<float> kept = logits;
   for (int id : {2, 5}) kept[static_cast<size_t>(id)] = -INFINITY;
   const std::vector<double> probs = Softmax(kept, 0.7f);
-  SamplerParams p = Plain();
+  SamplerParams p = PlainSampling();
   p.top_k = 4;
   p.temperature = 0.7f;
   p.seed = 9;

@@ -43,7 +43,7 @@ void PyJson(const ordered_json& v, int indent, int depth, std::string* out) {
   const bool pretty = indent >= 0;
   auto newline = [&](int d) {
     *out += '\n';
-    out->append(static_cast<size_t>(indent * d), ' ');
+    out->append(static_cast<size_t>(indent) * d, ' ');
   };
   if (v.is_object() || v.is_array()) {
     const bool obj = v.is_object();
@@ -131,14 +131,14 @@ void RenderDeepSeekR1(const ChatTemplateInfo& info, const std::vector<ChatMessag
     const bool calls = info.tool_calls_fixed ? !m.tool_calls.empty() : m.content_null;
     if (m.role == "assistant" && calls) {
       is_tool = false;
-      for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+      for (const auto& call : m.tool_calls) {
         if (!is_first) {
           out += "<｜Assistant｜><｜tool▁calls▁begin｜>";
-          DeepSeekCall(m.tool_calls[k], &out);
+          DeepSeekCall(call, &out);
           is_first = true;
         } else {
           out += "\n";
-          DeepSeekCall(m.tool_calls[k], &out);
+          DeepSeekCall(call, &out);
           if (!info.tool_calls_fixed) out += "<｜tool▁calls▁end｜><｜end▁of▁sentence｜>";
         }
       }

@@ -5,6 +5,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "tokenizer/chat_internal.h"
+#include "tokenizer/pretokenize.h"
 
 #include <cstdint>
 #include <string_view>
@@ -35,43 +36,13 @@ bool IsPythonSpace(uint32_t cp) {
   }
 }
 
-// Decodes the UTF-8 sequence at s[i]; returns its length, 0 when malformed.
-size_t DecodeUtf8(std::string_view s, size_t i, uint32_t* cp) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  size_t len;
-  uint32_t v;
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    len = 2;
-    v = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3;
-    v = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4;
-    v = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (b & 0x3F);
-  }
-  *cp = v;
-  return len;
-}
-
 }  // namespace
 
 std::string chat_internal::PyTrim(std::string_view s) {
   size_t begin = 0;
   while (begin < s.size()) {
     uint32_t cp;
-    const size_t n = DecodeUtf8(s, begin, &cp);
+    const size_t n = tok::DecodeUtf8At(s, begin, &cp);
     if (n == 0 || !IsPythonSpace(cp)) break;
     begin += n;
   }
@@ -84,7 +55,7 @@ std::string chat_internal::PyTrim(std::string_view s) {
       --start;
     }
     uint32_t cp;
-    const size_t n = DecodeUtf8(s, start, &cp);
+    const size_t n = tok::DecodeUtf8At(s, start, &cp);
     if (n != end - start || !IsPythonSpace(cp)) break;
     end = start;
   }

@@ -119,18 +119,15 @@ TEST(ChatTemplateGolden, EveryCaseMatchesJinja) {
 }
 
 TEST(ChatTemplateDetect, ReferenceTemplates) {
-  auto ds = DetectChatFamily(ReadFile(kDir + kDeepSeekFile));
-  ASSERT_TRUE(ds.ok()) << ds.status().message();
-  EXPECT_EQ(*ds, ChatFamily::kDeepSeekR1);
-  auto ll = DetectChatFamily(ReadFile(kDir + kLlamaFile));
-  ASSERT_TRUE(ll.ok()) << ll.status().message();
-  EXPECT_EQ(*ll, ChatFamily::kLlama3);
-  auto qw = DetectChatFamily(ReadFile(kDir + kQwenFile));
-  ASSERT_TRUE(qw.ok()) << qw.status().message();
-  EXPECT_EQ(*qw, ChatFamily::kChatML);
-  auto gg = DetectChatFamily(ReadFile(kDir + kGgufChatMLFile));
-  ASSERT_TRUE(gg.ok()) << gg.status().message();
-  EXPECT_EQ(*gg, ChatFamily::kChatML);
+  const std::pair<std::string, ChatFamily> kWant[] = {{kDeepSeekFile, ChatFamily::kDeepSeekR1},
+                                                      {kLlamaFile, ChatFamily::kLlama3},
+                                                      {kQwenFile, ChatFamily::kChatML},
+                                                      {kGgufChatMLFile, ChatFamily::kChatML}};
+  for (const auto& [file, family] : kWant) {
+    auto f = DetectChatFamily(ReadFile(kDir + file));
+    ASSERT_TRUE(f.ok()) << file << ": " << f.status().message();
+    EXPECT_EQ(*f, family) << file;
+  }
 }
 
 TEST(ChatTemplateDetect, ChatMLDefaultSystemPromptFromTemplate) {

@@ -11,6 +11,36 @@ namespace strata::tok {
 // ---------------------------------------------------------------------------------------
 // UTF-8
 
+size_t DecodeUtf8At(std::string_view s, size_t pos, uint32_t* cp) {
+  if (pos >= s.size()) return 0;
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  size_t len = 0;
+  uint32_t v = 0;
+  if (b0 < 0x80) {
+    *cp = b0;
+    return 1;
+  } else if ((b0 & 0xE0) == 0xC0) {
+    len = 2;
+    v = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    v = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4;
+    v = b0 & 0x07;
+  } else {
+    return 0;
+  }
+  if (pos + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[pos + k]);
+    if ((b & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (b & 0x3F);
+  }
+  *cp = v;
+  return len;
+}
+
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
     out->push_back(static_cast<char>(cp));

@@ -17,6 +17,11 @@ namespace strata::tok {
 // Appends the UTF-8 encoding of a code point (must be <= 0x10FFFF, not a surrogate).
 void AppendUtf8(uint32_t cp, std::string* out);
 
+// Decodes the UTF-8 sequence at s[pos] by its lead byte and continuation bytes only (overlong
+// forms, surrogates and values above U+10FFFF pass): returns its length, 0 when it is
+// malformed or truncated (or pos is past the end).
+size_t DecodeUtf8At(std::string_view s, size_t pos, uint32_t* cp);
+
 // Re-encodes text the way llama.cpp reads it before pre-tokenization: a lead byte announces
 // the sequence length and only continuation bytes are checked; anything that does not decode
 // becomes U+FFFD (one per offending byte). Surrogates and code points above U+10FFFF also

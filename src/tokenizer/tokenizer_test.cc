@@ -186,16 +186,27 @@ INSTANTIATE_TEST_SUITE_P(All, VocabTest, ::testing::Values("qwen2", "llama-bpe",
 
 // ---- metadata ----
 
+// A vocabulary's tokenizer model, BOS / EOS ids and what it adds to a text.
+struct Meta {
+  const char* model;
+  int32_t bos, eos;
+  bool add_bos, add_eos, add_space_prefix;
+};
+
+void ExpectMeta(const Tokenizer& tok, const Meta& want) {
+  EXPECT_EQ(tok.model(), want.model);
+  EXPECT_EQ(tok.bos(), want.bos);
+  EXPECT_EQ(tok.eos(), want.eos);
+  EXPECT_EQ(tok.add_bos(), want.add_bos);
+  EXPECT_EQ(tok.add_eos(), want.add_eos);
+  EXPECT_EQ(tok.add_space_prefix(), want.add_space_prefix);
+}
+
 TEST(TokenizerMeta, Qwen2) {
   const Tokenizer& tok = Vocab("qwen2");
-  EXPECT_EQ(tok.model(), "gpt2");
+  ExpectMeta(tok, {"gpt2", 151643, 151643, false, false, false});
   EXPECT_EQ(tok.pre(), "qwen2");
   EXPECT_EQ(tok.n_vocab(), 151936);
-  EXPECT_EQ(tok.bos(), 151643);
-  EXPECT_EQ(tok.eos(), 151643);
-  EXPECT_FALSE(tok.add_bos());
-  EXPECT_FALSE(tok.add_eos());
-  EXPECT_FALSE(tok.add_space_prefix());
   const int32_t im_end = tok.Find("<|im_end|>").value();
   const int32_t im_start = tok.Find("<|im_start|>").value();
   EXPECT_EQ(im_end, 151645);
@@ -240,13 +251,8 @@ TEST(TokenizerMeta, LlamaBpeAddsBos) {
 
 TEST(TokenizerMeta, LlamaSpm) {
   const Tokenizer& tok = Vocab("llama-spm");
-  EXPECT_EQ(tok.model(), "llama");
-  EXPECT_EQ(tok.bos(), 1);
-  EXPECT_EQ(tok.eos(), 2);
+  ExpectMeta(tok, {"llama", 1, 2, true, false, true});
   EXPECT_EQ(tok.unk(), 0);
-  EXPECT_TRUE(tok.add_bos());
-  EXPECT_FALSE(tok.add_eos());
-  EXPECT_TRUE(tok.add_space_prefix());
   EXPECT_EQ(tok.eog_ids(), (std::vector<int32_t>{2}));
   EXPECT_EQ(tok.eot(), -1);
   const auto ids = tok.Encode("Hello", true, false);
@@ -442,8 +448,8 @@ class TokenizerErrors : public ::testing::Test {
   // A small valid byte-level vocabulary: the 256 byte characters plus one merge.
   void SetUp() override {
     for (int b = 0; b < 256; ++b) tokens_.push_back(tok::ByteToUnicode(static_cast<uint8_t>(b)));
-    tokens_.push_back("ab");
-    tokens_.push_back("<|endoftext|>");
+    tokens_.emplace_back("ab");
+    tokens_.emplace_back("<|endoftext|>");
     w_.SetString("tokenizer.ggml.model", "gpt2");
     w_.SetString("tokenizer.ggml.pre", "qwen2");
     w_.SetStringArray("tokenizer.ggml.tokens", tokens_);
@@ -484,9 +490,9 @@ TEST_F(TokenizerErrors, ValidFileLoads) {
 }
 
 TEST_F(TokenizerErrors, SpecialTokensLongestFirst) {
-  tokens_.push_back("<x>");     // 258 user-defined
-  tokens_.push_back("<x><y>");  // 259 user-defined, contains <x>
-  tokens_.push_back("<y>");     // 260 control
+  tokens_.emplace_back("<x>");     // 258 user-defined
+  tokens_.emplace_back("<x><y>");  // 259 user-defined, contains <x>
+  tokens_.emplace_back("<y>");     // 260 control
   std::vector<int32_t> types(tokens_.size(), 1);
   types[257] = 3;
   types[258] = 4;

@@ -264,15 +264,16 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
       local.begin(), local.end(), [&](const auto* n) { return c.ModeOf(*n) == "replica"; });
   for (const cluster::NodeSpec* np : local) {
     const cluster::NodeSpec& n = *np;
-    NodeInfo info;
-    info.name = n.name;
-    info.host = n.host;
-    info.port = n.port;
-    info.stage_port = n.stage_port;
-    info.next = n.next;
-    if (!n.layers_auto && n.layer_begin >= 0)
-      info.layers = std::to_string(n.layer_begin) + "-" + std::to_string(n.layer_end);
-    info.threads = n.threads > 0 ? n.threads : per_node;
+    const bool fixed_layers = !n.layers_auto && n.layer_begin >= 0;
+    NodeInfo info{.name = n.name,
+                  .host = n.host,
+                  .port = n.port,
+                  .stage_port = n.stage_port,
+                  .layers = fixed_layers
+                                ? std::to_string(n.layer_begin) + "-" + std::to_string(n.layer_end)
+                                : std::string(),
+                  .next = n.next,
+                  .threads = n.threads > 0 ? n.threads : per_node};
     ChildSpec cs;
     cs.name = n.name;
     cs.args = {"node", "--config", t.config_path, "--name", n.name};

@@ -1,5 +1,7 @@
 #include "model/testing/tiny_model.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 
 #include "model/synth.h"
@@ -7,16 +9,14 @@
 namespace strata::testdata {
 
 TinyModelSpec MiniSpec(const std::string& shape) {
-  TinyModelSpec s;
-  s.shape = shape;
-  s.n_layers = 3;
-  s.hidden = 64;
-  s.ffn = 96;
-  s.n_heads = 4;
-  s.n_kv_heads = 2;
-  s.r1_tokens = false;
-  s.vocab = SpmVocab();
-  return s;
+  return {.shape = shape,
+          .n_layers = 3,
+          .hidden = 64,
+          .ffn = 96,
+          .n_heads = 4,
+          .n_kv_heads = 2,
+          .r1_tokens = false,
+          .vocab = SpmVocab()};
 }
 
 Status WriteTinyModel(const TinyModelSpec& spec, const std::string& path) {
@@ -41,6 +41,12 @@ Result<std::string> TinyModelFile(const TinyModelSpec& spec, const std::string& 
   const std::string path = (std::filesystem::temp_directory_path() / name).string();
   STRATA_RETURN_IF_ERROR(WriteTinyModel(spec, path));
   return path;
+}
+
+std::string TinyModelPath(const TinyModelSpec& spec, const std::string& name) {
+  auto path = TinyModelFile(spec, name);
+  EXPECT_TRUE(path.ok()) << path.status().message();
+  return path.ok() ? *path : std::string();
 }
 
 std::string TestVocab(const std::string& file) {

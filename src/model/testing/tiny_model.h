@@ -34,6 +34,8 @@ Status WriteTinyModel(const TinyModelSpec& spec, const std::string& path);
 
 // WriteTinyModel into the temporary directory as `name`; returns the path.
 Result<std::string> TinyModelFile(const TinyModelSpec& spec, const std::string& name);
+// TinyModelFile for a test: the path, or "" after recording the error as a test failure.
+std::string TinyModelPath(const TinyModelSpec& spec, const std::string& name);
 
 // tests/data/vocab/<file> of the source tree.
 std::string TestVocab(const std::string& file);
