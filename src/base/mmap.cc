@@ -57,4 +57,13 @@ static size_t ReadStatusKb(const char* key) {
 size_t CurrentRssBytes() { return ReadStatusKb("VmRSS:"); }
 size_t PeakRssBytes() { return ReadStatusKb("VmHWM:"); }
 
+void ReleaseMappedPages(const uint8_t* p, uint64_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t begin = (at + page - 1) / page * page;
+  const uintptr_t end = (at + n) / page * page;
+  if (end > begin)  // p + (begin - at): pointer arithmetic within the range
+    ::madvise(const_cast<uint8_t*>(p) + (begin - at), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace strata

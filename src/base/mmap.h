@@ -28,6 +28,12 @@ class MappedFile {
   std::string path_;
 };
 
+// Drops this process's mapping of the whole pages inside [p, p + n) of a read-only file
+// mapping (MADV_DONTNEED): the page cache keeps them, the resident set no longer counts them,
+// and a later read faults them back in. Partial pages at either end stay mapped (neighbouring
+// data may still be in use).
+void ReleaseMappedPages(const uint8_t* p, uint64_t n);
+
 // Resident set size of this process right now, and its peak, in bytes (from /proc/self/status).
 size_t CurrentRssBytes();
 size_t PeakRssBytes();

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/mmap.h"
 #include "base/progress.h"
 
 #include "tensor/quant.h"
@@ -156,16 +157,6 @@ namespace {
 constexpr uint64_t kHugePage = uint64_t{2} << 20;
 constexpr uint64_t kCopyAlign = 64;
 
-// Drops this process's mapping of the whole pages inside [p, p + n) of a read-only file
-// mapping: the page cache keeps them, the resident set no longer counts them.
-void ReleaseMapped(const uint8_t* p, uint64_t n) {
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t b = (reinterpret_cast<uint64_t>(p) + page - 1) / page * page;
-  const uint64_t e = (reinterpret_cast<uint64_t>(p) + n) / page * page;
-  if (e > b)  // p + (b - p): pointer arithmetic within the mapping
-    ::madvise(const_cast<uint8_t*>(p) + (b - reinterpret_cast<uint64_t>(p)), e - b, MADV_DONTNEED);
-}
-
 struct CopyPiece {
   uint8_t* dst;
   const uint8_t* src;
@@ -179,7 +170,7 @@ void CopyPieces(const std::vector<CopyPiece>& pieces, Progress* p) {
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();) {
       std::memcpy(pieces[i].dst, pieces[i].src, pieces[i].n);
-      ReleaseMapped(pieces[i].src, pieces[i].n);  // the peak stays near one copy
+      ReleaseMappedPages(pieces[i].src, pieces[i].n);  // the peak stays near one copy
       if (p != nullptr) p->Add(pieces[i].n);
     }
   };
@@ -241,7 +232,7 @@ Result<uint64_t> Model::CopyToHugePages(bool progress) {
     Progress p("loading " + cfg_.name, progress ? total : 0);
     CopyPieces(pieces, progress ? &p : nullptr);
   }
-  for (const auto& [src, n] : ranges) ReleaseMapped(src, n);  // pages across pieces' edges
+  for (const auto& [src, n] : ranges) ReleaseMappedPages(src, n);  // pages across pieces' edges
   auto by_old = [](const auto& a, const auto& b) { return a.first < b.first; };
   auto repoint = [&](Matrix* m) {
     auto it =

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "base/mmap.h"
 #include "base/progress.h"
 #include "base/thread_pool.h"
 #include "base/timer.h"
@@ -41,19 +42,6 @@ Result<QuantModelInfo> ReadModelInfo(const gguf::File& f) {
   m.n_heads = static_cast<int>(n_heads);
   m.n_kv_heads = static_cast<int>(n_kv);
   return m;
-}
-
-// Lets the kernel drop the (clean, file-backed) pages of an input tensor once it has been
-// converted, so that resident memory does not grow with the model.
-void ReleasePages(const uint8_t* p, uint64_t n) {
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(p);
-  uintptr_t end = begin + n;
-  begin = (begin + page - 1) / page * page;  // whole pages only: neighbours stay mapped in
-  end = end / page * page;
-  if (end > begin)  // p + (begin - p): pointer arithmetic within the tensor
-    madvise(const_cast<uint8_t*>(p) + (begin - reinterpret_cast<uintptr_t>(p)), end - begin,
-            MADV_DONTNEED);
 }
 
 // Converts rows of `src` (type `from`) into `dst` (type `to`): row-parallel over the pool.
@@ -159,7 +147,7 @@ Result<QuantizeStats> QuantizeModel(const std::string& in_path, const std::strin
           } else {
             ConvertTensor(*pool, t->data, p.from, dst, p.to, ncols, nrows);
           }
-          ReleasePages(t->data, t->nbytes);
+          ReleaseMappedPages(t->data, t->nbytes);  // resident memory does not grow
           if (progress) progress->Add(t->nbytes);
           return Status::Ok();
         }));
