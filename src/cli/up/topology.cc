@@ -233,6 +233,7 @@ Result<Topology> GenerateTopology(const UpOptions& o) {
     c.name = n.name;
     c.args = {"node", "--config",       t.config_path,          "--name",
               n.name, "--api-key-file", t.run_dir + "/node.key"};
+    if (!pipeline && o.nodes > 1) c.args.emplace_back("--mmap");  // as LocalTopology decides
     c.health_port = n.port;
     c.needed = pipeline;
     t.children.push_back(c);
