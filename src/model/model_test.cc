@@ -310,7 +310,9 @@ TEST(Forward, HugePageCopyKeepsLogitsBitIdentical) {
     const uint8_t* file_hi = file_lo + copied->file().file_size();
     const uint8_t* wq = copied->layer(0).wq.data;
     EXPECT_TRUE(wq < file_lo || wq >= file_hi) << "the matrices point at the copy";
-    if (tied) EXPECT_EQ(copied->output().data, copied->tok_embd().data);
+    if (tied) {
+      EXPECT_EQ(copied->output().data, copied->tok_embd().data);
+    }
     auto want = EngineLogits(*mapped, tokens, 2);
     auto got = EngineLogits(*copied, tokens, 2);
     ASSERT_EQ(got.size(), want.size());
