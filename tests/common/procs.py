@@ -11,11 +11,15 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 HOST = "127.0.0.1"
+
+# Line by line even into ctest's pipe: a test killed by its timeout still shows how far it got.
+sys.stdout.reconfigure(line_buffering=True)
 
 
 def free_port():

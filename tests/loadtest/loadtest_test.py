@@ -22,11 +22,22 @@ from procs import check, summary  # noqa: E402
 
 
 def loadtest(strata, work, name, *args, env=None):
+    """Runs `strata loadtest` with a 60 s per-request timeout (a stuck request is reported as a
+    "timeout" error, not a hung test); (CompletedProcess, the JSON report or None)."""
     out_json = os.path.join(work, name + ".json")
-    cmd = [strata, "loadtest", "--no-progress", "--json", out_json, *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, **(env or {})))
+    cmd = [strata, "loadtest", "--no-progress", "--timeout", "60", "--json", out_json, *args]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=dict(os.environ, **(env or {})))
+    except subprocess.TimeoutExpired as e:
+        p = subprocess.CompletedProcess(cmd, "timeout", e.stdout or "", f"loadtest {name}: still running after 200 s")
     report = json.load(open(out_json)) if os.path.exists(out_json) else None
     return p, report
+
+
+def show_logs(procs_):
+    """After a failed check: the tail of each process's log, for the CI report."""
+    for pr in procs_:
+        print(f"---- {pr.name} log (tail)\n{pr.output()[-3000:]}", flush=True)
 
 
 DIST_KEYS = {"count", "mean", "median", "std", "p50", "p90", "p99", "min", "max"}
@@ -125,6 +136,8 @@ def test_cluster(a, work, model):
                 break
         check(ok, f"loadtest TTFT and TPOT within 10% of the nodes' histograms ({msg})")
     finally:
+        if procs.FAILS:
+            show_logs([gw, *nodes])
         gw.stop()
         for n in nodes:
             n.stop()
@@ -161,6 +174,8 @@ def test_errors_and_modes(a, work, model):
         check(p.returncode == 0 and r["levels"][0]["completed"] >= 1 and not r["levels"][0]["errors"],
               "prompts file (JSONL and text lines), duration mode")
     finally:
+        if procs.FAILS:
+            show_logs([node])
         node.stop()
 
 
