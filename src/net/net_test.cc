@@ -49,6 +49,55 @@ TEST(Protocol, ForwardRoundTrips) {
   }
 }
 
+// A sampling row with a draft of 2 (the drafted rows follow it), then a new request's row.
+ForwardMsg DraftedForward() {
+  ForwardMsg m;
+  m.id = 7;
+  m.flags = kSample | kHasCopies;
+  for (int i = 0; i < 3; ++i) m.batch.Add(100 + i, 10 + i, 0, true);
+  m.batch.Add(5, 0, 1, true);
+  m.copies = {{0, 2, 10}};
+  m.samples.resize(4);
+  m.samples[0].accept = {3, -3};  // a token, then a skip entry
+  m.samples[0].draft = {101, 102};
+  m.samples[1].drafted = m.samples[2].drafted = true;
+  m.samples[3].reset = true;
+  m.samples[3].params.temperature = 0;
+  m.samples[3].params.seed = 42;
+  m.samples[3].accept = {5};
+  return m;
+}
+
+TEST(Protocol, SamplingRowsWithDraftsRoundTrip) {
+  const ForwardMsg m = DraftedForward();
+  auto dec = DecodeForward(EncodeForward(m).value());
+  ASSERT_TRUE(dec.ok()) << dec.status().message();
+  ASSERT_EQ(dec->samples.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const WireSample &a = dec->samples[i], &b = m.samples[i];
+    EXPECT_EQ(a.reset, b.reset) << i;
+    EXPECT_EQ(a.drafted, b.drafted) << i;
+    EXPECT_EQ(a.accept, b.accept) << i;
+    EXPECT_EQ(a.draft, b.draft) << i;
+  }
+  EXPECT_EQ(dec->samples[3].params.seed, 42u);
+  EXPECT_EQ(dec->samples[3].params.temperature, 0.0f);
+  ASSERT_EQ(dec->copies.size(), 1u);
+  EXPECT_EQ(dec->copies[0].n, 10);
+}
+
+TEST(Protocol, RejectsUnknownSamplingRowFlags) {
+  const ForwardMsg m = DraftedForward();
+  std::vector<uint8_t> p = EncodeForward(m).value();
+  // The last row is 1 flag byte, 9 parameters (36 bytes + 8 for the seed), a count and 1 id.
+  const size_t flag_at = p.size() - (1 + 4 * 8 + 8 + 4 + 4);
+  ASSERT_EQ(p[flag_at], 1);  // reset
+  p[flag_at] = 0x81;
+  auto dec = DecodeForward(p);
+  ASSERT_FALSE(dec.ok());
+  EXPECT_NE(dec.status().message().find("flags"), std::string::npos) << dec.status().message();
+}
+
 TEST(Protocol, Q8ActivationsAreCloseAndSmaller) {
   std::mt19937 rng(2);
   for (uint32_t hd : {64u, 70u}) {  // 70: a zero-padded last block

@@ -179,6 +179,14 @@ bool FiniteParams(const WireSamplerParams& p) {
          std::isfinite(p.frequency_penalty);
 }
 
+// A sampling row's first byte: which of its parts follow (a draft) and what it is.
+enum RowFlags : uint8_t { kRowReset = 1, kRowDrafted = 2, kRowHasDraft = 4 };
+
+uint8_t SampleFlags(const WireSample& s) {
+  return static_cast<uint8_t>((s.reset ? kRowReset : 0) | (s.drafted ? kRowDrafted : 0) |
+                              (s.draft.empty() ? 0 : kRowHasDraft));
+}
+
 // The optional trailing sections of a Forward: KV copies, then the sampling rows.
 Status PutSections(Out& o, const ForwardMsg& m) {
   if (!(m.flags & kHasCopies) && !m.copies.empty())
@@ -200,7 +208,7 @@ Status PutSections(Out& o, const ForwardMsg& m) {
       return Errorf("Forward: %zu sampling rows for %zu flagged tokens", m.samples.size(),
                     FlaggedRows(m.batch));
     for (const WireSample& s : m.samples) {
-      o.U8(s.reset ? 1 : 0);
+      o.U8(SampleFlags(s));
       if (s.reset) {
         const WireSamplerParams& p = s.params;
         if (!FiniteParams(p)) return Status::Error("Forward: non-finite sampler parameter");
@@ -218,6 +226,11 @@ Status PutSections(Out& o, const ForwardMsg& m) {
         return Status::Error("Forward: too many accepted tokens");
       o.U32(static_cast<uint32_t>(s.accept.size()));
       PutI32s(o, s.accept);
+      if (!s.draft.empty()) {
+        if (s.draft.size() > kMaxBatchTokens) return Status::Error("Forward: draft too long");
+        o.U32(static_cast<uint32_t>(s.draft.size()));
+        PutI32s(o, s.draft);
+      }
     }
   }
   return Status::Ok();
@@ -242,9 +255,11 @@ Status GetSections(In& in, ForwardMsg* m) {
       return Status::Error("Forward: sampling rows do not fit the payload");
     m->samples.resize(rows);
     for (WireSample& s : m->samples) {
-      const uint8_t reset = in.U8();
-      if (reset > 1) return Errorf("Forward: reset flag %u is not 0 or 1", reset);
-      s.reset = reset == 1;
+      const uint8_t flags = in.U8();
+      if (flags & ~(kRowReset | kRowDrafted | kRowHasDraft))
+        return Errorf("Forward: unknown sampling row flags 0x%02x", flags);
+      s.reset = (flags & kRowReset) != 0;
+      s.drafted = (flags & kRowDrafted) != 0;
       if (s.reset) {
         WireSamplerParams& p = s.params;
         p.temperature = in.F32();
@@ -264,6 +279,13 @@ Status GetSections(In& in, ForwardMsg* m) {
       if (na > kMaxBatchTokens || uint64_t{na} * 4 > in.remaining())
         return Errorf("Forward: %u accepted tokens do not fit the payload", na);
       s.accept = GetI32s(in, na);
+      if (flags & kRowHasDraft) {
+        const uint32_t nd = in.U32();
+        if (!in.ok()) return in.Finish();
+        if (nd == 0 || nd > kMaxBatchTokens || uint64_t{nd} * 4 > in.remaining())
+          return Errorf("Forward: a draft of %u tokens does not fit the payload", nd);
+        s.draft = GetI32s(in, nd);
+      }
     }
   }
   return Status::Ok();

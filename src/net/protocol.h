@@ -122,6 +122,10 @@ struct WireSample {
   bool reset = false;           // new sampler with `params`
   WireSamplerParams params;     // used when reset
   std::vector<int32_t> accept;  // tokens (or skip entries) to accept before sampling
+  // Speculative decoding: tokens drafted after this row's token (their rows follow it, each
+  // marked `drafted`); the last stage verifies them and answers -1 in the rows it rejects.
+  std::vector<int32_t> draft;
+  bool drafted = false;
 };
 
 enum ForwardFlags : uint8_t {

@@ -149,6 +149,12 @@ void Server::Load() {
         return;
       }
       head_ = h->get();
+      if (Status sst = SetUpSpeculation(&so); !sst.ok()) {
+        load_error_ = sst.message();
+        state_.store(kFailed, std::memory_order_release);
+        ioc_.stop();
+        return;
+      }
       sched_ = std::make_unique<Scheduler>(*tok_, std::move(h).value(), so);
     }
   }
@@ -182,9 +188,17 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
           static_cast<long long>(model_->config().n_vocab));
     if (!o_.mmap) STRATA_RETURN_IF_ERROR(m.value()->CopyToHugePages(false).status());
     m.value()->PageIn(false);
-    STRATA_ASSIGN_OR_RETURN(
-        auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx, o_.n_batch,
-                                     o_.draft_p_min, &engine_->pool()));
+    // A pipeline head drafts on threads of its own: its layers run meanwhile on the head's.
+    ThreadPool* pool = nullptr;
+    if (engine_) {
+      pool = &engine_->pool();
+    } else {
+      draft_pool_ = std::make_unique<ThreadPool>(
+          o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency()));
+      pool = draft_pool_.get();
+    }
+    STRATA_ASSIGN_OR_RETURN(auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx,
+                                                         o_.n_batch, o_.draft_p_min, pool));
     so->drafter = std::move(d);
     LogEvent(LogLevel::kInfo,
              StrFormat("speculative decoding: draft model %s, up to %d tokens per step",
@@ -387,10 +401,10 @@ Status RunNode(const NodeOptions& opts) {
                   opts.reasoning_format.c_str());
   if (opts.spec_type != "none" && opts.spec_type != "ngram-simple")
     return Errorf("--spec-type must be none or ngram-simple (got '%s')", opts.spec_type.c_str());
-  if (opts.first_layer >= 0 && (!opts.model_draft.empty() || opts.spec_type != "none"))
+  if (opts.first_layer > 0 && (!opts.model_draft.empty() || opts.spec_type != "none"))
     return Status::Error(
-        "speculative decoding (--model-draft, --spec-type) is not supported in pipeline mode "
-        "yet: run it on a single node");
+        "speculative decoding (--model-draft, --spec-type) is set on the pipeline's head (the "
+        "stage with layer 0, which drafts), not on a later stage");
   if (opts.draft_max < 0 || opts.draft_min < 0 || opts.draft_p_min < 0 || opts.draft_p_min > 1 ||
       opts.spec_ngram_size_n < 1)
     return Status::Error(

@@ -18,6 +18,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "base/thread_pool.h"
 #include "http/resources.h"
 #include "http/server.h"
 #include "node/api.h"
@@ -161,10 +162,11 @@ class Server : public ::strata::http::Handler {
   std::unique_ptr<::strata::http::ResourceMonitor> resources_;  // likewise (its timer)
   std::atomic<int> state_{kLoading};
   std::string load_error_;
-  std::unique_ptr<Engine> engine_;        // single node
-  std::unique_ptr<Model> range_model_;    // pipeline: this node's layer range
-  std::unique_ptr<Tokenizer> range_tok_;  // pipeline head
-  const Model* model_ = nullptr;          // whichever of the above
+  std::unique_ptr<Engine> engine_;          // single node
+  std::unique_ptr<Model> range_model_;      // pipeline: this node's layer range
+  std::unique_ptr<Tokenizer> range_tok_;    // pipeline head
+  std::unique_ptr<ThreadPool> draft_pool_;  // pipeline head: the draft model's threads
+  const Model* model_ = nullptr;            // whichever of the above
   const Tokenizer* tok_ = nullptr;
   ::strata::pipeline::PipelineHead* head_ = nullptr;        // owned by sched_ (pipeline head)
   std::unique_ptr<::strata::pipeline::StageServer> stage_;  // pipeline stage after the head

@@ -330,7 +330,8 @@ void StageServer::RunForward(const std::shared_ptr<Upstream>& up, ForwardMsg& ms
       result.kind = ResultKind::kTokenIds;
       result.cols = 1;
       st = SampleRows(*samplers_, b, FromWire(std::move(msg.samples)), out_,
-                      static_cast<int32_t>(vocab), &result.tokens, &stale);
+                      static_cast<int32_t>(vocab), &result.tokens, &stale, nullptr,
+                      msg.hidden_dim == 0);
       result.rows = static_cast<uint32_t>(result.tokens.size());
     } else if (msg.flags & kWantTokenIds) {
       result.kind = ResultKind::kTokenIds;

@@ -30,6 +30,8 @@ std::vector<To> MoveSamples(std::vector<From>&& from) {
     to[i].reset = from[i].reset;
     to[i].params = CopySamplerParams<decltype(to[i].params)>(from[i].params);
     to[i].accept = std::move(from[i].accept);
+    to[i].draft = std::move(from[i].draft);
+    to[i].drafted = from[i].drafted;
   }
   return to;
 }

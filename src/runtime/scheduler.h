@@ -36,8 +36,8 @@ struct SchedulerOptions {
   int n_batch = 512;   // most tokens evaluated per step (decode tokens + prompt chunks)
   int max_queue = 64;  // requests that may wait for a slot; more are refused (kQueueFull)
   bool prompt_cache = true;
-  // Speculative decoding (runtime/speculative.h): null: off. Used by the loop thread only, on
-  // a backend of depth 1 (in-process).
+  // Speculative decoding (runtime/speculative.h): null: off. Used by the loop thread only (a
+  // pipeline head drafts while the other micro-batches are on the remote stages).
   std::shared_ptr<Drafter> drafter;
   SpecOptions spec;
 };

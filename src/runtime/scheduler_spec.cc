@@ -17,7 +17,7 @@ bool Scheduler::SpecOk(const Slot& s) const {
 
 std::vector<std::vector<int32_t>> Scheduler::Drafts(int max_seqs, int budget) {
   std::vector<std::vector<int32_t>> drafts(static_cast<size_t>(n_slots()));
-  if (!opts_.drafter || backend_->depth() != 1 || opts_.spec.draft_max <= 0) return drafts;
+  if (!opts_.drafter || opts_.spec.draft_max <= 0) return drafts;
   const int running = static_cast<int>(
       std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.req != nullptr; }));
   const int limit = opts_.spec.max_seqs > 0 ? opts_.spec.max_seqs : std::max(1, n_slots() / 2);

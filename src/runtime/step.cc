@@ -110,7 +110,8 @@ namespace {
 // *i on the last of them and *row past them.
 Status VerifyRows(SlotSamplers& samplers, const Batch& batch, const std::vector<SampleSpec>& specs,
                   const std::vector<float>& logits, int32_t n_vocab, int* i, size_t* row,
-                  std::vector<int32_t>* tokens, bool* stale, std::vector<TokenLogprob>* logprobs) {
+                  std::vector<int32_t>* tokens, bool* stale, std::vector<TokenLogprob>* logprobs,
+                  bool tokens_known) {
   const SampleSpec& sp = specs[*row];
   const size_t k = sp.draft.size();
   const size_t nv = static_cast<size_t>(n_vocab);
@@ -121,7 +122,7 @@ Status VerifyRows(SlotSamplers& samplers, const Batch& batch, const std::vector<
   for (size_t j = 1; j <= k; ++j) {
     const size_t b = static_cast<size_t>(*i) + j;
     if (!specs[*row + j].drafted || !batch.output[b] || batch.seq[b] != seq ||
-        batch.tokens[b] != sp.draft[j - 1])
+        (tokens_known && batch.tokens[b] != sp.draft[j - 1]))
       return Status::Error("a draft's rows do not follow its sequence's token");
   }
   std::vector<int32_t> out;
@@ -139,7 +140,7 @@ Status VerifyRows(SlotSamplers& samplers, const Batch& batch, const std::vector<
 
 Status SampleRows(SlotSamplers& samplers, const Batch& batch, const std::vector<SampleSpec>& specs,
                   const std::vector<float>& logits, int32_t n_vocab, std::vector<int32_t>* tokens,
-                  bool* stale, std::vector<TokenLogprob>* logprobs) {
+                  bool* stale, std::vector<TokenLogprob>* logprobs, bool tokens_known) {
   *stale = false;
   tokens->clear();
   if (logprobs) logprobs->clear();
@@ -153,7 +154,7 @@ Status SampleRows(SlotSamplers& samplers, const Batch& batch, const std::vector<
       return Status::Error("fewer logits rows than flagged tokens");
     if (!specs[row].draft.empty()) {
       STRATA_RETURN_IF_ERROR(VerifyRows(samplers, batch, specs, logits, n_vocab, &i, &row, tokens,
-                                        stale, any ? logprobs : nullptr));
+                                        stale, any ? logprobs : nullptr, tokens_known));
       continue;
     }
     STRATA_ASSIGN_OR_RETURN(

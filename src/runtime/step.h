@@ -37,7 +37,8 @@ struct SampleSpec {
   // Speculative decoding (runtime/speculative.h): tokens drafted after this row's token. The
   // batch then holds them right after it, each flagged, each with a spec of its own marked
   // `drafted` (placeholders); the step returns the emitted tokens in these rows, -1 in the
-  // rows after them. In-process only (no allow mask, no logprobs with a draft).
+  // rows after them. Also carried to a pipeline's last stage, which verifies (no allow mask,
+  // no logprobs with a draft).
   std::vector<int32_t> draft;
   bool drafted = false;
 };
@@ -119,10 +120,13 @@ class SlotSamplers {
   std::vector<float> masked_;  // a row with the disallowed tokens at -inf
 };
 
-// Samples every flagged row of `logits` ([n_out, n_vocab]) with `specs`.
+// Samples every flagged row of `logits` ([n_out, n_vocab]) with `specs`. `tokens_known`: the
+// batch holds its token ids (false on a pipeline stage after the head, whose batch carries
+// hidden states: a draft's rows are then not checked against its ids).
 Status SampleRows(SlotSamplers& samplers, const Batch& batch, const std::vector<SampleSpec>& specs,
                   const std::vector<float>& logits, int32_t n_vocab, std::vector<int32_t>* tokens,
-                  bool* stale, std::vector<TokenLogprob>* logprobs = nullptr);
+                  bool* stale, std::vector<TokenLogprob>* logprobs = nullptr,
+                  bool tokens_known = true);
 
 // The whole model in this process: runs each step synchronously inside Next().
 class LocalBackend : public StepBackend {

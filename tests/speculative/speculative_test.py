@@ -10,7 +10,8 @@ model (the same weights at Q4_0, made by `strata quantize`) and with n-gram look
   in [0, 1], tokens per step >= 1; the Q4_0 sibling's drafts are accepted);
 - sampled requests run through the verification and complete;
 - `strata run` with the same flags gives the same greedy tokens;
-- pipeline mode refuses speculation with a clear message.
+- pipeline mode: the head drafts, the last stage verifies; greedy output is the plain one; a
+  stage after the head refuses the flags.
 
 usage: speculative_test.py --strata PATH [--workdir DIR]
 """
@@ -73,6 +74,57 @@ def run_node(args, model, *extra):
         if bad:
             print("\n".join(bad[:20]))
     return alone, together, m
+
+
+SECRET = "speculative-test-secret-0123456789abcdef"
+
+
+def test_pipeline(args, target, draft, plain):
+    """Layers 0-1 | 2-3 with the draft on the head: greedy output identical to plain decoding,
+    drafts verified by the last stage; a later stage refuses the flags."""
+    env = {"STRATA_CLUSTER_SECRET": SECRET}
+    r = subprocess.run([args.strata, "node", "--model", target, "--port", str(free_port()),
+                        "--layers", "2-3", "--stage-port", str(free_port()), "--spec-type",
+                        "ngram-simple"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, **env))
+    check(r.returncode != 0 and "head" in r.stderr,
+          f"a stage after the head refuses --spec-type ({r.stderr.strip()[-160:]})")
+    for name, extra in (("draft model", ["--model-draft", draft, "--draft-max", "6", "--draft-p-min", "0"]),
+                        ("n-gram", ["--spec-type", "ngram-simple", "--draft-max", "6"])):
+        sp, tport, hport = free_port(), free_port(), free_port()
+        tail = Proc(node_args(args.strata, target, tport, "--layers", "2-3", "--stage-port", str(sp)),
+                    tport, "tail", env=env)
+        head = None
+        try:
+            head = Proc(node_args(args.strata, target, hport, "--layers", "0-1", "--next",
+                                  f"127.0.0.1:{sp}", *extra, "--spec-max-seqs", "1", parallel=3),
+                        hport, "head", env=env)
+            texts = [complete(hport, p)[0] for p in PROMPTS]
+            for i, (a, b) in enumerate(zip(plain, texts)):
+                check(a == b, f"pipeline, {name}: greedy output of prompt {i} identical to plain decoding")
+            together = [None] * 3
+
+            def worker(i):
+                together[i] = complete(hport, PROMPTS[i])[0]
+
+            run_parallel(worker, 3)
+            check(together == plain[:3], f"pipeline, {name}: three at once identical to plain decoding")
+            m = metrics(hport)
+            drafted = m.get("strata_spec_draft_tokens_total", 0)
+            accepted = m.get("strata_spec_accepted_tokens_total", -1)
+            print(f"  pipeline, {name}: drafted {drafted:.0f}, accepted {accepted:.0f}, verify steps "
+                  f"{m.get('strata_spec_verify_steps_total', 0):.0f}")
+            if name == "draft model":
+                check(drafted > 0 and 0 < accepted <= drafted,
+                      f"pipeline, {name}: the head drafted and the last stage accepted ({accepted:.0f}/{drafted:.0f})")
+        finally:
+            for n in (head, tail):
+                if n is None:
+                    continue
+                rc, bad = n.stop_checked(30)
+                check(rc == 0 and not bad, f"pipeline, {name}: {n.name} stops cleanly (exit {rc})")
+                if bad:
+                    print("\n".join(bad[:20]))
 
 
 def main():
@@ -146,13 +198,7 @@ def main():
         check(toks == base_tokens and sp is not None,
               f"strata run {extra[0]}: greedy tokens identical ({sp})")
 
-    # Pipeline mode: refused, clearly.
-    r = subprocess.run([args.strata, "node", "--model", target, "--port", str(free_port()),
-                        "--layers", "0-1", "--next", f"127.0.0.1:{free_port()}",
-                        "--cluster-secret", "x" * 40, "--spec-type", "ngram-simple"],
-                       capture_output=True, text=True, timeout=60)
-    check(r.returncode != 0 and "not supported in pipeline mode" in r.stderr,
-          "pipeline mode refuses speculative decoding")
+    test_pipeline(args, target, draft, plain)
     return summary("speculative")
 
 
