@@ -13,6 +13,7 @@ on a repetitive prompt shows the mechanism. Stdlib only. Example:
   python3 bench/spec_bench.py --strata build/strata --model /work/models/r1-qwen-1.5b-q8_0.gguf \\
       --mode ngram --rounds 3
   python3 bench/spec_bench.py --strata build/strata --model M.gguf --draft D.gguf --mode draft
+  (add --split 0-15,16-27 for 2-stage pipelines whose head drafts)
 """
 import argparse
 import http.client
@@ -78,6 +79,29 @@ def spec_metrics(port):
     return m
 
 
+SECRET = "spec-bench-secret-0123456789abcdef0123"
+
+
+def start(a, name, extra, stages):
+    """The node `name` answers requests: one whole-model node, or with --split the head of a
+    2-stage pipeline (its tail goes into `stages`); `extra` (the speculative flags) goes to
+    the node or the head."""
+    ctx = dict(threads=a.threads, parallel=a.parallel, ctx=2048)
+    if not a.split:
+        port = free_port()
+        return procs.Proc(procs.node_args(a.strata, a.model, port, *extra, **ctx), port, name,
+                          timeout=900)
+    head_layers, tail_layers = a.split.split(",")
+    env = {"STRATA_CLUSTER_SECRET": SECRET}
+    sp, tport, hport = free_port(), free_port(), free_port()
+    stages.append(procs.Proc(procs.node_args(a.strata, a.model, tport, "--layers", tail_layers,
+                                             "--stage-port", str(sp), **ctx),
+                             tport, name + " tail", env=env, timeout=900))
+    return procs.Proc(procs.node_args(a.strata, a.model, hport, "--layers", head_layers, "--next",
+                                      f"127.0.0.1:{sp}", *extra, **ctx),
+                      hport, name + " head", env=env, timeout=900)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--strata", required=True)
@@ -95,6 +119,9 @@ def main():
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2, help="A-B-B-A rounds")
     ap.add_argument("--streams", type=int, default=0, help="also N concurrent streams (0: no)")
+    ap.add_argument("--split", default="",
+                    help="pipeline mode: A and B are each 2 stages, e.g. 0-15,16-27 (the head "
+                         "drafts); --threads per stage")
     a = ap.parse_args()
     prompt_kind = a.prompt or ("repetitive" if a.mode == "ngram" else "plain")
     prompt = REPETITIVE if prompt_kind == "repetitive" else PLAIN
@@ -102,14 +129,12 @@ def main():
         prompt, prompt_kind = a.prompt_text, "given"
     spec = (["--model-draft", a.draft, "--draft-p-min", str(a.draft_p_min)] if a.mode == "draft"
             else ["--spec-type", "ngram-simple"]) + ["--draft-max", str(a.draft_max)]
-    nodes = {}
+    nodes, stages = {}, []
     for name, extra in (("A", []), ("B", spec)):
-        port = free_port()
-        cmd = procs.node_args(a.strata, a.model, port, *extra, threads=a.threads,
-                              parallel=a.parallel, ctx=2048)
-        nodes[name] = procs.Proc(cmd, port, name, timeout=900)
+        nodes[name] = start(a, name, extra, stages)
     print(f"load: {os.getloadavg()}; mode {a.mode}, prompt {prompt_kind}, "
-          f"draft-max {a.draft_max}, {a.tokens} tokens, {a.threads} threads", flush=True)
+          f"draft-max {a.draft_max}, {a.tokens} tokens, {a.threads} threads"
+          + (f", pipeline {a.split}" if a.split else ""), flush=True)
     try:
         for n in nodes.values():  # warm-up (page-in, first allocation)
             stream_decode(n.port, prompt, 8)
@@ -132,15 +157,20 @@ def main():
               f"{(accepted + verify) / max(verify, 1):.2f}", flush=True)
         if a.streams > 0:
             thr = {"A": [], "B": []}
+            base = spec_metrics(nodes["B"].port)
             for name in "ABBA":
                 thr[name].append(streams_throughput(nodes[name].port, prompt, a.tokens // 2,
                                                     a.streams))
+            m = spec_metrics(nodes["B"].port)
+            d = {k.replace("strata_spec_", "").replace("_total", ""): m[k] - base.get(k, 0)
+                 for k in m if k.endswith("_total")}
             ta, tb = statistics.median(thr["A"]), statistics.median(thr["B"])
             print(f"{a.streams} streams: plain {ta:.2f} tok/s, speculative {tb:.2f} tok/s, "
-                  f"ratio {tb / ta:.3f}x", flush=True)
+                  f"ratio {tb / ta:.3f}x; B's speculation meanwhile: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in sorted(d.items())), flush=True)
         print(f"load after: {os.getloadavg()}", flush=True)
     finally:
-        for n in nodes.values():
+        for n in [*nodes.values(), *stages]:
             n.stop()
     return 0
 
