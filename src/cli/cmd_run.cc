@@ -49,7 +49,7 @@ Result<GenerateResult> GenerateSpeculative(
   so.spec.max_seqs = 1;
   if (!a.model_draft.empty()) {
     STRATA_ASSIGN_OR_RETURN(auto path, ResolveModelArg(a.model_draft));
-    STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(path));
+    STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(path, {.mmap = a.mmap}));
     if (m->config().n_vocab != e.model().config().n_vocab)
       return Errorf("the draft model '%s' does not share the model's vocabulary", path.c_str());
     STRATA_ASSIGN_OR_RETURN(

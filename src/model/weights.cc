@@ -24,6 +24,12 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, int first, i
   return m;
 }
 
+Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const ModelLoadOptions& o) {
+  STRATA_ASSIGN_OR_RETURN(auto m, Load(path, o.first, o.last));
+  if (!o.mmap) STRATA_RETURN_IF_ERROR(m->CopyToHugePages(o.progress).status());
+  return m;
+}
+
 Result<std::unique_ptr<Model>> Model::FromFile(std::shared_ptr<gguf::File> file, int first,
                                                int last) {
   std::unique_ptr<Model> m(new Model());

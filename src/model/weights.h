@@ -38,10 +38,21 @@ struct LayerWeights {
   Matrix w_down;                  // [hidden, ffn]
 };
 
+// How a server or a tool loads a model: the layer range [first, last) (last = -1: all), and
+// where the streamed matrices live: copied into huge pages (Model::CopyToHugePages, the
+// default) or left in the file mapping (`mmap`: replicas on one machine share the page cache).
+struct ModelLoadOptions {
+  int first = 0, last = -1;
+  bool mmap = false;
+  bool progress = false;  // show the huge-page copy's progress
+};
+
 class Model {
  public:
   // Opens `path` and binds layers [first, last); last = -1 means all layers.
   static Result<std::unique_ptr<Model>> Load(const std::string& path, int first = 0, int last = -1);
+  // Load, then CopyToHugePages unless o.mmap.
+  static Result<std::unique_ptr<Model>> Load(const std::string& path, const ModelLoadOptions& o);
   static Result<std::unique_ptr<Model>> FromFile(std::shared_ptr<gguf::File> file, int first,
                                                  int last);
 

@@ -178,7 +178,7 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
   so->spec.ngram_n = o_.spec_ngram_size_n;
   so->spec.max_seqs = o_.spec_max_seqs;
   if (!o_.model_draft.empty()) {
-    auto m = Model::Load(o_.model_draft);
+    auto m = Model::Load(o_.model_draft, {.mmap = o_.mmap});
     if (!m.ok()) return m.status().With("loading the draft model '" + o_.model_draft + "'");
     if (m.value()->config().n_vocab != model_->config().n_vocab)
       return Errorf(
@@ -186,7 +186,6 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
           "must share the model's tokenizer",
           o_.model_draft.c_str(), static_cast<long long>(m.value()->config().n_vocab),
           static_cast<long long>(model_->config().n_vocab));
-    if (!o_.mmap) STRATA_RETURN_IF_ERROR(m.value()->CopyToHugePages(false).status());
     m.value()->PageIn(false);
     // A pipeline head drafts on threads of its own: its layers run meanwhile on the head's.
     ThreadPool* pool = nullptr;
@@ -218,8 +217,10 @@ Status Server::LoadPipeline() {
   if (o_.cluster_secret.empty())
     return Status::Error(
         "pipeline mode needs a cluster secret (--cluster-secret or STRATA_CLUSTER_SECRET)");
-  STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(o_.model_path, o_.first_layer, o_.last_layer + 1));
-  if (!o_.mmap) STRATA_RETURN_IF_ERROR(m->CopyToHugePages(true).status());
+  STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(o_.model_path, {.first = o_.first_layer,
+                                                              .last = o_.last_layer + 1,
+                                                              .mmap = o_.mmap,
+                                                              .progress = true}));
   const int n_layers = m->config().n_layers;
   n_layers_ = o_.last_layer - o_.first_layer + 1;
   if (o_.first_layer == 0) {

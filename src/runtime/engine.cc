@@ -19,8 +19,8 @@ Engine::Engine(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tok, KvC
 Result<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& o) {
   if (o.n_ctx < 1) return Errorf("context size must be positive (got %d)", o.n_ctx);
   if (o.n_batch < 1) return Errorf("batch size must be positive (got %d)", o.n_batch);
-  STRATA_ASSIGN_OR_RETURN(auto model, Model::Load(o.model_path));
-  if (!o.mmap) STRATA_RETURN_IF_ERROR(model->CopyToHugePages(o.load_progress).status());
+  STRATA_ASSIGN_OR_RETURN(auto model,
+                          Model::Load(o.model_path, {.mmap = o.mmap, .progress = o.load_progress}));
   auto tok = Tokenizer::FromGguf(model->file());
   if (!tok.ok()) return tok.status().With("loading the tokenizer of '" + o.model_path + "'");
   if (tok.value()->n_vocab() != model->config().n_vocab)
