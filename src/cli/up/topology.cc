@@ -24,6 +24,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Replicas sharing this machine each hold the whole model: when there are several, a replica
+// keeps it in the file mapping (--mmap), one set of page-cache pages for all, rather than a
+// huge-page copy each. Stages hold disjoint layers and copy theirs.
+bool SharesMapping(int local_replicas, bool is_replica) { return is_replica && local_replicas > 1; }
+
 // A port nobody listens on now (bound and released; the child binds it moments later).
 Result<int> FreePort() {
   try {
@@ -233,7 +238,7 @@ Result<Topology> GenerateTopology(const UpOptions& o) {
     c.name = n.name;
     c.args = {"node", "--config",       t.config_path,          "--name",
               n.name, "--api-key-file", t.run_dir + "/node.key"};
-    if (!pipeline && o.nodes > 1) c.args.emplace_back("--mmap");  // as LocalTopology decides
+    if (SharesMapping(pipeline ? 0 : o.nodes, !pipeline)) c.args.emplace_back("--mmap");
     c.health_port = n.port;
     c.needed = pipeline;
     t.children.push_back(c);
@@ -259,8 +264,6 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
   const int total = threads > 0 ? threads : MachineThreads();
   const int per_node = std::max(1, total / std::max<int>(1, static_cast<int>(local.size())));
   std::reverse(local.begin(), local.end());  // in reverse: later stages usually come last
-  // Replicas sharing this machine each hold the whole model: they keep it in the file mapping
-  // (--mmap), one set of page-cache pages for all, rather than a huge-page copy each.
   const auto local_replicas = std::count_if(
       local.begin(), local.end(), [&](const auto* n) { return c.ModeOf(*n) == "replica"; });
   for (const cluster::NodeSpec* np : local) {
@@ -282,7 +285,8 @@ Result<Topology> LocalTopology(const std::string& config_path, int threads) {
       cs.args.emplace_back("--threads");
       cs.args.push_back(std::to_string(per_node));
     }
-    if (local_replicas > 1 && c.ModeOf(n) == "replica") cs.args.emplace_back("--mmap");
+    if (SharesMapping(static_cast<int>(local_replicas), c.ModeOf(n) == "replica"))
+      cs.args.emplace_back("--mmap");
     cs.health_host = ProbeHost(n.host);
     cs.health_port = n.port;
     cs.needed = c.ModeOf(n) != "replica";
