@@ -461,22 +461,43 @@ void SplitScores(const float* q16, int nh, const uint8_t* k, size_t k_row, int64
   }
 }
 
-// acc[h][16 c + e] = sum over keys j of w[h][j] * v[j][16 c + e] from 0, a sequential fma
-// chain per element, for NH heads and CB vectors of columns (partial rows `stride` apart).
-template <int NH, int CB>
-void SplitValues(const float* w, const uint8_t* v, size_t v_row, int64_t n_kv, float* out,
+// Column vector `col` (16 values) of a cached value row, as f32: F16 rows convert; Q8_0 rows
+// (32-value blocks of fp16 d + 32 int8) give q * d, exact in f32 (8 bits times 11), as the
+// generic path's row conversion (fma(q, d * 1, 0)) does.
+// kRowBytesPerCol: bytes of a row per column vector (where to prefetch).
+struct ColF16 {
+  static constexpr int kRowBytesPerCol = 32;
+  static __m512 Load(const uint8_t* row, int col) { return LoadF16::Load(row, 16 * col); }
+};
+struct ColQ8 {
+  static constexpr int kRowBytesPerCol = sizeof(BlockQ8_0) / 2;
+  static __m512 Load(const uint8_t* row, int col) {
+    const uint8_t* blk = row + static_cast<size_t>(col / 2) * sizeof(BlockQ8_0);
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + 16 * (col % 2)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
+                         _mm512_set1_ps(fp16_to_f32(d)));
+  }
+};
+
+// acc[h][16 c + e] = sum over keys j of w[h][j] * v[j][16 (col0 + c) + e] from 0, a sequential
+// fma chain per element, for NH heads and CB vectors of columns (partial rows `stride` apart).
+template <class Col, int NH, int CB>
+void SplitValues(const float* w, const uint8_t* v, size_t v_row, int col0, int64_t n_kv, float* out,
                  int64_t stride) {
   __m512 acc[NH][CB];
 #pragma GCC unroll 6
   for (int h = 0; h < NH; ++h)
 #pragma GCC unroll 4
     for (int c = 0; c < CB; ++c) acc[h][c] = _mm512_setzero_ps();
+  const int row_bytes = Col::kRowBytesPerCol * CB;
   for (int64_t j = 0; j < n_kv; ++j) {
     const uint8_t* vr = v + static_cast<size_t>(j) * v_row;
-    PrefetchRow(vr, v_row, 32 * CB);
+    PrefetchRow(vr + Col::kRowBytesPerCol * col0, v_row, row_bytes);
     __m512 vv[CB];
 #pragma GCC unroll 4
-    for (int c = 0; c < CB; ++c) vv[c] = LoadF16::Load(vr, 16 * c);
+    for (int c = 0; c < CB; ++c) vv[c] = Col::Load(vr, col0 + c);
 #pragma GCC unroll 6
     for (int h = 0; h < NH; ++h) {
       const __m512 wh = _mm512_set1_ps(w[h * kSplitKvChunk + j]);
@@ -490,48 +511,120 @@ void SplitValues(const float* w, const uint8_t* v, size_t v_row, int64_t n_kv, f
     for (int c = 0; c < CB; ++c) _mm512_storeu_ps(out + h * stride + 16 * c, acc[h][c]);
 }
 
-using SplitValuesFn = void (*)(const float*, const uint8_t*, size_t, int64_t, float*, int64_t);
-template <int NH>
-constexpr SplitValuesFn kSplitValuesRow[] = {SplitValues<NH, 1>, SplitValues<NH, 2>,
-                                             SplitValues<NH, 3>, SplitValues<NH, 4>};
-constexpr const SplitValuesFn* kSplitValues[] = {kSplitValuesRow<1>, kSplitValuesRow<2>,
-                                                 kSplitValuesRow<3>, kSplitValuesRow<4>,
-                                                 kSplitValuesRow<5>, kSplitValuesRow<6>};
+using SplitValuesFn = void (*)(const float*, const uint8_t*, size_t, int, int64_t, float*, int64_t);
+template <class Col, int NH>
+constexpr SplitValuesFn kSplitValuesRow[] = {SplitValues<Col, NH, 1>, SplitValues<Col, NH, 2>,
+                                             SplitValues<Col, NH, 3>, SplitValues<Col, NH, 4>};
+template <class Col>
+constexpr const SplitValuesFn* kSplitValues[] = {kSplitValuesRow<Col, 1>, kSplitValuesRow<Col, 2>,
+                                                 kSplitValuesRow<Col, 3>, kSplitValuesRow<Col, 4>,
+                                                 kSplitValuesRow<Col, 5>, kSplitValuesRow<Col, 6>};
 
 using SplitScoresFn = void (*)(const float*, int, const uint8_t*, size_t, int64_t, float, float*);
 constexpr SplitScoresFn kSplitScores[] = {SplitScores<1>, SplitScores<2>, SplitScores<3>,
                                           SplitScores<4>, SplitScores<5>, SplitScores<6>,
                                           SplitScores<7>, SplitScores<8>};
 
-}  // namespace
+// x86::Reduce8 of each 256-bit half of 8 registers z[0..7]: lane r = Reduce8(low half of z[r]),
+// lane 8 + r = Reduce8(high half of z[r]), by the same additions: per half (v_i + v_{i+4}),
+// then (s_0 + s_2, s_1 + s_3), then their sum.
+inline __m512 Reduce8x16(const __m512* z) {
+  __m512 x[4], y[2];
+  for (int m = 0; m < 4; ++m)  // 128-bit lanes [z0 h0, z0 h1, z1 h0, z1 h1]: lo + hi of each half
+    x[m] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int m = 0; m < 2; ++m)  // per 128-bit lane: (s0 + s2, s1 + s3) of two registers
+    y[m] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * m], x[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(x[2 * m], x[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Lane 4k + i of r: 128-bit lane k = (row parity, half) = (k / 2, k % 2), row 2 i + k / 2.
+  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  return _mm512_permutexvar_ps(idx, r);
+}
 
-bool AttentionKvPartialF16(const KvAttention& a, const float* q, float* partial, float* scratch) {
-  const int hd = a.head_dim, nh = a.n_heads;
-  if (a.k_type != DType::F16 || a.v_type != DType::F16 || hd % 16 != 0 || hd < 16 || hd > 128 ||
-      nh < 1 || nh > kMaxAttnHeads || a.n_kv < 1 || a.n_kv > kSplitKvChunk)
-    return false;
-  const int nv = hd / 16;
-  // The query as an F16 key's dot product sees it: rounded to f16.
-  alignas(64) float q16[kMaxAttnHeads * 128];
-  for (int h = 0; h < nh; ++h)
-    for (int i = 0; i < nv; ++i)
-      _mm512_store_ps(q16 + h * hd + 16 * i, RoundF16(_mm512_loadu_ps(q + h * hd + 16 * i)));
-  kSplitScores[nv - 1](q16, nh, static_cast<const uint8_t*>(a.k), a.k_row_bytes, a.n_kv, a.scale,
-                       scratch);
-  // Per head: the maximum, the weights (ExpPoly) and their sum.
+// Scores of one split-KV chunk for Q8_0 keys: s[h * kSplitKvChunk + j] = (k[j] . qx[h]) *
+// scale in the Q8_0 x Q8_0 dot product's order (VecDotOne<Q8Dot>): per block 8 exact int32
+// lanes, acc = fma(dk * dq, float(lanes), acc) block after block, then Reduce8. Two heads per
+// register, one per 256-bit half; the lanes in the offset form (q + 128) . k - 128 . sum(k)
+// (exact; vpdpbusd wants its first operand unsigned, and AVX-512 has no vpsignb).
+//   qx: [nh][nb] blocks (the queries quantized as the dot product's activations)
+void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
+                   int64_t n_kv, float scale, float* s) {
+  constexpr int kMaxBlocks = 128 / 32;  // head_dim <= 128 on this path
+  const int np = (nh + 1) / 2;
+  alignas(64) __m512i qoff[kMaxAttnHeads / 2][kMaxBlocks];
+  alignas(64) __m512 dq[kMaxAttnHeads / 2][kMaxBlocks];
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int p = 0; p < np; ++p) {
+    const int h1 = std::min(2 * p + 1, nh - 1);  // an odd count repeats the last head
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ8_0& x0 = qx[2 * p * nb + b];
+      const BlockQ8_0& x1 = qx[h1 * nb + b];
+      const __m256i a0 =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs)), flip);
+      const __m256i a1 =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs)), flip);
+      qoff[p][b] = _mm512_inserti64x4(_mm512_castsi256_si512(a0), a1, 1);
+      dq[p][b] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(fp16_to_f32(x0.d))),
+                                    _mm256_set1_ps(fp16_to_f32(x1.d)), 1);
+    }
+  }
+  const __m512i ones = _mm512_set1_epi8(1);
+  alignas(64) __m512 acc[kMaxAttnHeads / 2][8];  // [pair][row of the group of 8]
+  for (int64_t j0 = 0; j0 < n_kv; j0 += 8) {
+    const int nr = static_cast<int>(std::min<int64_t>(8, n_kv - j0));
+    for (int r = 0; r < 8; ++r) {
+      for (int p = 0; p < np; ++p) acc[p][r] = _mm512_setzero_ps();
+      if (r >= nr) continue;
+      const uint8_t* kr = k + static_cast<size_t>(j0 + r) * k_row;
+      PrefetchRow(kr, k_row, nb * static_cast<int>(sizeof(BlockQ8_0)));
+      for (int b = 0; b < nb; ++b) {
+        const uint8_t* blk = kr + static_cast<size_t>(b) * sizeof(BlockQ8_0);
+        uint16_t d;
+        std::memcpy(&d, blk, 2);
+        const __m512i kb =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)));
+        // -128 * (sums of 4 key quants): the offset form's correction, as the lanes' start.
+        const __m512i start = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, kb), 7));
+        const __m512 dk = _mm512_set1_ps(fp16_to_f32(d));
+        for (int p = 0; p < np; ++p) {
+          const __m512i lanes = _mm512_dpbusd_epi32(start, qoff[p][b], kb);
+          acc[p][r] =
+              _mm512_fmadd_ps(_mm512_mul_ps(dk, dq[p][b]), _mm512_cvtepi32_ps(lanes), acc[p][r]);
+        }
+      }
+    }
+    // Reduce8 of the 16 half-registers of a pair's 8 rows at once (the same additions), then
+    // the scale; lanes 0..7: the pair's first head, rows j0..j0+7; 8..15: its second head.
+    const __mmask8 rows = static_cast<__mmask8>((1u << nr) - 1u);
+    for (int p = 0; p < np; ++p) {
+      const __m512 sc = _mm512_mul_ps(Reduce8x16(acc[p]), _mm512_set1_ps(scale));
+      _mm256_mask_storeu_ps(s + 2 * p * kSplitKvChunk + j0, rows, _mm512_castps512_ps256(sc));
+      if (2 * p + 1 < nh)
+        _mm256_mask_storeu_ps(s + (2 * p + 1) * kSplitKvChunk + j0, rows,
+                              _mm512_extractf32x8_ps(sc, 1));
+    }
+  }
+}
+
+// Per head of a chunk's scores (scratch, kSplitKvChunk apart): the maximum m, the weights
+// ExpPoly(s - m) in place and their sum, into the partial's last two floats.
+void ChunkWeights(float* scratch, int nh, int64_t n_kv, int hd, float* partial) {
   const int64_t stride = AttentionPartialStride(hd);
   for (int h = 0; h < nh; ++h) {
     float* s = scratch + h * kSplitKvChunk;
     __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < a.n_kv; j += 16)
-      mx =
-          _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
-                                                 Mask16(std::min<int64_t>(16, a.n_kv - j)), s + j));
+    for (int64_t j = 0; j < n_kv; j += 16)
+      mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
+                                                  Mask16(std::min<int64_t>(16, n_kv - j)), s + j));
     const float m = _mm512_reduce_max_ps(mx);
     const __m512 mv = _mm512_set1_ps(m);
     __m512 sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < a.n_kv; j += 16) {
-      const __mmask16 ok = Mask16(std::min<int64_t>(16, a.n_kv - j));
+    for (int64_t j = 0; j < n_kv; j += 16) {
+      const __mmask16 ok = Mask16(std::min<int64_t>(16, n_kv - j));
       const __m512 w =
           _mm512_maskz_mov_ps(ok, ExpPoly(_mm512_sub_ps(_mm512_maskz_loadu_ps(ok, s + j), mv)));
       _mm512_mask_storeu_ps(s + j, ok, w);
@@ -540,14 +633,47 @@ bool AttentionKvPartialF16(const KvAttention& a, const float* q, float* partial,
     partial[h * stride + hd] = m;
     partial[h * stride + hd + 1] = _mm512_reduce_add_ps(sum);
   }
+}
+
+bool FastKvType(DType t) { return t == DType::F16 || t == DType::Q8_0; }
+
+}  // namespace
+
+bool AttentionKvPartialFast(const KvAttention& a, const float* q, float* partial, float* scratch) {
+  const int hd = a.head_dim, nh = a.n_heads;
+  const bool q8 = a.k_type == DType::Q8_0 || a.v_type == DType::Q8_0;
+  if (!FastKvType(a.k_type) || !FastKvType(a.v_type) || hd % (q8 ? 32 : 16) != 0 || hd < 16 ||
+      hd > 128 || nh < 1 || nh > kMaxAttnHeads || a.n_kv < 1 || a.n_kv > kSplitKvChunk)
+    return false;
+  const int nv = hd / 16;
+  const auto* k = static_cast<const uint8_t*>(a.k);
+  if (a.k_type == DType::F16) {
+    // The query as an F16 key's dot product sees it: rounded to f16.
+    alignas(64) float q16[kMaxAttnHeads * 128];
+    for (int h = 0; h < nh; ++h)
+      for (int i = 0; i < nv; ++i)
+        _mm512_store_ps(q16 + h * hd + 16 * i, RoundF16(_mm512_loadu_ps(q + h * hd + 16 * i)));
+    kSplitScores[nv - 1](q16, nh, k, a.k_row_bytes, a.n_kv, a.scale, scratch);
+  } else {
+    // The queries in the dot product's activation format, by the table's own quantizer.
+    const internal::TypeKernels* kt = internal::FindType(internal::Avx512Kernels(), DType::Q8_0);
+    const int nb = hd / 32;
+    BlockQ8_0 qx[kMaxAttnHeads * (128 / 32)];
+    for (int h = 0; h < nh; ++h) kt->quantize(q + h * hd, qx + h * nb, hd);
+    SplitScoresQ8(qx, nh, nb, k, a.k_row_bytes, a.n_kv, a.scale, scratch);
+  }
+  ChunkWeights(scratch, nh, a.n_kv, hd, partial);
   // Values: groups of up to 6 heads x up to 4 vectors of columns in registers.
+  const int64_t stride = AttentionPartialStride(hd);
+  const SplitValuesFn* const* table =
+      a.v_type == DType::F16 ? kSplitValues<ColF16> : kSplitValues<ColQ8>;
   const auto* v = static_cast<const uint8_t*>(a.v);
   for (int h0 = 0; h0 < nh; h0 += 6) {
     const int gh = std::min(6, nh - h0);
     for (int c0 = 0; c0 < nv; c0 += 4) {
       const int gc = std::min(4, nv - c0);
-      kSplitValues[gh - 1][gc - 1](scratch + h0 * kSplitKvChunk, v + 32 * c0, a.v_row_bytes, a.n_kv,
-                                   partial + h0 * stride + 16 * c0, stride);
+      table[gh - 1][gc - 1](scratch + h0 * kSplitKvChunk, v, a.v_row_bytes, c0, a.n_kv,
+                            partial + h0 * stride + 16 * c0, stride);
     }
   }
   return true;

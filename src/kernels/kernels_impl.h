@@ -300,7 +300,8 @@ void VecDotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size
 }  // namespace strata::kernels::internal
 
 namespace strata::kernels::avx512 {
-// kernels::AttentionKvPartial for F16 keys and values (kernels_attn_avx512.cc): false, having
-// done nothing, for the shapes it does not cover (the caller then runs the generic chunk).
-bool AttentionKvPartialF16(const KvAttention& a, const float* q, float* partial, float* scratch);
+// kernels::AttentionKvPartial for F16 and Q8_0 keys and values, in any combination
+// (kernels_attn_avx512.cc): false, having done nothing, for the types and shapes it does not
+// cover (Q4_0; the caller then runs the generic chunk).
+bool AttentionKvPartialFast(const KvAttention& a, const float* q, float* partial, float* scratch);
 }  // namespace strata::kernels::avx512

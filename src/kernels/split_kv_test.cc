@@ -180,6 +180,41 @@ TEST_P(SplitKvTest, ChunkMatchesScalarTwin) {
   }
 }
 
+// The AVX-512 chunk kernel for Q8_0 keys and values keeps the table's own order: the scores
+// are its Q8_0 dot products (so each head's maximum is bit-identical to the generic chunk's on
+// the same path), the values its row conversion and fma chain (the weighted sums too); only
+// the weights' sum is added in another order.
+TEST(SplitKv, Avx512Q8ChunkKeepsTheTableOrder) {
+  const std::vector<std::string> paths = SupportedPaths();
+  if (std::find(paths.begin(), paths.end(), "avx512") == paths.end())
+    GTEST_SKIP() << "no AVX-512 on this CPU";
+  ASSERT_TRUE(SetPathForTesting("avx512"));
+  for (int nh : {1, 5, 6}) {
+    for (int64_t n_kv : {1, 31, 256}) {
+      const int hd = 128;
+      Head c(DType::Q8_0, DType::Q8_0, hd, n_kv, 2, 2, static_cast<uint32_t>(n_kv + nh));
+      c.a.n_heads = nh;
+      const std::vector<float> q = RandomNormal(static_cast<size_t>(hd) * nh, 9);
+      const int64_t stride = AttentionPartialStride(hd);
+      std::vector<float> table(static_cast<size_t>(nh * stride)), fast(table.size());
+      std::vector<float> scratch(static_cast<size_t>(nh * kSplitKvChunk));
+      internal::AttentionKvPartialWith(internal::Avx512Kernels(), internal::AccumulateKvRowAvx2,
+                                       c.a, q.data(), table.data(), scratch.data());
+      AttentionKvPartial(c.a, q.data(), fast.data(), scratch.data());
+      for (int h = 0; h < nh; ++h) {
+        EXPECT_EQ(fast[h * stride + hd], table[h * stride + hd])
+            << "max, heads " << nh << " h " << h;
+        EXPECT_NEAR(fast[h * stride + hd + 1], table[h * stride + hd + 1],
+                    1e-6 * table[h * stride + hd + 1]);
+        if (nh == 1) continue;  // the generic chunk folds d into the weight for a lone head
+        for (int i = 0; i < hd; ++i)
+          ASSERT_EQ(fast[h * stride + i], table[h * stride + i]) << "heads " << nh << " h " << h;
+      }
+    }
+  }
+  SetPathForTesting(paths.front().c_str());
+}
+
 TEST(SplitKv, OneChunkMergesToAccOverSum) {
   const int hd = 32, nh = 2;
   const int64_t stride = AttentionPartialStride(hd);
