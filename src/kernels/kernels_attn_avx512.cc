@@ -476,8 +476,7 @@ struct ColQ8 {
     uint16_t d;
     std::memcpy(&d, blk, 2);
     const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + 16 * (col % 2)));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
-                         _mm512_set1_ps(fp16_to_f32(d)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(d)));
   }
 };
 
@@ -546,31 +545,34 @@ inline __m512 Reduce8x16(const __m512* z) {
 // Scores of one split-KV chunk for Q8_0 keys: s[h * kSplitKvChunk + j] = (k[j] . qx[h]) *
 // scale in the Q8_0 x Q8_0 dot product's order (VecDotOne<Q8Dot>): per block 8 exact int32
 // lanes, acc = fma(dk * dq, float(lanes), acc) block after block, then Reduce8. Two heads per
-// register, one per 256-bit half; the lanes in the offset form (q + 128) . k - 128 . sum(k)
-// (exact; vpdpbusd wants its first operand unsigned, and AVX-512 has no vpsignb).
+// register, one per 256-bit half; the lanes in the offset form (k + 128) . q - 128 . sum(q)
+// (exact; vpdpbusd wants its first operand unsigned, and AVX-512 has no vpsignb), whose
+// correction depends on the query only: it is each pair's start value.
 //   qx: [nh][nb] blocks (the queries quantized as the dot product's activations)
 void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
                    int64_t n_kv, float scale, float* s) {
   constexpr int kMaxBlocks = 128 / 32;  // head_dim <= 128 on this path
   const int np = (nh + 1) / 2;
-  alignas(64) __m512i qoff[kMaxAttnHeads / 2][kMaxBlocks];
+  alignas(64) __m512i qv[kMaxAttnHeads / 2][kMaxBlocks];     // the pair's query quants
+  alignas(64) __m512i start[kMaxAttnHeads / 2][kMaxBlocks];  // -128 * sums of 4 of them
   alignas(64) __m512 dq[kMaxAttnHeads / 2][kMaxBlocks];
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m512i ones = _mm512_set1_epi8(1);
   for (int p = 0; p < np; ++p) {
     const int h1 = std::min(2 * p + 1, nh - 1);  // an odd count repeats the last head
     for (int b = 0; b < nb; ++b) {
       const BlockQ8_0& x0 = qx[2 * p * nb + b];
       const BlockQ8_0& x1 = qx[h1 * nb + b];
-      const __m256i a0 =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs)), flip);
-      const __m256i a1 =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs)), flip);
-      qoff[p][b] = _mm512_inserti64x4(_mm512_castsi256_si512(a0), a1, 1);
-      dq[p][b] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(fp16_to_f32(x0.d))),
-                                    _mm256_set1_ps(fp16_to_f32(x1.d)), 1);
+      qv[p][b] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs)), 1);
+      start[p][b] = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qv[p][b]), 7));
+      dq[p][b] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(_cvtsh_ss(x0.d))),
+                                    _mm256_set1_ps(_cvtsh_ss(x1.d)), 1);
     }
   }
-  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   alignas(64) __m512 acc[kMaxAttnHeads / 2][8];  // [pair][row of the group of 8]
   for (int64_t j0 = 0; j0 < n_kv; j0 += 8) {
     const int nr = static_cast<int>(std::min<int64_t>(8, n_kv - j0));
@@ -583,15 +585,13 @@ void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t
         const uint8_t* blk = kr + static_cast<size_t>(b) * sizeof(BlockQ8_0);
         uint16_t d;
         std::memcpy(&d, blk, 2);
-        const __m512i kb =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)));
-        // -128 * (sums of 4 key quants): the offset form's correction, as the lanes' start.
-        const __m512i start = _mm512_sub_epi32(
-            _mm512_setzero_si512(),
-            _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, kb), 7));
-        const __m512 dk = _mm512_set1_ps(fp16_to_f32(d));
+        // The key quants + 128, as unsigned bytes, in both halves.
+        const __m512i ku = _mm512_xor_si512(
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))),
+            flip);
+        const __m512 dk = _mm512_set1_ps(_cvtsh_ss(d));
         for (int p = 0; p < np; ++p) {
-          const __m512i lanes = _mm512_dpbusd_epi32(start, qoff[p][b], kb);
+          const __m512i lanes = _mm512_dpbusd_epi32(start[p][b], ku, qv[p][b]);
           acc[p][r] =
               _mm512_fmadd_ps(_mm512_mul_ps(dk, dq[p][b]), _mm512_cvtepi32_ps(lanes), acc[p][r]);
         }
