@@ -345,7 +345,8 @@ void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, fl
   const internal::IsaKernels& isa = Active();
   internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
 #if defined(__x86_64__)
-  if (std::strcmp(isa.name, "avx512") == 0 && avx512::AttentionKvPartialFast(a, q, partial, scratch))
+  if (std::strcmp(isa.name, "avx512") == 0 &&
+      avx512::AttentionKvPartialFast(a, q, partial, scratch))
     return;
   if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
     acc = internal::AccumulateKvRowAvx2;
