@@ -26,3 +26,11 @@ export async function getCpuLlama() {
   const {getLlama, LlamaLogLevel} = await loadNodeLlamaCpp();
   return getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
 }
+
+// Runs an oracle's async main: an error is printed after the oracle's name, exit status 1.
+export function runOracle(name, main) {
+  main().catch((e) => {
+    process.stderr.write(`${name}: ${e?.stack ?? e}\n`);
+    process.exit(1);
+  });
+}

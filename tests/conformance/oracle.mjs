@@ -25,7 +25,7 @@
 // Diagnostics go to stderr; exit status 2 on usage errors, 1 on runtime errors.
 import {existsSync, readFileSync} from "node:fs";
 
-import {getCpuLlama} from "./node_llama.mjs";
+import {getCpuLlama, runOracle} from "./node_llama.mjs";
 
 function usage(msg) {
   if (msg) process.stderr.write(`oracle: ${msg}\n`);
@@ -190,7 +190,4 @@ async function main() {
   await llama.dispose();
 }
 
-main().catch((e) => {
-  process.stderr.write(`oracle: ${e?.stack ?? e}\n`);
-  process.exit(1);
-});
+runOracle("oracle", main);

@@ -14,7 +14,7 @@
 // "err": e (llama-perplexity's +/- figure), "count": scored tokens}.
 import {readFileSync} from "node:fs";
 
-import {getCpuLlama} from "./node_llama.mjs";
+import {getCpuLlama, runOracle} from "./node_llama.mjs";
 
 function parseArgs(argv) {
   const o = {ctx: 128, batch: 0, chunks: -1, threads: 2};
@@ -91,7 +91,4 @@ async function main() {
   await llama.dispose();
 }
 
-main().catch((e) => {
-  process.stderr.write(`perplexity_oracle: ${e?.stack ?? e}\n`);
-  process.exit(1);
-});
+runOracle("perplexity_oracle", main);
