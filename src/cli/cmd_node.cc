@@ -193,10 +193,9 @@ void AddSpecOptions(CLI::App* sub, NodeArgs* a) {
 
 }  // namespace
 
-Runner AddNodeCommand(CLI::App& app) {
+Runner AddNodeCommand(CLI::App* sub) {
   auto a = std::make_shared<NodeArgs>();
   node::NodeOptions* o = &a->o;
-  CLI::App* sub = app.add_subcommand("node", "Serve a model over HTTP (OpenAI-compatible API)");
   a->model =
       sub->add_option("--model,-m", o->model_path,
                       "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, "

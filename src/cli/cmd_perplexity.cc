@@ -98,10 +98,8 @@ int Perplexity(const PerplexityArgs& a) {
 
 }  // namespace
 
-Runner AddPerplexityCommand(CLI::App& app) {
+Runner AddPerplexityCommand(CLI::App* sub) {
   auto a = std::make_shared<PerplexityArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "perplexity", "Perplexity of a text file, computed and printed as llama-perplexity does");
   AddModelOption(sub, &a->model);
   sub->add_option("--file,-f", a->file, "Text file to score")->required();
   sub->add_option("--ctx-size,--ctx,-c", a->ctx, "Tokens per chunk (the file needs at least 2x)")

@@ -172,12 +172,8 @@ int RunUp(UpArgs& a) {
 
 }  // namespace
 
-Runner AddUpCommand(CLI::App& app) {
+Runner AddUpCommand(CLI::App* sub) {
   auto a = std::make_shared<UpArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "up",
-      "Start a gateway and compute nodes on this machine (replicas or a pipeline) and "
-      "supervise them until Ctrl-C");
   a->mode = sub->add_option("--mode", a->o.mode,
                             "replica: N whole-model nodes; pipeline: the "
                             "layers split over N stages by the planner")
