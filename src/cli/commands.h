@@ -37,6 +37,13 @@ Runner AddModelsCommand(CLI::App* sub);
 Runner AddLoadtestCommand(CLI::App* sub);
 Runner AddConfigCommand(CLI::App* sub);
 
+// An option whose value must lie in [min, max], its default shown in --help.
+template <class T, class Bound>
+CLI::Option* AddRangeOption(CLI::App* sub, const std::string& flags, T& value,
+                            const std::string& help, Bound min, Bound max) {
+  return sub->add_option(flags, value, help)->check(CLI::Range(min, max))->capture_default_str();
+}
+
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);
 
