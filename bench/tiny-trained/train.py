@@ -291,16 +291,18 @@ def sample(strata, path, prompt="The licensee may", n=48):
 # ---------------------------------------------------------------- main
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--strata", default="build/strata")
-    ap.add_argument("--vocab", default="/work/shared/vocab/ggml-vocab-qwen2.gguf")
-    ap.add_argument("--out", default="/tmp/tiny-trained")
-    ap.add_argument("--minutes", type=float, default=8.0)
-    ap.add_argument("--draft-minutes", type=float, default=3.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--strata", default="build/strata", help="the strata binary")
+    ap.add_argument("--vocab", default="/work/shared/vocab/ggml-vocab-qwen2.gguf",
+                    help="vocabulary GGUF (the R1-distill Qwen tokenizer)")
+    ap.add_argument("--out", default="/tmp/tiny-trained", help="directory of the written files")
+    ap.add_argument("--minutes", type=float, default=8.0, help="training time of the model")
+    ap.add_argument("--draft-minutes", type=float, default=3.0,
+                    help="training time of the 2-layer draft model")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     ap.add_argument("--ctx", type=int, default=128, help="training sequence and PPL chunk")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch", type=int, default=16, help="sequences per training step")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW, warm-up then cosine decay)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -409,12 +409,8 @@ int Bench(const BenchArgs& a) {
 
 }  // namespace
 
-Runner AddBenchCommand(CLI::App& app) {
+Runner AddBenchCommand(CLI::App* cmd) {
   auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "bench",
-      "measure prompt (ppP) and generation (tgN) speed as llama-bench, and/or memory "
-      "read bandwidth");
   cmd->add_option("--model,-m", args->model, "GGUF model file");
   cmd->add_option("-p,--n-prompt", args->n_prompt, "prompt tokens in one batch (0: skip pp)")
       ->capture_default_str();

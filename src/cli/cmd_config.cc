@@ -52,8 +52,7 @@ nlohmann::json HostsJson(const cluster::ClusterConfig& c) {
 
 }  // namespace
 
-Runner AddConfigCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("config", "Inspect a cluster description (cluster.yaml)");
+Runner AddConfigCommand(CLI::App* cmd) {
   cmd->require_subcommand(1);
   auto* hosts = cmd->add_subcommand(
       "hosts", "Print the hosts, ports, roles and needed files as JSON (for deploy scripts)");

@@ -8,9 +8,7 @@
 
 namespace strata::cli {
 
-Runner AddGatewayCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "gateway", "Run the gateway: balance, health-check and fail over across nodes");
+Runner AddGatewayCommand(CLI::App* cmd) {
   struct Opts {
     std::string config;
     std::string listen;

@@ -148,11 +148,9 @@ int Loadtest(LoadtestArgs& a) {
 
 }  // namespace
 
-Runner AddLoadtestCommand(CLI::App& app) {
+Runner AddLoadtestCommand(CLI::App* sub) {
   auto a = std::make_shared<LoadtestArgs>();
   loadtest::LoadOptions& o = a->o;
-  CLI::App* sub =
-      app.add_subcommand("loadtest", "Load-test an OpenAI-compatible server (docs/loadtest.md)");
   sub->add_option("--url", o.url, "Server base URL, e.g. http://127.0.0.1:8080")->required();
   sub->add_option("--endpoint", a->endpoint,
                   "chat (/v1/chat/completions) or completions (/v1/completions)")

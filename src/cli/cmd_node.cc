@@ -165,38 +165,30 @@ void AddSpecOptions(CLI::App* sub, NodeArgs* a) {
                                  "drafts by looking up the sequence's own earlier n-grams")
                      ->check(CLI::IsMember({"none", "ngram-simple"}))
                      ->capture_default_str();
-  a->draft_max = sub->add_option("--draft-max,--draft,--draft-n", o->draft_max,
-                                 "Speculative decoding: tokens drafted at most per step")
-                     ->check(CLI::Range(0, 256))
-                     ->capture_default_str();
-  a->draft_min = sub->add_option("--draft-min,--draft-n-min", o->draft_min,
-                                 "Speculative decoding: shorter drafts are not verified")
-                     ->check(CLI::Range(0, 256))
-                     ->capture_default_str();
+  a->draft_max = AddRangeOption(sub, "--draft-max,--draft,--draft-n", o->draft_max,
+                                "Speculative decoding: tokens drafted at most per step", 0, 256);
+  a->draft_min = AddRangeOption(sub, "--draft-min,--draft-n-min", o->draft_min,
+                                "Speculative decoding: shorter drafts are not verified", 0, 256);
   a->draft_p_min =
-      sub->add_option("--draft-p-min", o->draft_p_min,
-                      "Speculative decoding: the draft model stops drafting when its best token's "
-                      "probability is below this (greedy drafting)")
-          ->check(CLI::Range(0.0, 1.0))
-          ->capture_default_str();
-  a->ngram_n = sub->add_option("--spec-ngram-size-n", o->spec_ngram_size_n,
-                               "ngram-simple: the longest n-gram looked up (then shorter ones)")
-                   ->check(CLI::Range(1, 64))
-                   ->capture_default_str();
+      AddRangeOption(sub, "--draft-p-min", o->draft_p_min,
+                     "Speculative decoding: the draft model stops drafting when its best token's "
+                     "probability is below this (greedy drafting)",
+                     0.0, 1.0);
+  a->ngram_n =
+      AddRangeOption(sub, "--spec-ngram-size-n", o->spec_ngram_size_n,
+                     "ngram-simple: the longest n-gram looked up (then shorter ones)", 1, 64);
   a->spec_max_seqs =
-      sub->add_option("--spec-max-seqs", o->spec_max_seqs,
-                      "Speculative decoding pauses while more sequences generate than this "
-                      "(a full batch already reuses the weights; 0: --parallel / 2)")
-          ->check(CLI::Range(0, 4096))
-          ->capture_default_str();
+      AddRangeOption(sub, "--spec-max-seqs", o->spec_max_seqs,
+                     "Speculative decoding pauses while more sequences generate than this "
+                     "(a full batch already reuses the weights; 0: --parallel / 2)",
+                     0, 4096);
 }
 
 }  // namespace
 
-Runner AddNodeCommand(CLI::App& app) {
+Runner AddNodeCommand(CLI::App* sub) {
   auto a = std::make_shared<NodeArgs>();
   node::NodeOptions* o = &a->o;
-  CLI::App* sub = app.add_subcommand("node", "Serve a model over HTTP (OpenAI-compatible API)");
   a->model =
       sub->add_option("--model,-m", o->model_path,
                       "GGUF model file or reference (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, "
@@ -209,20 +201,13 @@ Runner AddNodeCommand(CLI::App& app) {
                              "Model id served in /v1/models and accepted in \"model\" (default: "
                              "the file name; with --config: model.name)");
   a->host = sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
-  a->port = sub->add_option("--port", o->port, "TCP port (0: any free port)")
-                ->check(CLI::Range(0, 65535))
-                ->capture_default_str();
-  a->parallel = sub->add_option("--parallel", o->parallel, "Sequences decoded together (slots)")
-                    ->check(CLI::Range(1, 256))
-                    ->capture_default_str();
-  a->ctx = sub->add_option("--ctx,-c", o->ctx, "Context size per slot in tokens")
-               ->check(CLI::Range(8, 1 << 24))
-               ->capture_default_str();
+  a->port = AddRangeOption(sub, "--port", o->port, "TCP port (0: any free port)", 0, 65535);
+  a->parallel =
+      AddRangeOption(sub, "--parallel", o->parallel, "Sequences decoded together (slots)", 1, 256);
+  a->ctx = AddRangeOption(sub, "--ctx,-c", o->ctx, "Context size per slot in tokens", 8, 1 << 24);
   a->threads = sub->add_option("--threads,-t", o->threads, "Compute threads (0: all cores)")
                    ->check(CLI::Range(0, 1024));
-  sub->add_option("--batch", o->n_batch, "Tokens per forward step")
-      ->check(CLI::Range(1, 1 << 16))
-      ->capture_default_str();
+  AddRangeOption(sub, "--batch", o->n_batch, "Tokens per forward step", 1, 1 << 16);
   std::tie(a->cache_k, a->cache_v) = AddKvCacheTypeOptions(sub, &o->cache_type_k, &o->cache_type_v);
   AddMmapOption(sub, &o->mmap);
   AddSpecOptions(sub, a.get());
@@ -235,12 +220,10 @@ Runner AddNodeCommand(CLI::App& app) {
       ->check(CLI::IsMember({"deepseek", "none"}))
       ->capture_default_str();
   a->reasoning_budget =
-      sub->add_option(
-             "--reasoning-budget", o->reasoning_budget,
-             "Most thinking tokens per request (-1: unlimited; a request's thinking_budget "
-             "may lower it)")
-          ->check(CLI::Range(-1, 1 << 24))
-          ->capture_default_str();
+      AddRangeOption(sub, "--reasoning-budget", o->reasoning_budget,
+                     "Most thinking tokens per request (-1: unlimited; a request's thinking_budget "
+                     "may lower it)",
+                     -1, 1 << 24);
   sub->add_option("--reasoning-budget-message", o->reasoning_budget_message,
                   "Text generated before </think> when a thinking budget ends the thinking");
   AddChatTemplateOption(sub, &o->chat_template,
@@ -249,31 +232,22 @@ Runner AddNodeCommand(CLI::App& app) {
   sub->add_flag("--parse-special-in-content", o->parse_special_in_content,
                 "Chat: tokenize special-token texts inside message contents as special tokens "
                 "(off: contents are plain text, so a user cannot forge turn markers)");
-  sub->add_option("--max-queue", o->max_queue, "Requests that may wait for a slot (beyond: 503)")
-      ->check(CLI::Range(0, 1 << 20))
-      ->capture_default_str();
-  sub->add_option("--timeout", o->request_timeout_s,
-                  "Per-request generation timeout, seconds (0: none)")
-      ->check(CLI::Range(0.0, 1e7))
-      ->capture_default_str();
-  sub->add_option("--idle-timeout", o->idle_timeout_s,
-                  "Seconds to wait for a request on a connection")
-      ->check(CLI::Range(0.1, 1e6))
-      ->capture_default_str();
+  AddRangeOption(sub, "--max-queue", o->max_queue,
+                 "Requests that may wait for a slot (beyond: 503)", 0, 1 << 20);
+  AddRangeOption(sub, "--timeout", o->request_timeout_s,
+                 "Per-request generation timeout, seconds (0: none)", 0.0, 1e7);
+  AddRangeOption(sub, "--idle-timeout", o->idle_timeout_s,
+                 "Seconds to wait for a request on a connection", 0.1, 1e6);
   sub->add_option("--body-limit", o->body_limit, "Largest request body in bytes (beyond: 413)")
       ->capture_default_str();
-  sub->add_option("--read-timeout", o->request_read_timeout_s,
-                  "Seconds to read one whole request, headers and body (slow clients: closed)")
-      ->check(CLI::Range(0.1, 1e6))
-      ->capture_default_str();
-  sub->add_option("--max-connections", o->max_connections,
-                  "Open client connections (0: unlimited; beyond: an idle one is closed, else 503)")
-      ->check(CLI::Range(0, 1 << 24))
-      ->capture_default_str();
-  sub->add_option("--max-connections-per-client", o->max_connections_per_client,
-                  "Open connections per client address (0: unlimited)")
-      ->check(CLI::Range(0, 1 << 24))
-      ->capture_default_str();
+  AddRangeOption(sub, "--read-timeout", o->request_read_timeout_s,
+                 "Seconds to read one whole request, headers and body (slow clients: closed)", 0.1,
+                 1e6);
+  AddRangeOption(sub, "--max-connections", o->max_connections,
+                 "Open client connections (0: unlimited; beyond: an idle one is closed, else 503)",
+                 0, 1 << 24);
+  AddRangeOption(sub, "--max-connections-per-client", o->max_connections_per_client,
+                 "Open connections per client address (0: unlimited)", 0, 1 << 24);
   sub->add_option("--admin-key", o->admin_key,
                   "Require 'Authorization: Bearer KEY' for /metrics (default: $STRATA_ADMIN_KEY)")
       ->envname("STRATA_ADMIN_KEY");
@@ -298,33 +272,24 @@ Runner AddNodeCommand(CLI::App& app) {
   sub->add_option("--activations", o->activations, "Pipeline mode: activations between stages")
       ->check(CLI::IsMember({"f32", "q8"}))
       ->capture_default_str();
-  sub->add_option("--micro-batches", o->micro_batches,
-                  "Pipeline head: micro-batches (steps) in flight through the pipeline")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
+  AddRangeOption(sub, "--micro-batches", o->micro_batches,
+                 "Pipeline head: micro-batches (steps) in flight through the pipeline", 1, 64);
   a->grace =
-      sub->add_option("--stage-grace-ms", o->stage_grace_ms,
-                      "Pipeline head: a stage that dies and is back within this many ms loses no "
-                      "request (replayed into the re-formed pipeline); 0: requests fail at once")
-          ->check(CLI::Range(0, 3600000))
-          ->capture_default_str();
+      AddRangeOption(sub, "--stage-grace-ms", o->stage_grace_ms,
+                     "Pipeline head: a stage that dies and is back within this many ms loses no "
+                     "request (replayed into the re-formed pipeline); 0: requests fail at once",
+                     0, 3600000);
   AddLogFormatOption(sub, &a->log_format);
-  sub->add_option("--warn-cpu-percent", o->warn_cpu_percent,
-                  "Log a warning (and flag it in /health, /metrics) above this host CPU % (0: off)")
-      ->check(CLI::Range(0.0, 100.0))
-      ->capture_default_str();
-  sub->add_option("--warn-memory-percent", o->warn_memory_percent,
-                  "Warn above this host memory % (0: off); the gateway can avoid such a node")
-      ->check(CLI::Range(0.0, 100.0))
-      ->capture_default_str();
-  sub->add_option("--warn-disk-percent", o->warn_disk_percent,
-                  "Warn above this disk % of the model's filesystem (0: off)")
-      ->check(CLI::Range(0.0, 100.0))
-      ->capture_default_str();
-  sub->add_option("--resource-interval-ms", o->resource_interval_ms,
-                  "Sampling interval of the host CPU / memory / disk figures")
-      ->check(CLI::Range(100, 3600000))
-      ->capture_default_str();
+  AddRangeOption(sub, "--warn-cpu-percent", o->warn_cpu_percent,
+                 "Log a warning (and flag it in /health, /metrics) above this host CPU % (0: off)",
+                 0.0, 100.0);
+  AddRangeOption(sub, "--warn-memory-percent", o->warn_memory_percent,
+                 "Warn above this host memory % (0: off); the gateway can avoid such a node", 0.0,
+                 100.0);
+  AddRangeOption(sub, "--warn-disk-percent", o->warn_disk_percent,
+                 "Warn above this disk % of the model's filesystem (0: off)", 0.0, 100.0);
+  AddRangeOption(sub, "--resource-interval-ms", o->resource_interval_ms,
+                 "Sampling interval of the host CPU / memory / disk figures", 100, 3600000);
   sub->add_option("--disk-path", o->disk_path,
                   "Directory whose filesystem use is reported (default: the model file's)");
   return [a, o] {

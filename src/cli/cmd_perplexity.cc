@@ -98,24 +98,16 @@ int Perplexity(const PerplexityArgs& a) {
 
 }  // namespace
 
-Runner AddPerplexityCommand(CLI::App& app) {
+Runner AddPerplexityCommand(CLI::App* sub) {
   auto a = std::make_shared<PerplexityArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "perplexity", "Perplexity of a text file, computed and printed as llama-perplexity does");
   AddModelOption(sub, &a->model);
   sub->add_option("--file,-f", a->file, "Text file to score")->required();
-  sub->add_option("--ctx-size,--ctx,-c", a->ctx, "Tokens per chunk (the file needs at least 2x)")
-      ->check(CLI::Range(4, 1 << 20))
-      ->capture_default_str();
-  sub->add_option("--batch-size,-b", a->batch, "Tokens per forward step (at most --ctx-size)")
-      ->check(CLI::Range(1, 1 << 20))
-      ->capture_default_str();
-  sub->add_option("--threads,-t", a->threads, "Threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  sub->add_option("--chunks", a->chunks, "Chunks scored at most (-1: all)")
-      ->check(CLI::Range(-1, 1 << 30))
-      ->capture_default_str();
+  AddRangeOption(sub, "--ctx-size,--ctx,-c", a->ctx,
+                 "Tokens per chunk (the file needs at least 2x)", 4, 1 << 20);
+  AddRangeOption(sub, "--batch-size,-b", a->batch, "Tokens per forward step (at most --ctx-size)",
+                 1, 1 << 20);
+  AddRangeOption(sub, "--threads,-t", a->threads, "Threads (0: all cores)", 0, 1024);
+  AddRangeOption(sub, "--chunks", a->chunks, "Chunks scored at most (-1: all)", -1, 1 << 30);
   AddKvCacheTypeOptions(sub, &a->cache_type_k, &a->cache_type_v);
   AddMmapOption(sub, &a->mmap);
   return [a] { return Perplexity(*a); };

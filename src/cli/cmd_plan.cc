@@ -145,10 +145,8 @@ int Plan(const PlanArgs& a) {
 
 }  // namespace
 
-Runner AddPlanCommand(CLI::App& app) {
+Runner AddPlanCommand(CLI::App* cmd) {
   auto args = std::make_shared<PlanArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "plan", "Plan a pipeline: split a model's layers across nodes by free memory and speed");
   cmd->add_option("--model,-m", args->model, "model GGUF")->required();
   cmd->add_option("--nodes", args->nodes,
                   "nodes in pipeline order: NAME:mem=SIZE[,speed=X] (e.g. a:mem=8GiB,speed=1.5) "

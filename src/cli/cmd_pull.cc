@@ -72,12 +72,8 @@ int Models(const ModelsArgs& a) {
 
 }  // namespace
 
-Runner AddPullCommand(CLI::App& app) {
+Runner AddPullCommand(CLI::App* sub) {
   auto a = std::make_shared<PullArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "pull",
-      "Download a GGUF model: hf://OWNER/REPO/FILE.gguf[@REV], OWNER/REPO[:QUANT] or an "
-      "http(s) URL (HF_ENDPOINT and HF_TOKEN honoured)");
   sub->add_option("ref", a->ref, "Model reference")->required();
   sub->add_option("--out,-o", a->out,
                   "Models directory (default: $STRATA_MODELS, $XDG_DATA_HOME/strata/models or "
@@ -90,11 +86,8 @@ Runner AddPullCommand(CLI::App& app) {
   return [a] { return Pull(*a); };
 }
 
-Runner AddModelsCommand(CLI::App& app) {
+Runner AddModelsCommand(CLI::App* sub) {
   auto a = std::make_shared<ModelsArgs>();
-  CLI::App* sub = app.add_subcommand("models",
-                                     "List the pulled models (name, size, "
-                                     "architecture, quantization, source)");
   sub->add_option("--dir", a->dir, "Models directory (default as for pull)");
   sub->add_flag("--json", a->json, "Print JSON");
   return [a] { return Models(*a); };

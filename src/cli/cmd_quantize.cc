@@ -64,12 +64,8 @@ int Quantize(const QuantizeArgs& a) {
 
 }  // namespace
 
-Runner AddQuantizeCommand(CLI::App& app) {
+Runner AddQuantizeCommand(CLI::App* cmd) {
   auto args = std::make_shared<QuantizeArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "quantize",
-      "Quantize a GGUF model (F32/F16/BF16 -> Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K) with "
-      "llama-quantize's per-tensor type mix");
   cmd->add_option("input", args->in, "input GGUF (F32/F16/BF16 weights)")->required();
   cmd->add_option("output", args->out, "output GGUF")->required();
   cmd->add_option("type", args->type, "Q8_0, Q4_0, Q4_K_M, Q5_K_M or Q6_K (case-insensitive)")

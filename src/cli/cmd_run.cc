@@ -212,9 +212,8 @@ int Run(const RunArgs& a) {
 
 }  // namespace
 
-Runner AddRunCommand(CLI::App& app) {
+Runner AddRunCommand(CLI::App* sub) {
   auto a = std::make_shared<RunArgs>();
-  CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt");
   AddModelOption(sub, &a->model);
   sub->add_option("--prompt,-p", a->prompt, "Prompt text")->required();
   sub->add_option("--max-tokens,-n", a->max_tokens, "Maximum tokens to generate")

@@ -134,9 +134,8 @@ int Synth(const SynthArgs& a) {
 
 }  // namespace
 
-Runner AddTokenizeCommand(CLI::App& app) {
+Runner AddTokenizeCommand(CLI::App* sub) {
   auto a = std::make_shared<TokenizeArgs>();
-  CLI::App* sub = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
   sub->add_option("--model,-m", a->model, "GGUF file (a vocabulary-only file works too)")
       ->required();
   sub->add_option("--text", a->text, "Text to tokenize")->required();
@@ -145,18 +144,16 @@ Runner AddTokenizeCommand(CLI::App& app) {
   return [a] { return Tokenize(*a); };
 }
 
-Runner AddInspectCommand(CLI::App& app) {
+Runner AddInspectCommand(CLI::App* sub) {
   auto a = std::make_shared<InspectArgs>();
-  CLI::App* sub = app.add_subcommand("inspect", "Show a GGUF file's metadata and tensor table");
   sub->add_option("model", a->model, "GGUF file")->required();
   sub->add_flag("--json", a->json, "Print JSON");
   sub->add_option("--max-elems", a->max_elems, "Array elements shown");
   return [a] { return Inspect(*a); };
 }
 
-Runner AddModelCommand(CLI::App& app) {
+Runner AddModelCommand(CLI::App* model) {
   auto a = std::make_shared<SynthArgs>();
-  CLI::App* model = app.add_subcommand("model", "Model file tools");
   model->require_subcommand(1);
   CLI::App* sub =
       model->add_subcommand("synth", "Write a GGUF with random weights of a real shape");

@@ -172,25 +172,17 @@ int RunUp(UpArgs& a) {
 
 }  // namespace
 
-Runner AddUpCommand(CLI::App& app) {
+Runner AddUpCommand(CLI::App* sub) {
   auto a = std::make_shared<UpArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "up",
-      "Start a gateway and compute nodes on this machine (replicas or a pipeline) and "
-      "supervise them until Ctrl-C");
   a->mode = sub->add_option("--mode", a->o.mode,
                             "replica: N whole-model nodes; pipeline: the "
                             "layers split over N stages by the planner")
                 ->check(CLI::IsMember({"replica", "pipeline"}))
                 ->capture_default_str();
-  a->nodes = sub->add_option("--nodes,-n", a->o.nodes, "Compute nodes")
-                 ->check(CLI::Range(1, 64))
-                 ->capture_default_str();
+  a->nodes = AddRangeOption(sub, "--nodes,-n", a->o.nodes, "Compute nodes", 1, 64);
   a->model_opt = sub->add_option("--model,-m", a->model,
                                  "GGUF model file (default: the demo model, random weights)");
-  sub->add_option("--port,-p", a->o.port, "Gateway port")
-      ->check(CLI::Range(1, 65535))
-      ->capture_default_str();
+  AddRangeOption(sub, "--port,-p", a->o.port, "Gateway port", 1, 65535);
   sub->add_option("--host", a->o.host, "Gateway listen address (0.0.0.0: every interface)")
       ->capture_default_str();
   sub->add_option("--config,-c", a->config,
@@ -199,18 +191,13 @@ Runner AddUpCommand(CLI::App& app) {
   sub->add_option("--threads,-t", a->o.threads,
                   "Compute threads shared by the nodes (0: all cores)")
       ->check(CLI::Range(0, 1024));
-  sub->add_option("--parallel", a->o.parallel, "Sequence slots per node")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  sub->add_option("--ctx", a->o.ctx, "Context size per slot")
-      ->check(CLI::Range(8, 1 << 24))
-      ->capture_default_str();
+  AddRangeOption(sub, "--parallel", a->o.parallel, "Sequence slots per node", 1, 256);
+  AddRangeOption(sub, "--ctx", a->o.ctx, "Context size per slot", 8, 1 << 24);
   sub->add_option("--run-dir", a->o.run_dir,
                   "Where cluster.yaml, the secrets and the logs go (default: "
                   "$XDG_CACHE_HOME/strata/up/PID)");
-  sub->add_option("--timeout", a->timeout_s, "Seconds to wait for every process to be ready")
-      ->check(CLI::Range(1.0, 86400.0))
-      ->capture_default_str();
+  AddRangeOption(sub, "--timeout", a->timeout_s, "Seconds to wait for every process to be ready",
+                 1.0, 86400.0);
   sub->add_flag("--no-logs", a->no_logs,
                 "Do not stream the processes' output (it still goes to RUN_DIR/NAME.log)");
   return [a] { return RunUp(*a); };

@@ -1,5 +1,6 @@
-// Subcommands of the `strata` binary. Each registers its options on the CLI11 app and
-// returns a runner producing the process exit code.
+// Subcommands of the `strata` binary (main.cc lists them with their descriptions). Each
+// registers its options on its CLI11 subcommand and returns a runner producing the process exit
+// code.
 #pragma once
 
 #include <functional>
@@ -20,21 +21,28 @@ namespace strata::cli {
 
 using Runner = std::function<int()>;
 
-Runner AddRunCommand(CLI::App& app);
-Runner AddTokenizeCommand(CLI::App& app);
-Runner AddInspectCommand(CLI::App& app);
-Runner AddModelCommand(CLI::App& app);
-Runner AddNodeCommand(CLI::App& app);
-Runner AddBenchCommand(CLI::App& app);
-Runner AddPerplexityCommand(CLI::App& app);
-Runner AddQuantizeCommand(CLI::App& app);
-Runner AddPlanCommand(CLI::App& app);
-Runner AddGatewayCommand(CLI::App& app);
-Runner AddUpCommand(CLI::App& app);
-Runner AddPullCommand(CLI::App& app);
-Runner AddModelsCommand(CLI::App& app);
-Runner AddLoadtestCommand(CLI::App& app);
-Runner AddConfigCommand(CLI::App& app);
+Runner AddRunCommand(CLI::App* sub);
+Runner AddTokenizeCommand(CLI::App* sub);
+Runner AddInspectCommand(CLI::App* sub);
+Runner AddModelCommand(CLI::App* sub);
+Runner AddNodeCommand(CLI::App* sub);
+Runner AddBenchCommand(CLI::App* sub);
+Runner AddPerplexityCommand(CLI::App* sub);
+Runner AddQuantizeCommand(CLI::App* sub);
+Runner AddPlanCommand(CLI::App* sub);
+Runner AddGatewayCommand(CLI::App* sub);
+Runner AddUpCommand(CLI::App* sub);
+Runner AddPullCommand(CLI::App* sub);
+Runner AddModelsCommand(CLI::App* sub);
+Runner AddLoadtestCommand(CLI::App* sub);
+Runner AddConfigCommand(CLI::App* sub);
+
+// An option whose value must lie in [min, max], its default shown in --help.
+template <class T, class Bound>
+CLI::Option* AddRangeOption(CLI::App* sub, const std::string& flags, T& value,
+                            const std::string& help, Bound min, Bound max) {
+  return sub->add_option(flags, value, help)->check(CLI::Range(min, max))->capture_default_str();
+}
 
 // Prints "error: <message>" to stderr and returns the exit code 1.
 int Fail(const std::string& message);

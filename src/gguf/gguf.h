@@ -17,23 +17,31 @@
 
 namespace strata::gguf {
 
+// GGUF metadata value types, one row each: enumerator, id in the file, name (ValueTypeName) and
+// bytes of one value (ValueTypeSize: a bool is one byte; 0 for strings and arrays).
+#define STRATA_GGUF_VALUE_TYPES(X)        \
+  X(kUint8, 0, "u8", sizeof(uint8_t))     \
+  X(kInt8, 1, "i8", sizeof(int8_t))       \
+  X(kUint16, 2, "u16", sizeof(uint16_t))  \
+  X(kInt16, 3, "i16", sizeof(int16_t))    \
+  X(kUint32, 4, "u32", sizeof(uint32_t))  \
+  X(kInt32, 5, "i32", sizeof(int32_t))    \
+  X(kFloat32, 6, "f32", sizeof(float))    \
+  X(kBool, 7, "bool", 1)                  \
+  X(kString, 8, "string", 0)              \
+  X(kArray, 9, "array", 0)                \
+  X(kUint64, 10, "u64", sizeof(uint64_t)) \
+  X(kInt64, 11, "i64", sizeof(int64_t))   \
+  X(kFloat64, 12, "f64", sizeof(double))
+
 enum class ValueType : uint32_t {
-  kUint8 = 0,
-  kInt8 = 1,
-  kUint16 = 2,
-  kInt16 = 3,
-  kUint32 = 4,
-  kInt32 = 5,
-  kFloat32 = 6,
-  kBool = 7,
-  kString = 8,
-  kArray = 9,
-  kUint64 = 10,
-  kInt64 = 11,
-  kFloat64 = 12,
+#define STRATA_GGUF_VALUE_TYPE_ENUMERATOR(name, id, text, size) name = id,
+  STRATA_GGUF_VALUE_TYPES(STRATA_GGUF_VALUE_TYPE_ENUMERATOR)
+#undef STRATA_GGUF_VALUE_TYPE_ENUMERATOR
 };
+// "u8", "string", ...; "?" for an unknown value.
 const char* ValueTypeName(ValueType t);
-// Bytes of one value of a scalar type; 0 for kString and kArray.
+// Bytes of one value of a scalar type; 0 for kString, kArray and an unknown value.
 size_t ValueTypeSize(ValueType t);
 
 // One metadata value. Scalars are decoded; strings point into the mapped file. Arrays keep

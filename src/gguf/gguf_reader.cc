@@ -105,26 +105,22 @@ Status ReadScalar(Cursor& c, ValueType t, Value* v, const char* what) {
 
 size_t ValueTypeSize(ValueType t) {
   switch (t) {
-    case ValueType::kUint8:
-    case ValueType::kInt8:
-    case ValueType::kBool: return 1;
-    case ValueType::kUint16:
-    case ValueType::kInt16: return 2;
-    case ValueType::kUint32:
-    case ValueType::kInt32:
-    case ValueType::kFloat32: return 4;
-    case ValueType::kUint64:
-    case ValueType::kInt64:
-    case ValueType::kFloat64: return 8;
-    default: return 0;
+#define STRATA_SIZE_CASE(name, id, text, size) \
+  case ValueType::name: return size;
+    STRATA_GGUF_VALUE_TYPES(STRATA_SIZE_CASE)
+#undef STRATA_SIZE_CASE
   }
+  return 0;
 }
 
 const char* ValueTypeName(ValueType t) {
-  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
-                                "bool", "string", "array", "u64", "i64", "f64"};
-  auto i = static_cast<uint32_t>(t);
-  return i < 13 ? names[i] : "?";
+  switch (t) {
+#define STRATA_NAME_CASE(name, id, text, size) \
+  case ValueType::name: return text;
+    STRATA_GGUF_VALUE_TYPES(STRATA_NAME_CASE)
+#undef STRATA_NAME_CASE
+  }
+  return "?";
 }
 
 int64_t TensorInfo::n_elements() const {

@@ -51,6 +51,11 @@ void PromMetric(const std::string& name, const char* type, const std::string& he
   *out += name + " " + PromNum(value) + "\n";
 }
 
+void PromCounter(const std::string& name, const std::string& help, uint64_t value,
+                 std::string* out) {
+  PromMetric(name, "counter", help, static_cast<double>(value), out);
+}
+
 std::string PromEscape(const std::string& s) {
   std::string o;
   for (char c : s) {

@@ -36,6 +36,9 @@ void PromHeader(const std::string& name, const char* type, const std::string& he
 // Appends the header and one unlabelled sample.
 void PromMetric(const std::string& name, const char* type, const std::string& help, double value,
                 std::string* out);
+// PromMetric of a counter: a total of events or units.
+void PromCounter(const std::string& name, const std::string& help, uint64_t value,
+                 std::string* out);
 // Escapes a label value.
 std::string PromEscape(const std::string& s);
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "base/log.h"
@@ -86,12 +87,10 @@ std::optional<MemInfo> ParseMeminfo(std::string_view text) {
 }
 
 const char* ResourceName(Resource r) {
-  switch (r) {
-    case Resource::kCpu: return "cpu";
-    case Resource::kMemory: return "memory";
-    case Resource::kDisk: return "disk";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"cpu", "memory", "disk"};  // by Resource value
+  static_assert(std::size(kNames) == kResourceCount);
+  const auto i = static_cast<size_t>(r);
+  return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 double ResourceThresholds::Of(Resource r) const {

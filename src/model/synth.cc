@@ -100,6 +100,24 @@ std::vector<float> Llama3RopeFactors(int head_dim, float base) {
   return out;
 }
 
+// The R1 distills' special tokens: id in the Qwen2 and in the Llama 3 vocabulary (-1: not in
+// it) and llama.cpp token type (3: control, 4: user-defined).
+struct R1Token {
+  const char* text;
+  int64_t qwen2_id;
+  int64_t llama_id;
+  int32_t type;
+};
+constexpr R1Token kR1Tokens[] = {
+    {"<｜begin▁of▁sentence｜>", 151646, 128000, 3},
+    {"<｜end▁of▁sentence｜>", 151643, 128001, 3},
+    {"<｜User｜>", 151644, 128011, 3},
+    {"<｜Assistant｜>", 151645, 128012, 3},
+    {"<|EOT|>", 151647, -1, 3},
+    {"<think>", 151648, 128013, 4},
+    {"</think>", 151649, 128014, 4},
+};
+
 }  // namespace
 
 Result<SynthShape> NamedSynthShape(const std::string& name) {
@@ -220,31 +238,20 @@ Status SynthesizeModel(const SynthOptions& o, const std::string& out_path) {
     if (e.key.rfind("tokenizer.", 0) == 0) w.CopyEntry(e);
   }
   if (s.r1_tokens && tok_model == "gpt2") {
-    auto set = [&](int64_t id, const char* text, int32_t type) {
-      if (id < n_vocab) {
-        tokens[static_cast<size_t>(id)] = text;
-        types[static_cast<size_t>(id)] = type;
+    const bool qwen2 = s.arch == "qwen2";
+    for (const R1Token& t : kR1Tokens) {
+      const int64_t id = qwen2 ? t.qwen2_id : t.llama_id;
+      if (id >= 0 && id < n_vocab) {
+        tokens[static_cast<size_t>(id)] = t.text;
+        types[static_cast<size_t>(id)] = t.type;
       }
-    };
-    if (s.arch == "qwen2") {
-      set(151643, "<｜end▁of▁sentence｜>", 3);
-      set(151644, "<｜User｜>", 3);
-      set(151645, "<｜Assistant｜>", 3);
-      set(151646, "<｜begin▁of▁sentence｜>", 3);
-      set(151647, "<|EOT|>", 3);
-      set(151648, "<think>", 4);
-      set(151649, "</think>", 4);
+    }
+    if (qwen2) {
       w.SetString("tokenizer.ggml.pre", "deepseek-r1-qwen");
       w.SetUint32("tokenizer.ggml.bos_token_id", 151646);
       w.SetUint32("tokenizer.ggml.eos_token_id", 151643);
       w.SetUint32("tokenizer.ggml.padding_token_id", 151643);
     } else {
-      set(128000, "<｜begin▁of▁sentence｜>", 3);
-      set(128001, "<｜end▁of▁sentence｜>", 3);
-      set(128011, "<｜User｜>", 3);
-      set(128012, "<｜Assistant｜>", 3);
-      set(128013, "<think>", 4);
-      set(128014, "</think>", 4);
       w.SetUint32("tokenizer.ggml.bos_token_id", 128000);
       w.SetUint32("tokenizer.ggml.eos_token_id", 128001);
     }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/sampler_params.h"
 #include "base/status.h"
 #include "base/token_batch.h"
 
@@ -104,18 +105,8 @@ struct WireKvCopy {
   int32_t src = 0, dst = 0, n = 0;
 };
 
-// Sampling parameters of a slot, in the order they travel.
-struct WireSamplerParams {
-  float temperature = 0.8f;
-  int32_t top_k = 40;
-  float top_p = 0.95f;
-  float min_p = 0.05f;
-  float repeat_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  int32_t penalty_last_n = 64;
-  uint64_t seed = 0xFFFFFFFFu;
-};
+// Sampling parameters of a slot (they travel in the order of their declaration).
+struct WireSamplerParams : SamplerParams {};
 
 // How the last stage samples one flagged row (see runtime/step.h's SampleSpec).
 struct WireSample {

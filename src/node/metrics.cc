@@ -8,6 +8,7 @@
 
 namespace strata::node {
 
+using ::strata::http::PromCounter;
 using ::strata::http::PromHeader;
 using ::strata::http::PromMetric;
 
@@ -43,19 +44,17 @@ void Metrics::RenderSpec(const SchedulerStats& s, std::string* out) {
   auto metric = [out](const char* name, const char* type, const char* help, double value) {
     PromMetric(name, type, help, value, out);
   };
-  metric("strata_spec_draft_tokens_total", "counter",
-         "Speculative decoding: tokens drafted (draft model or n-gram lookup).",
-         static_cast<double>(s.spec_drafted));
-  metric("strata_spec_accepted_tokens_total", "counter",
-         "Speculative decoding: drafted tokens the model accepted.",
-         static_cast<double>(s.spec_accepted));
-  metric("strata_spec_verify_steps_total", "counter",
-         "Speculative decoding: sequence steps that verified a draft.",
-         static_cast<double>(s.spec_verified));
-  metric("strata_spec_paused_steps_total", "counter",
-         "Speculative decoding: steps without drafting because more sequences ran than "
-         "--spec-max-seqs.",
-         static_cast<double>(s.spec_paused));
+  PromCounter("strata_spec_draft_tokens_total",
+              "Speculative decoding: tokens drafted (draft model or n-gram lookup).",
+              s.spec_drafted, out);
+  PromCounter("strata_spec_accepted_tokens_total",
+              "Speculative decoding: drafted tokens the model accepted.", s.spec_accepted, out);
+  PromCounter("strata_spec_verify_steps_total",
+              "Speculative decoding: sequence steps that verified a draft.", s.spec_verified, out);
+  PromCounter("strata_spec_paused_steps_total",
+              "Speculative decoding: steps without drafting because more sequences ran than "
+              "--spec-max-seqs.",
+              s.spec_paused, out);
   metric("strata_spec_draft_seconds_total", "counter", "Speculative decoding: time spent drafting.",
          s.spec_draft_seconds);
   metric("strata_spec_acceptance_ratio", "gauge",
@@ -80,31 +79,28 @@ std::string Metrics::Render(const SchedulerStats* st, const std::string& model_p
   metric("strata_requests_running", "gauge", "Requests holding a sequence slot.", s.running);
   metric("strata_requests_waiting", "gauge", "Requests queued for a slot.", s.waiting);
   metric("strata_slots_total", "gauge", "Sequence slots (--parallel).", s.slots_total);
-  metric("strata_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.",
-         static_cast<double>(s.prompt_tokens));
-  metric("strata_prompt_tokens_cached_total", "counter",
-         "Prompt tokens whose KV came from the prompt cache.",
-         static_cast<double>(s.cached_tokens));
-  metric("strata_prompt_prefills_total", "counter",
-         "Requests whose prompt was evaluated (not wholly reused: n > 1 choices share one).",
-         static_cast<double>(s.prefills));
-  metric("strata_generation_tokens_total", "counter", "Generated (sampled) tokens.",
-         static_cast<double>(s.generated_tokens));
-  metric("strata_evaluated_tokens_total", "counter", "Tokens run through the model.",
-         static_cast<double>(s.evaluated_tokens));
-  metric("strata_batch_steps_total", "counter", "Batched forward steps.",
-         static_cast<double>(s.steps));
-  metric("strata_requests_finished_total", "counter", "Requests finished (any reason).",
-         static_cast<double>(s.requests_done));
+  PromCounter("strata_prompt_tokens_total", "Prompt tokens of admitted requests.", s.prompt_tokens,
+              &out);
+  PromCounter("strata_prompt_tokens_cached_total",
+              "Prompt tokens whose KV came from the prompt cache.", s.cached_tokens, &out);
+  PromCounter("strata_prompt_prefills_total",
+              "Requests whose prompt was evaluated (not wholly reused: n > 1 choices share one).",
+              s.prefills, &out);
+  PromCounter("strata_generation_tokens_total", "Generated (sampled) tokens.", s.generated_tokens,
+              &out);
+  PromCounter("strata_evaluated_tokens_total", "Tokens run through the model.", s.evaluated_tokens,
+              &out);
+  PromCounter("strata_batch_steps_total", "Batched forward steps.", s.steps, &out);
+  PromCounter("strata_requests_finished_total", "Requests finished (any reason).", s.requests_done,
+              &out);
   metric("strata_kv_cache_used_tokens", "gauge", "KV cache positions in use.", s.kv_used);
   metric("strata_kv_cache_usage_ratio", "gauge", "KV cache positions in use / total.",
          s.kv_total > 0 ? static_cast<double>(s.kv_used) / s.kv_total : 0.0);
   RenderSpec(s, &out);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    metric("strata_requests_rejected_total", "counter",
-           "Requests refused with 503 because the wait queue was full.",
-           static_cast<double>(rejected_));
+    PromCounter("strata_requests_rejected_total",
+                "Requests refused with 503 because the wait queue was full.", rejected_, &out);
     out +=
         "# HELP strata_http_responses_total HTTP responses by status code.\n"
         "# TYPE strata_http_responses_total counter\n";

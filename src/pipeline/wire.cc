@@ -11,15 +11,7 @@ namespace {
 template <typename To, typename From>
 To CopySamplerParams(const From& f) {
   To t;
-  t.temperature = f.temperature;
-  t.top_k = f.top_k;
-  t.top_p = f.top_p;
-  t.min_p = f.min_p;
-  t.repeat_penalty = f.repeat_penalty;
-  t.presence_penalty = f.presence_penalty;
-  t.frequency_penalty = f.frequency_penalty;
-  t.penalty_last_n = f.penalty_last_n;
-  t.seed = f.seed;
+  static_cast<SamplerParams&>(t) = f;
   return t;
 }
 

@@ -110,11 +110,10 @@ DType ChooseType(const QuantTensorDesc& t, Category cat, QuantFileType ftype, Co
 
 const char* QuantFileTypeName(QuantFileType t) {
   switch (t) {
-    case QuantFileType::kQ4_0: return "Q4_0";
-    case QuantFileType::kQ8_0: return "Q8_0";
-    case QuantFileType::kQ4_K_M: return "Q4_K_M";
-    case QuantFileType::kQ5_K_M: return "Q5_K_M";
-    case QuantFileType::kQ6_K: return "Q6_K";
+#define STRATA_NAME_CASE(name, value, text, tensor_type) \
+  case QuantFileType::name: return text;
+    STRATA_QUANT_FILE_TYPES(STRATA_NAME_CASE)
+#undef STRATA_NAME_CASE
   }
   return "?";
 }
@@ -123,8 +122,12 @@ Result<QuantFileType> ParseQuantFileType(const std::string& name) {
   std::string up = name;
   std::transform(up.begin(), up.end(), up.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
-  for (QuantFileType t : {QuantFileType::kQ8_0, QuantFileType::kQ4_0, QuantFileType::kQ4_K_M,
-                          QuantFileType::kQ5_K_M, QuantFileType::kQ6_K})
+  static constexpr QuantFileType kAll[] = {
+#define STRATA_ENUMERATOR(name, value, text, tensor_type) QuantFileType::name,
+      STRATA_QUANT_FILE_TYPES(STRATA_ENUMERATOR)
+#undef STRATA_ENUMERATOR
+  };
+  for (QuantFileType t : kAll)
     if (up == QuantFileTypeName(t)) return t;
   return Errorf("unknown quantization type '%s' (supported: Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K)",
                 name.c_str());
@@ -132,11 +135,10 @@ Result<QuantFileType> ParseQuantFileType(const std::string& name) {
 
 DType DefaultTensorType(QuantFileType t) {
   switch (t) {
-    case QuantFileType::kQ4_0: return DType::Q4_0;
-    case QuantFileType::kQ8_0: return DType::Q8_0;
-    case QuantFileType::kQ4_K_M: return DType::Q4_K;
-    case QuantFileType::kQ5_K_M: return DType::Q5_K;
-    case QuantFileType::kQ6_K: return DType::Q6_K;
+#define STRATA_DEFAULT_CASE(name, value, text, tensor_type) \
+  case QuantFileType::name: return DType::tensor_type;
+    STRATA_QUANT_FILE_TYPES(STRATA_DEFAULT_CASE)
+#undef STRATA_DEFAULT_CASE
   }
   return DType::Q8_0;
 }

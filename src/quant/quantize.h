@@ -15,14 +15,20 @@
 
 namespace strata {
 
-// llama.cpp file types ("ftype") Strata can produce, valued as llama.cpp's enum llama_ftype
-// (also the value of general.file_type).
+// llama.cpp file types ("ftype") Strata can produce, one row each: enumerator, value (as
+// llama.cpp's enum llama_ftype, also the value of general.file_type), name, and the type most
+// tensors get (DefaultTensorType).
+#define STRATA_QUANT_FILE_TYPES(X) \
+  X(kQ4_0, 2, "Q4_0", Q4_0)        \
+  X(kQ8_0, 7, "Q8_0", Q8_0)        \
+  X(kQ4_K_M, 15, "Q4_K_M", Q4_K)   \
+  X(kQ5_K_M, 17, "Q5_K_M", Q5_K)   \
+  X(kQ6_K, 18, "Q6_K", Q6_K)
+
 enum class QuantFileType : uint32_t {
-  kQ4_0 = 2,
-  kQ8_0 = 7,
-  kQ4_K_M = 15,
-  kQ5_K_M = 17,
-  kQ6_K = 18,
+#define STRATA_QUANT_FILE_TYPE_ENUMERATOR(name, value, text, tensor_type) name = value,
+  STRATA_QUANT_FILE_TYPES(STRATA_QUANT_FILE_TYPE_ENUMERATOR)
+#undef STRATA_QUANT_FILE_TYPE_ENUMERATOR
 };
 
 // "Q4_K_M", ...

@@ -10,19 +10,9 @@
 #include <utility>
 #include <vector>
 
-namespace strata {
+#include "base/sampler_params.h"
 
-struct SamplerParams {
-  float temperature = 0.8f;
-  int32_t top_k = 40;           // <= 0: off
-  float top_p = 0.95f;          // >= 1: off
-  float min_p = 0.05f;          // <= 0: off
-  float repeat_penalty = 1.0f;  // 1: off
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  int32_t penalty_last_n = 64;  // tokens looked back on for penalties; 0: off; < 0: all
-  uint64_t seed = 0xFFFFFFFFu;  // fixed seed => same output
-};
+namespace strata {
 
 // Log-probabilities of one sampled token, from the model's raw distribution: log-softmax of
 // the logits before penalties, filters and temperature (what OpenAI and llama-server report).

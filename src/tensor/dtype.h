@@ -8,39 +8,47 @@
 
 namespace strata {
 
+// ggml's tensor types, one row each: enumerator (also the name), numeric id, elements and bytes
+// per block (as in ggml's type traits), and whether Strata can run matmuls with weights of the
+// type. DType and the DTypeInfo table are both made from this list.
+#define STRATA_DTYPES(X)         \
+  X(F32, 0, 1, 4, true)          \
+  X(F16, 1, 1, 2, true)          \
+  X(Q4_0, 2, 32, 18, true)       \
+  X(Q4_1, 3, 32, 20, false)      \
+  X(Q5_0, 6, 32, 22, false)      \
+  X(Q5_1, 7, 32, 24, false)      \
+  X(Q8_0, 8, 32, 34, true)       \
+  X(Q8_1, 9, 32, 36, false)      \
+  X(Q2_K, 10, 256, 84, false)    \
+  X(Q3_K, 11, 256, 110, false)   \
+  X(Q4_K, 12, 256, 144, true)    \
+  X(Q5_K, 13, 256, 176, true)    \
+  X(Q6_K, 14, 256, 210, true)    \
+  X(Q8_K, 15, 256, 292, false)   \
+  X(IQ2_XXS, 16, 256, 66, false) \
+  X(IQ2_XS, 17, 256, 74, false)  \
+  X(IQ3_XXS, 18, 256, 98, false) \
+  X(IQ1_S, 19, 256, 50, false)   \
+  X(IQ4_NL, 20, 32, 18, false)   \
+  X(IQ3_S, 21, 256, 110, false)  \
+  X(IQ2_S, 22, 256, 82, false)   \
+  X(IQ4_XS, 23, 256, 136, false) \
+  X(I8, 24, 1, 1, false)         \
+  X(I16, 25, 1, 2, false)        \
+  X(I32, 26, 1, 4, false)        \
+  X(I64, 27, 1, 8, false)        \
+  X(F64, 28, 1, 8, false)        \
+  X(IQ1_M, 29, 256, 56, false)   \
+  X(BF16, 30, 1, 2, true)        \
+  X(TQ1_0, 34, 256, 54, false)   \
+  X(TQ2_0, 35, 256, 66, false)   \
+  X(MXFP4, 39, 32, 17, false)
+
 enum class DType : uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q4_1 = 3,
-  Q5_0 = 6,
-  Q5_1 = 7,
-  Q8_0 = 8,
-  Q8_1 = 9,
-  Q2_K = 10,
-  Q3_K = 11,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  Q8_K = 15,
-  IQ2_XXS = 16,
-  IQ2_XS = 17,
-  IQ3_XXS = 18,
-  IQ1_S = 19,
-  IQ4_NL = 20,
-  IQ3_S = 21,
-  IQ2_S = 22,
-  IQ4_XS = 23,
-  I8 = 24,
-  I16 = 25,
-  I32 = 26,
-  I64 = 27,
-  F64 = 28,
-  IQ1_M = 29,
-  BF16 = 30,
-  TQ1_0 = 34,
-  TQ2_0 = 35,
-  MXFP4 = 39,
+#define STRATA_DTYPE_ENUMERATOR(name, id, block_size, block_bytes, compute) name = id,
+  STRATA_DTYPES(STRATA_DTYPE_ENUMERATOR)
+#undef STRATA_DTYPE_ENUMERATOR
 };
 
 struct DTypeInfo {

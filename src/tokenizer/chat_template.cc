@@ -139,23 +139,28 @@ std::string FindChatMLDefaultSystem(const std::string& t) {
   return std::string();
 }
 
+// Every name ParseChatFamily accepts; a family's first is its ChatFamilyName, the others are
+// aliases (the NamesRoundTrip test checks that every family has one).
+constexpr struct {
+  const char* name;
+  ChatFamily family;
+} kFamilyNames[] = {
+    {"deepseek-r1", ChatFamily::kDeepSeekR1}, {"llama3", ChatFamily::kLlama3},
+    {"chatml", ChatFamily::kChatML},          {"llama3.1", ChatFamily::kLlama3},
+    {"qwen2.5", ChatFamily::kChatML},
+};
+
 }  // namespace
 
 const char* ChatFamilyName(ChatFamily f) {
-  switch (f) {
-    case ChatFamily::kDeepSeekR1: return "deepseek-r1";
-    case ChatFamily::kLlama3: return "llama3";
-    case ChatFamily::kChatML: return "chatml";
-  }
+  for (const auto& n : kFamilyNames)
+    if (n.family == f) return n.name;
   return "unknown";
 }
 
 Result<ChatFamily> ParseChatFamily(const std::string& name) {
-  for (ChatFamily f : {ChatFamily::kDeepSeekR1, ChatFamily::kLlama3, ChatFamily::kChatML}) {
-    if (name == ChatFamilyName(f)) return f;
-  }
-  if (name == "llama3.1") return ChatFamily::kLlama3;
-  if (name == "qwen2.5") return ChatFamily::kChatML;
+  for (const auto& n : kFamilyNames)
+    if (name == n.name) return n.family;
   return Errorf(
       "unknown chat template name '%s' (expected deepseek-r1, qwen2.5, llama3.1 or "
       "chatml)",

@@ -279,10 +279,7 @@ def forced_call_checks(node, label, n, thinking, **extra):
             why = call_problem(st, r, name, thinking)
             if why:
                 bad.append(f"request {i}: {why}")
-    for b in bad[:5]:
-        print("   ", b)
-    check(not bad, f"{label}: tool_choice required / named: one valid tool call each "
-                   f"({n - len(bad)}/{n})")
+    procs.check_cases(bad, n, f"{label}: tool_choice required / named: one valid tool call each")
     # Streamed == non-streamed for the same seed (ids aside); the deltas carry the call.
     for i in (0, 1):
         choice, name = forced_choice(i)

@@ -250,6 +250,14 @@ def check(cond, what, fatal=False):
         FAILS.append(what)
 
 
+def check_cases(bad, n, what, show=5):
+    """One check over n cases whose problems are the lines in `bad`: prints the first `show` of
+    them, then checks that there are none, "(passed/n)" after `what`."""
+    for b in bad[:show]:
+        print("   ", b)
+    check(not bad, f"{what} ({n - len(bad)}/{n})")
+
+
 def summary(name):
     """The end of a test script: lists the failed checks; returns the exit status (0: all
     `name` checks passed)."""

@@ -24,10 +24,8 @@
 // Each prompt runs in a fresh context sequence state (the sequence is cleared in between).
 // Diagnostics go to stderr; exit status 2 on usage errors, 1 on runtime errors.
 import {existsSync, readFileSync} from "node:fs";
-import {dirname, join} from "node:path";
-import {fileURLToPath, pathToFileURL} from "node:url";
 
-const here = dirname(fileURLToPath(import.meta.url));
+import {getCpuLlama, runOracle} from "./node_llama.mjs";
 
 function usage(msg) {
   if (msg) process.stderr.write(`oracle: ${msg}\n`);
@@ -68,20 +66,6 @@ function parseArgs(argv) {
   if (!opts.model) usage("--model is required");
   if (!opts.prompts) usage("--prompts is required");
   return opts;
-}
-
-// node-llama-cpp from $NODE_LLAMA_CPP_DIR (an install elsewhere), else
-// tests/conformance/node_modules (scripts/setup.sh runs npm install here).
-async function loadNodeLlamaCpp() {
-  const candidates = [
-    process.env.NODE_LLAMA_CPP_DIR && join(process.env.NODE_LLAMA_CPP_DIR, "dist", "index.js"),
-    join(here, "node_modules", "node-llama-cpp", "dist", "index.js"),
-  ].filter(Boolean);
-  for (const c of candidates) {
-    if (existsSync(c)) return import(pathToFileURL(c).href);
-  }
-  throw new Error("node-llama-cpp not found; run `npm install` in " + here +
-                  " (scripts/setup.sh does this) or set NODE_LLAMA_CPP_DIR");
 }
 
 function readPrompts(path) {
@@ -161,8 +145,7 @@ async function main() {
   if (!existsSync(opts.model)) usage(`model '${opts.model}' not found`);
   const prompts = readPrompts(opts.prompts);
   const t0 = Date.now();
-  const {getLlama, LlamaLogLevel} = await loadNodeLlamaCpp();
-  const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
+  const llama = await getCpuLlama();
   const model = await llama.loadModel({modelPath: opts.model, gpuLayers: 0});
   const context = await model.createContext({
     contextSize: opts.ctx, threads: opts.threads, batchSize: opts.ctx, sequences: 1,
@@ -207,7 +190,4 @@ async function main() {
   await llama.dispose();
 }
 
-main().catch((e) => {
-  process.stderr.write(`oracle: ${e?.stack ?? e}\n`);
-  process.exit(1);
-});
+runOracle("oracle", main);

@@ -12,11 +12,9 @@
 // --batch B: tokens per decode call (default: the whole chunk at once).
 // Prints one JSON object: {"n_tokens": n, "chunks": [running PPL after each chunk], "ppl": p,
 // "err": e (llama-perplexity's +/- figure), "count": scored tokens}.
-import {existsSync, readFileSync} from "node:fs";
-import {dirname, join} from "node:path";
-import {fileURLToPath, pathToFileURL} from "node:url";
+import {readFileSync} from "node:fs";
 
-const here = dirname(fileURLToPath(import.meta.url));
+import {getCpuLlama, runOracle} from "./node_llama.mjs";
 
 function parseArgs(argv) {
   const o = {ctx: 128, batch: 0, chunks: -1, threads: 2};
@@ -33,16 +31,6 @@ function parseArgs(argv) {
   }
   if (!o.model || !o.file) throw new Error("--model and --file are required");
   return o;
-}
-
-// As oracle.mjs: $NODE_LLAMA_CPP_DIR, else tests/conformance/node_modules.
-async function loadNodeLlamaCpp() {
-  const candidates = [
-    process.env.NODE_LLAMA_CPP_DIR && join(process.env.NODE_LLAMA_CPP_DIR, "dist", "index.js"),
-    join(here, "node_modules", "node-llama-cpp", "dist", "index.js"),
-  ].filter(Boolean);
-  for (const c of candidates) if (existsSync(c)) return import(pathToFileURL(c).href);
-  throw new Error("node-llama-cpp not found (scripts/setup.sh installs it)");
 }
 
 // -log p(token) from a Map of every token's raw logit.
@@ -74,8 +62,7 @@ async function scoreChunk(sequence, chunk, bos, acc) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const {getLlama, LlamaLogLevel} = await loadNodeLlamaCpp();
-  const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
+  const llama = await getCpuLlama();
   const model = await llama.loadModel({modelPath: o.model, gpuLayers: 0});
   const context = await model.createContext({
     contextSize: o.ctx, batchSize: o.batch > 0 ? Math.min(o.batch, o.ctx) : o.ctx, threads: o.threads, sequences: 1,
@@ -104,7 +91,4 @@ async function main() {
   await llama.dispose();
 }
 
-main().catch((e) => {
-  process.stderr.write(`perplexity_oracle: ${e?.stack ?? e}\n`);
-  process.exit(1);
-});
+runOracle("perplexity_oracle", main);

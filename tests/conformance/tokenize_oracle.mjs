@@ -13,15 +13,10 @@
 //   detok_special = detokenize(special, true)
 // node-llama-cpp never adds BOS/EOS here (add_special = false), and JavaScript strings are
 // always valid UTF-8, so invalid input bytes cannot be checked this way.
-// node-llama-cpp is loaded from $NODE_LLAMA_CPP_DIR (the package folder) when set, else from
-// tests/conformance/node_modules (scripts/setup.sh installs it there).
+// node-llama-cpp: see node_llama.mjs.
 import fs from "node:fs";
-import path from "node:path";
-import {fileURLToPath, pathToFileURL} from "node:url";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const pkg = process.env.NODE_LLAMA_CPP_DIR ?? path.join(here, "node_modules", "node-llama-cpp");
-const {getLlama} = await import(pathToFileURL(path.join(pkg, "dist", "index.js")).href);
+import {getCpuLlama} from "./node_llama.mjs";
 
 const [modelPath, textsPath] = process.argv.slice(2);
 if (!modelPath || (modelPath === "--jobs" && !textsPath)) {
@@ -32,7 +27,7 @@ const jobs = modelPath === "--jobs"
   ? JSON.parse(fs.readFileSync(textsPath, "utf8"))
   : [{model: modelPath, texts: JSON.parse(fs.readFileSync(textsPath ?? 0, "utf8"))}];
 
-const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const llama = await getCpuLlama();
 const outs = [];
 for (const job of jobs) {
   const model = await llama.loadModel({modelPath: job.model, vocabOnly: true});

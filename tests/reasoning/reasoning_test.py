@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from procs import FAILS, HOST, Proc, check, free_port, node_args, request, test_args  # noqa: E402
+from procs import FAILS, HOST, Proc, check, check_cases, free_port, node_args, request, test_args  # noqa: E402
 from sse import read_sse  # noqa: E402
 
 import jsonschema  # noqa: E402  (Debian: python3-jsonschema)
@@ -139,10 +139,8 @@ def test_schemas(port, close):
                     why = f"usage.reasoning_tokens {j['usage']} != {n_think}"
             if why:
                 bad.append(f"schema {k} request {i}: {why}")
-    for b in bad[:10]:
-        print("   ", b)
-    check(not bad, f"5 schemas x 20 requests: every content validates, thinking <= {BUDGET} tokens "
-                   f"({100 - len(bad)}/100)")
+    check_cases(bad, 100, f"5 schemas x 20 requests: every content validates, thinking <= {BUDGET} "
+                "tokens", show=10)
 
 
 def test_grammar(port):
@@ -163,9 +161,7 @@ def test_grammar(port):
                 text = ch["text"] if "text" in ch else ch["message"]["content"]
             if st != 200 or not GBNF_RE.fullmatch(text):
                 bad.append(f"{st} {text!r} {j if st != 200 else ''}")
-    for b in bad[:5]:
-        print("   ", b)
-    check(not bad, f"GBNF grammar: every answer matches the regex ({20 - len(bad)}/20)")
+    check_cases(bad, 20, "GBNF grammar: every answer matches the regex")
 
 
 def test_refusals(port):
