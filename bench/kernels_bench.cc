@@ -78,44 +78,12 @@ void BM_Attention(benchmark::State& state) {
 BENCHMARK(BM_Attention)->Arg(512)->Arg(4096)->Arg(16384);
 
 // The same token through split-KV attention on one thread (the model's decode path from
-// kSplitKvMinKv positions): every chunk of both KV heads, then the merge.
-void BM_AttentionSplit(benchmark::State& state) {
+// kSplitKvMinKv positions), over the KV caches of n_layers layers in turn: every chunk of both
+// KV heads, then the merge, per layer. One layer stays in the caches; 28 (r1-qwen-1.5b's
+// shape) are read from memory, as in a real decode step.
+void AttentionSplitOver(benchmark::State& state, int n_layers) {
   const int64_t n_kv = state.range(0);
   const int n_heads = 12, n_kv_heads = 2, hd = 128, group = n_heads / n_kv_heads;
-  const int64_t stride = n_kv_heads * hd, n_chunks = SplitKvChunks(n_kv);
-  const int64_t ps = AttentionPartialStride(hd);
-  const std::vector<float> q = Random(n_heads * hd, 3);
-  std::vector<uint16_t> k(n_kv * stride, 0x3000), v(n_kv * stride, 0x3400);
-  std::vector<float> out(n_heads * hd), scratch(group * kSplitKvChunk);
-  std::vector<float> partials(n_chunks * n_heads * ps);
-  for (auto _ : state) {
-    for (int64_t c = 0; c < n_chunks; ++c) {
-      const int64_t j0 = c * kSplitKvChunk;
-      for (int kvh = 0; kvh < n_kv_heads; ++kvh) {
-        KvAttention a;
-        a.k = k.data() + j0 * stride + kvh * hd;
-        a.v = v.data() + j0 * stride + kvh * hd;
-        a.k_row_bytes = a.v_row_bytes = stride * 2;
-        a.n_kv = std::min(kSplitKvChunk, n_kv - j0);
-        a.n_heads = group;
-        a.head_dim = hd;
-        a.scale = 0.088f;
-        AttentionKvPartial(a, q.data() + kvh * group * hd,
-                           partials.data() + (c * n_heads + kvh * group) * ps, scratch.data());
-      }
-    }
-    MergeAttentionPartials(partials.data(), n_chunks, n_heads, hd, out.data());
-    benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * n_kv * stride * 4);  // K + V bytes
-}
-BENCHMARK(BM_AttentionSplit)->Arg(512)->Arg(4096)->Arg(16384);
-
-// As BM_AttentionSplit, over the KV caches of 28 layers in turn (r1-qwen-1.5b's shape): the
-// keys and values come from memory, not from the caches, as in a real decode step.
-void BM_AttentionSplitLayers(benchmark::State& state) {
-  const int64_t n_kv = state.range(0);
-  const int n_layers = 28, n_heads = 12, n_kv_heads = 2, hd = 128, group = n_heads / n_kv_heads;
   const int64_t stride = n_kv_heads * hd, n_chunks = SplitKvChunks(n_kv);
   const int64_t ps = AttentionPartialStride(hd);
   const std::vector<float> q = Random(n_heads * hd, 3);
@@ -149,6 +117,9 @@ void BM_AttentionSplitLayers(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * n_layers * n_kv * stride * 4);  // K + V bytes
 }
+void BM_AttentionSplit(benchmark::State& state) { AttentionSplitOver(state, 1); }
+BENCHMARK(BM_AttentionSplit)->Arg(512)->Arg(4096)->Arg(16384);
+void BM_AttentionSplitLayers(benchmark::State& state) { AttentionSplitOver(state, 28); }
 BENCHMARK(BM_AttentionSplitLayers)->Arg(4096)->Arg(16384);
 
 }  // namespace
