@@ -192,8 +192,7 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
     if (engine_) {
       pool = &engine_->pool();
     } else {
-      draft_pool_ = std::make_unique<ThreadPool>(
-          o_.threads > 0 ? o_.threads : static_cast<int>(std::thread::hardware_concurrency()));
+      draft_pool_ = std::make_unique<ThreadPool>(o_.threads);  // 0: every core, as ThreadPool
       pool = draft_pool_.get();
     }
     STRATA_ASSIGN_OR_RETURN(auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx,
