@@ -352,9 +352,16 @@ void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
       asio::buffer(p->peek),
       [this, socket, pipe = std::move(pipe)](const beast::error_code& ec, size_t n) mutable {
         if (!ec && pipe->pipelined.size() + n <= o_.pipelined_limit) {
-          // A pipelined next request: keep its bytes, keep watching.
+          // A pipelined next request: keep its bytes, and keep watching unless StopWatch has
+          // asked to stop. Its cancel() cannot recall a read that had already completed: that
+          // read lands here with data, and re-arming it would wait for bytes that never come.
           pipe->pipelined.append(pipe->peek.data(), n);
-          StartWatch(socket, std::move(pipe));
+          if (!pipe->stopping) {
+            StartWatch(socket, std::move(pipe));
+            return;
+          }
+          pipe->watching = false;
+          pipe->timer.cancel();
           return;
         }
         // Gone, or sending more than the pipelining limit while the request runs: cancel
@@ -374,6 +381,7 @@ void Server::StartWatch(tcp::socket* socket, std::shared_ptr<Pipe> pipe) {
 }
 
 Task<void> Server::StopWatch(tcp::socket* socket, Pipe* pipe, beast::flat_buffer* buf) {
+  pipe->stopping = true;
   if (pipe->watching) {
     beast::error_code ec;
     socket->cancel(ec);
