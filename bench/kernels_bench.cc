@@ -83,14 +83,21 @@ BENCHMARK(BM_Attention)->Arg(512)->Arg(4096)->Arg(16384);
 // shape) are read from memory, as in a real decode step.
 void AttentionSplitOver(benchmark::State& state, int n_layers) {
   const int64_t n_kv = state.range(0);
+  const DType type = state.range(1) ? DType::Q8_0 : DType::F16;  // K and V
   const int n_heads = 12, n_kv_heads = 2, hd = 128, group = n_heads / n_kv_heads;
-  const int64_t stride = n_kv_heads * hd, n_chunks = SplitKvChunks(n_kv);
-  const int64_t ps = AttentionPartialStride(hd);
-  const std::vector<float> q = Random(n_heads * hd, 3);
-  std::vector<std::vector<uint16_t>> k(n_layers), v(n_layers);
+  const int64_t n_chunks = SplitKvChunks(n_kv), ps = AttentionPartialStride(hd);
+  // One position's row: n_kv_heads heads of hd elements in `type`.
+  const size_t head_bytes = type == DType::F16 ? hd * 2 : hd / 32 * 34;
+  const size_t row_bytes = n_kv_heads * head_bytes;
+  const std::vector<float> q = Random(n_heads * hd, 3), x = Random(hd, 5);
+  std::vector<std::vector<uint8_t>> k(n_layers), v(n_layers);
   for (int l = 0; l < n_layers; ++l) {
-    k[l].assign(n_kv * stride, 0x3000);
-    v[l].assign(n_kv * stride, 0x3400);
+    k[l].resize(n_kv * row_bytes);
+    v[l].resize(n_kv * row_bytes);
+    for (int64_t j = 0; j < n_kv * n_kv_heads; ++j) {
+      QuantizeKvRow(type, x.data(), k[l].data() + j * head_bytes, hd);
+      QuantizeKvRow(type, x.data(), v[l].data() + j * head_bytes, hd);
+    }
   }
   std::vector<float> out(n_heads * hd), scratch(group * kSplitKvChunk);
   std::vector<float> partials(n_chunks * n_heads * ps);
@@ -100,9 +107,10 @@ void AttentionSplitOver(benchmark::State& state, int n_layers) {
         const int64_t j0 = c * kSplitKvChunk;
         for (int kvh = 0; kvh < n_kv_heads; ++kvh) {
           KvAttention a;
-          a.k = k[l].data() + j0 * stride + kvh * hd;
-          a.v = v[l].data() + j0 * stride + kvh * hd;
-          a.k_row_bytes = a.v_row_bytes = stride * 2;
+          a.k = k[l].data() + j0 * row_bytes + kvh * head_bytes;
+          a.v = v[l].data() + j0 * row_bytes + kvh * head_bytes;
+          a.k_type = a.v_type = type;
+          a.k_row_bytes = a.v_row_bytes = row_bytes;
           a.n_kv = std::min(kSplitKvChunk, n_kv - j0);
           a.n_heads = group;
           a.head_dim = hd;
@@ -115,12 +123,13 @@ void AttentionSplitOver(benchmark::State& state, int n_layers) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetBytesProcessed(state.iterations() * n_layers * n_kv * stride * 4);  // K + V bytes
+  state.SetBytesProcessed(state.iterations() * n_layers * n_kv * row_bytes * 2);  // K + V bytes
 }
+// Args: positions, K/V type (0: F16, 1: Q8_0).
 void BM_AttentionSplit(benchmark::State& state) { AttentionSplitOver(state, 1); }
-BENCHMARK(BM_AttentionSplit)->Arg(512)->Arg(4096)->Arg(16384);
+BENCHMARK(BM_AttentionSplit)->ArgsProduct({{512, 4096, 16384}, {0, 1}});
 void BM_AttentionSplitLayers(benchmark::State& state) { AttentionSplitOver(state, 28); }
-BENCHMARK(BM_AttentionSplitLayers)->Arg(4096)->Arg(16384);
+BENCHMARK(BM_AttentionSplitLayers)->ArgsProduct({{4096, 16384}, {0, 1}});
 
 }  // namespace
 }  // namespace strata::kernels

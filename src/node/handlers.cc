@@ -602,7 +602,14 @@ Task<bool> Server::Stream(ClientStream& s, const Request& req, beast::flat_buffe
   std::vector<Choice> choices;
   choices.reserve(static_cast<size_t>(g.n));
   for (int i = 0; i < g.n; ++i)
-    choices.push_back(Choice{i, ReasoningSplitter(in_reasoning), ToolCallParser(template_.family)});
+    choices.push_back(Choice{.index = i,
+                             .splitter = ReasoningSplitter(in_reasoning),
+                             .parser = ToolCallParser(template_.family),
+                             .new_calls = {},
+                             .n_calls = 0,
+                             .ids = {},
+                             .logprobs = {},
+                             .text_offset = 0});
   Choice* c = &choices[0];
 
   std::string out;

@@ -265,7 +265,10 @@ Status Server::LoadPipeline() {
 Status Server::Run() {
   ::strata::http::RaiseFileLimit();  // many concurrent connections need descriptors
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
-  ::strata::http::ServerOptions so{.name = "strata node", .host = o_.host, .port = o_.port};
+  ::strata::http::ServerOptions so;
+  so.name = "strata node";
+  so.host = o_.host;
+  so.port = o_.port;
   so.limits.body_bytes = o_.body_limit;
   so.limits.drain_bytes = 256u << 20;
   so.limits.idle = ms(o_.idle_timeout_s);
