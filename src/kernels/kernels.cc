@@ -354,10 +354,14 @@ void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, fl
   internal::AttentionKvPartialWith(isa, acc, a, q, partial, scratch);
 }
 
-// One implementation for every path (it is cheap next to the chunks): plain loops, explicit
-// fmas, so that the result is the same wherever it runs.
-void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
-                            float* out) {
+namespace internal {
+
+// The order every path keeps: per head, the maximum of the chunks' maxima (fmax in chunk
+// order), then per chunk c e = exp(m_c - m), sum = fma(sum_c, e, sum) and each output element
+// o = fma(acc_c, e, o), in chunk order, and last o * (1 / sum). Explicit fmas: the AVX-512
+// twin (avx512::MergeAttentionPartials) does the same operations element by element.
+void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads,
+                               int head_dim, float* out) {
   const int64_t stride = AttentionPartialStride(head_dim);
   const int64_t chunk = stride * n_heads;
   for (int h = 0; h < n_heads; ++h) {
@@ -376,6 +380,17 @@ void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
     for (int i = 0; i < head_dim; ++i) o[i] *= inv;
   }
+}
+
+}  // namespace internal
+
+void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                            float* out) {
+#if defined(__x86_64__)
+  if (std::strcmp(Active().name, "avx512") == 0)
+    return avx512::MergeAttentionPartials(partials, n_chunks, n_heads, head_dim, out);
+#endif
+  internal::MergeAttentionPartialsRef(partials, n_chunks, n_heads, head_dim, out);
 }
 
 const char* ActivePath() { return Active().name; }

@@ -679,4 +679,38 @@ bool AttentionKvPartialFast(const KvAttention& a, const float* q, float* partial
   return true;
 }
 
+// internal::MergeAttentionPartialsRef 16 output elements at a time: the same scalar maximum,
+// exp and sum, and per element the same fma chain and final product.
+void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                            float* out) {
+  const int64_t stride = AttentionPartialStride(head_dim);
+  const int64_t chunk = stride * n_heads;
+  for (int h = 0; h < n_heads; ++h) {
+    const float* p = partials + h * stride;
+    float m = -INFINITY;
+    for (int64_t c = 0; c < n_chunks; ++c) m = std::fmax(m, p[c * chunk + head_dim]);
+    float* o = out + static_cast<int64_t>(h) * head_dim;
+    for (int i = 0; i < head_dim; i += 16)
+      _mm512_mask_storeu_ps(o + i, Mask16(std::min(16, head_dim - i)), _mm512_setzero_ps());
+    float sum = 0.0f;
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const float* pc = p + c * chunk;
+      const float e = std::exp(pc[head_dim] - m);
+      sum = std::fma(pc[head_dim + 1], e, sum);
+      const __m512 ev = _mm512_set1_ps(e);
+      for (int i = 0; i < head_dim; i += 16) {
+        const __mmask16 k = Mask16(std::min(16, head_dim - i));
+        _mm512_mask_storeu_ps(o + i, k,
+                              _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, pc + i), ev,
+                                              _mm512_maskz_loadu_ps(k, o + i)));
+      }
+    }
+    const __m512 inv = _mm512_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
+    for (int i = 0; i < head_dim; i += 16) {
+      const __mmask16 k = Mask16(std::min(16, head_dim - i));
+      _mm512_mask_storeu_ps(o + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, o + i), inv));
+    }
+  }
+}
+
 }  // namespace strata::kernels::avx512

@@ -304,4 +304,13 @@ namespace strata::kernels::avx512 {
 // (kernels_attn_avx512.cc): false, having done nothing, for the types and shapes it does not
 // cover (Q4_0; the caller then runs the generic chunk).
 bool AttentionKvPartialFast(const KvAttention& a, const float* q, float* partial, float* scratch);
+// kernels::MergeAttentionPartials, bit-identical to internal::MergeAttentionPartialsRef.
+void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                            float* out);
 }  // namespace strata::kernels::avx512
+
+namespace strata::kernels::internal {
+// kernels::MergeAttentionPartials in plain C++ (kernels.cc): the order every path keeps.
+void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads,
+                               int head_dim, float* out);
+}  // namespace strata::kernels::internal

@@ -215,6 +215,34 @@ TEST(SplitKv, Avx512Q8ChunkKeepsTheTableOrder) {
   SetPathForTesting(paths.front().c_str());
 }
 
+// The AVX-512 merge against its plain twin, bit for bit: head sizes off the 16-lane step,
+// 1 to 70 chunks, maxima far apart (weights that underflow to 0) and a chunk with sum 0.
+TEST(SplitKv, Avx512MergeIsTheRefMerge) {
+  const std::vector<std::string> paths = SupportedPaths();
+  if (std::find(paths.begin(), paths.end(), "avx512") == paths.end())
+    GTEST_SKIP() << "no AVX-512 on this CPU";
+  ASSERT_TRUE(SetPathForTesting("avx512"));
+  for (int hd : {8, 64, 80, 100, 128}) {
+    for (int nh : {1, 6}) {
+      for (int64_t n_chunks : {1, 2, 17, 70}) {
+        const int64_t stride = AttentionPartialStride(hd);
+        std::vector<float> p = RandomNormal(static_cast<size_t>(n_chunks * nh * stride),
+                                            static_cast<uint32_t>(hd * 100 + n_chunks));
+        for (int64_t r = 0; r < n_chunks * nh; ++r) {
+          p[r * stride + hd] = 30.0f * p[r * stride + hd + 1];  // maxima spread out
+          p[r * stride + hd + 1] = r % 5 == 4 ? 0.0f : 1.0f + std::fabs(p[r * stride]);
+        }
+        std::vector<float> ref(static_cast<size_t>(nh * hd)), fast(ref.size());
+        internal::MergeAttentionPartialsRef(p.data(), n_chunks, nh, hd, ref.data());
+        MergeAttentionPartials(p.data(), n_chunks, nh, hd, fast.data());
+        for (size_t i = 0; i < ref.size(); ++i)
+          ASSERT_EQ(fast[i], ref[i]) << "hd " << hd << " heads " << nh << " chunks " << n_chunks;
+      }
+    }
+  }
+  SetPathForTesting(paths.front().c_str());
+}
+
 TEST(SplitKv, OneChunkMergesToAccOverSum) {
   const int hd = 32, nh = 2;
   const int64_t stride = AttentionPartialStride(hd);
