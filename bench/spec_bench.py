@@ -114,6 +114,8 @@ def main():
                     help="this prompt instead (e.g. text in the trained model's domain)")
     ap.add_argument("--draft-max", type=int, default=8)
     ap.add_argument("--draft-p-min", type=float, default=0.75)
+    ap.add_argument("--draft-vocab", type=int, default=0,
+                    help="the draft proposes only ids below this (node --draft-vocab; 0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=128)
@@ -127,13 +129,14 @@ def main():
     prompt = REPETITIVE if prompt_kind == "repetitive" else PLAIN
     if a.prompt_text:
         prompt, prompt_kind = a.prompt_text, "given"
-    spec = (["--model-draft", a.draft, "--draft-p-min", str(a.draft_p_min)] if a.mode == "draft"
+    spec = (["--model-draft", a.draft, "--draft-p-min", str(a.draft_p_min),
+             "--draft-vocab", str(a.draft_vocab)] if a.mode == "draft"
             else ["--spec-type", "ngram-simple"]) + ["--draft-max", str(a.draft_max)]
     nodes, stages = {}, []
     for name, extra in (("A", []), ("B", spec)):
         nodes[name] = start(a, name, extra, stages)
     print(f"load: {os.getloadavg()}; mode {a.mode}, prompt {prompt_kind}, "
-          f"draft-max {a.draft_max}, {a.tokens} tokens, {a.threads} threads"
+          f"draft-max {a.draft_max}, draft-vocab {a.draft_vocab}, {a.tokens} tokens, {a.threads} threads"
           + (f", pipeline {a.split}" if a.split else ""), flush=True)
     try:
         for n in nodes.values():  # warm-up (page-in, first allocation)

@@ -29,7 +29,8 @@ struct NodeArgs {
               *layers_opt = nullptr, *next_opt = nullptr, *grace = nullptr,
               *reasoning_budget = nullptr, *cache_k = nullptr, *cache_v = nullptr, *alias = nullptr,
               *model_draft = nullptr, *spec_type = nullptr, *draft_max = nullptr,
-              *draft_min = nullptr, *draft_p_min = nullptr, *ngram_n = nullptr,
+              *draft_min = nullptr, *draft_p_min = nullptr, *draft_vocab = nullptr,
+              *ngram_n = nullptr,
               *spec_max_seqs = nullptr;
 };
 
@@ -126,6 +127,7 @@ Status ApplyConfig(NodeArgs& a) {
   if (!Given(a.draft_max)) o.draft_max = self->draft_max;
   if (!Given(a.draft_min)) o.draft_min = self->draft_min;
   if (!Given(a.draft_p_min)) o.draft_p_min = static_cast<float>(self->draft_p_min);
+  if (!Given(a.draft_vocab)) o.draft_vocab = self->draft_vocab;
   if (!Given(a.ngram_n)) o.spec_ngram_size_n = self->spec_ngram_size_n;
   if (!Given(a.spec_max_seqs)) o.spec_max_seqs = self->spec_max_seqs;
   if (!Given(a.reasoning_budget)) o.reasoning_budget = self->reasoning_budget;
@@ -174,6 +176,12 @@ void AddSpecOptions(CLI::App* sub, NodeArgs* a) {
                      "Speculative decoding: the draft model stops drafting when its best token's "
                      "probability is below this (greedy drafting)",
                      0.0, 1.0);
+  a->draft_vocab = AddRangeOption(
+      sub, "--draft-vocab", o->draft_vocab,
+      "Speculative decoding: the draft model scores and proposes only token ids below this "
+      "(a multiple of 64; BPE vocabularies list frequent tokens first, so a smaller draft head "
+      "drafts faster; 0: every id)",
+      0, 1 << 24);
   a->ngram_n =
       AddRangeOption(sub, "--spec-ngram-size-n", o->spec_ngram_size_n,
                      "ngram-simple: the longest n-gram looked up (then shorter ones)", 1, 64);

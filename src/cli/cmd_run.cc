@@ -31,7 +31,7 @@ struct RunArgs {
   std::string chat_template;  // --chat-template: as the node's flag
   // Speculative decoding (docs/speculative.md): as the node's flags.
   std::string model_draft, spec_type = "none";
-  int draft_max = 16, draft_min = 0, spec_ngram_size_n = 3;
+  int draft_max = 16, draft_min = 0, spec_ngram_size_n = 3, draft_vocab = 0;
   float draft_p_min = 0.75f;
   bool speculative() const { return !model_draft.empty() || spec_type != "none"; }
 };
@@ -53,7 +53,8 @@ Result<GenerateResult> GenerateSpeculative(
     if (m->config().n_vocab != e.model().config().n_vocab)
       return Errorf("the draft model '%s' does not share the model's vocabulary", path.c_str());
     STRATA_ASSIGN_OR_RETURN(
-        auto d, ModelDrafter::Create(std::move(m), 1, e.n_ctx(), 512, a.draft_p_min, &e.pool()));
+        auto d, ModelDrafter::Create(std::move(m), 1, e.n_ctx(), 512, a.draft_p_min, &e.pool(),
+                                     a.draft_vocab));
     so.drafter = std::move(d);
   } else {
     so.drafter = std::make_shared<NgramDrafter>(a.spec_ngram_size_n);
@@ -248,6 +249,9 @@ Runner AddRunCommand(CLI::App* sub) {
   sub->add_option("--draft-p-min", a->draft_p_min,
                   "The draft model stops below this top probability")
       ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--draft-vocab", a->draft_vocab,
+                  "The draft model proposes only token ids below this (a multiple of 64; 0: all)")
+      ->check(CLI::Range(0, 1 << 24));
   sub->add_option("--spec-ngram-size-n", a->spec_ngram_size_n, "Longest n-gram looked up")
       ->check(CLI::Range(1, 64));
   return [a] { return Run(*a); };

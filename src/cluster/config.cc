@@ -140,8 +140,8 @@ class Reader {
         n, where,
         {"name", "host", "port", "stage_port", "layers", "next", "memory", "speed", "threads",
          "parallel", "ctx", "stage_grace_ms", "reasoning_budget", "cache_type_k", "cache_type_v",
-         "model_draft", "spec_type", "draft_max", "draft_min", "draft_p_min", "spec_ngram_size_n",
-         "spec_max_seqs"}));
+         "model_draft", "spec_type", "draft_max", "draft_min", "draft_p_min", "draft_vocab",
+         "spec_ngram_size_n", "spec_max_seqs"}));
     // clang-format on
     s->line = n.Mark().line + 1;
     STRATA_RETURN_IF_ERROR(Str(n, "name", where, &s->name));
@@ -194,6 +194,7 @@ class Reader {
     STRATA_RETURN_IF_ERROR(Int(n, "draft_max", where, 0, 256, &s->draft_max));
     STRATA_RETURN_IF_ERROR(Int(n, "draft_min", where, 0, 256, &s->draft_min));
     STRATA_RETURN_IF_ERROR(Num(n, "draft_p_min", where, 0, 1, &s->draft_p_min));
+    STRATA_RETURN_IF_ERROR(Int(n, "draft_vocab", where, 0, 1 << 24, &s->draft_vocab));
     STRATA_RETURN_IF_ERROR(Int(n, "spec_ngram_size_n", where, 1, 64, &s->spec_ngram_size_n));
     return Int(n, "spec_max_seqs", where, 0, 4096, &s->spec_max_seqs);
   }

@@ -50,6 +50,7 @@ struct NodeSpec {
   int draft_max = 16;
   int draft_min = 0;
   double draft_p_min = 0.75;
+  int draft_vocab = 0;
   int spec_ngram_size_n = 3;
   int spec_max_seqs = 0;
   int line = 0;  // 1-based line of the entry in the file

@@ -135,7 +135,8 @@ TEST(ClusterConfig, KvCacheTypes) {
 TEST(ClusterConfig, SpeculativeDecodingKeys) {
   auto r = ParseClusterConfig(
       "nodes:\n  - {name: n, port: 1, model_draft: d.gguf, spec_type: ngram-simple, draft_max: 8,"
-      " draft_min: 2, draft_p_min: 0.5, spec_ngram_size_n: 4, spec_max_seqs: 3}\n"
+      " draft_min: 2, draft_p_min: 0.5, spec_ngram_size_n: 4, spec_max_seqs: 3,"
+      " draft_vocab: 32768}\n"
       "  - {name: m, port: 2}\n");
   ASSERT_TRUE(r.ok()) << r.status().message();
   const auto& a = r->nodes[0];
@@ -146,10 +147,13 @@ TEST(ClusterConfig, SpeculativeDecodingKeys) {
   EXPECT_DOUBLE_EQ(a.draft_p_min, 0.5);
   EXPECT_EQ(a.spec_ngram_size_n, 4);
   EXPECT_EQ(a.spec_max_seqs, 3);
+  EXPECT_EQ(a.draft_vocab, 32768);
   const auto& b = r->nodes[1];  // defaults: no speculation
   EXPECT_EQ(b.model_draft, "");
   EXPECT_EQ(b.spec_type, "none");
   EXPECT_EQ(b.draft_max, 16);
+  EXPECT_EQ(b.draft_vocab, 0);
+  ExpectError("nodes:\n  - {name: n, port: 1, draft_vocab: -1}\n", "nodes[0].draft_vocab");
   ExpectError("nodes:\n  - {name: n, port: 1, spec_type: eagle}\n",
               "c.yaml:2: nodes[0].spec_type: must be none or ngram-simple (got 'eagle')");
   ExpectError("nodes:\n  - {name: n, port: 1, draft_p_min: 1.5}\n", "nodes[0].draft_p_min");

@@ -146,11 +146,17 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
     kernels::RmsNorm(x + t * H, model_.output_norm().data(), xn_.data() + n_out * H, H, c.rms_eps);
     ++n_out;
   }
-  out->resize(static_cast<size_t>(n_out) * c.n_vocab);
+  const int64_t rows = head_rows();
+  out->resize(static_cast<size_t>(n_out * rows));
   if (n_out > 0)
-    kernels::MatMul(model_.output().data, model_.output().type, c.n_vocab, H, xn_.data(), n_out,
+    kernels::MatMul(model_.output().data, model_.output().type, rows, H, xn_.data(), n_out,
                     out->data(), pool_, &mm_scratch_);
   return Status::Ok();
+}
+
+int64_t Forward::head_rows() const {
+  const int64_t nv = model_.config().n_vocab;
+  return head_rows_ > 0 && head_rows_ < nv ? head_rows_ : nv;
 }
 
 void Forward::RunTasks(const std::function<void(int ith, int nth)>& work) {

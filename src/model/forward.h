@@ -31,6 +31,12 @@ class Forward {
   // On success the cache lengths advance.
   Status Run(const Batch& batch, const float* in_hidden, std::vector<float>* out);
 
+  // The output head scores only token ids [0, rows) (0: every id, the default): logits rows are
+  // then `rows` wide. A speculative draft's smaller head (--draft-vocab): BPE vocabularies put
+  // frequent tokens first. rows <= the vocabulary size.
+  void set_head_rows(int64_t rows) { head_rows_ = rows; }
+  int64_t head_rows() const;
+
  private:
   Status Validate(const Batch& batch) const;
   void Attention(const Batch& batch, int il);
@@ -70,6 +76,7 @@ class Forward {
   std::vector<int32_t> split_left_;
   std::vector<float> partials_, split_scratch_;
   std::vector<uint8_t> mm_scratch_;
+  int64_t head_rows_ = 0;
 };
 
 }  // namespace strata

@@ -278,6 +278,30 @@ TEST(Forward, LongContextDecodeMatchesReference) {
   EXPECT_LT(max_diff, 1.5e-3 * max_abs) << "max |logit| " << max_abs;
 }
 
+// set_head_rows (a speculative draft's smaller head): logits rows of that width, equal to the
+// first ids of the full head's, for plain, block and repacked (Q4_0) output weights.
+TEST(Forward, HeadRowsScoreThePrefixOfTheVocabulary) {
+  for (DType t : {DType::F32, DType::Q8_0, DType::Q4_0}) {
+    auto m = Model::Load(TinyModel("qwen2", t)).value();
+    const std::vector<int32_t> tokens = {1, 306, 763, 274};
+    std::vector<float> full, part;
+    for (int64_t rows : {int64_t{0}, int64_t{128}}) {
+      auto cache = KvCache::Create(m->config().n_layers, 1, 16, m->config().kv_dim()).value();
+      ThreadPool pool(2);
+      Forward fwd(*m, &cache, &pool);
+      fwd.set_head_rows(rows);
+      EXPECT_EQ(fwd.head_rows(), rows == 0 ? m->config().n_vocab : rows);
+      Batch b;
+      for (size_t i = 0; i < tokens.size(); ++i)
+        b.Add(tokens[i], static_cast<int>(i), 0, i + 1 == tokens.size());
+      ASSERT_TRUE(fwd.Run(b, nullptr, rows == 0 ? &full : &part).ok());
+    }
+    ASSERT_EQ(full.size(), static_cast<size_t>(m->config().n_vocab)) << DTypeName(t);
+    ASSERT_EQ(part.size(), 128u) << DTypeName(t);
+    for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], full[i]) << DTypeName(t) << " " << i;
+  }
+}
+
 TEST(Forward, TiedOutputUsesEmbedding) {
   auto m = Model::Load(TinyModel("qwen2", DType::F32, true));
   ASSERT_TRUE(m.ok()) << m.status().message();

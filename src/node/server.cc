@@ -196,7 +196,8 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
       pool = draft_pool_.get();
     }
     STRATA_ASSIGN_OR_RETURN(auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx,
-                                                         o_.n_batch, o_.draft_p_min, pool));
+                                                         o_.n_batch, o_.draft_p_min, pool,
+                                                         o_.draft_vocab));
     so->drafter = std::move(d);
     LogEvent(LogLevel::kInfo,
              StrFormat("speculative decoding: draft model %s, up to %d tokens per step",
@@ -417,9 +418,9 @@ Status RunNode(const NodeOptions& opts) {
         "speculative decoding (--model-draft, --spec-type) is set on the pipeline's head (the "
         "stage with layer 0, which drafts), not on a later stage");
   if (opts.draft_max < 0 || opts.draft_min < 0 || opts.draft_p_min < 0 || opts.draft_p_min > 1 ||
-      opts.spec_ngram_size_n < 1)
+      opts.spec_ngram_size_n < 1 || opts.draft_vocab < 0)
     return Status::Error(
-        "--draft-max and --draft-min must be >= 0, --draft-p-min in [0, 1], "
+        "--draft-max, --draft-min and --draft-vocab must be >= 0, --draft-p-min in [0, 1], "
         "--spec-ngram-size-n >= 1");
   Server server(opts);
   return server.Run();

@@ -109,11 +109,17 @@ std::pair<int32_t, double> Best(const float* l, int32_t n) {
 
 Result<std::unique_ptr<ModelDrafter>> ModelDrafter::Create(std::unique_ptr<Model> draft, int n_seq,
                                                            int n_ctx, int n_batch, float p_min,
-                                                           ThreadPool* pool) {
+                                                           ThreadPool* pool, int64_t vocab) {
   const ModelConfig& c = draft->config();
+  if (vocab < 0 || vocab > c.n_vocab || vocab % 64 != 0)
+    return Errorf("--draft-vocab must be a multiple of 64 from 0 to the vocabulary size %lld "
+                  "(got %lld)",
+                  static_cast<long long>(c.n_vocab), static_cast<long long>(vocab));
   STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(c.n_layers, n_seq, n_ctx, c.kv_dim()));
-  return std::unique_ptr<ModelDrafter>(
+  auto d = std::unique_ptr<ModelDrafter>(
       new ModelDrafter(std::move(draft), std::move(cache), n_batch, p_min, pool));
+  d->forward_.set_head_rows(vocab);
+  return d;
 }
 
 ModelDrafter::ModelDrafter(std::unique_ptr<Model> model, KvCache cache, int n_batch, float p_min,
@@ -132,7 +138,7 @@ void ModelDrafter::Forget(const std::vector<DraftJob>& jobs) {
 }
 
 Status ModelDrafter::CatchUp(std::vector<DraftJob>* jobs, std::vector<std::vector<int32_t>>* want) {
-  const size_t nv = static_cast<size_t>(model_->config().n_vocab);
+  const size_t nv = static_cast<size_t>(forward_.head_rows());
   std::vector<size_t> pos(jobs->size());
   for (size_t k = 0; k < jobs->size(); ++k) {
     const DraftJob& j = (*jobs)[k];
@@ -173,7 +179,7 @@ Status ModelDrafter::CatchUp(std::vector<DraftJob>* jobs, std::vector<std::vecto
 }
 
 Status ModelDrafter::Draft(std::vector<DraftJob>* jobs) {
-  const int32_t nv = static_cast<int32_t>(model_->config().n_vocab);
+  const int32_t nv = static_cast<int32_t>(forward_.head_rows());
   std::vector<std::vector<int32_t>> want(jobs->size());
   for (DraftJob& j : *jobs) j.out.clear();
   Status st = CatchUp(jobs, &want);

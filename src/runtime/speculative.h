@@ -92,9 +92,11 @@ class NgramDrafter : public Drafter {
 class ModelDrafter : public Drafter {
  public:
   // The draft must hold every layer and the head, with the target's vocabulary size.
+  // vocab > 0 (--draft-vocab): the draft proposes only ids [0, vocab), scoring only those rows
+  // of its output head (a multiple of 64, at most the vocabulary size); 0: every id.
   static Result<std::unique_ptr<ModelDrafter>> Create(std::unique_ptr<Model> draft, int n_seq,
                                                       int n_ctx, int n_batch, float p_min,
-                                                      ThreadPool* pool);
+                                                      ThreadPool* pool, int64_t vocab = 0);
   Status Draft(std::vector<DraftJob>* jobs) override;
   const char* name() const override { return "draft-model"; }
   const Model& model() const { return *model_; }
@@ -114,7 +116,7 @@ class ModelDrafter : public Drafter {
   float p_min_;
   std::vector<std::vector<int32_t>> held_;  // per slot: the tokens in the draft cache
   std::vector<float> logits_;
-  std::vector<float> rows_;  // [jobs, n_vocab]: each job's latest logits row
+  std::vector<float> rows_;  // [jobs, forward_.head_rows()]: each job's latest logits row
 };
 
 }  // namespace strata

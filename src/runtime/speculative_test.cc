@@ -226,7 +226,7 @@ TEST(SpeculativeScheduler, GreedyOutputEqualsPlainDecoding) {
     full.push_back(prompts[i]);
     full.back().insert(full.back().end(), plain[i].begin(), plain[i].end());
   }
-  for (int mode = 0; mode < 3; ++mode) {
+  for (int mode = 0; mode < 4; ++mode) {
     SchedulerOptions so;
     so.spec.draft_max = 5;
     so.spec.p_min = 0.0f;
@@ -235,10 +235,15 @@ TEST(SpeculativeScheduler, GreedyOutputEqualsPlainDecoding) {
       so.drafter = std::make_shared<ScriptedDrafter>(full);
     } else if (mode == 2) {
       so.drafter = std::make_shared<NgramDrafter>(3);  // random weights: rarely a match
-    } else {
+    } else {  // a draft model; mode 3 with a smaller head (--draft-vocab)
       auto m = Model::Load(draft);
       ASSERT_TRUE(m.ok()) << m.status().message();
-      auto d = ModelDrafter::Create(std::move(m).value(), 2, 256, 64, 0.0f, &engine->pool());
+      // Mode 3's head: the ids up to the largest the target generates, on the 64-row step.
+      int32_t top = 0;
+      for (const auto& p : plain) top = std::max(top, *std::max_element(p.begin(), p.end()));
+      const int64_t vocab = mode == 3 ? (top + 64) / 64 * 64 : 0;
+      ASSERT_LT(vocab, engine->model().config().n_vocab);
+      auto d = ModelDrafter::Create(std::move(m).value(), 2, 256, 64, 0.0f, &engine->pool(), vocab);
       ASSERT_TRUE(d.ok()) << d.status().message();
       so.drafter = std::move(d).value();
     }
@@ -247,12 +252,33 @@ TEST(SpeculativeScheduler, GreedyOutputEqualsPlainDecoding) {
       EXPECT_EQ(Generate(sched, prompts[i], 40), plain[i]) << "mode " << mode << " prompt " << i;
     const SchedulerStats st = sched.stats();
     EXPECT_LE(st.spec_accepted, st.spec_drafted);
-    if (mode < 2) {
+    if (mode != 2) {
       EXPECT_GT(st.spec_verified, 0u) << mode;
       EXPECT_GT(st.spec_accepted, mode == 0 ? st.spec_drafted / 8 : 0) << mode;
       EXPECT_LT(st.spec_accepted, st.spec_drafted) << mode;  // not always
     }
   }
+}
+
+// --draft-vocab: only ids below it are drafted; a size off the 64-row step or over the
+// vocabulary is refused.
+TEST(ModelDrafter, DraftVocabBoundsTheDraftedIds) {
+  const std::string path = Tiny(DType::Q4_0, "strata_spec_test_q4.gguf");
+  ThreadPool pool(2);
+  for (int64_t bad : {int64_t{-64}, int64_t{100}, int64_t{1} << 30}) {
+    auto d = ModelDrafter::Create(Model::Load(path).value(), 1, 64, 64, 0.0f, &pool, bad);
+    EXPECT_FALSE(d.ok()) << bad;
+  }
+  auto d = ModelDrafter::Create(Model::Load(path).value(), 1, 64, 64, 0.0f, &pool, 64);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  const std::vector<int32_t> context = {1, 500, 700, 900};
+  std::vector<DraftJob> jobs(1);
+  jobs[0].context = &context;
+  jobs[0].last = 800;
+  jobs[0].max = 12;
+  ASSERT_TRUE(d.value()->Draft(&jobs).ok());
+  EXPECT_EQ(jobs[0].out.size(), 12u);  // p_min 0: always drafts
+  for (int32_t id : jobs[0].out) EXPECT_LT(id, 64);
 }
 
 }  // namespace
