@@ -524,91 +524,95 @@ constexpr SplitScoresFn kSplitScores[] = {SplitScores<1>, SplitScores<2>, SplitS
                                           SplitScores<4>, SplitScores<5>, SplitScores<6>,
                                           SplitScores<7>, SplitScores<8>};
 
-// x86::Reduce8 of each 256-bit half of 8 registers z[0..7]: lane r = Reduce8(low half of z[r]),
-// lane 8 + r = Reduce8(high half of z[r]), by the same additions: per half (v_i + v_{i+4}),
-// then (s_0 + s_2, s_1 + s_3), then their sum.
-inline __m512 Reduce8x16(const __m512* z) {
-  __m512 x[4], y[2];
-  for (int m = 0; m < 4; ++m)  // 128-bit lanes [z0 h0, z0 h1, z1 h0, z1 h1]: lo + hi of each half
-    x[m] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  for (int m = 0; m < 2; ++m)  // per 128-bit lane: (s0 + s2, s1 + s3) of two registers
-    y[m] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * m], x[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(x[2 * m], x[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  // Lane 4k + i of r: 128-bit lane k = (row parity, half) = (k / 2, k % 2), row 2 i + k / 2.
-  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-  return _mm512_permutexvar_ps(idx, r);
+// 16 rows' 32-byte blocks (rows r and r + 8 in the halves of z[r]) as 8 registers of 4-byte
+// columns: lane r of out[t] = bytes 4t..4t+3 of row r.
+inline void TransposeBlocks16(const __m512i* z, __m512i* out) {
+  __m512i a[8], c[8];
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: dwords of rows (2i, 2i+1) interleaved
+    a[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g)  // rows 4g..4g+3: c[4g + e] holds element e of each 128-bit lane
+    for (int h = 0; h < 2; ++h) {
+      c[4 * g + 2 * h] = _mm512_unpacklo_epi64(a[4 * g + h], a[4 * g + 2 + h]);
+      c[4 * g + 2 * h + 1] = _mm512_unpackhi_epi64(a[4 * g + h], a[4 * g + 2 + h]);
+    }
+  // 128-bit lanes of c: [rows 0-7: dwords 0-3, 4-7; rows 8-15: dwords 0-3, 4-7]; join rows
+  // 0-3 (c[e]) and 4-7 (c[4 + e]) of the same dword.
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int e = 0; e < 4; ++e) {
+    out[e] = _mm512_permutex2var_epi32(c[e], lo, c[4 + e]);
+    out[4 + e] = _mm512_permutex2var_epi32(c[e], hi, c[4 + e]);
+  }
 }
 
-// Scores of one split-KV chunk for Q8_0 keys: s[h * kSplitKvChunk + j] = (k[j] . qx[h]) *
-// scale in the Q8_0 x Q8_0 dot product's order (VecDotOne<Q8Dot>): per block 8 exact int32
-// lanes, acc = fma(dk * dq, float(lanes), acc) block after block, then Reduce8. Two heads per
-// register, one per 256-bit half; the lanes in the offset form (k + 128) . q - 128 . sum(q)
-// (exact; vpdpbusd wants its first operand unsigned, and AVX-512 has no vpsignb), whose
-// correction depends on the query only: it is each pair's start value.
-//   qx: [nh][nb] blocks (the queries quantized as the dot product's activations)
+}  // namespace
+
+// Scores of one split-KV chunk for Q8_0 keys, 16 keys at a time (ref::SplitScoresQ8's
+// operations): per block the exact integer dot product of key and query quants, by vpdpbusd
+// over the keys transposed into 4-byte columns (a lane per key; in the offset form
+// (k + 128) . q - 128 sum(q), as vpdpbusd wants an unsigned operand), then per key
+// acc = fma(dk * dq, float(dot), acc) block after block, times scale.
 void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
                    int64_t n_kv, float scale, float* s) {
   constexpr int kMaxBlocks = 128 / 32;  // head_dim <= 128 on this path
-  const int np = (nh + 1) / 2;
-  alignas(64) __m512i qv[kMaxAttnHeads / 2][kMaxBlocks];     // the pair's query quants
-  alignas(64) __m512i start[kMaxAttnHeads / 2][kMaxBlocks];  // -128 * sums of 4 of them
-  alignas(64) __m512 dq[kMaxAttnHeads / 2][kMaxBlocks];
-  const __m512i ones = _mm512_set1_epi8(1);
-  for (int p = 0; p < np; ++p) {
-    const int h1 = std::min(2 * p + 1, nh - 1);  // an odd count repeats the last head
+  int32_t corr[kMaxAttnHeads][kMaxBlocks];
+  float dq[kMaxAttnHeads][kMaxBlocks];
+  for (int h = 0; h < nh; ++h)
     for (int b = 0; b < nb; ++b) {
-      const BlockQ8_0& x0 = qx[2 * p * nb + b];
-      const BlockQ8_0& x1 = qx[h1 * nb + b];
-      qv[p][b] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs)), 1);
-      start[p][b] = _mm512_sub_epi32(
-          _mm512_setzero_si512(),
-          _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qv[p][b]), 7));
-      dq[p][b] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(_cvtsh_ss(x0.d))),
-                                    _mm256_set1_ps(_cvtsh_ss(x1.d)), 1);
+      int32_t sum = 0;
+      for (int8_t v : qx[h * nb + b].qs) sum += v;
+      corr[h][b] = -128 * sum;
+      dq[h][b] = fp16_to_f32(qx[h * nb + b].d);
     }
-  }
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  alignas(64) __m512 acc[kMaxAttnHeads / 2][8];  // [pair][row of the group of 8]
-  for (int64_t j0 = 0; j0 < n_kv; j0 += 8) {
-    const int nr = static_cast<int>(std::min<int64_t>(8, n_kv - j0));
-    for (int r = 0; r < 8; ++r) {
-      for (int p = 0; p < np; ++p) acc[p][r] = _mm512_setzero_ps();
-      if (r >= nr) continue;
-      const uint8_t* kr = k + static_cast<size_t>(j0 + r) * k_row;
-      PrefetchRow(kr, k_row, nb * static_cast<int>(sizeof(BlockQ8_0)));
-      for (int b = 0; b < nb; ++b) {
-        const uint8_t* blk = kr + static_cast<size_t>(b) * sizeof(BlockQ8_0);
-        uint16_t d;
-        std::memcpy(&d, blk, 2);
-        // The key quants + 128, as unsigned bytes, in both halves.
-        const __m512i ku = _mm512_xor_si512(
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))),
-            flip);
-        const __m512 dk = _mm512_set1_ps(_cvtsh_ss(d));
-        for (int p = 0; p < np; ++p) {
-          const __m512i lanes = _mm512_dpbusd_epi32(start[p][b], ku, qv[p][b]);
-          acc[p][r] =
-              _mm512_fmadd_ps(_mm512_mul_ps(dk, dq[p][b]), _mm512_cvtepi32_ps(lanes), acc[p][r]);
+  for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
+    const int nr = static_cast<int>(std::min<int64_t>(16, n_kv - j0));
+    alignas(64) int32_t off[16];  // byte offset of each key row (a tail repeats the last one)
+    for (int r = 0; r < 16; ++r)
+      off[r] = static_cast<int32_t>(static_cast<size_t>(std::min<int64_t>(j0 + r, n_kv - 1)) * k_row);
+    const __m512i offv = _mm512_load_si512(off);
+    for (int r = 0; r < 16; ++r)  // the next 16 keys (the loads below would wait on memory)
+      PrefetchRow(k + static_cast<size_t>(j0 + r) * k_row, 2 * k_row,
+                  nb * static_cast<int>(sizeof(BlockQ8_0)));
+    __m512 acc[kMaxAttnHeads];
+    for (int h = 0; h < nh; ++h) acc[h] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const size_t bo = static_cast<size_t>(b) * sizeof(BlockQ8_0);
+      __m512i z[8], col[8];
+      for (int r = 0; r < 8; ++r)
+        z[r] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + off[r] + bo + 2))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + off[r + 8] + bo + 2)), 1);
+      TransposeBlocks16(z, col);
+      for (__m512i& c : col) c = _mm512_xor_si512(c, flip);
+      // The keys' scales: 4 bytes from each block start, the low 2 are the fp16 d.
+      const __m512i dw = _mm512_i32gather_epi32(
+          _mm512_add_epi32(offv, _mm512_set1_epi32(static_cast<int32_t>(bo))), k, 1);
+      const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+      for (int h = 0; h < nh; ++h) {
+        const auto* q4 = reinterpret_cast<const int32_t*>(qx[h * nb + b].qs);
+        __m512i dot = _mm512_set1_epi32(corr[h][b]);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+          int32_t qt;
+          std::memcpy(&qt, q4 + t, 4);
+          dot = _mm512_dpbusd_epi32(dot, col[t], _mm512_set1_epi32(qt));
         }
+        acc[h] = _mm512_fmadd_ps(_mm512_mul_ps(dk, _mm512_set1_ps(dq[h][b])),
+                                 _mm512_cvtepi32_ps(dot), acc[h]);
       }
     }
-    // Reduce8 of the 16 half-registers of a pair's 8 rows at once (the same additions), then
-    // the scale; lanes 0..7: the pair's first head, rows j0..j0+7; 8..15: its second head.
-    const __mmask8 rows = static_cast<__mmask8>((1u << nr) - 1u);
-    for (int p = 0; p < np; ++p) {
-      const __m512 sc = _mm512_mul_ps(Reduce8x16(acc[p]), _mm512_set1_ps(scale));
-      _mm256_mask_storeu_ps(s + 2 * p * kSplitKvChunk + j0, rows, _mm512_castps512_ps256(sc));
-      if (2 * p + 1 < nh)
-        _mm256_mask_storeu_ps(s + (2 * p + 1) * kSplitKvChunk + j0, rows,
-                              _mm512_extractf32x8_ps(sc, 1));
-    }
+    const __mmask16 rows = Mask16(nr);
+    for (int h = 0; h < nh; ++h)
+      _mm512_mask_storeu_ps(s + h * kSplitKvChunk + j0, rows,
+                            _mm512_mul_ps(acc[h], _mm512_set1_ps(scale)));
   }
 }
+
+namespace {
 
 // Per head of a chunk's scores (scratch, kSplitKvChunk apart): the maximum m, the weights
 // ExpPoly(s - m) in place and their sum, into the partial's last two floats.

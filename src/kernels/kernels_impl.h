@@ -304,10 +304,22 @@ namespace strata::kernels::avx512 {
 // (kernels_attn_avx512.cc): false, having done nothing, for the types and shapes it does not
 // cover (Q4_0; the caller then runs the generic chunk).
 bool AttentionKvPartialFast(const KvAttention& a, const float* q, float* partial, float* scratch);
+// The scores of one split-KV chunk for Q8_0 keys, bit-identical to ref::SplitScoresQ8.
+void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
+                   int64_t n_kv, float scale, float* s);
 // kernels::MergeAttentionPartials, bit-identical to internal::MergeAttentionPartialsRef.
 void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
                             float* out);
 }  // namespace strata::kernels::avx512
+
+namespace strata::kernels::ref {
+// Scores of one split-KV chunk (n_kv <= kSplitKvChunk keys) for Q8_0 keys of nb blocks:
+// s[h * kSplitKvChunk + j] = scale * (sum over blocks b, in order, as
+// acc = fma(dk[j][b] * dq[h][b], float(exact integer dot of the block's quants), acc)).
+//   qx: [nh][nb] the queries quantized as Q8_0 blocks; key j's blocks at k + j * k_row
+void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
+                   int64_t n_kv, float scale, float* s);
+}  // namespace strata::kernels::ref
 
 namespace strata::kernels::internal {
 // kernels::MergeAttentionPartials in plain C++ (kernels.cc): the order every path keeps.

@@ -202,6 +202,25 @@ float AttnScoreDot(const uint16_t* k, const float* q16, int n) {
 
 namespace ref {
 
+void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t k_row,
+                   int64_t n_kv, float scale, float* s) {
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const uint8_t* kr = k + static_cast<size_t>(j) * k_row;
+    for (int h = 0; h < nh; ++h) {
+      float acc = 0.0f;
+      for (int b = 0; b < nb; ++b) {
+        BlockQ8_0 blk;  // rows may sit at any even byte offset
+        std::memcpy(&blk, kr + static_cast<size_t>(b) * sizeof blk, sizeof blk);
+        const BlockQ8_0& q = qx[h * nb + b];
+        int32_t dot = 0;
+        for (int i = 0; i < 32; ++i) dot += int32_t{blk.qs[i]} * int32_t{q.qs[i]};
+        acc = std::fma(fp16_to_f32(blk.d) * fp16_to_f32(q.d), static_cast<float>(dot), acc);
+      }
+      s[h * kSplitKvChunk + j] = acc * scale;
+    }
+  }
+}
+
 void QuantizeActivationRow(DType weight_type, const float* x, void* dst, int64_t n) {
   internal::QuantizeActivationRowWith(internal::ScalarKernels(), weight_type, x, dst, n);
 }
