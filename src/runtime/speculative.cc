@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/kernels.h"
 #include "runtime/step.h"
 
 namespace strata {
@@ -95,14 +96,16 @@ Status NgramDrafter::Draft(std::vector<DraftJob>* jobs) {
 
 namespace {
 
-// The argmax of a logits row and its softmax probability.
-std::pair<int32_t, double> Best(const float* l, int32_t n) {
+// The argmax of a logits row and, when p_min > 0 asks for it, its softmax probability (1
+// otherwise). The row is scratch: the softmax runs in place (the vector kernel: a row is up to
+// the whole vocabulary, for every drafted token).
+std::pair<int32_t, double> Best(float* l, int32_t n, float p_min) {
   int32_t best = 0;
   for (int32_t i = 1; i < n; ++i)
     if (l[i] > l[best]) best = i;
-  double sum = 0.0;
-  for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(l[i] - l[best]));
-  return {best, sum > 0.0 ? 1.0 / sum : 0.0};
+  if (p_min <= 0.0f) return {best, 1.0};
+  kernels::Softmax(l, n);
+  return {best, l[best]};
 }
 
 }  // namespace
@@ -190,7 +193,7 @@ Status ModelDrafter::Draft(std::vector<DraftJob>* jobs) {
     for (size_t k = 0; k < jobs->size(); ++k) {
       DraftJob& j = (*jobs)[k];
       if (!active[k]) continue;
-      const auto [x, px] = Best(rows_.data() + k * static_cast<size_t>(nv), nv);
+      const auto [x, px] = Best(rows_.data() + k * static_cast<size_t>(nv), nv, p_min_);
       if (static_cast<int>(j.out.size()) >= j.max || px < p_min_) {
         active[k] = 0;
         continue;

@@ -279,6 +279,11 @@ TEST(ModelDrafter, DraftVocabBoundsTheDraftedIds) {
   ASSERT_TRUE(d.value()->Draft(&jobs).ok());
   EXPECT_EQ(jobs[0].out.size(), 12u);  // p_min 0: always drafts
   for (int32_t id : jobs[0].out) EXPECT_LT(id, 64);
+  // --draft-p-min: a random model's best token is far from certain, so drafting stops at once.
+  auto sure = ModelDrafter::Create(Model::Load(path).value(), 1, 64, 64, 0.99f, &pool, 64);
+  ASSERT_TRUE(sure.ok()) << sure.status().message();
+  ASSERT_TRUE(sure.value()->Draft(&jobs).ok());
+  EXPECT_TRUE(jobs[0].out.empty()) << jobs[0].out.size();
 }
 
 }  // namespace
