@@ -158,22 +158,34 @@ float DotQ4_0Repack(int64_t n, const void* w, const void* x) {
   return acc;
 }
 
-float DotQ4_KPlain(int64_t n, const void* w, const void* x) {
-  const BlockQ4_K* a = static_cast<const BlockQ4_K*>(w);
+// The Q4_K and Q5_K dot products share all but the level unpack and the order in which the
+// mins add up: llama.cpp's Q4_K keeps 4 pair accumulators (kPairMins), its Q5_K one sum.
+template <class Block, void (*Unpack)(const Block&, int*, int*, int*), bool kPairMins>
+float DotKPlain(int64_t n, const void* w, const void* x) {
+  const Block* a = static_cast<const Block*>(w);
   const BlockQ8_K* b = static_cast<const BlockQ8_K*>(x);
   float acc[8] = {0}, accm[4] = {0};
   int q[256], sc[8], m[8];
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const float d = b[i].d * fp16_to_f32(a[i].d);
     const float dmin = -b[i].d * fp16_to_f32(a[i].dmin);
-    UnpackQ4K(a[i], q, sc, m);
+    Unpack(a[i], q, sc, m);
     int32_t pairs[4], lanes[8];
     KMinPairs(m, b[i], pairs);
-    for (int p = 0; p < 4; ++p) accm[p] = std::fma(dmin, static_cast<float>(pairs[p]), accm[p]);
+    if constexpr (kPairMins) {
+      for (int p = 0; p < 4; ++p) accm[p] = std::fma(dmin, static_cast<float>(pairs[p]), accm[p]);
+    } else {
+      accm[0] = std::fma(dmin, static_cast<float>(pairs[0] + pairs[1] + pairs[2] + pairs[3]),
+                         accm[0]);
+    }
     KLaneSums(q, sc, b[i].qs, lanes);
     for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, static_cast<float>(lanes[l]), acc[l]);
   }
   return Reduce8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
+}
+
+float DotQ4_KPlain(int64_t n, const void* w, const void* x) {
+  return DotKPlain<BlockQ4_K, UnpackQ4K, true>(n, w, x);
 }
 
 float DotQ4_KRepackGemv(int64_t n, const void* w, const void* x) {
@@ -185,22 +197,7 @@ float DotQ4_KRepackGemm(int64_t n, const void* w, const void* x) {
 }
 
 float DotQ5_KPlain(int64_t n, const void* w, const void* x) {
-  const BlockQ5_K* a = static_cast<const BlockQ5_K*>(w);
-  const BlockQ8_K* b = static_cast<const BlockQ8_K*>(x);
-  float acc[8] = {0};
-  float summs = 0.0f;
-  int q[256], sc[8], m[8];
-  for (int64_t i = 0; i < n / kQK_K; ++i) {
-    const float d = b[i].d * fp16_to_f32(a[i].d);
-    const float dmin = -b[i].d * fp16_to_f32(a[i].dmin);
-    UnpackQ5K(a[i], q, sc, m);
-    int32_t pairs[4], lanes[8];
-    KMinPairs(m, b[i], pairs);
-    summs = std::fma(dmin, static_cast<float>(pairs[0] + pairs[1] + pairs[2] + pairs[3]), summs);
-    KLaneSums(q, sc, b[i].qs, lanes);
-    for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, static_cast<float>(lanes[l]), acc[l]);
-  }
-  return Reduce8(acc) + summs;
+  return DotKPlain<BlockQ5_K, UnpackQ5K, false>(n, w, x);
 }
 
 float DotQ6_KPlain(int64_t n, const void* w, const void* x) {
