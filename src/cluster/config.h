@@ -46,11 +46,11 @@ struct NodeSpec {
   // "ngram-simple", draft tokens at most / at least, the draft's minimum top probability, the
   // n-gram lookup's longest n, and the most generating sequences that speculate (0: auto).
   std::string model_draft;
+  int draft_vocab = 0;  // the draft proposes only ids below this (0: all)
   std::string spec_type = "none";
   int draft_max = 16;
   int draft_min = 0;
   double draft_p_min = 0.75;
-  int draft_vocab = 0;
   int spec_ngram_size_n = 3;
   int spec_max_seqs = 0;
   int line = 0;  // 1-based line of the entry in the file
