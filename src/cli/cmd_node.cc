@@ -30,8 +30,7 @@ struct NodeArgs {
               *reasoning_budget = nullptr, *cache_k = nullptr, *cache_v = nullptr, *alias = nullptr,
               *model_draft = nullptr, *spec_type = nullptr, *draft_max = nullptr,
               *draft_min = nullptr, *draft_p_min = nullptr, *draft_vocab = nullptr,
-              *ngram_n = nullptr,
-              *spec_max_seqs = nullptr;
+              *ngram_n = nullptr, *spec_max_seqs = nullptr;
 };
 
 bool Given(const CLI::Option* opt) { return opt != nullptr && opt->count() > 0; }

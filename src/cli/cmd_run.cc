@@ -52,9 +52,8 @@ Result<GenerateResult> GenerateSpeculative(
     STRATA_ASSIGN_OR_RETURN(auto m, Model::Load(path, {.mmap = a.mmap}));
     if (m->config().n_vocab != e.model().config().n_vocab)
       return Errorf("the draft model '%s' does not share the model's vocabulary", path.c_str());
-    STRATA_ASSIGN_OR_RETURN(
-        auto d, ModelDrafter::Create(std::move(m), 1, e.n_ctx(), 512, a.draft_p_min, &e.pool(),
-                                     a.draft_vocab));
+    STRATA_ASSIGN_OR_RETURN(auto d, ModelDrafter::Create(std::move(m), 1, e.n_ctx(), 512,
+                                                         a.draft_p_min, &e.pool(), a.draft_vocab));
     so.drafter = std::move(d);
   } else {
     so.drafter = std::make_shared<NgramDrafter>(a.spec_ngram_size_n);

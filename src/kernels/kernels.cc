@@ -360,8 +360,8 @@ namespace internal {
 // order), then per chunk c e = exp(m_c - m), sum = fma(sum_c, e, sum) and each output element
 // o = fma(acc_c, e, o), in chunk order, and last o * (1 / sum). Explicit fmas: the AVX-512
 // twin (avx512::MergeAttentionPartials) does the same operations element by element.
-void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads,
-                               int head_dim, float* out) {
+void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                               float* out) {
   const int64_t stride = AttentionPartialStride(head_dim);
   const int64_t chunk = stride * n_heads;
   for (int h = 0; h < n_heads; ++h) {

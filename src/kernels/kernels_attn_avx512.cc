@@ -571,7 +571,8 @@ void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t
     const int nr = static_cast<int>(std::min<int64_t>(16, n_kv - j0));
     alignas(64) int32_t off[16];  // byte offset of each key row (a tail repeats the last one)
     for (int r = 0; r < 16; ++r)
-      off[r] = static_cast<int32_t>(static_cast<size_t>(std::min<int64_t>(j0 + r, n_kv - 1)) * k_row);
+      off[r] =
+          static_cast<int32_t>(static_cast<size_t>(std::min<int64_t>(j0 + r, n_kv - 1)) * k_row);
     const __m512i offv = _mm512_load_si512(off);
     for (int r = 0; r < 16; ++r)  // the next 16 keys (the loads below would wait on memory)
       PrefetchRow(k + static_cast<size_t>(j0 + r) * k_row, 2 * k_row,
@@ -704,9 +705,9 @@ void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads
       const __m512 ev = _mm512_set1_ps(e);
       for (int i = 0; i < head_dim; i += 16) {
         const __mmask16 k = Mask16(std::min(16, head_dim - i));
-        _mm512_mask_storeu_ps(o + i, k,
-                              _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, pc + i), ev,
-                                              _mm512_maskz_loadu_ps(k, o + i)));
+        _mm512_mask_storeu_ps(
+            o + i, k,
+            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, pc + i), ev, _mm512_maskz_loadu_ps(k, o + i)));
       }
     }
     const __m512 inv = _mm512_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);

@@ -323,6 +323,6 @@ void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t
 
 namespace strata::kernels::internal {
 // kernels::MergeAttentionPartials in plain C++ (kernels.cc): the order every path keeps.
-void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads,
-                               int head_dim, float* out);
+void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                               float* out);
 }  // namespace strata::kernels::internal

@@ -175,8 +175,8 @@ float DotKPlain(int64_t n, const void* w, const void* x) {
     if constexpr (kPairMins) {
       for (int p = 0; p < 4; ++p) accm[p] = std::fma(dmin, static_cast<float>(pairs[p]), accm[p]);
     } else {
-      accm[0] = std::fma(dmin, static_cast<float>(pairs[0] + pairs[1] + pairs[2] + pairs[3]),
-                         accm[0]);
+      accm[0] =
+          std::fma(dmin, static_cast<float>(pairs[0] + pairs[1] + pairs[2] + pairs[3]), accm[0]);
     }
     KLaneSums(q, sc, b[i].qs, lanes);
     for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, static_cast<float>(lanes[l]), acc[l]);

@@ -298,7 +298,8 @@ TEST(Forward, HeadRowsScoreThePrefixOfTheVocabulary) {
     }
     ASSERT_EQ(full.size(), static_cast<size_t>(m->config().n_vocab)) << DTypeName(t);
     ASSERT_EQ(part.size(), 128u) << DTypeName(t);
-    for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], full[i]) << DTypeName(t) << " " << i;
+    for (size_t i = 0; i < part.size(); ++i)
+      ASSERT_EQ(part[i], full[i]) << DTypeName(t) << " " << i;
   }
 }
 

@@ -195,9 +195,9 @@ Status Server::SetUpSpeculation(SchedulerOptions* so) {
       draft_pool_ = std::make_unique<ThreadPool>(o_.threads);  // 0: every core, as ThreadPool
       pool = draft_pool_.get();
     }
-    STRATA_ASSIGN_OR_RETURN(auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx,
-                                                         o_.n_batch, o_.draft_p_min, pool,
-                                                         o_.draft_vocab));
+    STRATA_ASSIGN_OR_RETURN(
+        auto d, ModelDrafter::Create(std::move(m).value(), o_.parallel, o_.ctx, o_.n_batch,
+                                     o_.draft_p_min, pool, o_.draft_vocab));
     so->drafter = std::move(d);
     LogEvent(LogLevel::kInfo,
              StrFormat("speculative decoding: draft model %s, up to %d tokens per step",

@@ -31,7 +31,7 @@ struct NodeOptions {
   int draft_max = 16;
   int draft_min = 0;
   float draft_p_min = 0.75f;
-  int draft_vocab = 0;  // the draft model proposes ids below this only (0: all; docs/speculative.md)
+  int draft_vocab = 0;  // the draft proposes only ids below this (0: all)
   int spec_ngram_size_n = 3;
   int spec_max_seqs = 0;
   std::string api_key;                        // "": no authentication

@@ -84,7 +84,7 @@ struct Pipe : std::enable_shared_from_this<Pipe> {
   std::array<char, 4096> peek{};
   std::string pipelined;  // bytes of a next request that arrived meanwhile (bounded)
   bool watching = false;
-  bool stopping = false;  // StopWatch asked: a read that completed anyway does not re-arm
+  bool stopping = false;      // StopWatch asked: a read that completed anyway does not re-arm
   bool disconnected = false;  // gone, or sent more than the pipelining limit
 };
 
