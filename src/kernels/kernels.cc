@@ -344,10 +344,9 @@ void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n) {
 void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, float* scratch) {
   const internal::IsaKernels& isa = Active();
   internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
-#if defined(__x86_64__)
-  if (std::strcmp(isa.name, "avx512") == 0 &&
-      avx512::AttentionKvPartialFast(a, q, partial, scratch))
+  if (isa.attention_kv_partial != nullptr && isa.attention_kv_partial(a, q, partial, scratch))
     return;
+#if defined(__x86_64__)
   if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
     acc = internal::AccumulateKvRowAvx2;
 #endif
@@ -386,10 +385,8 @@ void MergeAttentionPartialsRef(const float* partials, int64_t n_chunks, int n_he
 
 void MergeAttentionPartials(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
                             float* out) {
-#if defined(__x86_64__)
-  if (std::strcmp(Active().name, "avx512") == 0)
-    return avx512::MergeAttentionPartials(partials, n_chunks, n_heads, head_dim, out);
-#endif
+  if (const auto merge = Active().merge_partials; merge != nullptr)
+    return merge(partials, n_chunks, n_heads, head_dim, out);
   internal::MergeAttentionPartialsRef(partials, n_chunks, n_heads, head_dim, out);
 }
 

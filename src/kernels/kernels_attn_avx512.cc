@@ -394,12 +394,17 @@ namespace {
 // positions ahead; computed as an integer (it may lie past the cache: a prefetch never faults).
 constexpr int64_t kKvPrefetchRows = 8;
 
-inline void PrefetchRow(const uint8_t* row, size_t row_bytes, int bytes) {
-  const uintptr_t p = reinterpret_cast<uintptr_t>(row) + kKvPrefetchRows * row_bytes;
+// The `bytes` from the row `ahead` rows of `row_bytes` after `row`.
+inline void PrefetchAhead(const uint8_t* row, size_t row_bytes, int64_t ahead, int bytes) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(row) + ahead * row_bytes;
   // NOLINTBEGIN(performance-no-int-to-ptr)
   for (int b = 0; b < bytes; b += 64)
     _mm_prefetch(reinterpret_cast<const char*>(p + b), _MM_HINT_T0);
   // NOLINTEND(performance-no-int-to-ptr)
+}
+
+inline void PrefetchRow(const uint8_t* row, size_t row_bytes, int bytes) {
+  PrefetchAhead(row, row_bytes, kKvPrefetchRows, bytes);
 }
 
 // The sums of 16 vectors' lanes, one per vector, in the fold order x_i + x_{i+8}, then
@@ -575,8 +580,8 @@ void SplitScoresQ8(const BlockQ8_0* qx, int nh, int nb, const uint8_t* k, size_t
           static_cast<int32_t>(static_cast<size_t>(std::min<int64_t>(j0 + r, n_kv - 1)) * k_row);
     const __m512i offv = _mm512_load_si512(off);
     for (int r = 0; r < 16; ++r)  // the next 16 keys (the loads below would wait on memory)
-      PrefetchRow(k + static_cast<size_t>(j0 + r) * k_row, 2 * k_row,
-                  nb * static_cast<int>(sizeof(BlockQ8_0)));
+      PrefetchAhead(k + static_cast<size_t>(j0 + r) * k_row, k_row, 16,
+                    nb * static_cast<int>(sizeof(BlockQ8_0)));
     __m512 acc[kMaxAttnHeads];
     for (int h = 0; h < nh; ++h) acc[h] = _mm512_setzero_ps();
     for (int b = 0; b < nb; ++b) {

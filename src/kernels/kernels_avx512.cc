@@ -693,9 +693,17 @@ namespace internal {
 
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels k = {
-      "avx512",        avx512::kTypes,    static_cast<int>(std::size(avx512::kTypes)),
-      avx512::RmsNorm, avx512::Softmax,   avx512::SiluMul,
-      avx512::Add,     avx512::Attention, avx512::AttentionTiled,
+      "avx512",
+      avx512::kTypes,
+      static_cast<int>(std::size(avx512::kTypes)),
+      avx512::RmsNorm,
+      avx512::Softmax,
+      avx512::SiluMul,
+      avx512::Add,
+      avx512::Attention,
+      avx512::AttentionTiled,
+      avx512::AttentionKvPartialFast,
+      avx512::MergeAttentionPartials,
   };
   return k;
 }

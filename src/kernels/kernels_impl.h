@@ -82,6 +82,13 @@ struct IsaKernels {
   void (*attention_tiled)(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
                           const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
                           float scale, float* out, int64_t out_stride, float* scratch) = nullptr;
+  // kernels::AttentionKvPartial for the types and shapes it covers (false, having done nothing:
+  // the generic chunk runs); null: none on this path.
+  bool (*attention_kv_partial)(const KvAttention& a, const float* q, float* partial,
+                               float* scratch) = nullptr;
+  // kernels::MergeAttentionPartials, bit-identical to MergeAttentionPartialsRef; null: that one.
+  void (*merge_partials)(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
+                         float* out) = nullptr;
 };
 
 // Which accumulation order a matmul uses, as llama.cpp decides it: its GEMM (llamafile's
