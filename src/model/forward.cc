@@ -154,6 +154,16 @@ Status Forward::Run(const Batch& b, const float* in_hidden, std::vector<float>* 
   return Status::Ok();
 }
 
+Status Forward::set_head_rows(int64_t rows) {
+  const int64_t nv = model_.config().n_vocab;
+  if (rows < 0 || rows > nv || rows % 64 != 0)
+    return Errorf(
+        "head rows must be a multiple of 64 from 0 to the vocabulary size %lld (got %lld)",
+        static_cast<long long>(nv), static_cast<long long>(rows));
+  head_rows_ = rows;
+  return Status::Ok();
+}
+
 int64_t Forward::head_rows() const {
   const int64_t nv = model_.config().n_vocab;
   return head_rows_ > 0 && head_rows_ < nv ? head_rows_ : nv;

@@ -33,8 +33,9 @@ class Forward {
 
   // The output head scores only token ids [0, rows) (0: every id, the default): logits rows are
   // then `rows` wide. A speculative draft's smaller head (--draft-vocab): BPE vocabularies put
-  // frequent tokens first. rows <= the vocabulary size.
-  void set_head_rows(int64_t rows) { head_rows_ = rows; }
+  // frequent tokens first. rows: a multiple of 64 (whole groups of repacked weight rows), at
+  // most the vocabulary size; otherwise an error and nothing changes.
+  Status set_head_rows(int64_t rows);
   int64_t head_rows() const;
 
  private:

@@ -289,7 +289,8 @@ TEST(Forward, HeadRowsScoreThePrefixOfTheVocabulary) {
       auto cache = KvCache::Create(m->config().n_layers, 1, 16, m->config().kv_dim()).value();
       ThreadPool pool(2);
       Forward fwd(*m, &cache, &pool);
-      fwd.set_head_rows(rows);
+      ASSERT_TRUE(fwd.set_head_rows(rows).ok());
+      EXPECT_FALSE(fwd.set_head_rows(100).ok());  // off the 64-row step: refused, unchanged
       EXPECT_EQ(fwd.head_rows(), rows == 0 ? m->config().n_vocab : rows);
       Batch b;
       for (size_t i = 0; i < tokens.size(); ++i)

@@ -114,15 +114,10 @@ Result<std::unique_ptr<ModelDrafter>> ModelDrafter::Create(std::unique_ptr<Model
                                                            int n_ctx, int n_batch, float p_min,
                                                            ThreadPool* pool, int64_t vocab) {
   const ModelConfig& c = draft->config();
-  if (vocab < 0 || vocab > c.n_vocab || vocab % 64 != 0)
-    return Errorf(
-        "--draft-vocab must be a multiple of 64 from 0 to the vocabulary size %lld "
-        "(got %lld)",
-        static_cast<long long>(c.n_vocab), static_cast<long long>(vocab));
   STRATA_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(c.n_layers, n_seq, n_ctx, c.kv_dim()));
   auto d = std::unique_ptr<ModelDrafter>(
       new ModelDrafter(std::move(draft), std::move(cache), n_batch, p_min, pool));
-  d->forward_.set_head_rows(vocab);
+  STRATA_RETURN_IF_ERROR(d->forward_.set_head_rows(vocab).With("--draft-vocab"));
   return d;
 }
 
