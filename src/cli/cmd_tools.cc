@@ -148,7 +148,7 @@ Runner AddInspectCommand(CLI::App* sub) {
   auto a = std::make_shared<InspectArgs>();
   sub->add_option("model", a->model, "GGUF file")->required();
   sub->add_flag("--json", a->json, "Print JSON");
-  sub->add_option("--max-elems", a->max_elems, "Array elements shown");
+  sub->add_option("--max-elems", a->max_elems, "Array elements shown")->capture_default_str();
   return [a] { return Inspect(*a); };
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <tuple>
 
 namespace strata::cluster {
 namespace {
@@ -140,14 +141,10 @@ TEST(ClusterConfig, SpeculativeDecodingKeys) {
       "  - {name: m, port: 2}\n");
   ASSERT_TRUE(r.ok()) << r.status().message();
   const auto& a = r->nodes[0];
-  EXPECT_EQ(a.model_draft, "d.gguf");
-  EXPECT_EQ(a.spec_type, "ngram-simple");
-  EXPECT_EQ(a.draft_max, 8);
-  EXPECT_EQ(a.draft_min, 2);
+  EXPECT_EQ(std::tie(a.model_draft, a.spec_type, a.draft_max, a.draft_min, a.spec_ngram_size_n,
+                     a.spec_max_seqs, a.draft_vocab),
+            std::make_tuple("d.gguf", "ngram-simple", 8, 2, 4, 3, 32768));
   EXPECT_DOUBLE_EQ(a.draft_p_min, 0.5);
-  EXPECT_EQ(a.spec_ngram_size_n, 4);
-  EXPECT_EQ(a.spec_max_seqs, 3);
-  EXPECT_EQ(a.draft_vocab, 32768);
   const auto& b = r->nodes[1];  // defaults: no speculation
   EXPECT_EQ(b.model_draft, "");
   EXPECT_EQ(b.spec_type, "none");

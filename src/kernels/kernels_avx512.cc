@@ -680,13 +680,6 @@ void Add(float* y, const float* x, int64_t n) {
 
 }  // namespace
 
-// kernels_attn_avx512.cc
-void Attention(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
-               int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
-               float* out, float* scratch);
-void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
-                    const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
-                    float scale, float* out, int64_t out_stride, float* scratch);
 }  // namespace avx512
 
 namespace internal {

@@ -67,6 +67,16 @@ struct TypeKernels {
   bool tile_single_token = false;
 };
 
+// The signatures of kernels::Attention and kernels::AttentionTiled (kernels.h): the table's
+// entries, and what the ISA files declare with them.
+using AttentionFn = void(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
+                         int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim,
+                         float scale, float* out, float* scratch);
+using AttentionTiledFn = void(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
+                              const uint16_t* k, const uint16_t* v, int64_t kv_stride,
+                              int head_dim, float scale, float* out, int64_t out_stride,
+                              float* scratch);
+
 struct IsaKernels {
   const char* name;
   const TypeKernels* types;  // array of n_types entries
@@ -75,13 +85,9 @@ struct IsaKernels {
   void (*softmax)(float* x, int64_t n);
   void (*silu_mul)(float* gate, const float* up, int64_t n);
   void (*add)(float* y, const float* x, int64_t n);
-  void (*attention)(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
-                    int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
-                    float* out, float* scratch);
+  AttentionFn* attention;
   // kernels::AttentionTiled for head_dim a multiple of 16 up to 128; null: none on this path.
-  void (*attention_tiled)(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
-                          const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
-                          float scale, float* out, int64_t out_stride, float* scratch) = nullptr;
+  AttentionTiledFn* attention_tiled = nullptr;
   // kernels::AttentionKvPartial for the types and shapes it covers (false, having done nothing:
   // the generic chunk runs); null: none on this path.
   bool (*attention_kv_partial)(const KvAttention& a, const float* q, float* partial,
@@ -307,6 +313,9 @@ void VecDotTile(int64_t n, const void* w, size_t ws, int nw, const void* x, size
 }  // namespace strata::kernels::internal
 
 namespace strata::kernels::avx512 {
+// kernels::Attention and kernels::AttentionTiled (kernels_attn_avx512.cc).
+internal::AttentionFn Attention;
+internal::AttentionTiledFn AttentionTiled;
 // kernels::AttentionKvPartial for F16 and Q8_0 keys and values, in any combination
 // (kernels_attn_avx512.cc): false, having done nothing, for the types and shapes it does not
 // cover (Q4_0; the caller then runs the generic chunk).

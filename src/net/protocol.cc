@@ -1,8 +1,10 @@
 #include "net/protocol.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "base/fp16.h"
 
@@ -34,6 +36,19 @@ class Out {
     return buf_.data() + at;
   }
   std::vector<uint8_t> Take() { return std::move(buf_); }
+  // One field of a fixed-layout message (the lists of MessageFields below).
+  void Field(uint32_t v) { U32(v); }
+  void Field(uint64_t v) { U64(v); }
+  void Field(const std::string& s) { Str(s); }
+  void Field(ErrorCode c) { U32(static_cast<uint32_t>(c)); }
+  template <size_t N>
+  void Field(const std::array<uint8_t, N>& b) {
+    Bytes(b.data(), N);
+  }
+  void Field(const std::vector<int32_t>& v) {  // a count, then the values
+    U32(static_cast<uint32_t>(v.size()));
+    for (int32_t x : v) I32(x);
+  }
 
  private:
   void Le(uint64_t v, int n) {
@@ -77,8 +92,35 @@ class In {
     const uint8_t* b = Bytes(n);
     return b ? std::string(reinterpret_cast<const char*>(b), n) : std::string();
   }
+  // The decoding counterparts of Out::Field.
+  void Field(uint32_t& v) { v = U32(); }
+  void Field(uint64_t& v) { v = U64(); }
+  void Field(std::string& s) { s = Str(); }
+  void Field(ErrorCode& c) {
+    const uint32_t v = U32();
+    if (ok_ && (v < 1 || v > static_cast<uint32_t>(ErrorCode::kStale)))
+      Fail(StrFormat("unknown code %u", v));
+    c = static_cast<ErrorCode>(v);
+  }
+  template <size_t N>
+  void Field(std::array<uint8_t, N>& b) {
+    if (const uint8_t* p = Bytes(N)) std::memcpy(b.data(), p, N);
+  }
+  void Field(std::vector<int32_t>& v) {
+    const uint32_t n = U32();
+    if (ok_ && uint64_t{n} * 4 > remaining())
+      Fail(StrFormat("%u values do not fit in %zu payload bytes", n, remaining()));
+    v.resize(ok_ ? n : 0);
+    for (int32_t& x : v) x = I32();
+  }
+  // Stops decoding with a message that says why (Finish reports it).
+  void Fail(std::string why) {
+    ok_ = false;
+    why_ = std::move(why);
+  }
   // Error unless everything was read exactly.
   Status Finish() const {
+    if (!why_.empty()) return Errorf("%s: %s", what_, why_.c_str());
     if (!ok_) return Errorf("malformed %s message: truncated or a field out of range", what_);
     if (at_ != n_) return Errorf("malformed %s message: %zu trailing bytes", what_, n_ - at_);
     return Status::Ok();
@@ -99,7 +141,51 @@ class In {
   size_t n_, at_ = 0;
   bool ok_ = true;
   const char* what_;
+  std::string why_;
 };
+
+// The fixed-layout messages, each as one list of its fields in wire order that serves both
+// directions: io is an Out (encoding, m const) or an In (decoding).
+constexpr auto kHelloFields = [](auto& io, auto& m) {
+  io.Field(m.version);
+  io.Field(m.nonce);
+};
+constexpr auto kAuthFields = [](auto& io, auto& m) {
+  io.Field(m.info.fingerprint);
+  io.Field(m.info.n_layers);
+  io.Field(m.info.first);
+  io.Field(m.info.last);
+  io.Field(m.info.hidden);
+  io.Field(m.info.n_vocab);
+  io.Field(m.info.model_name);
+  io.Field(m.proof);
+};
+constexpr auto kErrorFields = [](auto& io, auto& m) {
+  io.Field(m.id);
+  io.Field(m.code);
+  io.Field(m.message);
+};
+constexpr auto kClearSeqFields = [](auto& io, auto& m) {
+  io.Field(m.id);
+  io.Field(m.seqs);
+};
+constexpr auto kPingFields = [](auto& io, auto& m) { io.Field(m.nonce); };
+
+template <class M, class Fields>
+std::vector<uint8_t> EncodeFields(const M& m, Fields fields) {
+  Out o;
+  fields(o, m);
+  return o.Take();
+}
+
+template <class M, class Fields>
+Result<M> DecodeFields(const std::vector<uint8_t>& payload, const char* what, Fields fields) {
+  In in(payload, what);
+  M m;
+  fields(in, m);
+  STRATA_RETURN_IF_ERROR(in.Finish());
+  return m;
+}
 
 void PutI32s(Out& o, const std::vector<int32_t>& v) {
   for (int32_t x : v) o.I32(x);
@@ -339,49 +425,16 @@ Result<FrameHeader> DecodeFrameHeader(const uint8_t* h, size_t max_payload) {
   return FrameHeader{static_cast<FrameType>(type), length};
 }
 
-std::vector<uint8_t> EncodeHello(const HelloMsg& m) {
-  Out o;
-  o.U32(m.version);
-  o.Bytes(m.nonce.data(), m.nonce.size());
-  return o.Take();
-}
+std::vector<uint8_t> EncodeHello(const HelloMsg& m) { return EncodeFields(m, kHelloFields); }
 
 Result<HelloMsg> DecodeHello(const std::vector<uint8_t>& payload) {
-  In in(payload, "Hello");
-  HelloMsg m;
-  m.version = in.U32();
-  if (const uint8_t* n = in.Bytes(kNonceBytes)) std::memcpy(m.nonce.data(), n, kNonceBytes);
-  STRATA_RETURN_IF_ERROR(in.Finish());
-  return m;
+  return DecodeFields<HelloMsg>(payload, "Hello", kHelloFields);
 }
 
-std::vector<uint8_t> EncodeAuth(const AuthMsg& m) {
-  Out o;
-  o.Bytes(m.info.fingerprint.data(), kDigestBytes);
-  o.U32(m.info.n_layers);
-  o.U32(m.info.first);
-  o.U32(m.info.last);
-  o.U32(m.info.hidden);
-  o.U32(m.info.n_vocab);
-  o.Str(m.info.model_name);
-  o.Bytes(m.proof.data(), kDigestBytes);
-  return o.Take();
-}
+std::vector<uint8_t> EncodeAuth(const AuthMsg& m) { return EncodeFields(m, kAuthFields); }
 
 Result<AuthMsg> DecodeAuth(const std::vector<uint8_t>& payload) {
-  In in(payload, "Auth");
-  AuthMsg m;
-  if (const uint8_t* f = in.Bytes(kDigestBytes))
-    std::memcpy(m.info.fingerprint.data(), f, kDigestBytes);
-  m.info.n_layers = in.U32();
-  m.info.first = in.U32();
-  m.info.last = in.U32();
-  m.info.hidden = in.U32();
-  m.info.n_vocab = in.U32();
-  m.info.model_name = in.Str();
-  if (const uint8_t* p = in.Bytes(kDigestBytes)) std::memcpy(m.proof.data(), p, kDigestBytes);
-  STRATA_RETURN_IF_ERROR(in.Finish());
-  return m;
+  return DecodeFields<AuthMsg>(payload, "Auth", kAuthFields);
 }
 
 std::string ShortHex(const Digest& d) {
@@ -496,32 +549,40 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
   return m;
 }
 
+// The rules of a result's header (kind, encoding and shape), the same in both directions.
+Status CheckResultHeader(const ResultMsg& m) {
+  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength) return Status::Error("shape too large");
+  switch (m.kind) {
+    case ResultKind::kNone:
+      if (m.rows != 0 || m.cols != 0) return Status::Error("empty result with a shape");
+      break;
+    case ResultKind::kHidden: break;
+    case ResultKind::kLogits:
+      if (m.encoding != Activations::kF32) return Status::Error("logits must be F32");
+      break;
+    case ResultKind::kTokenIds:
+      if (m.cols != 1) return Status::Error("token ids come one per row");
+      break;
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<uint8_t>> EncodeResult(const ResultMsg& m) {
-  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength) return Status::Error("result too large");
+  if (Status st = CheckResultHeader(m); !st.ok()) return st.With("result");
+  const size_t nv = static_cast<size_t>(m.rows) * m.cols;
+  const bool rows = m.kind == ResultKind::kHidden || m.kind == ResultKind::kLogits;
+  if (rows && m.values.size() != nv)
+    return Errorf("result holds %zu values, expected %zu", m.values.size(), nv);
+  if (m.kind == ResultKind::kTokenIds && m.tokens.size() != m.rows)
+    return Errorf("result holds %zu token ids, expected %u", m.tokens.size(), m.rows);
   Out o;
   o.U64(m.id);
   o.U8(static_cast<uint8_t>(m.kind));
   o.U8(static_cast<uint8_t>(m.encoding));
   o.U32(m.rows);
   o.U32(m.cols);
-  const size_t nv = static_cast<size_t>(m.rows) * m.cols;
-  switch (m.kind) {
-    case ResultKind::kNone:
-      if (m.rows != 0 || m.cols != 0) return Status::Error("empty result with a shape");
-      break;
-    case ResultKind::kHidden:
-    case ResultKind::kLogits:
-      if (m.values.size() != nv)
-        return Errorf("result holds %zu values, expected %zu", m.values.size(), nv);
-      if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
-        return Status::Error("logits travel as F32");
-      PutActivations(o, m.values.data(), m.rows, m.cols, m.encoding);
-      break;
-    case ResultKind::kTokenIds:
-      if (m.cols != 1 || m.tokens.size() != m.rows) return Status::Error("token result shape");
-      PutI32s(o, m.tokens);
-      break;
-  }
+  if (rows) PutActivations(o, m.values.data(), m.rows, m.cols, m.encoding);
+  if (m.kind == ResultKind::kTokenIds) PutI32s(o, m.tokens);
   return o.Take();
 }
 
@@ -539,86 +600,40 @@ Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
   if (!ValidEncoding(enc)) return Errorf("Result: unknown encoding %u", enc);
   m.kind = static_cast<ResultKind>(kind);
   m.encoding = static_cast<Activations>(enc);
-  if (m.rows > kMaxBatchTokens || m.cols > kMaxRowLength)
-    return Status::Error("Result: shape too large");
-  switch (m.kind) {
-    case ResultKind::kNone:
-      if (m.rows != 0 || m.cols != 0) return Status::Error("Result: empty result with a shape");
-      break;
-    case ResultKind::kHidden:
-    case ResultKind::kLogits:
-      if (m.kind == ResultKind::kLogits && m.encoding != Activations::kF32)
-        return Status::Error("Result: logits must be F32");
-      if (ActivationBytes(m.rows, m.cols, m.encoding) != in.remaining())
-        return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(),
-                      m.rows, m.cols);
-      if (!GetActivations(in, m.rows, m.cols, m.encoding, &m.values)) return in.Finish();
-      break;
-    case ResultKind::kTokenIds:
-      if (m.cols != 1 || uint64_t{m.rows} * 4 != in.remaining())
-        return Errorf("Result: token ids payload of %zu bytes does not match %u rows",
-                      in.remaining(), m.rows);
-      m.tokens = GetI32s(in, m.rows);
-      break;
+  if (Status st = CheckResultHeader(m); !st.ok()) return st.With("Result");
+  if (m.kind == ResultKind::kHidden || m.kind == ResultKind::kLogits) {
+    if (ActivationBytes(m.rows, m.cols, m.encoding) != in.remaining())
+      return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(),
+                    m.rows, m.cols);
+    if (!GetActivations(in, m.rows, m.cols, m.encoding, &m.values)) return in.Finish();
+  } else if (m.kind == ResultKind::kTokenIds) {
+    if (uint64_t{m.rows} * 4 != in.remaining())
+      return Errorf("Result: token ids payload of %zu bytes does not match %u rows",
+                    in.remaining(), m.rows);
+    m.tokens = GetI32s(in, m.rows);
   }
   STRATA_RETURN_IF_ERROR(in.Finish());
   return m;
 }
 
-std::vector<uint8_t> EncodeError(const ErrorMsg& m) {
-  Out o;
-  o.U64(m.id);
-  o.U32(static_cast<uint32_t>(m.code));
-  o.Str(m.message);
-  return o.Take();
-}
+std::vector<uint8_t> EncodeError(const ErrorMsg& m) { return EncodeFields(m, kErrorFields); }
 
 Result<ErrorMsg> DecodeError(const std::vector<uint8_t>& payload) {
-  In in(payload, "Error");
-  ErrorMsg m;
-  m.id = in.U64();
-  const uint32_t code = in.U32();
-  m.message = in.Str();
-  STRATA_RETURN_IF_ERROR(in.Finish());
-  if (code < 1 || code > static_cast<uint32_t>(ErrorCode::kStale))
-    return Errorf("Error: unknown code %u", code);
-  m.code = static_cast<ErrorCode>(code);
-  return m;
+  return DecodeFields<ErrorMsg>(payload, "Error", kErrorFields);
 }
 
 std::vector<uint8_t> EncodeClearSeq(const ClearSeqMsg& m) {
-  Out o;
-  o.U64(m.id);
-  o.U32(static_cast<uint32_t>(m.seqs.size()));
-  PutI32s(o, m.seqs);
-  return o.Take();
+  return EncodeFields(m, kClearSeqFields);
 }
 
 Result<ClearSeqMsg> DecodeClearSeq(const std::vector<uint8_t>& payload) {
-  In in(payload, "ClearSeq");
-  ClearSeqMsg m;
-  m.id = in.U64();
-  const uint32_t n = in.U32();
-  if (!in.ok()) return in.Finish();
-  if (uint64_t{n} * 4 != in.remaining())
-    return Errorf("ClearSeq: %u sequences do not match %zu payload bytes", n, in.remaining());
-  m.seqs = GetI32s(in, n);
-  STRATA_RETURN_IF_ERROR(in.Finish());
-  return m;
+  return DecodeFields<ClearSeqMsg>(payload, "ClearSeq", kClearSeqFields);
 }
 
-std::vector<uint8_t> EncodePing(const PingMsg& m) {
-  Out o;
-  o.U64(m.nonce);
-  return o.Take();
-}
+std::vector<uint8_t> EncodePing(const PingMsg& m) { return EncodeFields(m, kPingFields); }
 
 Result<PingMsg> DecodePing(const std::vector<uint8_t>& payload) {
-  In in(payload, "Ping");
-  PingMsg m;
-  m.nonce = in.U64();
-  STRATA_RETURN_IF_ERROR(in.Finish());
-  return m;
+  return DecodeFields<PingMsg>(payload, "Ping", kPingFields);
 }
 
 size_t Q8RowBytes(uint32_t cols) { return (static_cast<size_t>(cols) + 31) / 32 * 34; }

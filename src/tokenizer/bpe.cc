@@ -11,10 +11,7 @@ namespace strata::tok {
 namespace {
 
 class BpeTokenizer final : public Tokenizer {
- public:
-  Status Load(const gguf::File& file);
-
- private:
+  Status LoadModel(const gguf::File& file) override;
   void EncodeText(std::string_view text, bool after_special,
                   std::vector<int32_t>* out) const override;
   void EncodeWord(const std::string& word, std::vector<int32_t>* out) const;
@@ -26,8 +23,7 @@ class BpeTokenizer final : public Tokenizer {
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> ranks_;
 };
 
-Status BpeTokenizer::Load(const gguf::File& file) {
-  STRATA_RETURN_IF_ERROR(LoadCommon(file));
+Status BpeTokenizer::LoadModel(const gguf::File& file) {
   STRATA_ASSIGN_OR_RETURN(PreType pre, PreTypeFromName(pre_));
   STRATA_ASSIGN_OR_RETURN(pretok_, PreTokenizer::Create(pre));
   ignore_merges_ = pre == PreType::kLlama3;

@@ -15,10 +15,7 @@ namespace {
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // "▁"
 
 class SpmTokenizer final : public Tokenizer {
- public:
-  Status Load(const gguf::File& file);
-
- private:
+  Status LoadModel(const gguf::File& file) override;
   void EncodeText(std::string_view text, bool after_special,
                   std::vector<int32_t>* out) const override;
   void EncodeEscaped(std::string_view text, std::vector<int32_t>* out) const;
@@ -41,8 +38,7 @@ int ParseByteToken(std::string_view text) {
   return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
 }
 
-Status SpmTokenizer::Load(const gguf::File& file) {
-  STRATA_RETURN_IF_ERROR(LoadCommon(file));
+Status SpmTokenizer::LoadModel(const gguf::File& file) {
   const size_t n = tokens_.size();
   scores_.assign(n, 0.0f);
   if (file.Has("tokenizer.ggml.scores")) {

@@ -76,6 +76,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const gguf::File& file) {
   return tok;
 }
 
+Status Tokenizer::Load(const gguf::File& file) {
+  STRATA_RETURN_IF_ERROR(LoadCommon(file));
+  return LoadModel(file);
+}
+
 Status Tokenizer::LoadCommon(const gguf::File& file) {
   STRATA_ASSIGN_OR_RETURN(std::string_view model, file.GetString(kKeyModel));
   model_ = std::string(model);

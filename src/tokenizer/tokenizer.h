@@ -36,6 +36,12 @@ struct TextSpan {
   size_t end = 0;
 };
 
+class Tokenizer;
+namespace tok {
+template <class T>
+Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const gguf::File& file);  // tokenizer_impl.h
+}  // namespace tok
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
@@ -91,7 +97,13 @@ class Tokenizer {
 
  protected:
   Tokenizer() = default;
-  Status LoadCommon(const gguf::File& file);  // tokens, types, special ids, eog set
+  template <class T>
+  friend Result<std::unique_ptr<Tokenizer>> tok::LoadTokenizer(const gguf::File& file);
+  // What every vocabulary has (LoadCommon: tokens, types, special ids, the eog set), then
+  // what the model's own algorithm needs (LoadModel: merge ranks, scores, pre-tokenizer).
+  Status Load(const gguf::File& file);
+  Status LoadCommon(const gguf::File& file);
+  virtual Status LoadModel(const gguf::File& file) = 0;
 
   // A piece of input: either a special token (token >= 0) or raw text (token == -1).
   struct Fragment {

@@ -7,12 +7,12 @@
 
 namespace strata::tok {
 
-// A new T (a subclass of Tokenizer with `Status Load(const gguf::File&)`), loaded from file.
+// A new T (a subclass of Tokenizer that overrides LoadModel), loaded from file.
 template <class T>
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const gguf::File& file) {
-  auto tok = std::make_unique<T>();
+  std::unique_ptr<Tokenizer> tok = std::make_unique<T>();
   STRATA_RETURN_IF_ERROR(tok->Load(file));
-  return std::unique_ptr<Tokenizer>(std::move(tok));
+  return tok;
 }
 
 // tokenizer.ggml.model == "gpt2": byte-level BPE over merge ranks (bpe.cc).
