@@ -171,6 +171,40 @@ TEST(Protocol, RejectsBadHeaders) {
   EXPECT_FALSE(DecodeFrameHeader(g.data(), 100).ok());  // flags
 }
 
+// The header rules hold in both directions, with messages that say which rule.
+TEST(Protocol, ResultAndErrorRulesNameTheField) {
+  auto message = [](const Status& st) { return st.message(); };
+  ResultMsg r;
+  r.kind = ResultKind::kLogits;
+  r.encoding = Activations::kQ8;
+  r.rows = 1;
+  r.cols = 32;
+  r.values.assign(32, 1.0f);
+  EXPECT_EQ(message(EncodeResult(r).status()), "result: logits must be F32");
+  r.kind = ResultKind::kHidden;
+  auto hidden = EncodeResult(r).value();
+  hidden[8] = static_cast<uint8_t>(ResultKind::kLogits);  // the kind byte, after the id
+  EXPECT_EQ(message(DecodeResult(hidden).status()), "Result: logits must be F32");
+  ResultMsg none;
+  none.rows = 1;
+  EXPECT_EQ(message(EncodeResult(none).status()), "result: empty result with a shape");
+  ResultMsg t;
+  t.kind = ResultKind::kTokenIds;
+  t.rows = 2;
+  t.cols = 1;
+  t.tokens = {1};
+  EXPECT_EQ(message(EncodeResult(t).status()), "result holds 1 token ids, expected 2");
+  t.cols = 2;
+  EXPECT_EQ(message(EncodeResult(t).status()), "result: token ids come one per row");
+
+  auto e = EncodeError({1, ErrorCode::kRequest, "abc"});
+  e[8] = 200;  // the code, after the id
+  EXPECT_EQ(message(DecodeError(e).status()), "Error: unknown code 200");
+  auto c = EncodeClearSeq({1, {1, 2}});
+  c[8] = 3;  // three sequences promised, two sent
+  EXPECT_EQ(message(DecodeClearSeq(c).status()), "ClearSeq: 3 values do not fit in 8 payload bytes");
+}
+
 // Every message type: every strict prefix and any extension is refused.
 TEST(Protocol, RejectsTruncatedAndTrailing) {
   std::mt19937 rng(3);
