@@ -8,13 +8,13 @@
 #                    HEAD~1)
 #     --all-format   check the format of every C++ file (src/ tests/ bench/), not only the
 #                    changed ones
-#     --no-tidy      skip clang-tidy (it needs a configured build/ with compile_commands.json)
+#     --no-tidy      skip clang-tidy (its compile database: see tidy_db below)
 #   scripts/lint.sh --ci               what CI runs (scripts/test.sh): clang-format --dry-run
 #                                      -Werror on every C++ file of src/ tests/ bench/, and
 #                                      every shell script through shellcheck (no build needed;
 #                                      STRATA_LINT_FORMAT=0 leaves out the clang-format part)
 #   scripts/lint.sh --tidy-all         clang-tidy (.clang-tidy, warnings as errors) on every
-#                                      src/ file that build/compile_commands.json compiles
+#                                      src/ file that the compile database compiles
 #                                      (needs a configured build/; slow: one process per file,
 #                                      STRATA_JOBS at a time, default 1, under nice)
 #   scripts/lint.sh --fix-format       rewrites those C++ files with clang-format -i
@@ -44,6 +44,20 @@ shell_scripts() {
   done
 }
 
+# The directory of a compile database that lists each src/ file on its own, for clang-tidy:
+# build/ when it does; otherwise (a unity build lists only its batches) a configure-only
+# tree build/tidy-db, made here in seconds (nothing is compiled).
+tidy_db() {
+  if [ -f build/compile_commands.json ] &&
+       ! grep -qF '/Unity/unity_' build/compile_commands.json; then
+    echo build
+    return
+  fi
+  cmake -S "$ROOT" -B "$ROOT/build/tidy-db" -G Ninja -DSTRATA_TESTS=ON -DSTRATA_UNITY=OFF \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null || return 1
+  echo build/tidy-db
+}
+
 case "${1:-}" in
   --ci)
     mapfile -t files < <(cxx_files)
@@ -60,19 +74,16 @@ case "${1:-}" in
     if [ "$status" = 0 ]; then echo "== lint --ci passed"; else echo "== lint --ci FAILED"; fi
     exit "$status" ;;
   --tidy-all)
-    if [ ! -f build/compile_commands.json ]; then
-      echo "lint: build/compile_commands.json missing (run scripts/build.sh first)" >&2
-      exit 1
-    fi
+    db=$(tidy_db) || { echo "lint: cannot configure a compile database" >&2; exit 1; }
     # The src/ files of the build (an ISA file of another architecture is not compiled here).
     mapfile -t files < <(git ls-files -- 'src/*.cc' | while read -r f; do
-                           grep -qF "\"file\": \"$ROOT/$f\"" build/compile_commands.json &&
+                           grep -qF "\"file\": \"$ROOT/$f\"" "$db/compile_commands.json" &&
                              echo "$f"; done)
     echo "== clang-tidy (${#files[@]} files of src/, ${STRATA_JOBS:-1} at a time)"
     t0=$SECONDS
     status=0
     printf '%s\0' "${files[@]}" |
-      xargs -0 -n 1 -P "${STRATA_JOBS:-1}" nice -n 10 clang-tidy -p build --quiet \
+      xargs -0 -n 1 -P "${STRATA_JOBS:-1}" nice -n 10 clang-tidy -p "$db" --quiet \
         --warnings-as-errors='*' 2>/dev/null || status=1
     echo "== clang-tidy took $((SECONDS - t0)) s"
     if [ "$status" = 0 ]; then echo "== clang-tidy passed"; else echo "== clang-tidy FAILED"; fi
@@ -132,11 +143,11 @@ if [ "$TIDY" = 1 ]; then
   done
   echo "== clang-tidy (${#tidy_files[@]} files changed since $BASE)"
   if [ "${#tidy_files[@]}" -gt 0 ]; then
-    if [ ! -f build/compile_commands.json ]; then
-      echo "lint: build/compile_commands.json missing (run scripts/build.sh first)" >&2
+    if ! db=$(tidy_db); then
+      echo "lint: cannot configure a compile database for clang-tidy" >&2
       status=1
     else
-      clang-tidy -p build --quiet --warnings-as-errors='*' "${tidy_files[@]}" || status=1
+      clang-tidy -p "$db" --quiet --warnings-as-errors='*' "${tidy_files[@]}" || status=1
     fi
   fi
 fi

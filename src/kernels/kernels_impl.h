@@ -70,12 +70,11 @@ struct TypeKernels {
 // The signatures of kernels::Attention and kernels::AttentionTiled (kernels.h): the table's
 // entries, and what the ISA files declare with them.
 using AttentionFn = void(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_kv,
-                         int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim,
-                         float scale, float* out, float* scratch);
+                         int64_t kv_stride, int n_heads, int n_kv_heads, int head_dim, float scale,
+                         float* out, float* scratch);
 using AttentionTiledFn = void(const float* q, int64_t q_stride, const int32_t* n_vis, int n_q,
-                              const uint16_t* k, const uint16_t* v, int64_t kv_stride,
-                              int head_dim, float scale, float* out, int64_t out_stride,
-                              float* scratch);
+                              const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
+                              float scale, float* out, int64_t out_stride, float* scratch);
 
 struct IsaKernels {
   const char* name;

@@ -202,7 +202,8 @@ TEST(Protocol, ResultAndErrorRulesNameTheField) {
   EXPECT_EQ(message(DecodeError(e).status()), "Error: unknown code 200");
   auto c = EncodeClearSeq({1, {1, 2}});
   c[8] = 3;  // three sequences promised, two sent
-  EXPECT_EQ(message(DecodeClearSeq(c).status()), "ClearSeq: 3 values do not fit in 8 payload bytes");
+  EXPECT_EQ(message(DecodeClearSeq(c).status()),
+            "ClearSeq: 3 values do not fit in 8 payload bytes");
 }
 
 // Every message type: every strict prefix and any extension is refused.

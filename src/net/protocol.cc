@@ -603,13 +603,13 @@ Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
   if (Status st = CheckResultHeader(m); !st.ok()) return st.With("Result");
   if (m.kind == ResultKind::kHidden || m.kind == ResultKind::kLogits) {
     if (ActivationBytes(m.rows, m.cols, m.encoding) != in.remaining())
-      return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(),
-                    m.rows, m.cols);
+      return Errorf("Result: payload of %zu bytes does not match [%u, %u]", in.remaining(), m.rows,
+                    m.cols);
     if (!GetActivations(in, m.rows, m.cols, m.encoding, &m.values)) return in.Finish();
   } else if (m.kind == ResultKind::kTokenIds) {
     if (uint64_t{m.rows} * 4 != in.remaining())
-      return Errorf("Result: token ids payload of %zu bytes does not match %u rows",
-                    in.remaining(), m.rows);
+      return Errorf("Result: token ids payload of %zu bytes does not match %u rows", in.remaining(),
+                    m.rows);
     m.tokens = GetI32s(in, m.rows);
   }
   STRATA_RETURN_IF_ERROR(in.Finish());
