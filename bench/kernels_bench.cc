@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "tensor/quant.h"
 
 namespace strata::kernels {
 namespace {
@@ -31,8 +32,7 @@ void BM_MatMul(benchmark::State& state) {
   const size_t w_row = RowBytesUnchecked(t, cols);
   std::vector<uint8_t> w(w_row * rows);
   const std::vector<float> wf = Random(cols, 1);
-  for (int64_t r = 0; r < rows; ++r)
-    ref::QuantizeActivationRow(t, wf.data(), w.data() + r * w_row, cols);
+  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data(), w.data() + r * w_row, cols);
   const std::vector<float> x = Random(cols * n_tok, 2);
   std::vector<float> y(rows * n_tok);
   std::vector<uint8_t> scratch;
@@ -50,6 +50,8 @@ void BM_MatMul(benchmark::State& state) {
 
 constexpr int kQ8 = static_cast<int>(DType::Q8_0);
 constexpr int kF16 = static_cast<int>(DType::F16);
+constexpr int kQ4K = static_cast<int>(DType::Q4_K);
+constexpr int kQ6K = static_cast<int>(DType::Q6_K);
 BENCHMARK(BM_MatMul)
     ->Args({256, 2048, 1, 1, kQ8})
     ->Args({2048, 256, 1, 1, kQ8})  // L2-resident: compute speed
@@ -59,6 +61,11 @@ BENCHMARK(BM_MatMul)
     ->Args({8960, 1536, 1, 2, kQ8})
     ->Args({1536, 8960, 32, 2, kQ8})
     ->Args({1536, 1536, 1, 1, kF16})
+    ->Args({18944, 3584, 1, 1, kQ4K})  // r1-qwen-7b ffn_up / ffn_gate, decode
+    ->Args({3584, 18944, 1, 1, kQ6K})  // its ffn_down where Q4_K_M keeps Q6_K
+    ->Args({3584, 18944, 1, 1, kQ4K})
+    ->Args({256, 3584, 1, 1, kQ6K})  // L2-resident: compute speed
+    ->Args({256, 3584, 1, 1, kQ4K})
     ->UseRealTime();
 
 void BM_Attention(benchmark::State& state) {
