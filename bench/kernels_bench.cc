@@ -2,7 +2,11 @@
 //   g++ -O2 -std=c++20 -Isrc bench/kernels_bench.cc <build>/src/kernels/libstrata_kernels.a \
 //     <build>/src/tensor/libstrata_tensor.a <build>/src/base/libstrata_base.a \
 //     -lbenchmark -lbenchmark_main -lpthread -o kernels_bench
-// MatMul reports bytes_per_second = weight bytes streamed per call.
+// MatMul reports bytes_per_second = weight bytes streamed per call. Its weights sit in ordinary
+// 4 KiB pages, where the hardware prefetchers stop at every page: the engine copies its
+// weights into huge pages (docs/memory.md), so a shape that comes from DRAM here reads slower
+// than it does in a decode step (measured for Q6_K: a software prefetch gained ~40% here at 2
+// threads and nothing in `strata bench`).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -63,6 +67,7 @@ BENCHMARK(BM_MatMul)
     ->Args({1536, 1536, 1, 1, kF16})
     ->Args({18944, 3584, 1, 1, kQ4K})  // r1-qwen-7b ffn_up / ffn_gate, decode
     ->Args({3584, 18944, 1, 1, kQ6K})  // its ffn_down where Q4_K_M keeps Q6_K
+    ->Args({3584, 18944, 1, 2, kQ6K})
     ->Args({3584, 18944, 1, 1, kQ4K})
     ->Args({256, 3584, 1, 1, kQ6K})  // L2-resident: compute speed
     ->Args({256, 3584, 1, 1, kQ4K})
