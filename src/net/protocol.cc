@@ -36,7 +36,7 @@ class Out {
     return buf_.data() + at;
   }
   std::vector<uint8_t> Take() { return std::move(buf_); }
-  // One field of a fixed-layout message (the lists of MessageFields below).
+  // One field of a fixed-layout message (the k...Fields lists below).
   void Field(uint32_t v) { U32(v); }
   void Field(uint64_t v) { U64(v); }
   void Field(const std::string& s) { Str(s); }
