@@ -101,7 +101,7 @@ int Perplexity(const PerplexityArgs& a) {
 Runner AddPerplexityCommand(CLI::App* sub) {
   auto a = std::make_shared<PerplexityArgs>();
   AddModelOption(sub, &a->model);
-  sub->add_option("--file,-f", a->file, "Text file to score")->required()->check(CLI::ExistingFile);
+  sub->add_option("--file,-f", a->file, "Text file to score")->required()->type_name("FILE");
   AddRangeOption(sub, "--ctx-size,--ctx,-c", a->ctx,
                  "Tokens per chunk (the file needs at least 2x)", 4, 1 << 20);
   AddRangeOption(sub, "--batch-size,-b", a->batch, "Tokens per forward step (at most --ctx-size)",

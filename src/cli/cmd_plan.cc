@@ -147,7 +147,7 @@ int Plan(const PlanArgs& a) {
 
 Runner AddPlanCommand(CLI::App* cmd) {
   auto args = std::make_shared<PlanArgs>();
-  cmd->add_option("--model,-m", args->model, "model GGUF")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--model,-m", args->model, "model GGUF")->required()->type_name("FILE");
   cmd->add_option("--nodes", args->nodes,
                   "nodes in pipeline order: NAME:mem=SIZE[,speed=X] (e.g. a:mem=8GiB,speed=1.5) "
                   "or NAME:local (this machine's free memory and measured speed)")

@@ -129,7 +129,7 @@ if "$STRATA" perplexity --model "$M" -f "$W/ppl.txt" -c 32 --chunks 3 -t 2 >"$W/
    [ "$(sed -nE 's/.*\[3\]([0-9.]+),$/\1/p' "$W/ppl")" = "$(sed -nE 's/^Final estimate: PPL = ([0-9.]+) .*/\1/p' "$W/ppl")" ]
 then ok; else bad "perplexity output: $(cat "$W/ppl" "$W/ppl.err")"; fi
 expect_fail "perplexity short text" "needs at least 2048 tokens" "$STRATA" perplexity --model "$M" -f "$W/ppl.txt" -c 1024
-expect_fail "perplexity missing file" "File does not exist" "$STRATA" perplexity --model "$M" -f "$W/nope.txt"
+expect_fail "perplexity missing file" "cannot open" "$STRATA" perplexity --model "$M" -f "$W/nope.txt"
 expect_fail "perplexity without a file" "file is required" "$STRATA" perplexity --model "$M"
 
 echo "cli (with bench): $pass passed, $fail failed"
