@@ -58,6 +58,11 @@ tidy_db() {
   echo build/tidy-db
 }
 
+# True when the compile database in directory $1 compiles file $2 (a path under the root).
+compiled_in() {
+  grep -qF "\"file\": \"$ROOT/$2\"" "$1/compile_commands.json"
+}
+
 case "${1:-}" in
   --ci)
     mapfile -t files < <(cxx_files)
@@ -77,8 +82,7 @@ case "${1:-}" in
     db=$(tidy_db) || { echo "lint: cannot configure a compile database" >&2; exit 1; }
     # The src/ files of the build (an ISA file of another architecture is not compiled here).
     mapfile -t files < <(git ls-files -- 'src/*.cc' | while read -r f; do
-                           grep -qF "\"file\": \"$ROOT/$f\"" "$db/compile_commands.json" &&
-                             echo "$f"; done)
+                           if compiled_in "$db" "$f"; then echo "$f"; fi; done)
     echo "== clang-tidy (${#files[@]} files of src/, ${STRATA_JOBS:-1} at a time)"
     t0=$SECONDS
     status=0
@@ -150,7 +154,7 @@ if [ "$TIDY" = 1 ]; then
       # Only what the build compiles (bench/ is built by hand; a guessed command fails).
       compiled=()
       for f in "${tidy_files[@]}"; do
-        if grep -qF "\"file\": \"$ROOT/$f\"" "$db/compile_commands.json"; then
+        if compiled_in "$db" "$f"; then
           compiled+=("$f")
         else
           echo "   (not in the build, skipped: $f)"

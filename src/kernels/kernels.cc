@@ -327,14 +327,15 @@ void AttentionTiled(const float* q, int64_t q_stride, const int32_t* n_vis, int 
   }
 }
 
+namespace {
+internal::AccumulateKvRowFn AccumulateKvRowOf(const internal::IsaKernels& isa) {
+  return isa.accumulate_kv_row != nullptr ? isa.accumulate_kv_row : internal::AccumulateKvRow;
+}
+}  // namespace
+
 void AttentionKv(const KvAttention& a, const float* q, float* out, float* scratch) {
   const internal::IsaKernels& isa = Active();
-  internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
-#if defined(__x86_64__)
-  if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
-    acc = internal::AccumulateKvRowAvx2;
-#endif
-  internal::AttentionKvWith(isa, acc, a, q, out, scratch);
+  internal::AttentionKvWith(isa, AccumulateKvRowOf(isa), a, q, out, scratch);
 }
 
 void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n) {
@@ -343,14 +344,9 @@ void QuantizeKvRow(DType t, const float* x, void* dst, int64_t n) {
 
 void AttentionKvPartial(const KvAttention& a, const float* q, float* partial, float* scratch) {
   const internal::IsaKernels& isa = Active();
-  internal::AccumulateKvRowFn acc = internal::AccumulateKvRow;
   if (isa.attention_kv_partial != nullptr && isa.attention_kv_partial(a, q, partial, scratch))
     return;
-#if defined(__x86_64__)
-  if (std::strcmp(isa.name, "avx2") == 0 || std::strcmp(isa.name, "avx512") == 0)
-    acc = internal::AccumulateKvRowAvx2;
-#endif
-  internal::AttentionKvPartialWith(isa, acc, a, q, partial, scratch);
+  internal::AttentionKvPartialWith(isa, AccumulateKvRowOf(isa), a, q, partial, scratch);
 }
 
 namespace internal {

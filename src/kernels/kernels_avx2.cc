@@ -559,9 +559,18 @@ namespace internal {
 
 const IsaKernels& Avx2Kernels() {
   static const IsaKernels k = {
-      "avx2",        avx2::kTypes,    static_cast<int>(std::size(avx2::kTypes)),
-      avx2::RmsNorm, avx2::Softmax,   avx2::SiluMul,
-      avx2::Add,     avx2::Attention,
+      "avx2",
+      avx2::kTypes,
+      static_cast<int>(std::size(avx2::kTypes)),
+      avx2::RmsNorm,
+      avx2::Softmax,
+      avx2::SiluMul,
+      avx2::Add,
+      avx2::Attention,
+      nullptr,  // attention_tiled
+      nullptr,  // attention_kv_partial
+      nullptr,  // merge_partials
+      AccumulateKvRowAvx2,
   };
   return k;
 }

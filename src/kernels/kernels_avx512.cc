@@ -697,6 +697,7 @@ const IsaKernels& Avx512Kernels() {
       avx512::AttentionTiled,
       avx512::AttentionKvPartialFast,
       avx512::MergeAttentionPartials,
+      AccumulateKvRowAvx2,
   };
   return k;
 }

@@ -76,6 +76,11 @@ using AttentionTiledFn = void(const float* q, int64_t q_stride, const int32_t* n
                               const uint16_t* k, const uint16_t* v, int64_t kv_stride, int head_dim,
                               float scale, float* out, int64_t out_stride, float* scratch);
 
+// Quantized KV cache (kv_quant.cc): acc[i] += w * row[i] over n elements of a row of type t
+// (F32, F16, Q8_0, Q4_0; n a multiple of 32 for the block types), one fma per element; the AVX2
+// twin (kernels_kvq_avx2.cc) is bit-identical.
+using AccumulateKvRowFn = void (*)(DType t, const void* row, float w, float* acc, int64_t n);
+
 struct IsaKernels {
   const char* name;
   const TypeKernels* types;  // array of n_types entries
@@ -94,6 +99,8 @@ struct IsaKernels {
   // kernels::MergeAttentionPartials, bit-identical to MergeAttentionPartialsRef; null: that one.
   void (*merge_partials)(const float* partials, int64_t n_chunks, int n_heads, int head_dim,
                          float* out) = nullptr;
+  // The quantized KV cache's row accumulation, bit-identical to AccumulateKvRow; null: that one.
+  AccumulateKvRowFn accumulate_kv_row = nullptr;
 };
 
 // Which accumulation order a matmul uses, as llama.cpp decides it: its GEMM (llamafile's
@@ -222,10 +229,6 @@ void PerEntryTile(int64_t n, const void* w, size_t ws, int nw, const void* x, si
         STRATA_LB_::lowbit_avx2::TileQ6_K                                                        \
   }
 
-// Quantized KV cache (kv_quant.cc): acc[i] += w * row[i] over n elements of a row of type t
-// (F32, F16, Q8_0, Q4_0; n a multiple of 32 for the block types), one fma per element; the AVX2
-// twin (kernels_kvq_avx2.cc) is bit-identical.
-using AccumulateKvRowFn = void (*)(DType t, const void* row, float w, float* acc, int64_t n);
 void AccumulateKvRow(DType t, const void* row, float w, float* acc, int64_t n);
 void AccumulateKvRowAvx2(DType t, const void* row, float w, float* acc, int64_t n);
 void QuantizeKvRowWith(const IsaKernels& isa, DType t, const float* x, void* dst, int64_t n);

@@ -19,6 +19,9 @@ class Out {
   void U32(uint32_t v) { Le(v, 4); }
   void U64(uint64_t v) { Le(v, 8); }
   void I32(int32_t v) { U32(static_cast<uint32_t>(v)); }
+  void I32s(const std::vector<int32_t>& v) {
+    for (int32_t x : v) I32(x);
+  }
   void F32(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
@@ -47,7 +50,7 @@ class Out {
   }
   void Field(const std::vector<int32_t>& v) {  // a count, then the values
     U32(static_cast<uint32_t>(v.size()));
-    for (int32_t x : v) I32(x);
+    I32s(v);
   }
 
  private:
@@ -68,6 +71,12 @@ class In {
   uint32_t U32() { return static_cast<uint32_t>(Le(4)); }
   uint64_t U64() { return Le(8); }
   int32_t I32() { return static_cast<int32_t>(U32()); }
+  // n int32 values; the caller checked n against the remaining bytes (no huge allocation).
+  std::vector<int32_t> I32s(size_t n) {
+    std::vector<int32_t> v(n);
+    for (int32_t& x : v) x = I32();
+    return v;
+  }
   float F32() {
     const uint32_t u = U32();
     float f;
@@ -110,8 +119,7 @@ class In {
     const uint32_t n = U32();
     if (ok_ && uint64_t{n} * 4 > remaining())
       Fail(StrFormat("%u values do not fit in %zu payload bytes", n, remaining()));
-    v.resize(ok_ ? n : 0);
-    for (int32_t& x : v) x = I32();
+    v = I32s(ok_ ? n : 0);
   }
   // Stops decoding with a message that says why (Finish reports it).
   void Fail(std::string why) {
@@ -185,17 +193,6 @@ Result<M> DecodeFields(const std::vector<uint8_t>& payload, const char* what, Fi
   fields(in, m);
   STRATA_RETURN_IF_ERROR(in.Finish());
   return m;
-}
-
-void PutI32s(Out& o, const std::vector<int32_t>& v) {
-  for (int32_t x : v) o.I32(x);
-}
-
-// Reads n int32 values; n was already checked against the remaining bytes by the caller.
-std::vector<int32_t> GetI32s(In& in, size_t n) {
-  std::vector<int32_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = in.I32();
-  return v;
 }
 
 void PutFloats(Out& o, const float* x, size_t n) {
@@ -311,11 +308,11 @@ Status PutSections(Out& o, const ForwardMsg& m) {
       if (s.accept.size() > kMaxBatchTokens)
         return Status::Error("Forward: too many accepted tokens");
       o.U32(static_cast<uint32_t>(s.accept.size()));
-      PutI32s(o, s.accept);
+      o.I32s(s.accept);
       if (!s.draft.empty()) {
         if (s.draft.size() > kMaxBatchTokens) return Status::Error("Forward: draft too long");
         o.U32(static_cast<uint32_t>(s.draft.size()));
-        PutI32s(o, s.draft);
+        o.I32s(s.draft);
       }
     }
   }
@@ -364,13 +361,13 @@ Status GetSections(In& in, ForwardMsg* m) {
       if (!in.ok()) return in.Finish();
       if (na > kMaxBatchTokens || uint64_t{na} * 4 > in.remaining())
         return Errorf("Forward: %u accepted tokens do not fit the payload", na);
-      s.accept = GetI32s(in, na);
+      s.accept = in.I32s(na);
       if (flags & kRowHasDraft) {
         const uint32_t nd = in.U32();
         if (!in.ok()) return in.Finish();
         if (nd == 0 || nd > kMaxBatchTokens || uint64_t{nd} * 4 > in.remaining())
           return Errorf("Forward: a draft of %u tokens does not fit the payload", nd);
-        s.draft = GetI32s(in, nd);
+        s.draft = in.I32s(nd);
       }
     }
   }
@@ -491,11 +488,11 @@ Result<std::vector<uint8_t>> EncodeForward(const ForwardMsg& m) {
   o.U8(static_cast<uint8_t>(m.encoding));
   o.U32(static_cast<uint32_t>(n));
   o.U32(m.hidden_dim);
-  PutI32s(o, b.pos);
-  PutI32s(o, b.seq);
+  o.I32s(b.pos);
+  o.I32s(b.seq);
   for (uint8_t f : b.output) o.U8(f ? 1 : 0);
   if (m.hidden_dim == 0) {
-    PutI32s(o, b.tokens);
+    o.I32s(b.tokens);
   } else {
     PutActivations(o, m.hidden.data(), static_cast<uint32_t>(n), m.hidden_dim, m.encoding);
   }
@@ -528,8 +525,8 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
   if (sections ? want > in.remaining() : want != in.remaining())
     return Errorf("Forward: payload of %zu bytes does not match %u tokens (expected %llu)",
                   in.remaining(), n, static_cast<unsigned long long>(want));
-  m.batch.pos = GetI32s(in, n);
-  m.batch.seq = GetI32s(in, n);
+  m.batch.pos = in.I32s(n);
+  m.batch.seq = in.I32s(n);
   m.batch.output.resize(n);
   for (uint32_t i = 0; i < n; ++i) {
     const uint8_t f = in.U8();
@@ -537,7 +534,7 @@ Result<ForwardMsg> DecodeForward(const std::vector<uint8_t>& payload) {
     m.batch.output[i] = f;
   }
   if (m.hidden_dim == 0) {
-    m.batch.tokens = GetI32s(in, n);
+    m.batch.tokens = in.I32s(n);
   } else {
     m.batch.tokens.assign(n, 0);
     if (!GetActivations(in, n, m.hidden_dim, m.encoding, &m.hidden)) return in.Finish();
@@ -582,7 +579,7 @@ Result<std::vector<uint8_t>> EncodeResult(const ResultMsg& m) {
   o.U32(m.rows);
   o.U32(m.cols);
   if (rows) PutActivations(o, m.values.data(), m.rows, m.cols, m.encoding);
-  if (m.kind == ResultKind::kTokenIds) PutI32s(o, m.tokens);
+  if (m.kind == ResultKind::kTokenIds) o.I32s(m.tokens);
   return o.Take();
 }
 
@@ -610,7 +607,7 @@ Result<ResultMsg> DecodeResult(const std::vector<uint8_t>& payload) {
     if (uint64_t{m.rows} * 4 != in.remaining())
       return Errorf("Result: token ids payload of %zu bytes does not match %u rows", in.remaining(),
                     m.rows);
-    m.tokens = GetI32s(in, m.rows);
+    m.tokens = in.I32s(m.rows);
   }
   STRATA_RETURN_IF_ERROR(in.Finish());
   return m;
