@@ -2,15 +2,17 @@
 //   g++ -O2 -std=c++20 -Isrc bench/kernels_bench.cc <build>/src/kernels/libstrata_kernels.a \
 //     <build>/src/tensor/libstrata_tensor.a <build>/src/base/libstrata_base.a \
 //     -lbenchmark -lbenchmark_main -lpthread -o kernels_bench
-// MatMul reports bytes_per_second = weight bytes streamed per call. Its weights sit in ordinary
-// 4 KiB pages, where the hardware prefetchers stop at every page: the engine copies its
-// weights into huge pages (docs/memory.md), so a shape that comes from DRAM here reads slower
-// than it does in a decode step (measured for Q6_K: a software prefetch gained ~40% here at 2
-// threads and nothing in `strata bench`).
+// MatMul reports bytes_per_second = weight bytes streamed per call. Its weights sit in
+// transparent huge pages, as the engine's do (docs/memory.md): in 4 KiB pages the hardware
+// prefetchers stop at every page, and a shape that comes from DRAM read slower than in a decode
+// step (for Q6_K a software prefetch gained ~40% on 4 KiB pages and nothing in `strata bench`).
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -28,25 +30,52 @@ std::vector<float> Random(int64_t n, uint32_t seed) {
   return v;
 }
 
-// args: rows, cols, n_tok, threads, weight type id
+// A buffer in transparent huge pages (2 MiB aligned, MADV_HUGEPAGE), zero-filled.
+struct HugeBuffer {
+  static constexpr size_t kHuge = size_t{2} << 20;
+  explicit HugeBuffer(size_t n) : size((n + kHuge - 1) / kHuge * kHuge) {
+    void* p =
+        ::mmap(nullptr, size + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) std::abort();
+    raw = p;
+    data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge);
+    ::madvise(data, size, MADV_HUGEPAGE);
+  }
+  ~HugeBuffer() { ::munmap(raw, size + kHuge); }
+  HugeBuffer(const HugeBuffer&) = delete;
+  HugeBuffer& operator=(const HugeBuffer&) = delete;
+  size_t size;
+  void* raw;
+  uint8_t* data;
+};
+
+// args: rows, cols, n_tok, threads, weight type id, cold (1: weights from DRAM)
 void BM_MatMul(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1), n_tok = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const DType t = static_cast<DType>(state.range(4));
   const size_t w_row = RowBytesUnchecked(t, cols);
-  std::vector<uint8_t> w(w_row * rows);
+  // cold: as many copies of the matrix as fill 512 MiB, used in turn, so that each call reads
+  // its weights from DRAM as a decode step does (the last-level cache holds tens of MiB);
+  // otherwise one copy, read from the caches once it fits (compute speed).
+  const size_t w_bytes = w_row * rows;
+  const size_t copies =
+      state.range(5) != 0 ? std::max<size_t>(1, (size_t{512} << 20) / w_bytes) : 1;
+  HugeBuffer w(w_bytes * copies);
   const std::vector<float> wf = Random(cols, 1);
-  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data(), w.data() + r * w_row, cols);
+  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data(), w.data + r * w_row, cols);
+  for (size_t c = 1; c < copies; ++c) std::copy_n(w.data, w_bytes, w.data + c * w_bytes);
+  size_t turn = 0;
   const std::vector<float> x = Random(cols * n_tok, 2);
   std::vector<float> y(rows * n_tok);
   std::vector<uint8_t> scratch;
   ThreadPool pool(threads);
   for (auto _ : state) {
-    MatMul(w.data(), t, rows, cols, x.data(), n_tok, y.data(), &pool, &scratch);
+    MatMul(w.data + (turn++ % copies) * w_bytes, t, rows, cols, x.data(), n_tok, y.data(), &pool,
+           &scratch);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
-                          static_cast<int64_t>(w.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(w_bytes));
   state.counters["GFLOPS"] = benchmark::Counter(2.0 * rows * cols * n_tok * state.iterations(),
                                                 benchmark::Counter::kIsRate);
   state.SetLabel(std::string(DTypeName(t)) + " " + ActivePath());
@@ -57,20 +86,23 @@ constexpr int kF16 = static_cast<int>(DType::F16);
 constexpr int kQ4K = static_cast<int>(DType::Q4_K);
 constexpr int kQ6K = static_cast<int>(DType::Q6_K);
 BENCHMARK(BM_MatMul)
-    ->Args({256, 2048, 1, 1, kQ8})
-    ->Args({2048, 256, 1, 1, kQ8})  // L2-resident: compute speed
-    ->Args({1536, 8960, 1, 1, kQ8})
-    ->Args({1536, 8960, 1, 2, kQ8})
-    ->Args({8960, 1536, 1, 1, kQ8})
-    ->Args({8960, 1536, 1, 2, kQ8})
-    ->Args({1536, 8960, 32, 2, kQ8})
-    ->Args({1536, 1536, 1, 1, kF16})
-    ->Args({18944, 3584, 1, 1, kQ4K})  // r1-qwen-7b ffn_up / ffn_gate, decode
-    ->Args({3584, 18944, 1, 1, kQ6K})  // its ffn_down where Q4_K_M keeps Q6_K
-    ->Args({3584, 18944, 1, 2, kQ6K})
-    ->Args({3584, 18944, 1, 1, kQ4K})
-    ->Args({256, 3584, 1, 1, kQ6K})  // L2-resident: compute speed
-    ->Args({256, 3584, 1, 1, kQ4K})
+    ->Args({256, 2048, 1, 1, kQ8, 0})
+    ->Args({2048, 256, 1, 1, kQ8, 0})  // L2-resident: compute speed
+    ->Args({1536, 8960, 1, 1, kQ8, 1})
+    ->Args({1536, 8960, 1, 2, kQ8, 1})
+    ->Args({8960, 1536, 1, 1, kQ8, 1})
+    ->Args({8960, 1536, 1, 2, kQ8, 1})
+    ->Args({1536, 8960, 32, 2, kQ8, 1})
+    ->Args({1536, 1536, 1, 1, kF16, 1})
+    ->Args({8960, 1536, 1, 2, kQ4K, 1})   // r1-qwen-1.5b ffn_up / ffn_gate, decode
+    ->Args({1536, 8960, 1, 2, kQ6K, 1})   // its ffn_down where Q4_K_M keeps Q6_K
+    ->Args({18944, 3584, 1, 1, kQ4K, 1})  // r1-qwen-7b ffn_up / ffn_gate, decode
+    ->Args({18944, 3584, 1, 2, kQ4K, 1})
+    ->Args({3584, 18944, 1, 1, kQ6K, 1})  // its ffn_down where Q4_K_M keeps Q6_K
+    ->Args({3584, 18944, 1, 2, kQ6K, 1})
+    ->Args({3584, 18944, 1, 1, kQ4K, 1})
+    ->Args({256, 3584, 1, 1, kQ6K, 0})  // L2-resident: compute speed
+    ->Args({256, 3584, 1, 1, kQ4K, 0})
     ->UseRealTime();
 
 void BM_Attention(benchmark::State& state) {
