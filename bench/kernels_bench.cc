@@ -7,15 +7,14 @@
 // prefetchers stop at every page, and a shape that comes from DRAM read slower than in a decode
 // step (for Q6_K a software prefetch gained ~40% on 4 KiB pages and nothing in `strata bench`).
 #include <benchmark/benchmark.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
+#include "base/mmap.h"
 #include "kernels/kernels.h"
 #include "tensor/quant.h"
 
@@ -30,25 +29,6 @@ std::vector<float> Random(int64_t n, uint32_t seed) {
   return v;
 }
 
-// A buffer in transparent huge pages (2 MiB aligned, MADV_HUGEPAGE), zero-filled.
-struct HugeBuffer {
-  static constexpr size_t kHuge = size_t{2} << 20;
-  explicit HugeBuffer(size_t n) : size((n + kHuge - 1) / kHuge * kHuge) {
-    void* p =
-        ::mmap(nullptr, size + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) std::abort();
-    raw = p;
-    data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge);
-    ::madvise(data, size, MADV_HUGEPAGE);
-  }
-  ~HugeBuffer() { ::munmap(raw, size + kHuge); }
-  HugeBuffer(const HugeBuffer&) = delete;
-  HugeBuffer& operator=(const HugeBuffer&) = delete;
-  size_t size;
-  void* raw;
-  uint8_t* data;
-};
-
 // args: rows, cols, n_tok, threads, weight type id, cold (1: weights from DRAM)
 void BM_MatMul(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1), n_tok = state.range(2);
@@ -61,17 +41,22 @@ void BM_MatMul(benchmark::State& state) {
   const size_t w_bytes = w_row * rows;
   const size_t copies =
       state.range(5) != 0 ? std::max<size_t>(1, (size_t{512} << 20) / w_bytes) : 1;
-  HugeBuffer w(w_bytes * copies);
+  Result<std::shared_ptr<uint8_t>> region = AllocateHugePages(w_bytes * copies);
+  if (!region.ok()) {
+    state.SkipWithError(region.status().message().c_str());
+    return;
+  }
+  uint8_t* const w = region->get();
   const std::vector<float> wf = Random(cols, 1);
-  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data(), w.data + r * w_row, cols);
-  for (size_t c = 1; c < copies; ++c) std::copy_n(w.data, w_bytes, w.data + c * w_bytes);
+  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data(), w + r * w_row, cols);
+  for (size_t c = 1; c < copies; ++c) std::copy_n(w, w_bytes, w + c * w_bytes);
   size_t turn = 0;
   const std::vector<float> x = Random(cols * n_tok, 2);
   std::vector<float> y(rows * n_tok);
   std::vector<uint8_t> scratch;
   ThreadPool pool(threads);
   for (auto _ : state) {
-    MatMul(w.data + (turn++ % copies) * w_bytes, t, rows, cols, x.data(), n_tok, y.data(), &pool,
+    MatMul(w + (turn++ % copies) * w_bytes, t, rows, cols, x.data(), n_tok, y.data(), &pool,
            &scratch);
     benchmark::DoNotOptimize(y.data());
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/fp16.h"
+#include "base/mmap.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
@@ -110,6 +111,25 @@ TEST(Status, ResultCarriesValueOrError) {
   Result<int> bad = Status::Error("boom");
   EXPECT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().With("ctx").message(), "ctx: boom");
+}
+
+TEST(HugePages, RegionStartsOnAHugePageAndIsZeroedAndWritable) {
+  const uint64_t n = 3 * kHugePageBytes + 123;  // not a multiple of the huge page
+  Result<std::shared_ptr<uint8_t>> r = AllocateHugePages(n);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  uint8_t* p = r->get();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHugePageBytes, 0u);
+  for (uint64_t i = 0; i < n; i += 4096) EXPECT_EQ(p[i], 0) << i;
+  EXPECT_EQ(p[n - 1], 0);
+  p[0] = 1;  // the first and the last byte asked for are writable
+  p[n - 1] = 2;
+  EXPECT_EQ(p[0] + p[n - 1], 3);
+}
+
+TEST(HugePages, ImpossibleSizeIsAnError) {
+  Result<std::shared_ptr<uint8_t>> r = AllocateHugePages(uint64_t{1} << 62);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("cannot allocate"), std::string::npos);
 }
 
 TEST(ThreadPool, ParallelForCoversRangeOnce) {

@@ -54,6 +54,20 @@ static size_t ReadStatusKb(const char* key) {
   return 0;
 }
 
+Result<std::shared_ptr<uint8_t>> AllocateHugePages(uint64_t n) {
+  // Over-allocated by one huge page so that the region can start on a huge-page boundary.
+  const uint64_t span = (n + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes + kHugePageBytes;
+  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED)
+    return Errorf("cannot allocate %.1f MiB: %s", static_cast<double>(span) / 1048576.0,
+                  std::strerror(errno));
+  const uint64_t raw_at = reinterpret_cast<uint64_t>(raw);
+  uint8_t* start = static_cast<uint8_t*>(raw) +
+                   ((raw_at + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes - raw_at);
+  ::madvise(start, span - kHugePageBytes, MADV_HUGEPAGE);
+  return std::shared_ptr<uint8_t>(start, [raw, span](uint8_t*) { ::munmap(raw, span); });
+}
+
 size_t CurrentRssBytes() { return ReadStatusKb("VmRSS:"); }
 size_t PeakRssBytes() { return ReadStatusKb("VmHWM:"); }
 

@@ -34,6 +34,15 @@ class MappedFile {
 // data may still be in use).
 void ReleaseMappedPages(const uint8_t* p, uint64_t n);
 
+// Transparent huge pages (2 MiB on x86-64 and most arm64 kernels).
+constexpr uint64_t kHugePageBytes = uint64_t{2} << 20;
+
+// Zero-filled, private read-write memory of at least n bytes (n > 0) that starts on a
+// kHugePageBytes boundary, with MADV_HUGEPAGE asked for the whole of it (advice: without
+// transparent huge pages the pages are plain). The pointer is that start; the mapping is
+// released with the last copy.
+Result<std::shared_ptr<uint8_t>> AllocateHugePages(uint64_t n);
+
 // Resident set size of this process right now, and its peak, in bytes (from /proc/self/status).
 size_t CurrentRssBytes();
 size_t PeakRssBytes();

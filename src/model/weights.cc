@@ -1,11 +1,9 @@
 #include "model/weights.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -160,7 +158,6 @@ void Model::PageIn(bool progress) const {
 }
 
 namespace {
-constexpr uint64_t kHugePage = uint64_t{2} << 20;
 constexpr uint64_t kCopyAlign = 64;
 
 struct CopyPiece {
@@ -213,24 +210,15 @@ Result<uint64_t> Model::CopyToHugePages(bool progress) {
   uint64_t total = 0;
   for (const auto& r : ranges) total += (r.second + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
   if (total == 0) return uint64_t{0};
-  // Over-allocate by one huge page so that the region can start on a huge-page boundary.
-  const uint64_t span = (total + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
-  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED)
-    return Errorf("cannot allocate %.1f MiB for the weights: %s",
-                  static_cast<double>(span) / 1048576.0, std::strerror(errno));
-  std::shared_ptr<uint8_t> region(static_cast<uint8_t*>(raw),
-                                  [span](uint8_t* p) { ::munmap(p, span); });
-  const uint64_t raw_at = reinterpret_cast<uint64_t>(raw);
-  uint8_t* base =  // the first huge-page boundary in the region
-      static_cast<uint8_t*>(raw) + ((raw_at + kHugePage - 1) / kHugePage * kHugePage - raw_at);
-  ::madvise(base, span - kHugePage, MADV_HUGEPAGE);  // advice: without THP, plain pages
+  Result<std::shared_ptr<uint8_t>> region = AllocateHugePages(total);
+  if (!region.ok()) return region.status().With("copying the weights into huge pages");
+  uint8_t* base = region->get();
   std::vector<CopyPiece> pieces;
   std::vector<std::pair<const uint8_t*, const uint8_t*>> moved;  // old -> new, by old
   uint64_t off = 0;
   for (const auto& [src, n] : ranges) {
-    for (uint64_t o = 0; o < n; o += kHugePage)
-      pieces.push_back({base + off + o, src + o, std::min(kHugePage, n - o)});
+    for (uint64_t o = 0; o < n; o += kHugePageBytes)
+      pieces.push_back({base + off + o, src + o, std::min(kHugePageBytes, n - o)});
     moved.emplace_back(src, base + off);
     off += (n + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
   }
@@ -253,7 +241,7 @@ Result<uint64_t> Model::CopyToHugePages(bool progress) {
   };
   bound_ranges_.erase(std::remove_if(bound_ranges_.begin(), bound_ranges_.end(), copied),
                       bound_ranges_.end());
-  copy_ = std::move(region);
+  copy_ = std::move(region).value();
   copied_bytes_ = total;
   return total;
 }
